@@ -1,0 +1,151 @@
+// The global config: ConfigMap juicefs-csi-driver-config, key config.yaml,
+// written by the admin and hot-reloaded. One schema, parsed here, used by the
+// webhook, the offline inject command and the node service.
+import type { V1EnvVar, V1LabelSelector } from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
+import { parseQuantity } from '../contract/quantity.js';
+
+export interface ResourceList {
+  cpu?: string;
+  memory?: string;
+}
+
+export interface ResourcesPatch {
+  requests?: ResourceList;
+  limits?: ResourceList;
+}
+
+/** Which PVCs a mountPodPatch entry applies to; every given field must match. */
+export interface PvcSelector extends V1LabelSelector {
+  matchName?: string;
+  matchStorageClassName?: string;
+}
+
+export interface MountPodPatch {
+  pvcSelector?: PvcSelector;
+  ceMountImage?: string;
+  eeMountImage?: string;
+  resources?: ResourcesPatch;
+  env?: V1EnvVar[];
+  mountOptions?: string[];
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+/** Bounds within which namespace users may tune resources through annotations. */
+export interface AnnotationBounds {
+  maxCpu: string;
+  maxMemory: string;
+}
+
+export interface GlobalConfig {
+  enableNativeSidecar: boolean;
+  mountPodPatch: MountPodPatch[];
+  annotationBounds: AnnotationBounds;
+}
+
+export const DEFAULT_GLOBAL_CONFIG: GlobalConfig = {
+  enableNativeSidecar: true,
+  mountPodPatch: [],
+  // By default a user may tune up to the default limits, never beyond: raising
+  // them is the admin's decision.
+  annotationBounds: { maxCpu: '2', maxMemory: '5Gi' },
+};
+
+export class ConfigError extends Error {}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function stringMap(v: unknown, where: string): Record<string, string> | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!isRecord(v)) throw new ConfigError(`${where}: expected a map of strings`);
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(v)) {
+    if (typeof val !== 'string') throw new ConfigError(`${where}.${k}: expected a string`);
+    out[k] = val;
+  }
+  return out;
+}
+
+function resourceList(v: unknown, where: string): ResourceList | undefined {
+  const m = stringMap(v, where);
+  if (!m) return undefined;
+  const out: ResourceList = {};
+  for (const [k, val] of Object.entries(m)) {
+    if (k !== 'cpu' && k !== 'memory') throw new ConfigError(`${where}.${k}: only cpu and memory are supported`);
+    if (parseQuantity(val) === undefined) throw new ConfigError(`${where}.${k}: "${val}" is not a quantity`);
+    out[k] = val;
+  }
+  return out;
+}
+
+function parsePatch(raw: unknown, i: number): MountPodPatch {
+  const where = `mountPodPatch[${i}]`;
+  if (!isRecord(raw)) throw new ConfigError(`${where}: expected a map`);
+  const patch: MountPodPatch = {};
+  if (raw.pvcSelector !== undefined) {
+    if (!isRecord(raw.pvcSelector)) throw new ConfigError(`${where}.pvcSelector: expected a map`);
+    patch.pvcSelector = raw.pvcSelector as PvcSelector;
+  }
+  for (const key of ['ceMountImage', 'eeMountImage'] as const) {
+    if (raw[key] !== undefined) {
+      if (typeof raw[key] !== 'string') throw new ConfigError(`${where}.${key}: expected a string`);
+      patch[key] = raw[key] as string;
+    }
+  }
+  if (raw.resources !== undefined) {
+    if (!isRecord(raw.resources)) throw new ConfigError(`${where}.resources: expected a map`);
+    patch.resources = {
+      requests: resourceList(raw.resources.requests, `${where}.resources.requests`),
+      limits: resourceList(raw.resources.limits, `${where}.resources.limits`),
+    };
+  }
+  if (raw.env !== undefined) {
+    if (!Array.isArray(raw.env) || !raw.env.every((e) => isRecord(e) && typeof e.name === 'string')) {
+      throw new ConfigError(`${where}.env: expected a list of env vars with names`);
+    }
+    patch.env = raw.env as V1EnvVar[];
+  }
+  if (raw.mountOptions !== undefined) {
+    if (!Array.isArray(raw.mountOptions) || !raw.mountOptions.every((o) => typeof o === 'string')) {
+      throw new ConfigError(`${where}.mountOptions: expected a list of strings`);
+    }
+    patch.mountOptions = raw.mountOptions as string[];
+  }
+  patch.labels = stringMap(raw.labels, `${where}.labels`);
+  patch.annotations = stringMap(raw.annotations, `${where}.annotations`);
+  return patch;
+}
+
+/** Parse config.yaml. Empty text gives the defaults; anything malformed throws ConfigError. */
+export function parseGlobalConfig(text: string | undefined): GlobalConfig {
+  if (!text || !text.trim()) return structuredClone(DEFAULT_GLOBAL_CONFIG);
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config.yaml is not valid YAML: ${(err as Error).message}`);
+  }
+  if (raw === null || raw === undefined) return structuredClone(DEFAULT_GLOBAL_CONFIG);
+  if (!isRecord(raw)) throw new ConfigError('config.yaml: expected a map at the top level');
+  const config = structuredClone(DEFAULT_GLOBAL_CONFIG);
+  if (raw.enableNativeSidecar !== undefined) {
+    if (typeof raw.enableNativeSidecar !== 'boolean') throw new ConfigError('enableNativeSidecar: expected true or false');
+    config.enableNativeSidecar = raw.enableNativeSidecar;
+  }
+  if (raw.mountPodPatch !== undefined && raw.mountPodPatch !== null) {
+    if (!Array.isArray(raw.mountPodPatch)) throw new ConfigError('mountPodPatch: expected a list');
+    config.mountPodPatch = raw.mountPodPatch.map(parsePatch);
+  }
+  if (raw.annotationBounds !== undefined) {
+    const b = stringMap(raw.annotationBounds, 'annotationBounds') ?? {};
+    for (const [k, v] of Object.entries(b)) {
+      if (k !== 'maxCpu' && k !== 'maxMemory') throw new ConfigError(`annotationBounds.${k}: unknown key`);
+      if (parseQuantity(v) === undefined) throw new ConfigError(`annotationBounds.${k}: "${v}" is not a quantity`);
+      config.annotationBounds[k] = v;
+    }
+  }
+  return config;
+}

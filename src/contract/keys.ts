@@ -1,0 +1,97 @@
+// The compatibility contract with JuiceFS CSI Driver (DESIGN.md, "Compatibility
+// contract"). Every label, annotation, attribute key, name and default that a
+// user's existing objects may carry is defined here and imported elsewhere.
+
+export const CSI_DRIVER_NAME = 'csi.juicefs.com';
+
+/** Namespace labels that opt a namespace in. */
+export const LABEL_ENABLE_INJECTION = 'juicefs.com/enable-injection';
+export const LABEL_ENABLE_SERVERLESS_INJECTION = 'juicefs.com/enable-serverless-injection';
+
+/** Pod labels. */
+export const LABEL_DISABLE_INJECTION = 'disable.sidecar.juicefs.com/inject';
+export const LABEL_INJECTION_DONE = 'done.sidecar.juicefs.com/inject';
+
+/** Names the injector gives to what it adds. */
+export const SIDECAR_NAME = 'jfs-mount';
+export const FORMAT_INIT_NAME = 'jfs-format';
+export const CACHE_VOLUME_PREFIX = 'jfs-cache';
+/** Env var (downward API) that makes per-pod host paths unique before the pod has a name or UID. */
+export const POD_UID_ENV = 'JUICEFS_POD_UID';
+export const MOUNT_POINT_ENV = 'JFS_MOUNT_POINT';
+
+/** Secret keys (PV nodePublishSecretRef or provisioner secrets). */
+export const SECRET_KEYS = {
+  name: 'name',
+  metaurl: 'metaurl',
+  storage: 'storage',
+  bucket: 'bucket',
+  accessKey: 'access-key',
+  secretKey: 'secret-key',
+  envs: 'envs',
+  formatOptions: 'format-options',
+  token: 'token',
+} as const;
+
+/** Per-volume settings in PV volumeAttributes and StorageClass parameters. */
+export const ATTR = {
+  mountImage: 'juicefs/mount-image',
+  cpuRequest: 'juicefs/mount-cpu-request',
+  cpuLimit: 'juicefs/mount-cpu-limit',
+  memoryRequest: 'juicefs/mount-memory-request',
+  memoryLimit: 'juicefs/mount-memory-limit',
+  deleteDelay: 'juicefs/mount-delete-delay',
+  cleanCache: 'juicefs/clean-cache',
+  mountLabels: 'juicefs/mount-labels',
+  mountAnnotations: 'juicefs/mount-annotations',
+  mountOptions: 'mountOptions',
+  subPath: 'subPath',
+  pathPattern: 'pathPattern',
+} as const;
+
+/** The resource keys, the only ones a namespace user may set (PVC/pod annotations). */
+export const RESOURCE_ATTRS = [ATTR.cpuRequest, ATTR.cpuLimit, ATTR.memoryRequest, ATTR.memoryLimit] as const;
+export type ResourceAttr = (typeof RESOURCE_ATTRS)[number];
+
+/** Prefix of keys that belong to JuiceFS; user annotations with it are checked against the allow-list. */
+export const JUICEFS_KEY_PREFIX = 'juicefs';
+
+/** Default sidecar / Mount Pod resources. */
+export const DEFAULT_RESOURCES = {
+  requests: { cpu: '1', memory: '1Gi' },
+  limits: { cpu: '2', memory: '5Gi' },
+} as const;
+
+export const DEFAULT_CE_MOUNT_IMAGE = 'juicedata/mount:ce-v1.3.1';
+export const DEFAULT_EE_MOUNT_IMAGE = 'juicedata/mount:ee-5.2.9';
+
+/** Host paths. */
+export const MOUNT_ROOT = '/var/lib/juicefs/volume';
+export const DEFAULT_CACHE_DIR = '/var/jfsCache';
+
+export const METRICS_PORT = 9567;
+
+/** Global config ConfigMap. */
+export const CONFIG_MAP_NAME = 'juicefs-csi-driver-config';
+export const CONFIG_MAP_KEY = 'config.yaml';
+
+/** Mount Pod labels and annotations (node fallback). */
+export const MOUNT_POD_LABEL_APP = 'app.kubernetes.io/name';
+export const MOUNT_POD_APP_VALUE = 'juicefs-mount';
+export const MOUNT_POD_LABEL_VOLUME_ID = 'volume-id';
+export const MOUNT_POD_LABEL_HASH = 'juicefs-hash';
+export const MOUNT_POD_ANN_DELETE_DELAY = 'juicefs-delete-delay';
+export const MOUNT_POD_ANN_DELETE_AT = 'juicefs-delete-at';
+export const MOUNT_POD_REF_PREFIX = 'juicefs-';
+
+/** StorageClass parameter keys the external-provisioner consumes (secrets of the class). */
+export const SC_SECRET_PARAMS = {
+  provisionerName: 'csi.storage.k8s.io/provisioner-secret-name',
+  provisionerNamespace: 'csi.storage.k8s.io/provisioner-secret-namespace',
+  nodePublishName: 'csi.storage.k8s.io/node-publish-secret-name',
+  nodePublishNamespace: 'csi.storage.k8s.io/node-publish-secret-namespace',
+} as const;
+
+/** Per-PVC copy of the volume Secret kept by the controller in the PVC's namespace (sidecar mode). */
+export const SECRET_COPY_LABEL = 'juicefs.com/secret-copy-of';
+export const SECRET_COPY_ENV_PREFIX = 'envs.';

@@ -1,0 +1,34 @@
+// The StorageClass `pathPattern` parameter: the PV's subdirectory rendered from
+// the PVC, e.g. "${.PVC.namespace}-${.PVC.name}" or "${.PVC.labels.team}/data".
+// Shared by the controller (which creates the directory) and the webhook
+// (which mounts it before the PV exists, for WaitForFirstConsumer).
+
+export interface PvcFields {
+  name: string;
+  namespace: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+const PLACEHOLDER = /\$\{\s*\.PVC\.(name|namespace|labels\.([^}\s]+)|annotations\.([^}\s]+))\s*\}/g;
+
+export class PathPatternError extends Error {}
+
+/** Renders the pattern; a placeholder with no value, or a result escaping the volume, throws. */
+export function renderPathPattern(pattern: string, pvc: PvcFields): string {
+  const rendered = pattern.replace(PLACEHOLDER, (whole, field: string, label?: string, annotation?: string) => {
+    let v: string | undefined;
+    if (field === 'name') v = pvc.name;
+    else if (field === 'namespace') v = pvc.namespace;
+    else if (label !== undefined) v = pvc.labels?.[label];
+    else if (annotation !== undefined) v = pvc.annotations?.[annotation];
+    if (v === undefined || v === '') throw new PathPatternError(`pathPattern "${pattern}": ${whole} has no value`);
+    return v;
+  });
+  if (rendered.includes('${')) throw new PathPatternError(`pathPattern "${pattern}": unknown placeholder`);
+  const parts = rendered.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.length === 0 || parts.includes('..')) {
+    throw new PathPatternError(`pathPattern "${pattern}" renders to "${rendered}", which is not a subdirectory`);
+  }
+  return parts.join('/');
+}

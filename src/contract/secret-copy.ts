@@ -1,0 +1,78 @@
+// Name of the per-PVC copy of a volume's Secret, kept by the controller in the
+// PVC's namespace so that the sidecar can reference credentials with
+// secretKeyRef (which cannot cross namespaces) and admission stays free of
+// side effects.
+import { createHash } from 'node:crypto';
+import { parse as parseYaml } from 'yaml';
+import { SECRET_COPY_ENV_PREFIX, SECRET_KEYS } from './keys.js';
+
+const MAX_NAME = 253;
+
+export function secretCopyName(pvcName: string): string {
+  const plain = `juicefs-${pvcName}-secret`;
+  if (plain.length <= MAX_NAME) return plain;
+  const hash = createHash('sha256').update(pvcName).digest('hex').slice(0, 10);
+  return `juicefs-${pvcName.slice(0, MAX_NAME - 'juicefs--secret'.length - 11)}-${hash}-secret`;
+}
+
+
+const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
+
+export class SecretFormatError extends Error {}
+
+function decode(data: Record<string, string> | undefined, key: string): string | undefined {
+  const v = data?.[key];
+  return v === undefined ? undefined : Buffer.from(v, 'base64').toString('utf8');
+}
+
+/** The `envs` key: a YAML/JSON map of client env vars, e.g. "{TZ: Asia/Shanghai}". */
+export function parseEnvs(text: string | undefined): Record<string, string> {
+  if (text === undefined || !text.trim()) return {};
+  let v: unknown;
+  try {
+    v = parseYaml(text);
+  } catch (err) {
+    throw new SecretFormatError(`key "envs" is not a YAML map: ${(err as Error).message}`);
+  }
+  if (v === null || v === undefined) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw new SecretFormatError('key "envs" is not a map');
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
+    if (!ENV_NAME.test(k)) throw new SecretFormatError(`key "envs": "${k}" is not a valid env var name`);
+    out[k] = typeof val === 'string' ? val : JSON.stringify(val);
+  }
+  return out;
+}
+
+/**
+ * The copy's data (base64, as in Secret.data): the source's keys as they are,
+ * except `envs`, split into one key `envs.<NAME>` per variable so that each
+ * can be referenced on its own.
+ */
+export function secretCopyData(source: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(source ?? {})) if (k !== SECRET_KEYS.envs) out[k] = v;
+  for (const [name, value] of Object.entries(parseEnvs(decode(source, SECRET_KEYS.envs)))) {
+    out[`${SECRET_COPY_ENV_PREFIX}${name}`] = Buffer.from(value, 'utf8').toString('base64');
+  }
+  return out;
+}
+
+export interface SecretSummary {
+  keys: string[];
+  envNames: string[];
+  formatOptions: string[];
+}
+
+/** What the injector may know of a Secret: its copy's keys and the non-secret format options. */
+export function summariseSecret(source: Record<string, string> | undefined): SecretSummary {
+  const envNames = Object.keys(parseEnvs(decode(source, SECRET_KEYS.envs))).sort();
+  const keys = Object.keys(source ?? {})
+    .filter((k) => k !== SECRET_KEYS.envs)
+    .sort();
+  const formatOptions = (decode(source, SECRET_KEYS.formatOptions) ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  return { keys, envNames, formatOptions };
+}

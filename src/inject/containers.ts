@@ -1,0 +1,132 @@
+// The containers the injector adds: the JuiceFS FUSE client (sidecar) and the
+// optional `juicefs format` step. Commands are argv arrays; Secret values reach
+// them only through env secretKeyRef and Kubernetes' $(VAR) expansion. The few
+// shell scripts here are constants that read env vars, never spliced text.
+import type { V1Container, V1EnvVar, V1VolumeMount } from '@kubernetes/client-node';
+import { METRICS_PORT, MOUNT_POINT_ENV, SECRET_COPY_ENV_PREFIX, SECRET_KEYS } from '../contract/keys.js';
+import { DenyError } from './errors.js';
+import { parseOption, renderOptions } from './mount-options.js';
+import type { MountSettings } from './settings.js';
+import type { SecretInfo } from './types.js';
+
+const ENV_METAURL = 'JFS_METAURL';
+const ENV_NAME = 'JFS_NAME';
+const ENV_STORAGE = 'JFS_STORAGE';
+const ENV_BUCKET = 'JFS_BUCKET';
+
+/** True when /proc/mounts shows a JuiceFS FUSE mount at $JFS_MOUNT_POINT. */
+export const MOUNT_READY_SCRIPT = `grep -qF " $${MOUNT_POINT_ENV} fuse.juicefs " /proc/mounts`;
+/** Waits up to five minutes for the mount (classic placement: holds the next containers in postStart). */
+export const WAIT_FOR_MOUNT_SCRIPT = `i=0; until ${MOUNT_READY_SCRIPT}; do i=$((i+1)); if [ "$i" -ge 300 ]; then exit 1; fi; sleep 1; done`;
+/** Unmounts before the client stops, so no stale mount point is left on the host. */
+export const UNMOUNT_SCRIPT = `umount -l "$${MOUNT_POINT_ENV}" 2>/dev/null; rmdir "$${MOUNT_POINT_ENV}" 2>/dev/null; true`;
+
+function secretEnv(envName: string, secret: SecretInfo, key: string): V1EnvVar {
+  return { name: envName, valueFrom: { secretKeyRef: { name: secret.name, key } } };
+}
+
+/** Env of the client: metaurl and the Secret's `envs`, all by reference. */
+function clientEnv(secret: SecretInfo): V1EnvVar[] {
+  const env = [secretEnv(ENV_METAURL, secret, SECRET_KEYS.metaurl)];
+  for (const name of secret.envNames) env.push(secretEnv(name, secret, `${SECRET_COPY_ENV_PREFIX}${name}`));
+  return env;
+}
+
+export interface SidecarSpec {
+  name: string;
+  settings: MountSettings;
+  secret: SecretInfo;
+  /** Env that come first (e.g. the pod UID for per-pod host paths). */
+  leadingEnv: V1EnvVar[];
+  /** Mount point inside the container; may use $(VAR) of leadingEnv. */
+  mountPoint: string;
+  volumeMounts: V1VolumeMount[];
+  metricsPort: number;
+  native: boolean;
+}
+
+export function mountArgs(settings: MountSettings, metricsPort: number): string[] {
+  const args = ['juicefs', 'mount'];
+  if (settings.subdir) args.push(`--subdir=${settings.subdir}`);
+  args.push(`--metrics=0.0.0.0:${metricsPort}`);
+  args.push(`--cache-dir=${settings.cacheDirs.join(':')}`);
+  if (settings.readOnly) args.push('--read-only');
+  args.push(...renderOptions(settings.options));
+  args.push(`$(${ENV_METAURL})`, `$(${MOUNT_POINT_ENV})`);
+  return args;
+}
+
+export function buildSidecar(spec: SidecarSpec): V1Container {
+  const { settings } = spec;
+  const container: V1Container = {
+    name: spec.name,
+    image: settings.image,
+    command: mountArgs(settings, spec.metricsPort),
+    env: [
+      ...spec.leadingEnv,
+      { name: MOUNT_POINT_ENV, value: spec.mountPoint },
+      ...clientEnv(spec.secret),
+      ...settings.env,
+    ],
+    ports: [{ name: `jfs-metrics-${spec.metricsPort - METRICS_PORT}`, containerPort: spec.metricsPort }],
+    resources: settings.resources,
+    securityContext: { privileged: true },
+    volumeMounts: spec.volumeMounts,
+    lifecycle: { preStop: { exec: { command: ['sh', '-c', UNMOUNT_SCRIPT] } } },
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+  if (spec.native) {
+    // A native sidecar: kubelet starts the next containers only once this probe passes.
+    container.restartPolicy = 'Always';
+    container.startupProbe = {
+      exec: { command: ['sh', '-c', MOUNT_READY_SCRIPT] },
+      periodSeconds: 1,
+      failureThreshold: 300,
+    };
+  } else {
+    // Classic placement: kubelet waits for postStart before starting the next container.
+    container.lifecycle!.postStart = { exec: { command: ['sh', '-c', WAIT_FOR_MOUNT_SCRIPT] } };
+  }
+  return container;
+}
+
+/** Whether the Secret asks for `juicefs format` (it names an object storage). */
+export function needsFormat(secret: SecretInfo): boolean {
+  return secret.keys.includes(SECRET_KEYS.storage) || secret.keys.includes(SECRET_KEYS.bucket);
+}
+
+/** The idempotent format step: `--no-update` leaves an existing volume as it is. */
+export function buildFormatContainer(name: string, settings: MountSettings, secret: SecretInfo, where: string): V1Container {
+  const keys = new Set(secret.keys);
+  if (!keys.has(SECRET_KEYS.name)) {
+    throw new DenyError('invalid-secret', `Secret ${secret.name} of ${where}: key "${SECRET_KEYS.name}" is needed to format the volume`);
+  }
+  const env: V1EnvVar[] = [...clientEnv(secret), secretEnv(ENV_NAME, secret, SECRET_KEYS.name)];
+  const args = ['juicefs', 'format', '--no-update'];
+  if (keys.has(SECRET_KEYS.storage)) {
+    env.push(secretEnv(ENV_STORAGE, secret, SECRET_KEYS.storage));
+    args.push(`--storage=$(${ENV_STORAGE})`);
+  }
+  if (keys.has(SECRET_KEYS.bucket)) {
+    env.push(secretEnv(ENV_BUCKET, secret, SECRET_KEYS.bucket));
+    args.push(`--bucket=$(${ENV_BUCKET})`);
+  }
+  // juicefs reads object-storage credentials from these env vars.
+  if (keys.has(SECRET_KEYS.accessKey)) env.push(secretEnv('ACCESS_KEY', secret, SECRET_KEYS.accessKey));
+  if (keys.has(SECRET_KEYS.secretKey)) env.push(secretEnv('SECRET_KEY', secret, SECRET_KEYS.secretKey));
+  const formatOptions = secret.formatOptions.map((text) => {
+    const parsed = parseOption(text);
+    if (typeof parsed === 'string') throw new DenyError('invalid-secret', `Secret ${secret.name} of ${where}: format-options: ${parsed}`);
+    return parsed;
+  });
+  args.push(...renderOptions(formatOptions));
+  args.push(`$(${ENV_METAURL})`, `$(${ENV_NAME})`);
+  return {
+    name,
+    image: settings.image,
+    command: args,
+    env: [...env, ...settings.env],
+    resources: settings.resources,
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+}

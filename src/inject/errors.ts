@@ -1,0 +1,25 @@
+// Typed denial reasons: the code labels the metric and the log line, the
+// message tells the user which object is wrong and how.
+
+export type DenyCode =
+  | 'pvc-not-found'
+  | 'pv-not-found'
+  | 'storage-class-not-found'
+  | 'secret-not-found'
+  | 'invalid-pvc'
+  | 'invalid-pv'
+  | 'invalid-storage-class'
+  | 'invalid-secret'
+  | 'invalid-config'
+  | 'unsupported'
+  | 'invalid-pod';
+
+export class DenyError extends Error {
+  constructor(
+    readonly code: DenyCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'DenyError';
+  }
+}

@@ -1,0 +1,170 @@
+// The injector: pod + resolved JuiceFS volumes + options in, mutated pod out.
+// Pure: no I/O, no clock, no randomness, so that the same input always gives
+// the same pod (golden files, idempotency, reinvocation).
+import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import {
+  CACHE_VOLUME_PREFIX,
+  FORMAT_INIT_NAME,
+  LABEL_DISABLE_INJECTION,
+  LABEL_INJECTION_DONE,
+  METRICS_PORT,
+  MOUNT_ROOT,
+  POD_UID_ENV,
+  SIDECAR_NAME,
+} from '../contract/keys.js';
+import { filterUserAnnotations } from './allowlist.js';
+import { buildFormatContainer, buildSidecar, needsFormat } from './containers.js';
+import { computeMountSettings } from './settings.js';
+import type { InjectOptions, InjectOutcome, ResolvedVolume } from './types.js';
+
+/** Container path where the serverless (emptyDir) shared volume is mounted in the sidecar. */
+export const SERVERLESS_MOUNT_BASE = '/jfs';
+
+const POD_UID_VAR: V1EnvVar = { name: POD_UID_ENV, valueFrom: { fieldRef: { fieldPath: 'metadata.uid' } } };
+
+export function describePod(pod: V1Pod): string {
+  const ns = pod.metadata?.namespace ? `${pod.metadata.namespace}/` : '';
+  const name = pod.metadata?.name || (pod.metadata?.generateName ? `${pod.metadata.generateName}*` : '<unnamed>');
+  return `Pod ${ns}${name}`;
+}
+
+/** Names taken by the pod, so that what is added never collides with what is there. */
+class NameRegistry {
+  private readonly taken: Set<string>;
+  constructor(names: Iterable<string>) {
+    this.taken = new Set(names);
+  }
+  /** `base`, then `base-1`, `base-2`, … : the first one free. */
+  claim(base: string, start = 0): string {
+    for (let i = start; ; i++) {
+      const name = i === 0 ? base : `${base}-${i}`;
+      if (!this.taken.has(name)) {
+        this.taken.add(name);
+        return name;
+      }
+    }
+  }
+}
+
+function ensureEnv(container: V1Container, env: V1EnvVar): void {
+  const list = (container.env ??= []);
+  const at = list.findIndex((e) => e.name === env.name);
+  // Prepended so that $(VAR) references in the container's own env and mounts can use it.
+  if (at >= 0) list.splice(at, 1);
+  list.unshift(env);
+}
+
+/** Rewires one app (or init) container's mounts of a replaced volume. Returns whether it mounted it. */
+function rewireMounts(container: V1Container, volumeName: string, hostPathMode: boolean): boolean {
+  let touched = false;
+  for (const mount of container.volumeMounts ?? []) {
+    if (mount.name !== volumeName) continue;
+    touched = true;
+    mount.mountPropagation = 'HostToContainer';
+    if (hostPathMode) {
+      // The host path is shared by every pod on the node; the pod UID (known
+      // only once the pod exists, hence subPathExpr) keeps each pod's mount apart.
+      const inner = mount.subPathExpr ?? mount.subPath;
+      mount.subPathExpr = `$(${POD_UID_ENV})/${volumeName}${inner ? `/${inner.replace(/^\/+/, '')}` : ''}`;
+      delete mount.subPath;
+    }
+  }
+  if (touched && hostPathMode) ensureEnv(container, POD_UID_VAR);
+  return touched;
+}
+
+/** Skips decided by the pod alone, before any of its volumes is resolved. */
+export function skipBeforeResolving(pod: V1Pod): InjectOutcome | undefined {
+  const labels = pod.metadata?.labels ?? {};
+  if (labels[LABEL_DISABLE_INJECTION] === 'true') {
+    return { kind: 'skipped', code: 'opted-out', message: `${LABEL_DISABLE_INJECTION}=true`, warnings: [] };
+  }
+  if (labels[LABEL_INJECTION_DONE] === 'true') {
+    return { kind: 'skipped', code: 'already-injected', message: `${LABEL_INJECTION_DONE}=true`, warnings: [] };
+  }
+  return undefined;
+}
+
+export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: InjectOptions): InjectOutcome {
+  const early = skipBeforeResolving(input);
+  if (early) return early;
+  if (volumes.length === 0) {
+    return { kind: 'skipped', code: 'no-juicefs-volumes', message: 'the pod uses no JuiceFS volume', warnings: [] };
+  }
+
+  const pod = structuredClone(input);
+  const spec = (pod.spec ??= { containers: [] });
+  const podWhere = describePod(pod);
+  const podAnnotations = pod.metadata?.annotations ?? {};
+  const warnings = filterUserAnnotations(podAnnotations, options.config.annotationBounds, podWhere).warnings;
+  const hostPathMode = options.mode === 'sidecar';
+  const native = options.config.enableNativeSidecar;
+
+  const appContainers = spec.containers ?? [];
+  const appInits = spec.initContainers ?? [];
+  const containerNames = new NameRegistry([...appContainers, ...appInits, ...(spec.ephemeralContainers ?? [])].map((c) => c.name));
+  const volumeNames = new NameRegistry((spec.volumes ?? []).map((v) => v.name));
+  const addedInits: V1Container[] = [];
+  const addedContainers: V1Container[] = [];
+  const addedVolumes: V1Volume[] = [];
+
+  volumes.forEach((volume, index) => {
+    const settings = computeMountSettings(volume, options, podAnnotations, podWhere);
+    warnings.push(...settings.warnings);
+    const where = `PersistentVolumeClaim ${volume.pvcName}`;
+
+    // The PVC volume keeps its name and becomes the shared volume.
+    const podVolume = spec.volumes!.find((v) => v.name === volume.podVolumeName)!;
+    for (const key of Object.keys(podVolume)) if (key !== 'name') delete (podVolume as unknown as Record<string, unknown>)[key];
+    if (hostPathMode) podVolume.hostPath = { path: MOUNT_ROOT, type: 'DirectoryOrCreate' };
+    else podVolume.emptyDir = {};
+
+    const usedByInit = appInits.filter((c) => rewireMounts(c, volume.podVolumeName, hostPathMode));
+    appContainers.forEach((c) => rewireMounts(c, volume.podVolumeName, hostPathMode));
+    if (!native && usedByInit.length) {
+      warnings.push(
+        `${where}: init container(s) ${usedByInit.map((c) => c.name).join(', ')} mount a JuiceFS volume, but with classic placement the mount starts after init containers`,
+      );
+    }
+
+    const sidecarMounts: V1VolumeMount[] = [];
+    let mountPoint: string;
+    if (hostPathMode) {
+      sidecarMounts.push({ name: volume.podVolumeName, mountPath: MOUNT_ROOT, mountPropagation: 'Bidirectional' });
+      mountPoint = `${MOUNT_ROOT}/$(${POD_UID_ENV})/${volume.podVolumeName}`;
+    } else {
+      mountPoint = `${SERVERLESS_MOUNT_BASE}/${volume.podVolumeName}`;
+      sidecarMounts.push({ name: volume.podVolumeName, mountPath: mountPoint, mountPropagation: 'Bidirectional' });
+    }
+    for (const dir of settings.cacheDirs) {
+      if (dir === 'memory') continue;
+      const name = volumeNames.claim(`${CACHE_VOLUME_PREFIX}-${index}`);
+      addedVolumes.push(hostPathMode ? { name, hostPath: { path: dir, type: 'DirectoryOrCreate' } } : { name, emptyDir: {} });
+      sidecarMounts.push({ name, mountPath: dir });
+    }
+
+    if (needsFormat(volume.secret)) {
+      addedInits.push(buildFormatContainer(containerNames.claim(FORMAT_INIT_NAME, index), settings, volume.secret, where));
+    }
+    const sidecar = buildSidecar({
+      name: containerNames.claim(SIDECAR_NAME, index),
+      settings,
+      secret: volume.secret,
+      leadingEnv: hostPathMode ? [POD_UID_VAR] : [],
+      mountPoint,
+      volumeMounts: sidecarMounts,
+      // Every sidecar shares the pod's network namespace, so each needs its own port.
+      metricsPort: METRICS_PORT + index,
+      native,
+    });
+    (native ? addedInits : addedContainers).push(sidecar);
+  });
+
+  spec.initContainers = [...addedInits, ...appInits];
+  if (spec.initContainers.length === 0) delete spec.initContainers;
+  spec.containers = [...addedContainers, ...appContainers];
+  spec.volumes = [...(spec.volumes ?? []), ...addedVolumes];
+  const meta = (pod.metadata ??= {});
+  meta.labels = { ...(meta.labels ?? {}), [LABEL_INJECTION_DONE]: 'true' };
+  return { kind: 'injected', pod, warnings };
+}

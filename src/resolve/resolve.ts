@@ -1,0 +1,164 @@
+// Resolution of a pod's volumes: pod volume → PVC → PV (or, while unbound,
+// StorageClass) → Secret, into the injector's ResolvedVolume inputs. Pure over
+// a ClusterView, which the webhook backs with informer caches and the offline
+// `inject` command with the objects of its input files.
+import type {
+  V1PersistentVolume,
+  V1PersistentVolumeClaim,
+  V1Pod,
+  V1Secret,
+  V1StorageClass,
+  V1Volume,
+} from '@kubernetes/client-node';
+import { ATTR, CSI_DRIVER_NAME, SC_SECRET_PARAMS } from '../contract/keys.js';
+import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
+import { SecretFormatError, secretCopyName, summariseSecret } from '../contract/secret-copy.js';
+import { DenyError } from '../inject/errors.js';
+import type { ResolvedVolume, SecretInfo } from '../inject/types.js';
+
+export interface ClusterView {
+  getPvc(namespace: string, name: string): V1PersistentVolumeClaim | undefined;
+  getPv(name: string): V1PersistentVolume | undefined;
+  getStorageClass(name: string): V1StorageClass | undefined;
+  getSecret(namespace: string, name: string): V1Secret | undefined;
+  /** Why a Secret might be missing from the view (e.g. a namespace the webhook does not watch). */
+  secretHint?(namespace: string): string | undefined;
+}
+
+interface SecretRef {
+  name: string;
+  namespace: string;
+}
+
+/** External-provisioner's secret-name templates that can be known before the PV exists. */
+function expandSecretTemplate(text: string, pvc: V1PersistentVolumeClaim, pvName: string): string {
+  return text
+    .replaceAll('${pvc.namespace}', pvc.metadata?.namespace ?? '')
+    .replaceAll('${pvc.name}', pvc.metadata?.name ?? '')
+    .replaceAll('${pv.name}', pvName);
+}
+
+function resolveSecret(ref: SecretRef, pvcName: string, where: string, view: ClusterView): SecretInfo {
+  const secret = view.getSecret(ref.namespace, ref.name);
+  if (!secret) {
+    const hint = view.secretHint?.(ref.namespace);
+    throw new DenyError('secret-not-found', `Secret ${ref.namespace}/${ref.name} (of ${where}) not found${hint ? `: ${hint}` : ''}`);
+  }
+  try {
+    return { name: secretCopyName(pvcName), ...summariseSecret(secret.data) };
+  } catch (err) {
+    if (err instanceof SecretFormatError) throw new DenyError('invalid-secret', `Secret ${ref.namespace}/${ref.name}: ${err.message}`);
+    throw err;
+  }
+}
+
+function isReadOnly(volume: V1Volume, pvc: V1PersistentVolumeClaim): boolean {
+  const modes = pvc.spec?.accessModes ?? [];
+  return volume.persistentVolumeClaim?.readOnly === true || (modes.length > 0 && modes.every((m) => m === 'ReadOnlyMany'));
+}
+
+function fromBoundPv(
+  volume: V1Volume,
+  pvc: V1PersistentVolumeClaim,
+  pv: V1PersistentVolume,
+  view: ClusterView,
+): ResolvedVolume | undefined {
+  const csi = pv.spec?.csi;
+  if (csi?.driver !== CSI_DRIVER_NAME) return undefined;
+  const pvName = pv.metadata!.name!;
+  const where = `PersistentVolume ${pvName}`;
+  const ref = csi.nodePublishSecretRef;
+  if (!ref?.name) throw new DenyError('invalid-pv', `${where}: spec.csi.nodePublishSecretRef is missing`);
+  const sc = pv.spec?.storageClassName ? view.getStorageClass(pv.spec.storageClassName) : undefined;
+  const attributes = { ...(sc?.provisioner === CSI_DRIVER_NAME ? (sc.parameters ?? {}) : {}), ...(csi.volumeAttributes ?? {}) };
+  const pvcName = pvc.metadata!.name!;
+  return {
+    podVolumeName: volume.name,
+    pvcName,
+    pvcLabels: pvc.metadata?.labels ?? {},
+    pvcAnnotations: pvc.metadata?.annotations ?? {},
+    storageClassName: pvc.spec?.storageClassName,
+    pvName,
+    subdir: csi.volumeAttributes?.[ATTR.subPath],
+    readOnly: isReadOnly(volume, pvc) || csi.readOnly === true,
+    attributes,
+    mountOptions: pv.spec?.mountOptions ?? [],
+    secret: resolveSecret({ name: ref.name, namespace: ref.namespace ?? 'default' }, pvcName, where, view),
+  };
+}
+
+/** An unbound PVC of a JuiceFS StorageClass: its PV will be `pvc-<uid>`, so everything is known now. */
+function fromStorageClass(volume: V1Volume, pvc: V1PersistentVolumeClaim, sc: V1StorageClass, view: ClusterView): ResolvedVolume {
+  const scName = sc.metadata!.name!;
+  const where = `StorageClass ${scName}`;
+  const pvcName = pvc.metadata!.name!;
+  const namespace = pvc.metadata!.namespace!;
+  const uid = pvc.metadata?.uid;
+  if (!uid) throw new DenyError('invalid-pvc', `PersistentVolumeClaim ${namespace}/${pvcName} has no uid`);
+  const pvName = `pvc-${uid}`;
+  const params = sc.parameters ?? {};
+  let subdir = pvName;
+  if (params[ATTR.pathPattern]) {
+    try {
+      subdir = renderPathPattern(params[ATTR.pathPattern], {
+        name: pvcName,
+        namespace,
+        labels: pvc.metadata?.labels,
+        annotations: pvc.metadata?.annotations,
+      });
+    } catch (err) {
+      if (err instanceof PathPatternError) throw new DenyError('invalid-storage-class', `${where}: ${err.message}`);
+      throw err;
+    }
+  }
+  const secretName = params[SC_SECRET_PARAMS.nodePublishName] ?? params[SC_SECRET_PARAMS.provisionerName];
+  const secretNs = params[SC_SECRET_PARAMS.nodePublishNamespace] ?? params[SC_SECRET_PARAMS.provisionerNamespace];
+  if (!secretName || !secretNs) {
+    throw new DenyError('invalid-storage-class', `${where}: parameters name no node-publish (or provisioner) secret and namespace`);
+  }
+  const ref = { name: expandSecretTemplate(secretName, pvc, pvName), namespace: expandSecretTemplate(secretNs, pvc, pvName) };
+  return {
+    podVolumeName: volume.name,
+    pvcName,
+    pvcLabels: pvc.metadata?.labels ?? {},
+    pvcAnnotations: pvc.metadata?.annotations ?? {},
+    storageClassName: scName,
+    pvName,
+    subdir,
+    readOnly: isReadOnly(volume, pvc),
+    attributes: params,
+    mountOptions: sc.mountOptions ?? [],
+    secret: resolveSecret(ref, pvcName, where, view),
+  };
+}
+
+/**
+ * The pod's JuiceFS volumes, in pod order. Volumes of other drivers and
+ * unbound PVCs of other classes are left out; a missing or malformed object
+ * throws DenyError naming it.
+ */
+export function resolveVolumes(pod: V1Pod, namespace: string, view: ClusterView): ResolvedVolume[] {
+  const out: ResolvedVolume[] = [];
+  const seen = new Set<string>();
+  for (const volume of pod.spec?.volumes ?? []) {
+    if (seen.has(volume.name)) throw new DenyError('invalid-pod', `pod volume name "${volume.name}" is used twice`);
+    seen.add(volume.name);
+    const claimName = volume.persistentVolumeClaim?.claimName;
+    if (!claimName) continue;
+    const pvc = view.getPvc(namespace, claimName);
+    if (!pvc) throw new DenyError('pvc-not-found', `PersistentVolumeClaim ${namespace}/${claimName} (volume "${volume.name}") not found`);
+    const pvName = pvc.spec?.volumeName;
+    if (pvName) {
+      const pv = view.getPv(pvName);
+      if (!pv) throw new DenyError('pv-not-found', `PersistentVolume ${pvName} (bound to PersistentVolumeClaim ${namespace}/${claimName}) not found`);
+      const resolved = fromBoundPv(volume, pvc, pv, view);
+      if (resolved) out.push(resolved);
+      continue;
+    }
+    const scName = pvc.spec?.storageClassName;
+    if (!scName) continue;
+    const sc = view.getStorageClass(scName);
+    if (sc?.provisioner === CSI_DRIVER_NAME) out.push(fromStorageClass(volume, pvc, sc, view));
+  }
+  return out;
+}
