@@ -1,0 +1,99 @@
+// An informer cache that restarts itself, with exponential backoff, when its
+// watch fails, and tells whether its first list has completed.
+import {
+  ListWatch,
+  Watch,
+  type KubeConfig,
+  type KubernetesObject,
+  type ListPromise,
+  type ObjectCallback,
+} from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+
+export interface InformerOptions<T extends KubernetesObject> {
+  kubeConfig: KubeConfig;
+  /** Watch path, e.g. /api/v1/persistentvolumeclaims. */
+  path: string;
+  list: ListPromise<T>;
+  labelSelector?: string;
+  fieldSelector?: string;
+  log: Logger;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export class ResilientInformer<T extends KubernetesObject> {
+  private readonly lw: ListWatch<T>;
+  private syncedOnce = false;
+  private stopped = false;
+  private backoffMs: number;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: InformerOptions<T>) {
+    this.backoffMs = opts.minBackoffMs ?? 500;
+    this.lw = new ListWatch<T>(opts.path, new Watch(opts.kubeConfig), opts.list, false, opts.labelSelector, opts.fieldSelector);
+    this.lw.on('error', (err) => this.restartLater(err));
+    this.lw.on('connect', () => {
+      this.backoffMs = this.opts.minBackoffMs ?? 500;
+    });
+  }
+
+  get synced(): boolean {
+    return this.syncedOnce;
+  }
+
+  get(name: string, namespace?: string): T | undefined {
+    return this.lw.get(name, namespace);
+  }
+
+  list(namespace?: string): ReadonlyArray<T> {
+    return this.lw.list(namespace);
+  }
+
+  on(verb: 'add' | 'update' | 'delete', cb: ObjectCallback<T>): void {
+    this.lw.on(verb, cb);
+  }
+
+  /** Starts the informer; resolves once the first list is in the cache (retrying until it is). */
+  async start(): Promise<void> {
+    for (;;) {
+      if (this.stopped) return;
+      try {
+        await this.lw.start();
+        this.syncedOnce = true;
+        return;
+      } catch (err) {
+        this.opts.log.warn({ path: this.opts.path, err: describeError(err), retryInMs: this.backoffMs }, 'informer list failed');
+        await new Promise((r) => setTimeout(r, this.nextBackoff()));
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.lw.stop();
+  }
+
+  private nextBackoff(): number {
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, this.opts.maxBackoffMs ?? 30_000);
+    return delay;
+  }
+
+  private restartLater(err: unknown): void {
+    if (this.stopped || this.timer) return;
+    const delay = this.nextBackoff();
+    this.opts.log.warn({ path: this.opts.path, err: describeError(err), retryInMs: delay }, 'watch failed; restarting informer');
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      // The cache keeps serving its last state while the informer relists.
+      this.start().catch((e) => this.restartLater(e));
+    }, delay);
+  }
+}
+
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

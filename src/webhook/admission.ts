@@ -1,0 +1,126 @@
+// AdmissionReview v1 in, AdmissionReview v1 out. Validates the review, runs
+// resolve → inject, and turns the result into a JSONPatch computed by diffing.
+// No HTTP here: the server adapter maps AdmissionResult to a reply.
+import type { V1Pod } from '@kubernetes/client-node';
+import fjp from 'fast-json-patch';
+import type { Logger } from 'pino';
+import { DenyError } from '../inject/errors.js';
+import { describePod } from '../inject/inject.js';
+import type { InjectOptions } from '../inject/types.js';
+import { injectWithView } from '../resolve/inject-with-view.js';
+import type { ClusterView } from '../resolve/resolve.js';
+
+export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
+
+/** What to do with a pod the webhook cannot process because of its own fault (not the pod's). */
+export type OnError = 'deny' | 'allow';
+
+export interface AdmissionResponse {
+  uid: string;
+  allowed: boolean;
+  patch?: string;
+  patchType?: 'JSONPatch';
+  status?: { code: number; message: string; reason?: string };
+  warnings?: string[];
+}
+
+export interface AdmissionReviewOut {
+  apiVersion: typeof ADMISSION_API_VERSION;
+  kind: 'AdmissionReview';
+  response: AdmissionResponse;
+}
+
+/** Result label for metrics and logs: injected, skipped:<code>, denied:<code>, ignored, error. */
+export type AdmissionResult =
+  | { kind: 'review'; review: AdmissionReviewOut; result: string }
+  | { kind: 'bad-request'; message: string };
+
+export interface AdmissionDeps {
+  view: ClusterView;
+  options: () => InjectOptions;
+  onError: OnError;
+  log: Logger;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function reply(uid: string, response: Omit<AdmissionResponse, 'uid'>): AdmissionReviewOut {
+  return { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response: { uid, ...response } };
+}
+
+/** Kubernetes shows at most a few hundred characters of a warning; keep each short and single-line. */
+function cleanWarnings(warnings: string[]): string[] | undefined {
+  if (!warnings.length) return undefined;
+  return warnings.map((w) => w.replace(/\s+/g, ' ').slice(0, 250));
+}
+
+export function review(body: unknown, deps: AdmissionDeps): AdmissionResult {
+  if (!isRecord(body)) return { kind: 'bad-request', message: 'body is not a JSON object' };
+  if (body.kind !== 'AdmissionReview') return { kind: 'bad-request', message: 'kind is not AdmissionReview' };
+  if (body.apiVersion !== ADMISSION_API_VERSION) {
+    return { kind: 'bad-request', message: `apiVersion ${String(body.apiVersion)} is not supported; use ${ADMISSION_API_VERSION}` };
+  }
+  const request = body.request;
+  if (!isRecord(request)) return { kind: 'bad-request', message: 'request is missing' };
+  const uid = request.uid;
+  if (typeof uid !== 'string' || uid === '') return { kind: 'bad-request', message: 'request.uid is missing' };
+
+  const kind = request.kind;
+  const isPod = isRecord(kind) && kind.group === '' && kind.kind === 'Pod' && request.subResource === undefined;
+  if (!isPod || request.operation !== 'CREATE') {
+    // Only pod CREATE is ours; anything else the configuration routed here is let through unchanged.
+    return { kind: 'review', review: reply(uid, { allowed: true }), result: 'ignored' };
+  }
+  const pod = request.object;
+  const namespace = typeof request.namespace === 'string' ? request.namespace : undefined;
+  if (!isRecord(pod) || !namespace) {
+    return deny(uid, 'invalid-pod', 'request.object is not a pod in a namespace', deps, 400);
+  }
+  const typedPod = pod as V1Pod;
+  const where = `${describePod({ ...typedPod, metadata: { ...typedPod.metadata, namespace } })}`;
+  try {
+    const outcome = injectWithView(typedPod, namespace, deps.view, deps.options());
+    if (outcome.kind === 'skipped') {
+      deps.log.debug({ uid, pod: where, code: outcome.code }, 'not injected');
+      return { kind: 'review', review: reply(uid, { allowed: true, warnings: cleanWarnings(outcome.warnings) }), result: `skipped:${outcome.code}` };
+    }
+    const patch = fjp.compare(pod, outcome.pod as unknown as Record<string, unknown>);
+    deps.log.info({ uid, pod: where, operations: patch.length, warnings: outcome.warnings.length }, 'injected');
+    return {
+      kind: 'review',
+      review: reply(uid, {
+        allowed: true,
+        patchType: 'JSONPatch',
+        patch: Buffer.from(JSON.stringify(patch)).toString('base64'),
+        warnings: cleanWarnings(outcome.warnings),
+      }),
+      result: 'injected',
+    };
+  } catch (err) {
+    if (err instanceof DenyError) return deny(uid, err.code, `${where}: ${err.message}`, deps, 403);
+    // Our own failure on a pod we could not understand: the configured policy decides.
+    const message = err instanceof Error ? err.message : String(err);
+    deps.log.error({ uid, pod: where, err: message, policy: deps.onError }, 'injection failed');
+    if (deps.onError === 'allow') {
+      return {
+        kind: 'review',
+        review: reply(uid, { allowed: true, warnings: [`jfs-sidecar: not injected because of an internal error: ${message}`.slice(0, 250)] }),
+        result: 'error:allowed',
+      };
+    }
+    return deny(uid, 'internal', `${where}: JuiceFS sidecar injection failed: ${message}`, deps, 500);
+  }
+}
+
+const STATUS_REASON: Record<number, string> = { 400: 'BadRequest', 403: 'Forbidden', 500: 'InternalError' };
+
+function deny(uid: string, code: string, message: string, deps: AdmissionDeps, httpCode: number): AdmissionResult {
+  deps.log.warn({ uid, code, reason: message }, 'denied');
+  return {
+    kind: 'review',
+    review: reply(uid, { allowed: false, status: { code: httpCode, message: `jfs-sidecar [${code}]: ${message}`, reason: STATUS_REASON[httpCode] } }),
+    result: `denied:${code}`,
+  };
+}

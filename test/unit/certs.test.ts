@@ -1,0 +1,29 @@
+import { X509Certificate } from 'node:crypto';
+import t from 'tap';
+import { bundleIsUsable, generateBundle, mergeCaBundle, splitPem } from '../../src/certs/generate.js';
+
+const hosts = ['jfs-sidecar-webhook.juicefs-system.svc', '127.0.0.1'];
+
+t.test('a generated bundle is a CA and a serving certificate for the hosts', async (t) => {
+  const b = await generateBundle({ hosts, validityDays: 30 });
+  const ca = new X509Certificate(b.caCert);
+  const cert = new X509Certificate(b.cert);
+  t.ok(ca.ca, 'CA certificate has cA set');
+  t.notOk(cert.ca, 'serving certificate is not a CA');
+  t.ok(cert.verify(ca.publicKey), 'serving certificate is signed by the CA');
+  t.ok(cert.checkHost(hosts[0]), 'covers the service DNS name');
+  t.ok(cert.checkIP('127.0.0.1'), 'covers loopback');
+  t.ok(bundleIsUsable(b, hosts, 24 * 3600 * 1000), 'usable');
+  t.notOk(bundleIsUsable(b, ['other.example'], 0), 'not usable for a host it does not cover');
+  t.notOk(bundleIsUsable(b, hosts, 31 * 24 * 3600 * 1000), 'due for renewal within the renew-before window');
+});
+
+t.test('the CA bundle keeps the previous CA during a rotation', async (t) => {
+  const a = await generateBundle({ hosts, validityDays: 30 });
+  const b = await generateBundle({ hosts, validityDays: 30 });
+  const merged = mergeCaBundle(b.caCert, a.caCert);
+  const pems = splitPem(merged);
+  t.equal(pems.length, 2);
+  t.equal(pems[0].trim(), b.caCert.trim(), 'new CA first');
+  t.equal(splitPem(mergeCaBundle(b.caCert, merged)).length, 2, 'no duplicate when merged again');
+});
