@@ -1,0 +1,210 @@
+// Where the serving certificate comes from, and how it is kept fresh:
+// - FileCertSource: tls.crt/tls.key in --cert-dir (cert-manager and the like),
+//   re-read when the files change;
+// - SecretCertSource: self-managed. The CA and serving certificate live in a
+//   Secret that every replica shares; the CA bundle is written into the
+//   MutatingWebhookConfiguration; renewal happens before expiry, with the old
+//   CA kept in the bundle so replicas still serving the old certificate stay trusted.
+import {
+  AdmissionregistrationV1Api,
+  CoreV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+  type V1Secret,
+} from '@kubernetes/client-node';
+import { existsSync, readFileSync, unwatchFile, watchFile } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { bundleIsUsable, generateBundle, mergeCaBundle, type CertBundle } from './generate.js';
+
+export interface ServingCert {
+  cert: string;
+  key: string;
+}
+
+export interface CertSource {
+  /** Loads (or creates) the certificate; resolves with it. */
+  start(onChange: (cert: ServingCert) => void): Promise<ServingCert>;
+  stop(): void;
+}
+
+export const CERT_FILE = 'tls.crt';
+export const KEY_FILE = 'tls.key';
+
+export class FileCertSource implements CertSource {
+  private files: string[] = [];
+  constructor(
+    private readonly dir: string,
+    private readonly log: Logger,
+  ) {}
+
+  static usable(dir: string | undefined): dir is string {
+    return !!dir && existsSync(path.join(dir, CERT_FILE)) && existsSync(path.join(dir, KEY_FILE));
+  }
+
+  private read(): ServingCert {
+    return { cert: readFileSync(path.join(this.dir, CERT_FILE), 'utf8'), key: readFileSync(path.join(this.dir, KEY_FILE), 'utf8') };
+  }
+
+  async start(onChange: (cert: ServingCert) => void): Promise<ServingCert> {
+    const first = this.read();
+    let last = first.cert;
+    this.files = [CERT_FILE, KEY_FILE].map((f) => path.join(this.dir, f));
+    for (const file of this.files) {
+      watchFile(file, { interval: 5000 }, () => {
+        try {
+          const next = this.read();
+          if (next.cert === last) return;
+          last = next.cert;
+          this.log.info({ dir: this.dir }, 'serving certificate changed on disk; reloading');
+          onChange(next);
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message }, 'could not reload the certificate files');
+        }
+      });
+    }
+    return first;
+  }
+
+  stop(): void {
+    for (const f of this.files) unwatchFile(f);
+  }
+}
+
+export interface SecretCertOptions {
+  kubeConfig: KubeConfig;
+  namespace: string;
+  secretName: string;
+  /** MutatingWebhookConfiguration whose webhooks get the CA bundle; undefined to leave it alone. */
+  webhookConfigName?: string;
+  hosts: string[];
+  validityDays: number;
+  renewBeforeDays: number;
+  checkIntervalMs: number;
+  log: Logger;
+}
+
+const KEYS = { caCert: 'ca.crt', caKey: 'ca.key', cert: CERT_FILE, key: KEY_FILE, caBundle: 'ca-bundle.crt' } as const;
+const DAY_MS = 24 * 3600 * 1000;
+
+function decodeSecret(secret: V1Secret | undefined): (CertBundle & { caBundle?: string }) | undefined {
+  const d = secret?.data;
+  if (!d || !d[KEYS.caCert] || !d[KEYS.caKey] || !d[KEYS.cert] || !d[KEYS.key]) return undefined;
+  const dec = (k: string) => Buffer.from(d[k], 'base64').toString('utf8');
+  return {
+    caCert: dec(KEYS.caCert),
+    caKey: dec(KEYS.caKey),
+    cert: dec(KEYS.cert),
+    key: dec(KEYS.key),
+    caBundle: d[KEYS.caBundle] ? dec(KEYS.caBundle) : undefined,
+  };
+}
+
+function isStatus(err: unknown, code: number): boolean {
+  return (err as { code?: number })?.code === code;
+}
+
+export class SecretCertSource implements CertSource {
+  private readonly core: CoreV1Api;
+  private readonly admission: AdmissionregistrationV1Api;
+  private timer: NodeJS.Timeout | undefined;
+  private current: string | undefined;
+
+  constructor(private readonly opts: SecretCertOptions) {
+    this.core = opts.kubeConfig.makeApiClient(CoreV1Api);
+    this.admission = opts.kubeConfig.makeApiClient(AdmissionregistrationV1Api);
+  }
+
+  async start(onChange: (cert: ServingCert) => void): Promise<ServingCert> {
+    const first = await this.ensure();
+    this.current = first.cert;
+    this.timer = setInterval(() => {
+      this.ensure()
+        .then((next) => {
+          if (next.cert === this.current) return;
+          this.current = next.cert;
+          this.opts.log.info('serving certificate rotated; reloading');
+          onChange(next);
+        })
+        .catch((err) => this.opts.log.error({ err: (err as Error).message }, 'certificate check failed; will retry'));
+    }, this.opts.checkIntervalMs);
+    this.timer.unref();
+    return first;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** Reads the shared Secret, renews it when due (racing replicas settle through resourceVersion), and publishes the CA bundle. */
+  async ensure(): Promise<ServingCert> {
+    const { namespace, secretName: name, hosts, log } = this.opts;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      let existing: V1Secret | undefined;
+      try {
+        existing = await this.core.readNamespacedSecret({ name, namespace });
+      } catch (err) {
+        if (!isStatus(err, 404)) throw err;
+      }
+      const stored = decodeSecret(existing);
+      if (stored && bundleIsUsable(stored, hosts, this.opts.renewBeforeDays * DAY_MS)) {
+        await this.publishCaBundle(stored.caBundle ?? stored.caCert);
+        return { cert: stored.cert, key: stored.key };
+      }
+      log.info({ secret: `${namespace}/${name}`, reason: stored ? 'due for renewal or hosts changed' : 'absent' }, 'generating webhook certificates');
+      const fresh = await generateBundle({ hosts, validityDays: this.opts.validityDays });
+      const caBundle = mergeCaBundle(fresh.caCert, stored?.caBundle ?? stored?.caCert);
+      const enc = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+      const body: V1Secret = {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name, namespace, resourceVersion: existing?.metadata?.resourceVersion, labels: { 'app.kubernetes.io/name': 'jfs-sidecar' } },
+        type: 'Opaque',
+        data: {
+          [KEYS.caCert]: enc(fresh.caCert),
+          [KEYS.caKey]: enc(fresh.caKey),
+          [KEYS.cert]: enc(fresh.cert),
+          [KEYS.key]: enc(fresh.key),
+          [KEYS.caBundle]: enc(caBundle),
+        },
+      };
+      try {
+        if (existing) await this.core.replaceNamespacedSecret({ name, namespace, body });
+        else await this.core.createNamespacedSecret({ namespace, body });
+      } catch (err) {
+        // Another replica got there first: use what it wrote.
+        if (isStatus(err, 409)) continue;
+        throw err;
+      }
+      await this.publishCaBundle(caBundle);
+      return { cert: fresh.cert, key: fresh.key };
+    }
+    throw new Error(`could not settle the certificate Secret ${namespace}/${name} after 5 attempts`);
+  }
+
+  private async publishCaBundle(caBundle: string): Promise<void> {
+    const name = this.opts.webhookConfigName;
+    if (!name) return;
+    const encoded = Buffer.from(caBundle, 'utf8').toString('base64');
+    let config;
+    try {
+      config = await this.admission.readMutatingWebhookConfiguration({ name });
+    } catch (err) {
+      if (isStatus(err, 404)) {
+        this.opts.log.warn({ name }, 'MutatingWebhookConfiguration not found; caBundle not written');
+        return;
+      }
+      throw err;
+    }
+    const webhooks = config.webhooks ?? [];
+    if (webhooks.every((w) => w.clientConfig.caBundle === encoded)) return;
+    // A JSON patch guarded by resourceVersion: a concurrent edit makes it fail and the next check retries.
+    const ops = [
+      { op: 'test', path: '/metadata/resourceVersion', value: config.metadata?.resourceVersion },
+      ...webhooks.map((_w, i) => ({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: encoded })),
+    ];
+    await this.admission.patchMutatingWebhookConfiguration({ name, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
+    this.opts.log.info({ name, webhooks: webhooks.length }, 'caBundle written into the MutatingWebhookConfiguration');
+  }
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+// jfs-sidecar: one executable, one subcommand per component.
+import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { pino } from 'pino';
+import { injectCommand } from './inject-command.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+export function buildCli(): Command {
+  const program = new Command('jfs-sidecar')
+    .description('JuiceFS on Kubernetes in sidecar mode: admission webhook, CSI controller, Mount Pod node service')
+    .version(pkg.version);
+
+  program
+    .command('webhook')
+    .description('run the mutating admission webhook (HTTPS)')
+    .option('--kubeconfig <file>', 'kubeconfig (default: in-cluster or $KUBECONFIG)')
+    .option('--host <addr>', 'listen address', '0.0.0.0')
+    .option('--port <n>', 'listen port', (v) => Number.parseInt(v, 10), 8443)
+    .addOption(new Option('--namespace <ns>', 'namespace of the webhook, its Secret and ConfigMap').env('POD_NAMESPACE').default('juicefs-system'))
+    .option('--service-name <name>', 'Service in front of the webhook (certificate DNS names)', 'jfs-sidecar-webhook')
+    .option('--webhook-config-name <name>', 'MutatingWebhookConfiguration to write the CA bundle into', 'jfs-sidecar-webhook')
+    .option('--cert-secret-name <name>', 'Secret holding the self-managed CA and certificate', 'jfs-sidecar-webhook-certs')
+    .option('--cert-dir <dir>', 'use tls.crt/tls.key from this folder (e.g. cert-manager) instead of self-managed ones')
+    .option('--extra-host <host>', 'extra DNS name or IP for the serving certificate (repeatable)', collect, [])
+    .option('--secret-namespace <ns>', 'namespace whose JuiceFS Secrets may be read (repeatable; default: --namespace)', collect, [])
+    .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
+    .addOption(new Option('--on-error <policy>', 'what to do with a pod the webhook fails to process').choices(['deny', 'allow']).default('deny'))
+    .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
+    .action(async (o) => {
+      const { runWebhook } = await import('../webhook/run.js');
+      const log = pino({ level: o.logLevel, base: { component: 'webhook' } });
+      const running = await runWebhook({
+        kubeconfig: o.kubeconfig,
+        host: o.host,
+        port: o.port,
+        namespace: o.namespace,
+        serviceName: o.serviceName,
+        webhookConfigName: o.webhookConfigName,
+        certSecretName: o.certSecretName,
+        certDir: o.certDir,
+        extraHosts: o.extraHost,
+        secretNamespaces: o.secretNamespace,
+        mountImage: o.mountImage,
+        onError: o.onError,
+        log,
+      });
+      const stop = (signal: string) => {
+        log.info({ signal }, 'shutting down: draining requests in flight');
+        running.close().then(
+          () => process.exit(0),
+          (err) => {
+            log.error({ err: (err as Error).message }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+
+  program
+    .command('inject')
+    .description('inject sidecars into pods and pod templates of YAML files, offline (like istioctl kube-inject)')
+    .option('-f, --filename <file>', 'multi-document YAML with the workloads and the PVCs, PVs, StorageClasses and Secrets they use; - for stdin (repeatable)', collect, [])
+    .option('--config <file>', 'global config.yaml (default: a juicefs-csi-driver-config ConfigMap among the inputs)')
+    .option('--serverless', 'serverless mode: emptyDir instead of hostPath', false)
+    .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
+    .action((o) => {
+      process.exitCode = injectCommand(
+        { files: o.filename, config: o.config, serverless: o.serverless, mountImage: o.mountImage },
+        {
+          readStdin: () => readFileSync(0, 'utf8'),
+          stdout: (s) => process.stdout.write(s),
+          stderr: (s) => process.stderr.write(s),
+        },
+      );
+    });
+
+  return program;
+}
+
+buildCli()
+  .parseAsync(process.argv)
+  .catch((err) => {
+    process.stderr.write(`error: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  });

@@ -1,0 +1,102 @@
+// The webhook process: caches, certificates, HTTPS server, graceful shutdown.
+import { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { FileCertSource, SecretCertSource, type CertSource } from '../certs/manager.js';
+import { ClusterCache } from '../k8s/cluster-cache.js';
+import type { OnError } from './admission.js';
+import { buildServer } from './server.js';
+
+export interface WebhookRunOptions {
+  kubeconfig?: string;
+  host: string;
+  port: number;
+  namespace: string;
+  serviceName: string;
+  webhookConfigName: string;
+  certSecretName: string;
+  certDir?: string;
+  extraHosts: string[];
+  secretNamespaces: string[];
+  mountImage?: string;
+  onError: OnError;
+  log: Logger;
+}
+
+export function loadKubeConfig(file?: string): KubeConfig {
+  const kc = new KubeConfig();
+  if (file) kc.loadFromFile(file);
+  else kc.loadFromDefault();
+  return kc;
+}
+
+export interface RunningWebhook {
+  /** The port actually bound (useful with --port 0). */
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhook> {
+  const { log } = opts;
+  const kubeConfig = loadKubeConfig(opts.kubeconfig);
+  const cache = new ClusterCache({
+    kubeConfig,
+    secretNamespaces: opts.secretNamespaces.length ? opts.secretNamespaces : [opts.namespace],
+    configNamespace: opts.namespace,
+    log,
+  });
+  const hosts = [
+    `${opts.serviceName}.${opts.namespace}.svc`,
+    `${opts.serviceName}.${opts.namespace}.svc.cluster.local`,
+    `${opts.serviceName}.${opts.namespace}`,
+    opts.serviceName,
+    ...opts.extraHosts,
+  ];
+  const certs: CertSource = FileCertSource.usable(opts.certDir)
+    ? new FileCertSource(opts.certDir, log)
+    : new SecretCertSource({
+        kubeConfig,
+        namespace: opts.namespace,
+        secretName: opts.certSecretName,
+        webhookConfigName: opts.webhookConfigName,
+        hosts,
+        validityDays: 365,
+        renewBeforeDays: 30,
+        checkIntervalMs: 10 * 60 * 1000,
+        log,
+      });
+  // Caches start in the background: /readyz says when they have synced.
+  const cacheStart = cache.start().catch((err) => log.error({ err: (err as Error).message }, 'caches failed to start'));
+  let app: ReturnType<typeof buildServer> | undefined;
+  const tls = await certs.start((next) => {
+    // New connections use the new certificate; open ones finish with the old.
+    (app?.server as unknown as { setSecureContext(o: { cert: string; key: string }): void })?.setSecureContext({
+      cert: next.cert,
+      key: next.key,
+    });
+  });
+  app = buildServer({
+    view: cache,
+    config: () => cache.globalConfig,
+    ready: () => cache.synced,
+    readyDetail: () => cache.globalConfigError,
+    defaultMountImage: opts.mountImage,
+    onError: opts.onError,
+    log,
+    tls,
+  });
+  await app.listen({ host: opts.host, port: opts.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : opts.port;
+  log.info({ port, secretNamespaces: opts.secretNamespaces }, 'webhook listening');
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    close: () =>
+      (closing ??= (async () => {
+        certs.stop();
+        await app!.close(); // drains requests in flight
+        await cacheStart;
+        await cache.stop();
+      })()),
+  };
+}
