@@ -3,16 +3,16 @@
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
+import { PACKAGE_VERSION } from '../local/project-root.js';
 import { injectCommand } from './inject-command.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
 export function buildCli(): Command {
   const program = new Command('jfs-sidecar')
     .description('JuiceFS on Kubernetes in sidecar mode: admission webhook, CSI controller, Mount Pod node service')
-    .version(pkg.version);
+    .version(PACKAGE_VERSION);
 
   program
     .command('webhook')

@@ -5,6 +5,7 @@ import {
   CoreV1Api,
   StorageV1Api,
   type KubeConfig,
+  type KubernetesObject,
   type V1ConfigMap,
   type V1PersistentVolume,
   type V1PersistentVolumeClaim,
@@ -34,6 +35,7 @@ export class ClusterCache implements ClusterView {
   private readonly configMaps: ResilientInformer<V1ConfigMap>;
   private config: GlobalConfig = structuredClone(DEFAULT_GLOBAL_CONFIG);
   private configError: string | undefined;
+  private configVersion = '';
 
   constructor(private readonly opts: ClusterCacheOptions) {
     const core = opts.kubeConfig.makeApiClient(CoreV1Api);
@@ -73,7 +75,7 @@ export class ClusterCache implements ClusterView {
     this.configMaps.on('delete', reload);
   }
 
-  private all(): ResilientInformer<any>[] {
+  private all(): ResilientInformer<KubernetesObject>[] {
     return [this.pvcs, this.pvs, this.classes, ...this.secrets.values(), this.configMaps];
   }
 
@@ -96,8 +98,9 @@ export class ClusterCache implements ClusterView {
     return this.config;
   }
 
-  get globalConfigError(): string | undefined {
-    return this.configError;
+  /** Which ConfigMap version the config came from ("" when absent), and why a newer one was rejected. */
+  get globalConfigStatus(): { resourceVersion: string; error?: string } {
+    return { resourceVersion: this.configVersion, ...(this.configError ? { error: this.configError } : {}) };
   }
 
   private reloadConfig(): void {
@@ -105,11 +108,12 @@ export class ClusterCache implements ClusterView {
     try {
       this.config = parseGlobalConfig(cm?.data?.[CONFIG_MAP_KEY]);
       this.configError = undefined;
+      this.configVersion = cm?.metadata?.resourceVersion ?? '';
       this.opts.log.info({ configMap: `${this.opts.configNamespace}/${CONFIG_MAP_NAME}`, present: !!cm }, 'global config loaded');
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       // Keep serving with the last good config; the error is logged and shown on /readyz.
-      this.configError = err.message;
+      this.configError = `ConfigMap version ${cm?.metadata?.resourceVersion}: ${err.message}`;
       this.opts.log.error({ err: err.message }, 'global config rejected; keeping the previous one');
     }
   }

@@ -78,7 +78,7 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
     view: cache,
     config: () => cache.globalConfig,
     ready: () => cache.synced,
-    readyDetail: () => cache.globalConfigError,
+    readyDetail: () => ({ config: cache.globalConfigStatus }),
     defaultMountImage: opts.mountImage,
     onError: opts.onError,
     log,

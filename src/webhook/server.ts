@@ -20,8 +20,8 @@ export interface WebhookServerOptions {
   config: () => GlobalConfig;
   /** Whether the caches have synced: /readyz answers 503 until then. */
   ready: () => boolean;
-  /** Extra readiness detail (e.g. a rejected ConfigMap). */
-  readyDetail?: () => string | undefined;
+  /** Extra readiness detail (e.g. which ConfigMap version is loaded, or why it was rejected). */
+  readyDetail?: () => Record<string, unknown>;
   defaultMountImage?: string;
   onError: OnError;
   log: Logger;
@@ -69,9 +69,9 @@ export function buildServer(opts: WebhookServerOptions): FastifyInstance {
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, res) => {
-    const detail = opts.readyDetail?.();
-    if (!opts.ready()) return res.code(503).send({ status: 'caches not synced' });
-    return { status: 'ready', ...(detail ? { warning: detail } : {}) };
+    const detail = opts.readyDetail?.() ?? {};
+    if (!opts.ready()) return res.code(503).send({ status: 'caches not synced', ...detail });
+    return { status: 'ready', ...detail };
   });
   app.get('/metrics', async (_req, res) => {
     res.header('content-type', metrics.registry.contentType);

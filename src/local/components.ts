@@ -1,0 +1,134 @@
+// The project's own components run as real processes against a control plane,
+// and the project's own manifests applied to it (shared by `jfs-sidecar local`
+// and the control-plane tests).
+import {
+  KubernetesObjectApi,
+  type KubeConfig,
+  type KubernetesObject,
+  type V1MutatingWebhookConfiguration,
+} from '@kubernetes/client-node';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { request } from 'node:https';
+import path from 'node:path';
+import { parseManifests } from '../offline/inject-manifests.js';
+import { freePort, stopProcess } from './control-plane.js';
+import { PROJECT_ROOT } from './project-root.js';
+
+export const MANIFESTS = path.join(PROJECT_ROOT, 'manifests');
+export const CLI = path.join(PROJECT_ROOT, 'dist/src/cli/main.js');
+
+export function readManifest(file: string): KubernetesObject[] {
+  return parseManifests(readFileSync(path.join(MANIFESTS, file), 'utf8'), file);
+}
+
+/** Create-or-replace, as `kubectl apply` would for objects this tool owns. */
+export async function applyObjects(kc: KubeConfig, objects: KubernetesObject[]): Promise<void> {
+  const api = KubernetesObjectApi.makeApiClient(kc);
+  for (const obj of objects) {
+    try {
+      const existing = await api.read(obj as KubernetesObject & { metadata: { name: string; namespace?: string } });
+      await api.replace({ ...obj, metadata: { ...obj.metadata, resourceVersion: existing.metadata?.resourceVersion } });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 404) throw err;
+      await api.create(obj);
+    }
+  }
+}
+
+/** The shipped MutatingWebhookConfiguration, pointed at a webhook on loopback; everything else as shipped. */
+export function loopbackWebhookConfiguration(port: number): V1MutatingWebhookConfiguration {
+  const [mwc] = readManifest('mutating-webhook.yaml') as V1MutatingWebhookConfiguration[];
+  for (const w of mwc.webhooks ?? []) {
+    const p = w.clientConfig.service?.path ?? '/';
+    w.clientConfig = { url: `https://127.0.0.1:${port}${p}` };
+  }
+  return mwc;
+}
+
+export interface WebhookProcessOptions {
+  kubeconfig: string;
+  namespace: string;
+  secretNamespaces: string[];
+  port?: number;
+  logFile?: string;
+  extraArgs?: string[];
+}
+
+export class WebhookProcess {
+  private child: ChildProcess | undefined;
+  private constructor(
+    readonly port: number,
+    private readonly opts: WebhookProcessOptions,
+  ) {}
+
+  static async start(opts: WebhookProcessOptions): Promise<WebhookProcess> {
+    const wp = new WebhookProcess(opts.port ?? (await freePort()), opts);
+    await wp.spawn();
+    return wp;
+  }
+
+  /** (Re)starts the process and waits until /readyz answers 200. */
+  async spawn(): Promise<void> {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build`);
+    const args = [
+      CLI,
+      'webhook',
+      `--kubeconfig=${this.opts.kubeconfig}`,
+      '--host=127.0.0.1',
+      `--port=${this.port}`,
+      `--namespace=${this.opts.namespace}`,
+      '--extra-host=127.0.0.1',
+      ...this.opts.secretNamespaces.map((n) => `--secret-namespace=${n}`),
+      ...(this.opts.extraArgs ?? []),
+    ];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' } });
+    if (this.opts.logFile) {
+      const log = createWriteStream(this.opts.logFile, { flags: 'a' });
+      child.stdout!.pipe(log);
+      child.stderr!.pipe(log);
+    } else {
+      child.stdout!.resume();
+      child.stderr!.resume();
+    }
+    this.child = child;
+    const deadline = Date.now() + 60_000;
+    while (!(await this.ready())) {
+      if (child.exitCode !== null) throw new Error(`webhook exited with code ${child.exitCode}`);
+      if (Date.now() > deadline) throw new Error('webhook did not become ready within 60s');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /** GET /readyz; the body tells which ConfigMap version is loaded. */
+  async readyz(): Promise<{ status: number; body: Record<string, unknown> }> {
+    return new Promise((resolve) => {
+      const req = request({ host: '127.0.0.1', port: this.port, path: '/readyz', rejectUnauthorized: false, timeout: 2000 }, (res) => {
+        let text = '';
+        res.on('data', (c) => (text += c));
+        res.on('end', () => {
+          try {
+            resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) });
+          } catch {
+            resolve({ status: res.statusCode ?? 0, body: {} });
+          }
+        });
+      });
+      req.on('error', () => resolve({ status: 0, body: {} }));
+      req.on('timeout', () => req.destroy());
+      req.end();
+    });
+  }
+
+  async ready(): Promise<boolean> {
+    return (await this.readyz()).status === 200;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  async stop(): Promise<void> {
+    if (this.child) await stopProcess(this.child);
+  }
+}

@@ -1,0 +1,35 @@
+// The tap side of the control-plane harness: one control plane per test file,
+// torn down with the file (also when it fails), its logs printed on failure.
+import { ControlPlane, type ControlPlaneOptions } from '../../src/local/control-plane.js';
+
+interface TapLike {
+  teardown(fn: () => unknown): void;
+  passing(): boolean;
+  comment(...args: unknown[]): void;
+}
+
+export async function startControlPlane(t: TapLike, opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const cp = await ControlPlane.start(opts);
+  t.teardown(async () => {
+    if (!t.passing()) t.comment(`control plane logs:\n${cp.logs(80)}`);
+    await cp.stop();
+  });
+  // A test process that dies mid-way must not leave the control plane behind.
+  process.once('exit', () => void cp.stop());
+  return cp;
+}
+
+export async function eventually<T>(fn: () => Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v as T;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastErr ? `: ${(lastErr as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
