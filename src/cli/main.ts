@@ -80,6 +80,26 @@ export function buildCli(): Command {
       );
     });
 
+  program
+    .command('local')
+    .description('run a throwaway local control plane with the webhook registered (npm start); never touches your cluster')
+    .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
+    .action(async (o) => {
+      const { startLocalCluster, tryThisHint } = await import('../local/local-cluster.js');
+      const log = pino({ level: o.logLevel, base: { component: 'local' } }, pino.destination({ dest: 2, sync: true }));
+      const cluster = await startLocalCluster(log);
+      process.stdout.write(`${tryThisHint(cluster.kubeconfig)}\n`);
+      const stop = (signal: string) => {
+        log.info({ signal }, 'stopping the local cluster');
+        cluster.stop().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+    });
+
   return program;
 }
 
