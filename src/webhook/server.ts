@@ -1,7 +1,7 @@
 // The Fastify adapter: HTTPS, /mutate and /mutate-serverless, health, readiness
 // and metrics. Every client error is a 400 with a JSON body; nothing a client
 // sends can crash the process.
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { GlobalConfig } from '../config/schema.js';
 import type { InjectMode, InjectOptions } from '../inject/types.js';
@@ -34,7 +34,8 @@ export function buildServer(opts: WebhookServerOptions): FastifyInstance {
   const metrics = opts.metrics ?? createMetrics();
   const app = Fastify({
     loggerInstance: opts.log as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // One log line per admission comes from the handler; per-request access logs would double it.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimitBytes ?? 3 * 1024 * 1024,
     ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const } } : {}),
     // Requests in flight finish on close; new connections are refused.
