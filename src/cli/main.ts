@@ -81,6 +81,44 @@ export function buildCli(): Command {
     });
 
   program
+    .command('controller')
+    .description('run the CSI controller (Identity + Controller services) on a Unix socket')
+    .requiredOption('--endpoint <endpoint>', 'CSI endpoint, e.g. unix:///csi/csi.sock')
+    .addOption(new Option('--juicefs <path>', 'the juicefs client binary').env('JFS_BINARY').default('juicefs'))
+    .option('--state-dir <dir>', 'where temporary mounts and their logs live', '/var/lib/jfs-sidecar/controller')
+    .option('--kubeconfig <file>', 'kubeconfig, for pathPatterns using PVC labels/annotations (default: in-cluster when there)')
+    .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
+    .action(async (o) => {
+      const { runController } = await import('../controller/run.js');
+      const log = pino({ level: o.logLevel, base: { component: 'controller' } });
+      const running = await runController({ endpoint: o.endpoint, juicefsBinary: o.juicefs, stateDir: o.stateDir, kubeconfig: o.kubeconfig, log });
+      const stop = (signal: string) => {
+        log.info({ signal }, 'shutting down');
+        running.close().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+
+  program
+    .command('node')
+    .description('run the CSI node service (Identity + Node) on a Unix socket')
+    .requiredOption('--endpoint <endpoint>', 'CSI endpoint, e.g. unix:///csi/csi.sock')
+    .addOption(new Option('--node-id <name>', 'this node\'s name').env('NODE_NAME').makeOptionMandatory())
+    .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
+    .action(async (o) => {
+      const { runNode } = await import('../node/run.js');
+      const log = pino({ level: o.logLevel, base: { component: 'node' } });
+      const server = await runNode({ endpoint: o.endpoint, nodeId: o.nodeId, log });
+      const stop = () => server.close().then(() => process.exit(0));
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
+
+  program
     .command('local')
     .description('run a throwaway local control plane with the webhook registered (npm start); never touches your cluster')
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))

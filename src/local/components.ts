@@ -132,3 +132,48 @@ export class WebhookProcess {
     if (this.child) await stopProcess(this.child);
   }
 }
+
+/** A `jfs-sidecar <subcommand>` child process (controller, node), its output in a log file. */
+export class CliProcess {
+  private child: ChildProcess | undefined;
+  constructor(
+    private readonly args: string[],
+    private readonly logFile: string,
+  ) {}
+
+  start(): this {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build`);
+    const child = spawn(process.execPath, [CLI, ...this.args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const log = createWriteStream(this.logFile, { flags: 'a' });
+    child.stdout!.pipe(log);
+    child.stderr!.pipe(log);
+    this.child = child;
+    return this;
+  }
+
+  get running(): boolean {
+    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Kills the process at once, as a crash would. */
+  kill(): void {
+    this.child?.kill('SIGKILL');
+  }
+
+  async stop(): Promise<void> {
+    if (this.child) await stopProcess(this.child);
+  }
+
+  log(lines = 40): string {
+    return existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n') : '';
+  }
+}
+
+/** Waits for a Unix socket file to appear (the CSI server is listening). */
+export async function waitForSocket(sock: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!existsSync(sock)) {
+    if (Date.now() > deadline) throw new Error(`${sock} did not appear within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

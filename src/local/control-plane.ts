@@ -14,7 +14,7 @@ import { makeCa, makeClient, makeServiceAccountKey, makeServing, type Pem } from
 
 const BUILD_SCRIPT = path.join(PROJECT_ROOT, 'test/env/build.sh');
 
-export type Component = 'kube-apiserver' | 'kube-controller-manager' | 'etcd' | 'juicefs';
+export type Component = 'kube-apiserver' | 'kube-controller-manager' | 'etcd' | 'juicefs' | 'csi-sanity' | 'csi-provisioner';
 
 /** Paths of the binaries, building what is missing (progress goes to stderr). */
 export function ensureBinaries(components: Component[]): Record<Component, string> {

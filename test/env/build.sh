@@ -5,6 +5,8 @@
 #   kube-apiserver, kube-controller-manager  (k8s.io/kubernetes)
 #   etcd                                     (go.etcd.io/etcd/server/v3)
 #   juicefs                                  (github.com/juicedata/juicefs, cgo for SQLite)
+#   csi-sanity                               (github.com/kubernetes-csi/csi-test/v5)
+#   csi-provisioner                          (github.com/kubernetes-csi/external-provisioner/v6)
 #
 # Usage: build.sh [--paths] [COMPONENT ...]   (default: all components)
 #   --paths  print "name=/abs/path" lines for the requested binaries at the end.
@@ -24,11 +26,11 @@ components=()
 for arg in "$@"; do
   case "$arg" in
     --paths) print_paths=1 ;;
-    kube-apiserver|kube-controller-manager|etcd|juicefs) components+=("$arg") ;;
+    kube-apiserver|kube-controller-manager|etcd|juicefs|csi-sanity|csi-provisioner) components+=("$arg") ;;
     *) echo "build.sh: unknown component '$arg'" >&2; exit 2 ;;
   esac
 done
-[ ${#components[@]} -gt 0 ] || components=(kube-apiserver kube-controller-manager etcd juicefs)
+[ ${#components[@]} -gt 0 ] || components=(kube-apiserver kube-controller-manager etcd juicefs csi-sanity csi-provisioner)
 
 log() { echo "[env:build] $*" >&2; }
 
@@ -88,6 +90,8 @@ for c in "${components[@]}"; do
     kube-controller-manager) asset kube-controller-manager "${TEST_ASSET_KUBE_CONTROLLER_MANAGER:-}" || build kube-controller-manager kube k8s.io/kubernetes/cmd/kube-controller-manager "$kube_ldflags" "" ;;
     etcd) asset etcd "${TEST_ASSET_ETCD:-}" || build etcd etcd go.etcd.io/etcd/server/v3 "" "" ;;
     juicefs) CGO=1 build juicefs juicefs github.com/juicedata/juicefs "$juicefs_ldflags" "$juicefs_tags" ;;
+    csi-sanity) build csi-sanity csi-sanity github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity "" "" ;;
+    csi-provisioner) build csi-provisioner csi-provisioner github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner "" "" ;;
   esac
 done
 

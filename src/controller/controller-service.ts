@@ -1,0 +1,244 @@
+// CSI Identity and Controller services: each PV is a subdirectory of the
+// JuiceFS volume (named by the PV, or the StorageClass pathPattern), with its
+// capacity as a JuiceFS quota.
+import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
+import { chmodSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { ATTR, CSI_DRIVER_NAME } from '../contract/keys.js';
+import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
+import { Code, CsiError, type ServiceImpl } from '../csi/server.js';
+import { CredentialsError, credentialsFromSecrets, type JuicefsVolumes, type VolumeCredentials } from '../juicefs/volume.js';
+import { listRecords, readRecord, REGISTRY_DIR, removeRecord, writeRecord } from './registry.js';
+
+/** Keys external-provisioner adds with --extra-create-metadata. */
+const PVC_NAME = 'csi.storage.k8s.io/pvc/name';
+const PVC_NAMESPACE = 'csi.storage.k8s.io/pvc/namespace';
+const RESERVED_PREFIX = 'csi.storage.k8s.io/';
+const GIB = 2 ** 30;
+
+type Req = Record<string, unknown>;
+interface Capability {
+  block?: unknown;
+  mount?: unknown;
+  access_mode?: { mode?: string };
+  access_type?: string;
+}
+
+export interface ControllerOptions {
+  volumes: JuicefsVolumes;
+  version: string;
+  log: Logger;
+  /** Looks a PVC up, for pathPatterns that use its labels or annotations (the provisioner passes only name and namespace). */
+  getPvc?: (namespace: string, name: string) => Promise<V1PersistentVolumeClaim | undefined>;
+}
+
+/** Serialises operations on one volume name: the CO may retry while a call is still running. */
+class KeyedLock {
+  private readonly tails = new Map<string, Promise<unknown>>();
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(fn);
+    this.tails.set(key, next);
+    try {
+      return await next;
+    } finally {
+      if (this.tails.get(key) === next) this.tails.delete(key);
+    }
+  }
+}
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+function bytes(v: unknown): number {
+  const n = Number(v ?? 0);
+  if (!Number.isFinite(n) || n < 0) throw new CsiError(Code.INVALID_ARGUMENT, `capacity ${String(v)} is not a non-negative number`);
+  return n;
+}
+
+function creds(secrets: unknown): VolumeCredentials {
+  try {
+    return credentialsFromSecrets(secrets as Record<string, string>);
+  } catch (err) {
+    if (err instanceof CredentialsError) throw new CsiError(Code.INVALID_ARGUMENT, err.message);
+    throw err;
+  }
+}
+
+/** A subdirectory the controller may own: relative, inside the volume, not the root, not its own registry. */
+export function checkSubdir(dir: string): string {
+  if (!dir || dir.startsWith('/') || dir.split('/').some((p) => p === '..' || p === '.' || p === '') || /[\u0000-\u001f]/.test(dir)) {
+    throw new CsiError(Code.INVALID_ARGUMENT, `subdirectory "${dir}" is empty, absolute or escapes the volume`);
+  }
+  if (dir === REGISTRY_DIR.split('/')[0] || dir.startsWith(`${REGISTRY_DIR.split('/')[0]}/`)) {
+    throw new CsiError(Code.INVALID_ARGUMENT, `subdirectory "${dir}" is reserved`);
+  }
+  return dir;
+}
+
+function checkCapabilities(caps: unknown, required: boolean): Capability[] {
+  const list = (Array.isArray(caps) ? caps : []) as Capability[];
+  if (required && list.length === 0) throw new CsiError(Code.INVALID_ARGUMENT, 'volume_capabilities is required');
+  for (const c of list) {
+    if (!c.mount && !c.block) throw new CsiError(Code.INVALID_ARGUMENT, 'a volume capability names no access type');
+    if (!c.access_mode || !c.access_mode.mode || c.access_mode.mode === 'UNKNOWN') {
+      throw new CsiError(Code.INVALID_ARGUMENT, 'a volume capability names no access mode');
+    }
+  }
+  return list;
+}
+
+/** Parameters that travel to the sidecar/node as volume_context (admin settings; no provisioner-internal keys). */
+function volumeContext(parameters: Record<string, string>, subdir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(parameters)) {
+    if (k.startsWith(RESERVED_PREFIX) || k === ATTR.pathPattern) continue;
+    out[k] = v;
+  }
+  out[ATTR.subPath] = subdir;
+  return out;
+}
+
+export function identityService(version: string, withController: boolean): ServiceImpl {
+  return {
+    GetPluginInfo: async () => ({ name: CSI_DRIVER_NAME, vendor_version: version, manifest: {} }),
+    GetPluginCapabilities: async () => ({
+      capabilities: [
+        ...(withController ? [{ service: { type: 'CONTROLLER_SERVICE' } }] : []),
+        ...(withController ? [{ volume_expansion: { type: 'ONLINE' } }] : []),
+      ],
+    }),
+    Probe: async () => ({ ready: { value: true } }),
+  };
+}
+
+export function controllerService(opts: ControllerOptions): ServiceImpl {
+  const { volumes, log } = opts;
+  const lock = new KeyedLock();
+
+  async function subdirFor(name: string, parameters: Record<string, string>): Promise<string> {
+    const pattern = parameters[ATTR.pathPattern];
+    if (!pattern) return checkSubdir(name);
+    const pvcName = parameters[PVC_NAME];
+    const namespace = parameters[PVC_NAMESPACE];
+    if (!pvcName || !namespace) {
+      throw new CsiError(Code.INVALID_ARGUMENT, 'pathPattern needs the PVC name and namespace: run csi-provisioner with --extra-create-metadata');
+    }
+    const needsObject = /\.PVC\.(labels|annotations)\./.test(pattern);
+    const pvc = needsObject ? await opts.getPvc?.(namespace, pvcName) : undefined;
+    if (needsObject && !pvc) throw new CsiError(Code.UNAVAILABLE, `PersistentVolumeClaim ${namespace}/${pvcName} not found for pathPattern "${pattern}"`);
+    try {
+      return checkSubdir(
+        renderPathPattern(pattern, { name: pvcName, namespace, labels: pvc?.metadata?.labels, annotations: pvc?.metadata?.annotations }),
+      );
+    } catch (err) {
+      if (err instanceof PathPatternError) throw new CsiError(Code.INVALID_ARGUMENT, err.message);
+      throw err;
+    }
+  }
+
+  return {
+    CreateVolume: async (req: Req) => {
+      const name = str(req.name);
+      if (!name) throw new CsiError(Code.INVALID_ARGUMENT, 'name is required');
+      const caps = checkCapabilities(req.volume_capabilities, true);
+      if (caps.some((c) => c.block)) throw new CsiError(Code.INVALID_ARGUMENT, 'JuiceFS volumes are filesystems; block access is not supported');
+      if ((req.volume_content_source as { type?: string } | null)?.type) {
+        throw new CsiError(Code.INVALID_ARGUMENT, 'creating a volume from a snapshot or another volume is not supported');
+      }
+      const range = (req.capacity_range ?? {}) as { required_bytes?: string; limit_bytes?: string };
+      const required = bytes(range.required_bytes);
+      const limit = bytes(range.limit_bytes);
+      if (limit && required > limit) throw new CsiError(Code.INVALID_ARGUMENT, 'required_bytes is above limit_bytes');
+      const quotaBytes = required || limit ? Math.max(1, Math.ceil((required || limit) / GIB)) * GIB : 0;
+      if (limit && quotaBytes > limit) throw new CsiError(Code.OUT_OF_RANGE, `quotas are whole GiB: ${quotaBytes} bytes would exceed limit_bytes ${limit}`);
+      const parameters = (req.parameters ?? {}) as Record<string, string>;
+      const c = creds(req.secrets);
+      const subdir = await subdirFor(name, parameters);
+
+      return lock.run(name, () =>
+        volumes.withMount(c, async (root) => {
+          const existing = readRecord(root, name);
+          if (existing && (existing.capacityBytes !== quotaBytes || existing.subdir !== subdir)) {
+            throw new CsiError(Code.ALREADY_EXISTS, `volume ${name} exists with ${existing.capacityBytes} bytes at "${existing.subdir}"`);
+          }
+          // The record comes first: an interrupted create leaves a record a retry completes, never an unknown directory.
+          if (!existing) writeRecord(root, { id: name, subdir, capacityBytes: quotaBytes, createdAt: new Date().toISOString() });
+          const dir = path.join(root, subdir);
+          mkdirSync(dir, { recursive: true });
+          // Apps run as any user: the new directory is theirs to write.
+          chmodSync(dir, 0o777);
+          if (quotaBytes > 0) await volumes.setQuota(c, subdir, quotaBytes);
+          log.info({ volume: name, subdir, capacityBytes: quotaBytes }, existing ? 'volume exists' : 'volume created');
+          return { volume: { volume_id: name, capacity_bytes: String(quotaBytes), volume_context: volumeContext(parameters, subdir) } };
+        }),
+      );
+    },
+
+    DeleteVolume: async (req: Req) => {
+      const id = str(req.volume_id);
+      if (!id) throw new CsiError(Code.INVALID_ARGUMENT, 'volume_id is required');
+      const c = creds(req.secrets);
+      return lock.run(id, () =>
+        volumes.withMount(c, async (root) => {
+          const record = readRecord(root, id);
+          if (!record) return {}; // unknown or already deleted: success
+          const subdir = checkSubdir(record.subdir);
+          const sharers = listRecords(root).filter((r) => r.id !== id && r.subdir === subdir);
+          if (sharers.length === 0) {
+            await volumes.removeTree(root, subdir);
+            await volumes.deleteQuota(c, subdir);
+          } else {
+            log.info({ volume: id, subdir, sharedWith: sharers.map((r) => r.id) }, 'directory kept: other volumes use it');
+          }
+          // The record goes last, so an interrupted delete is retried to completion.
+          removeRecord(root, id);
+          return {};
+        }),
+      );
+    },
+
+    ValidateVolumeCapabilities: async (req: Req) => {
+      const id = str(req.volume_id);
+      if (!id) throw new CsiError(Code.INVALID_ARGUMENT, 'volume_id is required');
+      const caps = checkCapabilities(req.volume_capabilities, true);
+      const c = creds(req.secrets);
+      const record = await volumes.withMount(c, async (root) => readRecord(root, id));
+      if (!record) throw new CsiError(Code.NOT_FOUND, `volume ${id} does not exist`);
+      if (caps.some((cap) => cap.block)) return { message: 'block access is not supported' };
+      return {
+        confirmed: {
+          volume_context: req.volume_context ?? {},
+          volume_capabilities: caps,
+          parameters: req.parameters ?? {},
+          mutable_parameters: req.mutable_parameters ?? {},
+        },
+      };
+    },
+
+    ControllerGetCapabilities: async () => ({
+      capabilities: [{ rpc: { type: 'CREATE_DELETE_VOLUME' } }, { rpc: { type: 'EXPAND_VOLUME' } }],
+    }),
+
+    ControllerExpandVolume: async (req: Req) => {
+      const id = str(req.volume_id);
+      if (!id) throw new CsiError(Code.INVALID_ARGUMENT, 'volume_id is required');
+      const range = req.capacity_range as { required_bytes?: string; limit_bytes?: string } | null;
+      if (!range) throw new CsiError(Code.INVALID_ARGUMENT, 'capacity_range is required');
+      const required = bytes(range.required_bytes) || bytes(range.limit_bytes);
+      const c = creds(req.secrets);
+      return lock.run(id, () =>
+        volumes.withMount(c, async (root) => {
+          const record = readRecord(root, id);
+          if (!record) throw new CsiError(Code.NOT_FOUND, `volume ${id} does not exist`);
+          if (required <= record.capacityBytes) return { capacity_bytes: String(record.capacityBytes), node_expansion_required: false };
+          const quotaBytes = await volumes.setQuota(c, record.subdir, required);
+          writeRecord(root, { ...record, capacityBytes: quotaBytes });
+          return { capacity_bytes: String(quotaBytes), node_expansion_required: false };
+        }),
+      );
+    },
+  };
+}

@@ -1,0 +1,38 @@
+// What is mounted where, read from /proc/self/mountinfo (shared by the
+// controller's temporary mounts and the node service).
+import { readFileSync } from 'node:fs';
+
+export interface MountEntry {
+  mountPoint: string;
+  root: string;
+  fsType: string;
+  source: string;
+}
+
+/** mountinfo escapes space, tab, newline and backslash as octal. */
+function unescape(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+export function readMounts(file = '/proc/self/mountinfo'): MountEntry[] {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [pre, post] = line.split(' - ');
+      const f = pre.split(' ');
+      const p = (post ?? '').split(' ');
+      return { root: unescape(f[3]), mountPoint: unescape(f[4]), fsType: p[0] ?? '', source: unescape(p[1] ?? '') };
+    });
+}
+
+export function mountAt(path: string): MountEntry | undefined {
+  // The last entry at a path is the one on top.
+  return readMounts()
+    .filter((m) => m.mountPoint === path)
+    .pop();
+}
+
+export function isJuicefsMount(path: string): boolean {
+  return mountAt(path)?.fsType === 'fuse.juicefs';
+}
