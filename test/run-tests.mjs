@@ -17,8 +17,8 @@ if (build.status !== 0) {
 }
 
 const suites = [
-  ['unit, golden and webhook', ['test/unit', 'test/golden', 'test/webhook']],
-  ['control plane', ['--jobs=1', 'test/e2e']],
+  ['unit, golden and webhook', ['test/unit/*.test.ts', 'test/golden/*.test.ts', 'test/webhook/*.test.ts']],
+  ['control plane', ['--jobs=1', 'test/e2e/*.test.ts']],
 ];
 let passed = 0;
 let failed = 0;

@@ -86,12 +86,26 @@ export function buildCli(): Command {
     .requiredOption('--endpoint <endpoint>', 'CSI endpoint, e.g. unix:///csi/csi.sock')
     .addOption(new Option('--juicefs <path>', 'the juicefs client binary').env('JFS_BINARY').default('juicefs'))
     .option('--state-dir <dir>', 'where temporary mounts and their logs live', '/var/lib/jfs-sidecar/controller')
-    .option('--kubeconfig <file>', 'kubeconfig, for pathPatterns using PVC labels/annotations (default: in-cluster when there)')
+    .option('--kubeconfig <file>', 'kubeconfig (default: in-cluster when there); needed for --secret-sync and label-based pathPatterns')
+    .option('--secret-sync', 'keep per-PVC copies of volume Secrets for sidecar mode', false)
+    .option('--secret-namespace <ns>', 'namespace whose JuiceFS Secrets are copied from (repeatable)', collect, [])
+    .option('--leader-elect', 'elect one active Secret-copy reconciler among replicas through a Lease', false)
+    .addOption(new Option('--leader-election-namespace <ns>', 'namespace of the Lease').env('POD_NAMESPACE').default('juicefs-system'))
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o) => {
       const { runController } = await import('../controller/run.js');
       const log = pino({ level: o.logLevel, base: { component: 'controller' } });
-      const running = await runController({ endpoint: o.endpoint, juicefsBinary: o.juicefs, stateDir: o.stateDir, kubeconfig: o.kubeconfig, log });
+      const running = await runController({
+        endpoint: o.endpoint,
+        juicefsBinary: o.juicefs,
+        stateDir: o.stateDir,
+        kubeconfig: o.kubeconfig,
+        secretSync: o.secretSync,
+        secretNamespaces: o.secretNamespace.length ? o.secretNamespace : [o.leaderElectionNamespace],
+        leaderElect: o.leaderElect,
+        leaderElectionNamespace: o.leaderElectionNamespace,
+        log,
+      });
       const stop = (signal: string) => {
         log.info({ signal }, 'shutting down');
         running.close().then(

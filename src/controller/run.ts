@@ -1,6 +1,9 @@
 // The controller process: CSI Identity + Controller on a Unix socket.
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import { LeaderElector } from '../k8s/leader.js';
+import { SecretSync } from './secret-sync.js';
 import { startCsiServer, type CsiServer } from '../csi/server.js';
 import { JuicefsCli } from '../juicefs/cli.js';
 import { JuicefsVolumes } from '../juicefs/volume.js';
@@ -12,6 +15,11 @@ export interface ControllerRunOptions {
   juicefsBinary: string;
   stateDir: string;
   kubeconfig?: string;
+  /** Keep per-PVC Secret copies for sidecar mode (needs a Kubernetes API). */
+  secretSync: boolean;
+  secretNamespaces: string[];
+  leaderElect: boolean;
+  leaderElectionNamespace: string;
   log: Logger;
 }
 
@@ -43,9 +51,29 @@ export async function runController(opts: ControllerRunOptions): Promise<{ serve
     },
     opts.log,
   );
+  let sync: SecretSync | undefined;
+  let elector: LeaderElector | undefined;
+  if (opts.secretSync) {
+    if (!kc) throw new Error('--secret-sync needs a Kubernetes API: give --kubeconfig or run in a cluster');
+    sync = new SecretSync({ kubeConfig: kc, secretNamespaces: opts.secretNamespaces, log: opts.log.child({ part: 'secret-sync' }) });
+    const startSync = () => void sync!.start().catch((err) => opts.log.error({ err: (err as Error).message }, 'secret sync failed to start'));
+    if (opts.leaderElect) {
+      elector = new LeaderElector({
+        kubeConfig: kc,
+        namespace: opts.leaderElectionNamespace,
+        name: 'jfs-sidecar-controller',
+        identity: `${hostname()}-${process.pid}`,
+        log: opts.log,
+      });
+      // Losing the lease ends the process, so a restarted one starts clean (as client-go controllers do).
+      void elector.run(startSync, () => process.exit(1));
+    } else startSync();
+  }
   return {
     server,
     close: async () => {
+      elector?.stop();
+      await sync?.stop();
       await server.close();
       await volumes.close();
     },

@@ -8,7 +8,7 @@ import {
   type V1MutatingWebhookConfiguration,
 } from '@kubernetes/client-node';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import path from 'node:path';
 import { parseManifests } from '../offline/inject-manifests.js';
@@ -133,21 +133,40 @@ export class WebhookProcess {
   }
 }
 
-/** A `jfs-sidecar <subcommand>` child process (controller, node), its output in a log file. */
-export class CliProcess {
+/** A child process (a jfs-sidecar subcommand, csi-provisioner, …), its output in a log file. */
+export class ManagedProcess {
   private child: ChildProcess | undefined;
+  private stopping = false;
+  /** How many times the process was restarted after exiting on its own. */
+  restarts = 0;
   constructor(
+    private readonly command: string,
     private readonly args: string[],
     private readonly logFile: string,
+    /** Restart when it exits on its own, as kubelet does for a container with restartPolicy Always. */
+    private readonly restartAlways = false,
   ) {}
 
-  start(): this {
+  /** `jfs-sidecar <args>` from the compiled CLI. */
+  static cli(args: string[], logFile: string): ManagedProcess {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build`);
-    const child = spawn(process.execPath, [CLI, ...this.args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    return new ManagedProcess(process.execPath, [CLI, ...args], logFile);
+  }
+
+  start(): this {
+    const child = spawn(this.command, this.args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const log = createWriteStream(this.logFile, { flags: 'a' });
     child.stdout!.pipe(log);
     child.stderr!.pipe(log);
     this.child = child;
+    if (this.restartAlways) {
+      child.once('exit', (code, signal) => {
+        if (this.stopping) return;
+        appendFileSync(this.logFile, `[harness, playing kubelet] ${path.basename(this.command)} exited (${code ?? signal}); restarting it\n`);
+        this.restarts++;
+        setTimeout(() => !this.stopping && this.start(), 1000).unref();
+      });
+    }
     return this;
   }
 
@@ -161,6 +180,7 @@ export class CliProcess {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.child) await stopProcess(this.child);
   }
 

@@ -25,7 +25,7 @@ export interface ClusterView {
   secretHint?(namespace: string): string | undefined;
 }
 
-interface SecretRef {
+export interface SecretRef {
   name: string;
   namespace: string;
 }
@@ -57,6 +57,37 @@ function isReadOnly(volume: V1Volume, pvc: V1PersistentVolumeClaim): boolean {
   return volume.persistentVolumeClaim?.readOnly === true || (modes.length > 0 && modes.every((m) => m === 'ReadOnlyMany'));
 }
 
+/** The Secret a JuiceFS PV names, or undefined when it names none. */
+function pvSecretRef(pv: V1PersistentVolume): SecretRef | undefined {
+  const ref = pv.spec?.csi?.nodePublishSecretRef;
+  return ref?.name ? { name: ref.name, namespace: ref.namespace ?? 'default' } : undefined;
+}
+
+/** The Secret a JuiceFS StorageClass names for a PVC (node-publish, else provisioner secret). */
+function classSecretRef(sc: V1StorageClass, pvc: V1PersistentVolumeClaim, pvName: string): SecretRef | undefined {
+  const params = sc.parameters ?? {};
+  const name = params[SC_SECRET_PARAMS.nodePublishName] ?? params[SC_SECRET_PARAMS.provisionerName];
+  const namespace = params[SC_SECRET_PARAMS.nodePublishNamespace] ?? params[SC_SECRET_PARAMS.provisionerNamespace];
+  if (!name || !namespace) return undefined;
+  return { name: expandSecretTemplate(name, pvc, pvName), namespace: expandSecretTemplate(namespace, pvc, pvName) };
+}
+
+/**
+ * The source Secret behind a PVC when it is a JuiceFS volume (bound to a
+ * JuiceFS PV, or unbound of a JuiceFS StorageClass); undefined otherwise.
+ * The controller keeps the per-PVC copy of exactly this Secret.
+ */
+export function sourceSecretOf(pvc: V1PersistentVolumeClaim, view: Pick<ClusterView, 'getPv' | 'getStorageClass'>): SecretRef | undefined {
+  const pvName = pvc.spec?.volumeName;
+  if (pvName) {
+    const pv = view.getPv(pvName);
+    return pv?.spec?.csi?.driver === CSI_DRIVER_NAME ? pvSecretRef(pv) : undefined;
+  }
+  const sc = pvc.spec?.storageClassName ? view.getStorageClass(pvc.spec.storageClassName) : undefined;
+  if (sc?.provisioner !== CSI_DRIVER_NAME || !pvc.metadata?.uid) return undefined;
+  return classSecretRef(sc, pvc, `pvc-${pvc.metadata.uid}`);
+}
+
 function fromBoundPv(
   volume: V1Volume,
   pvc: V1PersistentVolumeClaim,
@@ -67,8 +98,8 @@ function fromBoundPv(
   if (csi?.driver !== CSI_DRIVER_NAME) return undefined;
   const pvName = pv.metadata!.name!;
   const where = `PersistentVolume ${pvName}`;
-  const ref = csi.nodePublishSecretRef;
-  if (!ref?.name) throw new DenyError('invalid-pv', `${where}: spec.csi.nodePublishSecretRef is missing`);
+  const ref = pvSecretRef(pv);
+  if (!ref) throw new DenyError('invalid-pv', `${where}: spec.csi.nodePublishSecretRef is missing`);
   const sc = pv.spec?.storageClassName ? view.getStorageClass(pv.spec.storageClassName) : undefined;
   const attributes = { ...(sc?.provisioner === CSI_DRIVER_NAME ? (sc.parameters ?? {}) : {}), ...(csi.volumeAttributes ?? {}) };
   const pvcName = pvc.metadata!.name!;
@@ -83,7 +114,7 @@ function fromBoundPv(
     readOnly: isReadOnly(volume, pvc) || csi.readOnly === true,
     attributes,
     mountOptions: pv.spec?.mountOptions ?? [],
-    secret: resolveSecret({ name: ref.name, namespace: ref.namespace ?? 'default' }, pvcName, where, view),
+    secret: resolveSecret(ref, pvcName, where, view),
   };
 }
 
@@ -111,12 +142,8 @@ function fromStorageClass(volume: V1Volume, pvc: V1PersistentVolumeClaim, sc: V1
       throw err;
     }
   }
-  const secretName = params[SC_SECRET_PARAMS.nodePublishName] ?? params[SC_SECRET_PARAMS.provisionerName];
-  const secretNs = params[SC_SECRET_PARAMS.nodePublishNamespace] ?? params[SC_SECRET_PARAMS.provisionerNamespace];
-  if (!secretName || !secretNs) {
-    throw new DenyError('invalid-storage-class', `${where}: parameters name no node-publish (or provisioner) secret and namespace`);
-  }
-  const ref = { name: expandSecretTemplate(secretName, pvc, pvName), namespace: expandSecretTemplate(secretNs, pvc, pvName) };
+  const ref = classSecretRef(sc, pvc, pvName);
+  if (!ref) throw new DenyError('invalid-storage-class', `${where}: parameters name no node-publish (or provisioner) secret and namespace`);
   return {
     podVolumeName: volume.name,
     pvcName,

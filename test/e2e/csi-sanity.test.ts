@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { stringify } from 'yaml';
-import { CliProcess, waitForSocket } from '../../src/local/components.js';
+import { ManagedProcess, waitForSocket } from '../../src/local/components.js';
 import { ensureBinaries } from '../../src/local/control-plane.js';
 import { REGISTRY_DIR } from '../../src/controller/registry.js';
 import { makeVolume, withFuseMount } from '../env/juicefs.js';
@@ -18,11 +18,11 @@ t.test('csi-sanity: Identity and Controller services', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'jfs-sanity-'));
   const controllerSock = path.join(dir, 'controller.sock');
   const nodeSock = path.join(dir, 'node.sock');
-  const controller = new CliProcess(
+  const controller = ManagedProcess.cli(
     ['controller', `--endpoint=unix://${controllerSock}`, `--juicefs=${bins.juicefs}`, `--state-dir=${dir}/state`],
     path.join(dir, 'controller.log'),
   ).start();
-  const node = new CliProcess(['node', `--endpoint=unix://${nodeSock}`, '--node-id=sanity-node'], path.join(dir, 'node.log')).start();
+  const node = ManagedProcess.cli(['node', `--endpoint=unix://${nodeSock}`, '--node-id=sanity-node'], path.join(dir, 'node.log')).start();
   t.teardown(async () => {
     if (!t.passing()) t.comment(`controller log:\n${controller.log(60)}`);
     await controller.stop();

@@ -1,0 +1,79 @@
+// The controller as a cluster runs it: jfs-sidecar controller (with the
+// shipped RBAC, through its ServiceAccount) beside the real csi-provisioner,
+// on a control plane of ours. Shared by `jfs-sidecar local`, tests and bench.
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { applyObjects, ManagedProcess, readManifest, waitForSocket } from './components.js';
+import { ensureBinaries, type ControlPlane } from './control-plane.js';
+
+export const CONTROLLER_NAMESPACE = 'juicefs-system';
+
+export interface ControllerStack {
+  socket: string;
+  controller: ManagedProcess;
+  provisioner: ManagedProcess;
+  /** Kills the controller at once (as a crash) and starts it again. */
+  crashAndRestart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startControllerStack(cp: ControlPlane, opts: { dir: string; secretNamespaces: string[] }): Promise<ControllerStack> {
+  const bins = ensureBinaries(['juicefs', 'csi-provisioner']);
+  const admin = cp.adminKubeConfig();
+  // The shipped ServiceAccount and RBAC; the Deployment's containers run here as processes.
+  await applyObjects(admin, [
+    ...readManifest('namespace.yaml'),
+    ...readManifest('controller.yaml').filter((o: KubernetesObject) => o.kind !== 'Deployment'),
+  ]);
+  const kubeconfig = await cp.serviceAccountKubeconfig(CONTROLLER_NAMESPACE, 'jfs-sidecar-controller');
+  const socket = path.join(opts.dir, 'controller.sock');
+  const controllerArgs = [
+    'controller',
+    `--endpoint=unix://${socket}`,
+    `--juicefs=${bins.juicefs}`,
+    `--state-dir=${path.join(opts.dir, 'controller-state')}`,
+    `--kubeconfig=${kubeconfig}`,
+    '--secret-sync',
+    ...opts.secretNamespaces.map((n) => `--secret-namespace=${n}`),
+    '--leader-elect',
+    `--leader-election-namespace=${CONTROLLER_NAMESPACE}`,
+  ];
+  let controller = ManagedProcess.cli(controllerArgs, path.join(opts.dir, 'controller.log')).start();
+  await waitForSocket(socket);
+  const provisioner = new ManagedProcess(
+    bins['csi-provisioner'],
+    [
+      `--csi-address=${socket}`,
+      `--kubeconfig=${kubeconfig}`,
+      '--extra-create-metadata',
+      '--leader-election=false',
+      '--timeout=60s',
+      '--retry-interval-start=500ms',
+      '--retry-interval-max=5s',
+      '--v=2',
+    ],
+    path.join(opts.dir, 'csi-provisioner.log'),
+    // csi-provisioner exits when it loses the driver's socket; in a pod, kubelet restarts it.
+    true,
+  ).start();
+  const stack: ControllerStack = {
+    socket,
+    get controller() {
+      return controller;
+    },
+    provisioner,
+    crashAndRestart: async () => {
+      controller.kill();
+      await controller.stop();
+      rmSync(socket, { force: true });
+      controller = ManagedProcess.cli(controllerArgs, path.join(opts.dir, 'controller.log')).start();
+      await waitForSocket(socket);
+    },
+    stop: async () => {
+      await provisioner.stop();
+      await controller.stop();
+    },
+  };
+  return stack;
+}
