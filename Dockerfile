@@ -8,9 +8,14 @@ COPY src ./src
 RUN npx tsc -p tsconfig.json && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
+# The controller mounts JuiceFS volumes to create and remove PV directories.
+RUN apt-get update && apt-get install -y --no-install-recommends fuse3 ca-certificates && rm -rf /var/lib/apt/lists/*
+COPY --from=juicedata/mount:ce-v1.3.1 /usr/local/bin/juicefs /usr/local/bin/juicefs
 WORKDIR /app
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY package.json ./
+COPY proto ./proto
+# The webhook runs as 65532 (manifests/webhook.yaml); the controller as root, privileged, for FUSE.
 USER 65532:65532
 ENTRYPOINT ["node", "/app/dist/src/cli/main.js"]

@@ -5,12 +5,15 @@
 //    registered vs an unlabelled namespace, interleaved in one run.
 import { CoreV1Api, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
 import autocannon from 'autocannon';
-import { fork } from 'node:child_process';
+import { fork, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import https from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { applyObjects, loopbackWebhookConfiguration, readManifest, WebhookProcess } from '../src/local/components.js';
-import { ControlPlane, freePort } from '../src/local/control-plane.js';
+import { ControlPlane, ensureBinaries, freePort } from '../src/local/control-plane.js';
+import { startControllerStack, type ControllerStack } from '../src/local/controller-stack.js';
 import { BENCH_NS, pairs, podUsing, reviewFor } from './fixtures.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -161,9 +164,72 @@ async function createLatency(): Promise<CreateSeries> {
   }
 }
 
+/** 1,000 PVCs of a JuiceFS StorageClass to Bound: csi-provisioner + controller + a real JuiceFS volume. */
+async function provisionThroughput(count: number): Promise<{ seconds: number; perSecond: number; p50: number; p99: number }> {
+  const cp = await ControlPlane.start({ controllerManager: true });
+  const dir = mkdtempSync(path.join(tmpdir(), 'jfs-bench-prov-'));
+  const volDir = path.join(dir, 'vol');
+  const { juicefs } = ensureBinaries(['juicefs']);
+  const metaurl = `sqlite3://${volDir}/meta.db`;
+  mkdirSync(volDir, { recursive: true });
+  const fmt = spawnSync(juicefs, ['format', '--storage=file', `--bucket=${volDir}/data/`, metaurl, 'bench'], { encoding: 'utf8' });
+  if (fmt.status !== 0) throw new Error(`juicefs format failed: ${fmt.stderr}`);
+  let stack: ControllerStack | undefined;
+  try {
+    const admin = cp.adminKubeConfig();
+    const core = admin.makeApiClient(CoreV1Api);
+    await applyObjects(admin, [
+      ...readManifest('namespace.yaml'),
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'prov' } } as KubernetesObject,
+      { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'juicefs-secret', namespace: 'juicefs-system' }, stringData: { name: 'bench', metaurl } } as KubernetesObject,
+      {
+        apiVersion: 'storage.k8s.io/v1',
+        kind: 'StorageClass',
+        metadata: { name: 'jfs' },
+        provisioner: 'csi.juicefs.com',
+        reclaimPolicy: 'Delete',
+        parameters: {
+          'csi.storage.k8s.io/provisioner-secret-name': 'juicefs-secret',
+          'csi.storage.k8s.io/provisioner-secret-namespace': 'juicefs-system',
+          'csi.storage.k8s.io/node-publish-secret-name': 'juicefs-secret',
+          'csi.storage.k8s.io/node-publish-secret-namespace': 'juicefs-system',
+        },
+      } as KubernetesObject,
+    ]);
+    stack = await startControllerStack(cp, { dir, secretNamespaces: ['juicefs-system'] });
+    const created = new Map<string, number>();
+    const boundAt = new Map<string, number>();
+    const t0 = Date.now();
+    for (let i = 0; i < count; i++) {
+      const name = `pvc-${i}`;
+      created.set(name, Date.now());
+      await core.createNamespacedPersistentVolumeClaim({
+        namespace: 'prov',
+        body: { metadata: { name }, spec: { accessModes: ['ReadWriteMany'], storageClassName: 'jfs', resources: { requests: { storage: '1Gi' } } } },
+      });
+    }
+    const deadline = Date.now() + 30 * 60_000;
+    while (boundAt.size < count) {
+      if (Date.now() > deadline) throw new Error(`only ${boundAt.size} of ${count} PVCs Bound after 30 minutes`);
+      const list = await core.listNamespacedPersistentVolumeClaim({ namespace: 'prov' });
+      for (const pvc of list.items) if (pvc.status?.phase === 'Bound' && !boundAt.has(pvc.metadata!.name!)) boundAt.set(pvc.metadata!.name!, Date.now());
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const seconds = (Date.now() - t0) / 1000;
+    const lat = [...boundAt].map(([n, at]) => (at - created.get(n)!) / 1000);
+    return { seconds, perSecond: count / seconds, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99) };
+  } finally {
+    await stack?.stop();
+    await cp.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const rows: Row[] = [];
 for (const n of SIZES) rows.push(await webhookAlone(n));
 const creates = await createLatency();
+const PVCS = Number(process.env.BENCH_PVCS ?? '1000');
+const prov = PVCS > 0 ? await provisionThroughput(PVCS) : undefined;
 
 const lines: string[] = [];
 lines.push('# jfs-sidecar benchmark report');
@@ -202,4 +268,9 @@ row('unlabelled, the injected pod sent as is (same stored size, no call)', creat
 const mb2 = quantile(creates.plainInjectedSize, 0.5);
 lines.push(`median ratio with/without injection: ${(mi / mp).toFixed(2)} (target ≤ 1.2 → ${mi / mp <= 1.2 ? 'met' : 'NOT met'})`);
 lines.push(`median ratio vs the same pod stored without a webhook call: ${(mi / mb2).toFixed(2)} (the webhook round trip alone)`);
+if (prov) {
+  lines.push('');
+  lines.push(`## Dynamic provisioning: ${PVCS.toLocaleString('en')} PVCs created back to back → Bound (csi-provisioner + controller + real JuiceFS volume, SQLite metadata)`);
+  lines.push(`all Bound in ${prov.seconds.toFixed(1)} s → ${prov.perSecond.toFixed(1)} PVCs/s; time to Bound per PVC: median ${prov.p50.toFixed(1)} s, p99 ${prov.p99.toFixed(1)} s`);
+}
 process.stdout.write(`${lines.join('\n')}\n`);

@@ -9,6 +9,7 @@ import { ATTR, CSI_DRIVER_NAME } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
 import { Code, CsiError, type ServiceImpl } from '../csi/server.js';
 import { CredentialsError, credentialsFromSecrets, type JuicefsVolumes, type VolumeCredentials } from '../juicefs/volume.js';
+import { KeyedLock } from '../util/keyed-lock.js';
 import { listRecords, readRecord, REGISTRY_DIR, removeRecord, writeRecord } from './registry.js';
 
 /** Keys external-provisioner adds with --extra-create-metadata. */
@@ -31,21 +32,6 @@ export interface ControllerOptions {
   log: Logger;
   /** Looks a PVC up, for pathPatterns that use its labels or annotations (the provisioner passes only name and namespace). */
   getPvc?: (namespace: string, name: string) => Promise<V1PersistentVolumeClaim | undefined>;
-}
-
-/** Serialises operations on one volume name: the CO may retry while a call is still running. */
-class KeyedLock {
-  private readonly tails = new Map<string, Promise<unknown>>();
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.tails.get(key) ?? Promise.resolve();
-    const next = prev.catch(() => undefined).then(fn);
-    this.tails.set(key, next);
-    try {
-      return await next;
-    } finally {
-      if (this.tails.get(key) === next) this.tails.delete(key);
-    }
-  }
 }
 
 function str(v: unknown): string {
@@ -116,6 +102,7 @@ export function identityService(version: string, withController: boolean): Servi
 
 export function controllerService(opts: ControllerOptions): ServiceImpl {
   const { volumes, log } = opts;
+  // One operation per volume name at a time: the CO may retry while a call is still running.
   const lock = new KeyedLock();
 
   async function subdirFor(name: string, parameters: Record<string, string>): Promise<string> {

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { SECRET_KEYS } from '../contract/keys.js';
 import { parseEnvs } from '../contract/secret-copy.js';
 import { splitOptionList } from '../inject/mount-options.js';
+import { KeyedLock } from '../util/keyed-lock.js';
 import type { JuicefsCli } from './cli.js';
 import { isJuicefsMount, readMounts } from './mounts.js';
 
@@ -68,6 +69,9 @@ interface ActiveMount {
 export class JuicefsVolumes {
   private readonly formatted = new Set<string>();
   private readonly mounts = new Map<string, ActiveMount>();
+  // Metadata commands of one volume run one at a time: concurrent clients on
+  // one SQLite (or other single-writer) engine only back off against each other.
+  private readonly metaLock = new KeyedLock();
 
   constructor(
     private readonly cli: JuicefsCli,
@@ -166,12 +170,14 @@ export class JuicefsVolumes {
   /** Sets the directory quota (whole GiB, rounded up, as juicefs takes it). Returns the bytes it stands for. */
   async setQuota(c: VolumeCredentials, dir: string, bytes: number): Promise<number> {
     const gib = Math.max(1, Math.ceil(bytes / 2 ** 30));
-    await this.cli.run(['quota', 'set', c.metaurl, `--path=/${dir}`, `--capacity=${gib}`], secretsOf(c), { env: envOf(c) });
+    await this.metaLock.run(this.key(c), () =>
+      this.cli.run(['quota', 'set', c.metaurl, `--path=/${dir}`, `--capacity=${gib}`], secretsOf(c), { env: envOf(c) }),
+    );
     return gib * 2 ** 30;
   }
 
   async deleteQuota(c: VolumeCredentials, dir: string): Promise<void> {
-    await this.cli.run(['quota', 'delete', c.metaurl, `--path=/${dir}`], secretsOf(c), { env: envOf(c) }).catch((err) => {
+    await this.metaLock.run(this.key(c), () => this.cli.run(['quota', 'delete', c.metaurl, `--path=/${dir}`], secretsOf(c), { env: envOf(c) })).catch((err) => {
       // No quota there is the state we want.
       if (!/not exist|no quota|not found|no such file/i.test((err as Error).message)) throw err;
     });

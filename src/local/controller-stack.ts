@@ -51,6 +51,9 @@ export async function startControllerStack(cp: ControlPlane, opts: { dir: string
       '--timeout=60s',
       '--retry-interval-start=500ms',
       '--retry-interval-max=5s',
+      // The defaults (5 QPS, burst 10) throttle provisioning to a few PVCs per second.
+      '--kube-api-qps=50',
+      '--kube-api-burst=100',
       '--v=2',
     ],
     path.join(opts.dir, 'csi-provisioner.log'),

@@ -2,10 +2,12 @@
 // the project's components registered through its own manifests. It never
 // touches a cluster of the user's own.
 import type { KubernetesObject } from '@kubernetes/client-node';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { applyObjects, loopbackWebhookConfiguration, readManifest, WebhookProcess } from './components.js';
 import { ControlPlane, freePort } from './control-plane.js';
+import { startControllerStack } from './controller-stack.js';
 import { PROJECT_ROOT } from './project-root.js';
 
 export const WEBHOOK_NAMESPACE = 'juicefs-system';
@@ -42,6 +44,21 @@ export async function startLocalCluster(log: Logger): Promise<LocalCluster> {
     });
     stops.push(() => webhook.stop());
     log.info({ webhookPort: port, logs: cp.dir }, 'webhook registered');
+    // A demo JuiceFS volume (SQLite metadata, local file storage) in the cluster's folder; the
+    // controller formats it on first use. Its Secret is what the example StorageClass names.
+    const vol = path.join(cp.dir, 'demo-volume');
+    mkdirSync(vol, { recursive: true });
+    await applyObjects(admin, [
+      {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'juicefs-secret', namespace: WEBHOOK_NAMESPACE },
+        stringData: { name: 'demo', metaurl: `sqlite3://${vol}/meta.db`, storage: 'file', bucket: `${vol}/data/`, 'format-options': 'trash-days=0' },
+      } as KubernetesObject,
+    ]);
+    const controller = await startControllerStack(cp, { dir: cp.dir, secretNamespaces: [WEBHOOK_NAMESPACE] });
+    stops.push(() => controller.stop());
+    log.info({ socket: controller.socket }, 'controller and csi-provisioner running');
     return { kubeconfig: cp.adminKubeconfigPath, stop };
   } catch (err) {
     await stop();
@@ -57,6 +74,7 @@ export function tryThisHint(kubeconfig: string): string {
     'Try this in another shell:',
     `  export KUBECONFIG=${kubeconfig}`,
     `  kubectl apply -f ${examples}/`,
+    '  kubectl -n demo get pvc data          # Bound: the controller made its directory in the demo volume',
     '  kubectl -n demo get pod app -o yaml   # jfs-mount sidecar injected, PVC volume replaced',
     '',
     'Ctrl-C stops and removes everything.',
