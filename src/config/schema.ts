@@ -52,7 +52,9 @@ export const DEFAULT_GLOBAL_CONFIG: GlobalConfig = {
   annotationBounds: { maxCpu: '2', maxMemory: '5Gi' },
 };
 
-export class ConfigError extends Error {}
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

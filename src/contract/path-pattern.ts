@@ -12,7 +12,9 @@ export interface PvcFields {
 
 const PLACEHOLDER = /\$\{\s*\.PVC\.(name|namespace|labels\.([^}\s]+)|annotations\.([^}\s]+))\s*\}/g;
 
-export class PathPatternError extends Error {}
+export class PathPatternError extends Error {
+  override name = 'PathPatternError';
+}
 
 /** Renders the pattern; a placeholder with no value, or a result escaping the volume, throws. */
 export function renderPathPattern(pattern: string, pvc: PvcFields): string {

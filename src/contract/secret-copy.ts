@@ -18,7 +18,9 @@ export function secretCopyName(pvcName: string): string {
 
 const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
 
-export class SecretFormatError extends Error {}
+export class SecretFormatError extends Error {
+  override name = 'SecretFormatError';
+}
 
 function decode(data: Record<string, string> | undefined, key: string): string | undefined {
   const v = data?.[key];

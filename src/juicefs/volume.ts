@@ -23,7 +23,9 @@ export interface VolumeCredentials {
   envs: Record<string, string>;
 }
 
-export class CredentialsError extends Error {}
+export class CredentialsError extends Error {
+  override name = 'CredentialsError';
+}
 
 /** Credentials from a CSI `secrets` map (the Secret's keys, as the provisioner passes them). */
 export function credentialsFromSecrets(secrets: Record<string, string> | undefined): VolumeCredentials {

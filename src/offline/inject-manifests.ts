@@ -7,7 +7,9 @@ import type { InjectOptions, InjectOutcome } from '../inject/types.js';
 import { injectWithView } from '../resolve/inject-with-view.js';
 import { ObjectView } from '../resolve/object-view.js';
 
-export class ManifestError extends Error {}
+export class ManifestError extends Error {
+  override name = 'ManifestError';
+}
 
 export function parseManifests(text: string, source: string): KubernetesObject[] {
   const out: KubernetesObject[] = [];

@@ -1,0 +1,107 @@
+// Pure pieces of the contract: quantities, path patterns, Secret copies, mount options, selectors, config.
+import t from 'tap';
+import { ConfigError, parseGlobalConfig } from '../../src/config/schema.js';
+import { matchesPvcSelector } from '../../src/config/selector.js';
+import { PathPatternError, renderPathPattern } from '../../src/contract/path-pattern.js';
+import { parseQuantity } from '../../src/contract/quantity.js';
+import { parseEnvs, secretCopyData, secretCopyName, SecretFormatError, summariseSecret } from '../../src/contract/secret-copy.js';
+import { checkSubdir } from '../../src/controller/controller-service.js';
+import { filterUserAnnotations } from '../../src/inject/allowlist.js';
+import { mergeOptions, parseOption, renderOptions } from '../../src/inject/mount-options.js';
+
+t.test('quantities', async (t) => {
+  t.equal(parseQuantity('500m'), 0.5);
+  t.equal(parseQuantity('2'), 2);
+  t.equal(parseQuantity('1Gi'), 2 ** 30);
+  t.equal(parseQuantity('5G'), 5e9);
+  t.equal(parseQuantity('1e3'), 1000);
+  t.equal(parseQuantity('-1'), -1);
+  t.equal(parseQuantity('0'), 0);
+  for (const bad of ['', 'abc', '1 Gi', '$(x)', '1GiB', '--1']) t.equal(parseQuantity(bad), undefined, `"${bad}" is not a quantity`);
+});
+
+t.test('path patterns', async (t) => {
+  const pvc = { name: 'data', namespace: 'team', labels: { app: 'web' }, annotations: { 'x.io/dir': 'a/b' } };
+  t.equal(renderPathPattern('${.PVC.namespace}-${.PVC.name}', pvc), 'team-data');
+  t.equal(renderPathPattern('${.PVC.labels.app}/${.PVC.annotations.x.io/dir}', pvc), 'web/a/b');
+  t.equal(renderPathPattern('/fixed//${.PVC.name}/', pvc), 'fixed/data', 'normalised, relative');
+  t.throws(() => renderPathPattern('${.PVC.labels.missing}', pvc), PathPatternError, 'missing label');
+  t.throws(() => renderPathPattern('../${.PVC.name}', pvc), PathPatternError, 'escape refused');
+  t.throws(() => renderPathPattern('${.PVC.uid}', pvc), PathPatternError, 'unknown placeholder');
+  t.throws(() => renderPathPattern('/', pvc), PathPatternError, 'root refused');
+  t.throws(() => renderPathPattern('${.PVC.annotations.x.io/dir}', { ...pvc, annotations: { 'x.io/dir': '../../etc' } }), PathPatternError);
+});
+
+t.test('controller subdirectories', async (t) => {
+  t.equal(checkSubdir('pvc-1'), 'pvc-1');
+  t.equal(checkSubdir('a/b'), 'a/b');
+  for (const bad of ['', '/abs', '..', 'a/../b', 'a//b', '.', '.jfs-sidecar', '.jfs-sidecar/volumes']) t.throws(() => checkSubdir(bad), `"${bad}" refused`);
+});
+
+t.test('Secret copies', async (t) => {
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  const source = { metaurl: b64('redis://x'), envs: b64('{TZ: UTC, JFS_CACHE: "1"}'), 'format-options': b64('trash-days=1, block-size=4096') };
+  const copy = secretCopyData(source);
+  t.same(Object.keys(copy).sort(), ['envs.JFS_CACHE', 'envs.TZ', 'format-options', 'metaurl']);
+  t.equal(Buffer.from(copy['envs.TZ'], 'base64').toString(), 'UTC');
+  const summary = summariseSecret(source);
+  t.same(summary.envNames, ['JFS_CACHE', 'TZ']);
+  t.same(summary.formatOptions, ['trash-days=1', 'block-size=4096']);
+  t.same(parseEnvs(''), {});
+  t.throws(() => parseEnvs('[1,2]'), SecretFormatError);
+  t.throws(() => parseEnvs('{"bad name": 1}'), SecretFormatError);
+  t.equal(secretCopyName('data'), 'juicefs-data-secret');
+  const long = secretCopyName('x'.repeat(250));
+  t.ok(long.length <= 253, 'long names are cut to fit');
+  t.not(secretCopyName(`${'x'.repeat(249)}a`), secretCopyName(`${'x'.repeat(249)}b`), 'and stay distinct');
+});
+
+t.test('mount options', async (t) => {
+  t.same(parseOption('cache-size=100'), { key: 'cache-size', value: '100' });
+  t.same(parseOption('--writeback'), { key: 'writeback' });
+  t.type(parseOption('a b=1'), 'string', 'space in key refused');
+  t.type(parseOption('$(X)=1'), 'string');
+  t.type(parseOption('k=a\nb'), 'string', 'control characters refused');
+  t.same(
+    mergeOptions([[{ key: 'a', value: '1' }, { key: 'b' }], [{ key: 'a', value: '2' }]]),
+    [{ key: 'a', value: '2' }, { key: 'b' }],
+    'later wins in place',
+  );
+  t.same(renderOptions([{ key: 'allow_other' }, { key: 'x', value: '$(SECRET)' }]), ['-o', 'allow_other', '--x=$$(SECRET)'], '$ escaped from Kubernetes expansion');
+});
+
+t.test('PVC selectors', async (t) => {
+  const pvc = { name: 'p', labels: { tier: 'gold', team: 'a' }, storageClassName: 'sc' };
+  t.ok(matchesPvcSelector(undefined, pvc));
+  t.ok(matchesPvcSelector({ matchLabels: { tier: 'gold' }, matchName: 'p', matchStorageClassName: 'sc' }, pvc));
+  t.notOk(matchesPvcSelector({ matchName: 'q' }, pvc));
+  t.ok(matchesPvcSelector({ matchExpressions: [{ key: 'team', operator: 'In', values: ['a', 'b'] }] }, pvc));
+  t.notOk(matchesPvcSelector({ matchExpressions: [{ key: 'team', operator: 'NotIn', values: ['a'] }] }, pvc));
+  t.ok(matchesPvcSelector({ matchExpressions: [{ key: 'x', operator: 'DoesNotExist' }] }, pvc));
+  t.notOk(matchesPvcSelector({ matchExpressions: [{ key: 'x', operator: 'Exists' }] }, pvc));
+  t.notOk(matchesPvcSelector({ matchExpressions: [{ key: 'x', operator: 'Weird' }] }, pvc), 'unknown operator selects nothing');
+});
+
+t.test('global config', async (t) => {
+  t.equal(parseGlobalConfig('').enableNativeSidecar, true);
+  t.equal(parseGlobalConfig('enableNativeSidecar: false').enableNativeSidecar, false);
+  t.throws(() => parseGlobalConfig('enableNativeSidecar: "no"'), ConfigError);
+  t.throws(() => parseGlobalConfig('mountPodPatch: {}'), ConfigError);
+  t.throws(() => parseGlobalConfig('mountPodPatch: [{resources: {limits: {cpu: lots}}}]'), ConfigError);
+  t.throws(() => parseGlobalConfig('mountPodPatch: [{resources: {limits: {gpu: "1"}}}]'), ConfigError);
+  t.throws(() => parseGlobalConfig(': : :'), ConfigError);
+  t.equal(parseGlobalConfig('annotationBounds: {maxCpu: "8"}').annotationBounds.maxCpu, '8');
+});
+
+t.test('user annotations', async (t) => {
+  const bounds = { maxCpu: '2', maxMemory: '4Gi' };
+  const r = filterUserAnnotations(
+    { 'juicefs/mount-cpu-limit': '1', 'juicefs/mount-memory-limit': '8Gi', 'juicefs/mount-image': 'evil', 'juicefs/mount-cpu-request': '0', other: 'x' },
+    bounds,
+    'PVC p',
+  );
+  t.same(r.accepted, { 'juicefs/mount-cpu-limit': '1', 'juicefs/mount-cpu-request': '0' });
+  t.equal(r.warnings.length, 2);
+  t.match(r.warnings.join('\n'), /mount-memory-limit ignored: 8Gi is above/);
+  t.match(r.warnings.join('\n'), /mount-image ignored/);
+});
