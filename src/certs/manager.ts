@@ -187,24 +187,33 @@ export class SecretCertSource implements CertSource {
     const name = this.opts.webhookConfigName;
     if (!name) return;
     const encoded = Buffer.from(caBundle, 'utf8').toString('base64');
-    let config;
-    try {
-      config = await this.admission.readMutatingWebhookConfiguration({ name });
-    } catch (err) {
-      if (isStatus(err, 404)) {
-        this.opts.log.warn({ name }, 'MutatingWebhookConfiguration not found; caBundle not written');
-        return;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      let config;
+      try {
+        config = await this.admission.readMutatingWebhookConfiguration({ name });
+      } catch (err) {
+        if (isStatus(err, 404)) {
+          this.opts.log.warn({ name }, 'MutatingWebhookConfiguration not found; caBundle not written');
+          return;
+        }
+        throw err;
       }
-      throw err;
+      const webhooks = config.webhooks ?? [];
+      if (webhooks.every((w) => w.clientConfig.caBundle === encoded)) return;
+      // A JSON patch guarded by resourceVersion: a concurrent writer (another replica) makes it fail, and we look again.
+      const ops = [
+        { op: 'test', path: '/metadata/resourceVersion', value: config.metadata?.resourceVersion },
+        ...webhooks.map((_w, i) => ({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: encoded })),
+      ];
+      try {
+        await this.admission.patchMutatingWebhookConfiguration({ name, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
+        this.opts.log.info({ name, webhooks: webhooks.length }, 'caBundle written into the MutatingWebhookConfiguration');
+        return;
+      } catch (err) {
+        // 422: the resourceVersion test failed; 409: a conflict. Either way someone else wrote in between.
+        if (!isStatus(err, 422) && !isStatus(err, 409)) throw err;
+      }
     }
-    const webhooks = config.webhooks ?? [];
-    if (webhooks.every((w) => w.clientConfig.caBundle === encoded)) return;
-    // A JSON patch guarded by resourceVersion: a concurrent edit makes it fail and the next check retries.
-    const ops = [
-      { op: 'test', path: '/metadata/resourceVersion', value: config.metadata?.resourceVersion },
-      ...webhooks.map((_w, i) => ({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: encoded })),
-    ];
-    await this.admission.patchMutatingWebhookConfiguration({ name, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
-    this.opts.log.info({ name, webhooks: webhooks.length }, 'caBundle written into the MutatingWebhookConfiguration');
+    throw new Error(`could not write the caBundle into ${name} after 5 attempts`);
   }
 }
