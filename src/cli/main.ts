@@ -2,12 +2,28 @@
 // jfs-sidecar: one executable, one subcommand per component.
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { PACKAGE_VERSION } from '../local/project-root.js';
 import { injectCommand } from './inject-command.js';
 
 
 const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** On SIGTERM or SIGINT: log, run `close` (drain, stop children), exit 0, or 1 when closing fails. */
+function closeOnSignal(close: () => Promise<void>, log: Logger, what = 'shutting down'): void {
+  const stop = (signal: string) => {
+    log.info({ signal }, what);
+    close().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err: (err as Error).message }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
 
 export function buildCli(): Command {
   const program = new Command('jfs-sidecar')
@@ -48,18 +64,7 @@ export function buildCli(): Command {
         onError: o.onError,
         log,
       });
-      const stop = (signal: string) => {
-        log.info({ signal }, 'shutting down: draining requests in flight');
-        running.close().then(
-          () => process.exit(0),
-          (err) => {
-            log.error({ err: (err as Error).message }, 'shutdown failed');
-            process.exit(1);
-          },
-        );
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
+      closeOnSignal(running.close, log, 'shutting down: draining requests in flight');
     });
 
   program
@@ -106,15 +111,7 @@ export function buildCli(): Command {
         leaderElectionNamespace: o.leaderElectionNamespace,
         log,
       });
-      const stop = (signal: string) => {
-        log.info({ signal }, 'shutting down');
-        running.close().then(
-          () => process.exit(0),
-          () => process.exit(1),
-        );
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
+      closeOnSignal(running.close, log);
     });
 
   program
@@ -127,9 +124,7 @@ export function buildCli(): Command {
       const { runNode } = await import('../node/run.js');
       const log = pino({ level: o.logLevel, base: { component: 'node' } });
       const server = await runNode({ endpoint: o.endpoint, nodeId: o.nodeId, log });
-      const stop = () => server.close().then(() => process.exit(0));
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
+      closeOnSignal(server.close, log);
     });
 
   program
@@ -141,15 +136,7 @@ export function buildCli(): Command {
       const log = pino({ level: o.logLevel, base: { component: 'local' } }, pino.destination({ dest: 2, sync: true }));
       const cluster = await startLocalCluster(log);
       process.stdout.write(`${tryThisHint(cluster.kubeconfig)}\n`);
-      const stop = (signal: string) => {
-        log.info({ signal }, 'stopping the local cluster');
-        cluster.stop().then(
-          () => process.exit(0),
-          () => process.exit(1),
-        );
-      };
-      process.once('SIGINT', () => stop('SIGINT'));
-      process.once('SIGTERM', () => stop('SIGTERM'));
+      closeOnSignal(cluster.stop, log, 'stopping the local cluster');
     });
 
   return program;

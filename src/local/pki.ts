@@ -9,31 +9,37 @@ export interface Pem {
 }
 
 const DAY_MS = 24 * 3600 * 1000;
+type Attributes = Parameters<typeof generate>[0];
+type Extensions = NonNullable<NonNullable<Parameters<typeof generate>[1]>['extensions']>;
 
-export async function makeCa(cn: string): Promise<Pem> {
-  const ca = await generate([{ name: 'commonName', value: cn }], {
+/** An EC P-256 certificate valid from an hour ago for 30 days, signed by `ca` (self-signed without one). */
+async function issue(attrs: Attributes, extensions: Extensions, ca?: Pem): Promise<Pem> {
+  const c = await generate(attrs, {
     keyType: 'ec',
     curve: 'P-256',
     algorithm: 'sha256',
     notBeforeDate: new Date(Date.now() - 3600_000),
     notAfterDate: new Date(Date.now() + 30 * DAY_MS),
-    extensions: [
+    ...(ca ? { ca: { key: ca.key, cert: ca.cert } } : {}),
+    extensions,
+  });
+  return { cert: c.cert, key: c.private };
+}
+
+export function makeCa(cn: string): Promise<Pem> {
+  return issue(
+    [{ name: 'commonName', value: cn }],
+    [
       { name: 'basicConstraints', cA: true, critical: true },
       { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
     ],
-  });
-  return { cert: ca.cert, key: ca.private };
+  );
 }
 
-export async function makeServing(ca: Pem, cn: string, dns: string[], ips: string[]): Promise<Pem> {
-  const c = await generate([{ name: 'commonName', value: cn }], {
-    keyType: 'ec',
-    curve: 'P-256',
-    algorithm: 'sha256',
-    notBeforeDate: new Date(Date.now() - 3600_000),
-    notAfterDate: new Date(Date.now() + 30 * DAY_MS),
-    ca: { key: ca.key, cert: ca.cert },
-    extensions: [
+export function makeServing(ca: Pem, cn: string, dns: string[], ips: string[]): Promise<Pem> {
+  return issue(
+    [{ name: 'commonName', value: cn }],
+    [
       { name: 'basicConstraints', cA: false },
       { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
       { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
@@ -42,29 +48,21 @@ export async function makeServing(ca: Pem, cn: string, dns: string[], ips: strin
         altNames: [...dns.map((value) => ({ type: 2 as const, value })), ...ips.map((ip) => ({ type: 7 as const, ip }))],
       },
     ],
-  });
-  return { cert: c.cert, key: c.private };
+    ca,
+  );
 }
 
 /** A client certificate: CN is the user, O the groups (system:masters for an admin). */
-export async function makeClient(ca: Pem, user: string, groups: string[]): Promise<Pem> {
-  const c = await generate(
+export function makeClient(ca: Pem, user: string, groups: string[]): Promise<Pem> {
+  return issue(
     [{ name: 'commonName', value: user }, ...groups.map((g) => ({ name: 'organizationName', value: g }))],
-    {
-      keyType: 'ec',
-      curve: 'P-256',
-      algorithm: 'sha256',
-      notBeforeDate: new Date(Date.now() - 3600_000),
-      notAfterDate: new Date(Date.now() + 30 * DAY_MS),
-      ca: { key: ca.key, cert: ca.cert },
-      extensions: [
-        { name: 'basicConstraints', cA: false },
-        { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
-        { name: 'extKeyUsage', clientAuth: true },
-      ],
-    },
+    [
+      { name: 'basicConstraints', cA: false },
+      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
+      { name: 'extKeyUsage', clientAuth: true },
+    ],
+    ca,
   );
-  return { cert: c.cert, key: c.private };
 }
 
 export function makeServiceAccountKey(): { publicKey: string; privateKey: string } {
