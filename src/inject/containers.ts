@@ -42,7 +42,12 @@ export interface SidecarSpec {
   mountPoint: string;
   volumeMounts: V1VolumeMount[];
   metricsPort: number;
-  native: boolean;
+  /**
+   * native: an init container with restartPolicy Always and a startup probe;
+   * classic: first app container, postStart holds the next ones;
+   * mount-pod: the only container of a Mount Pod, Ready once mounted.
+   */
+  placement: 'native' | 'classic' | 'mount-pod';
 }
 
 export function mountArgs(settings: MountSettings, metricsPort: number): string[] {
@@ -75,17 +80,17 @@ export function buildSidecar(spec: SidecarSpec): V1Container {
     lifecycle: { preStop: { exec: { command: ['sh', '-c', UNMOUNT_SCRIPT] } } },
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
-  if (spec.native) {
+  const mountedProbe = { exec: { command: ['sh', '-c', MOUNT_READY_SCRIPT] }, periodSeconds: 1 };
+  if (spec.placement === 'native') {
     // A native sidecar: kubelet starts the next containers only once this probe passes.
     container.restartPolicy = 'Always';
-    container.startupProbe = {
-      exec: { command: ['sh', '-c', MOUNT_READY_SCRIPT] },
-      periodSeconds: 1,
-      failureThreshold: 300,
-    };
-  } else {
+    container.startupProbe = { ...mountedProbe, failureThreshold: 300 };
+  } else if (spec.placement === 'classic') {
     // Classic placement: kubelet waits for postStart before starting the next container.
     container.lifecycle!.postStart = { exec: { command: ['sh', '-c', WAIT_FOR_MOUNT_SCRIPT] } };
+  } else {
+    // A Mount Pod is Ready while its mount is up; the node service waits for that.
+    container.readinessProbe = { ...mountedProbe, failureThreshold: 3 };
   }
   return container;
 }

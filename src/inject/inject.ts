@@ -155,7 +155,7 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
       volumeMounts: sidecarMounts,
       // Every sidecar shares the pod's network namespace, so each needs its own port.
       metricsPort: METRICS_PORT + index,
-      native,
+      placement: native ? 'native' : 'classic',
     });
     (native ? addedInits : addedContainers).push(sidecar);
   });

@@ -1,0 +1,117 @@
+// The Mount Pod of one PV on one node (Mount Pod mode), built by the same code
+// as the sidecar: settings from PV/StorageClass/ConfigMap patch through
+// computeMountSettings, the container through buildSidecar. Pure.
+import type { V1Pod } from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
+import {
+  ATTR,
+  MOUNT_POD_ANN_DELETE_DELAY,
+  MOUNT_POD_APP_VALUE,
+  MOUNT_POD_LABEL_APP,
+  MOUNT_POD_LABEL_HASH,
+  MOUNT_POD_LABEL_VOLUME_ID,
+  MOUNT_POD_REF_PREFIX,
+  MOUNT_ROOT,
+  METRICS_PORT,
+  SIDECAR_NAME,
+} from '../contract/keys.js';
+import { buildSidecar, mountArgs } from '../inject/containers.js';
+import { computeMountSettings, type MountSettings } from '../inject/settings.js';
+import type { InjectOptions, ResolvedVolume } from '../inject/types.js';
+
+const LABEL_VALUE_MAX = 63;
+const NAME_MAX = 63;
+
+/** Annotation key of one reference: `juicefs-` + sha256(target path), cut to 63 characters. */
+export function referenceKey(targetPath: string): string {
+  return `${MOUNT_POD_REF_PREFIX}${createHash('sha256').update(targetPath).digest('hex')}`.slice(0, LABEL_VALUE_MAX);
+}
+
+/** The targets a Mount Pod's annotations reference. */
+export function referencesOf(pod: V1Pod): string[] {
+  return Object.entries(pod.metadata?.annotations ?? {})
+    .filter(([k, v]) => k === referenceKey(v))
+    .map(([, v]) => v);
+}
+
+/** What decides whether an existing Mount Pod can serve a publish: everything that shapes the mount. */
+export function settingsHash(volume: ResolvedVolume, settings: MountSettings): string {
+  const material = JSON.stringify({
+    image: settings.image,
+    args: mountArgs(settings, METRICS_PORT),
+    env: settings.env,
+    resources: settings.resources,
+    secret: volume.secret,
+  });
+  return createHash('sha256').update(material).digest('hex').slice(0, 10);
+}
+
+function dnsLabel(text: string, max: number): string {
+  const clean = text.toLowerCase().replace(/[^a-z0-9-]/g, '-');
+  if (clean.length <= max) return clean.replace(/^-+|-+$/g, '');
+  const hash = createHash('sha256').update(text).digest('hex').slice(0, 8);
+  return `${clean.slice(0, max - 9).replace(/-+$/, '')}-${hash}`;
+}
+
+export interface MountPodInput {
+  nodeName: string;
+  namespace: string;
+  volume: ResolvedVolume;
+  options: InjectOptions;
+}
+
+export interface MountPodPlan {
+  pod: V1Pod;
+  hash: string;
+  /** Host path where the Mount Pod mounts the PV's subdirectory; targets are bind mounts of it. */
+  mountPoint: string;
+  warnings: string[];
+}
+
+export function planMountPod(input: MountPodInput): MountPodPlan {
+  const { volume, nodeName, namespace } = input;
+  const settings = computeMountSettings(volume, input.options, {}, `PersistentVolume ${volume.pvName}`);
+  const hash = settingsHash(volume, settings);
+  const mountPoint = `${MOUNT_ROOT}/${volume.pvName}-${hash}`;
+  const container = buildSidecar({
+    name: SIDECAR_NAME,
+    settings,
+    secret: volume.secret,
+    leadingEnv: [],
+    mountPoint,
+    volumeMounts: [
+      { name: 'jfs-dir', mountPath: MOUNT_ROOT, mountPropagation: 'Bidirectional' },
+      ...settings.cacheDirs.filter((d) => d !== 'memory').map((d, i) => ({ name: `jfs-cache-${i}`, mountPath: d })),
+    ],
+    metricsPort: METRICS_PORT,
+    placement: 'mount-pod',
+  });
+  const deleteDelay = volume.attributes[ATTR.deleteDelay];
+  const pod: V1Pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: dnsLabel(`juicefs-${nodeName}-${volume.pvName}-${hash}`, NAME_MAX),
+      namespace,
+      labels: {
+        ...settings.labels,
+        [MOUNT_POD_LABEL_APP]: MOUNT_POD_APP_VALUE,
+        [MOUNT_POD_LABEL_VOLUME_ID]: dnsLabel(volume.pvName, LABEL_VALUE_MAX),
+        [MOUNT_POD_LABEL_HASH]: hash,
+      },
+      annotations: { ...settings.annotations, ...(deleteDelay ? { [MOUNT_POD_ANN_DELETE_DELAY]: deleteDelay } : {}) },
+    },
+    spec: {
+      nodeName,
+      restartPolicy: 'Always',
+      priorityClassName: 'system-node-critical',
+      terminationGracePeriodSeconds: 30,
+      containers: [container],
+      volumes: [
+        { name: 'jfs-dir', hostPath: { path: MOUNT_ROOT, type: 'DirectoryOrCreate' } },
+        ...settings.cacheDirs.filter((d) => d !== 'memory').map((d, i) => ({ name: `jfs-cache-${i}`, hostPath: { path: d, type: 'DirectoryOrCreate' as const } })),
+      ],
+    },
+  };
+  return { pod, hash, mountPoint, warnings: settings.warnings };
+}
