@@ -60,6 +60,10 @@ t.test('csi-sanity: Identity and Controller services', async (t) => {
   t.ok(ran && Number(ran[1]) >= 20, `csi-sanity ran the controller specs (${ran?.[1]})`);
   t.match(out, /SUCCESS!/);
 
+  const controllerLog = controller.log(100_000);
+  t.notOk(controllerLog.includes(vol.bucket), 'no secret value in the controller log');
+  t.notOk(controllerLog.includes(vol.metaurl), 'not even the metaurl');
+
   // Everything csi-sanity created it also deleted: no directory is left in the volume but the registry.
   await new Promise((r) => setTimeout(r, 6000)); // the controller's mount lingers 5 s
   await withFuseMount(vol, (mnt) => {

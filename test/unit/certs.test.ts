@@ -27,3 +27,29 @@ t.test('the CA bundle keeps the previous CA during a rotation', async (t) => {
   t.equal(pems[0].trim(), b.caCert.trim(), 'new CA first');
   t.equal(splitPem(mergeCaBundle(b.caCert, merged)).length, 2, 'no duplicate when merged again');
 });
+
+t.test('--cert-dir: files are used as they are and reloaded when they change', async (t) => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const { pino } = await import('pino');
+  const { FileCertSource } = await import('../../src/certs/manager.js');
+  const dir = mkdtempSync(path.join(tmpdir(), 'jfs-certdir-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.notOk(FileCertSource.usable(dir), 'an empty folder is not used');
+  const first = await generateBundle({ hosts, validityDays: 1 });
+  writeFileSync(path.join(dir, 'tls.crt'), first.cert);
+  writeFileSync(path.join(dir, 'tls.key'), first.key);
+  t.ok(FileCertSource.usable(dir));
+  const source = new FileCertSource(dir, pino({ level: 'silent' }));
+  let changed: string | undefined;
+  const loaded = await source.start((next) => (changed = next.cert));
+  t.teardown(() => source.stop());
+  t.equal(loaded.cert, first.cert);
+  const second = await generateBundle({ hosts, validityDays: 1 });
+  writeFileSync(path.join(dir, 'tls.key'), second.key);
+  writeFileSync(path.join(dir, 'tls.crt'), second.cert);
+  const deadline = Date.now() + 15_000;
+  while (!changed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+  t.equal(changed, second.cert, 'the new certificate is handed over');
+});
