@@ -95,8 +95,9 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
   const pod = structuredClone(input);
   const spec = (pod.spec ??= { containers: [] });
   const podWhere = describePod(pod);
-  const podAnnotations = pod.metadata?.annotations ?? {};
-  const warnings = filterUserAnnotations(podAnnotations, options.config.annotationBounds, podWhere).warnings;
+  // The pod's own annotations are checked once; each volume's settings take what passed.
+  const podTuning = filterUserAnnotations(pod.metadata?.annotations, options.config.annotationBounds, podWhere);
+  const warnings = [...podTuning.warnings];
   const hostPathMode = options.mode === 'sidecar';
   const native = options.config.enableNativeSidecar;
 
@@ -109,7 +110,7 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
   const addedVolumes: V1Volume[] = [];
 
   volumes.forEach((volume, index) => {
-    const settings = computeMountSettings(volume, options, podAnnotations, podWhere);
+    const settings = computeMountSettings(volume, options, podTuning.accepted);
     warnings.push(...settings.warnings);
     const where = `PersistentVolumeClaim ${volume.pvcName}`;
 

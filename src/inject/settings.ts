@@ -14,7 +14,7 @@ import {
   type ResourceAttr,
 } from '../contract/keys.js';
 import { parseQuantity } from '../contract/quantity.js';
-import { filterUserAnnotations } from './allowlist.js';
+import { filterUserAnnotations, type UserTuning } from './allowlist.js';
 import { DenyError } from './errors.js';
 import {
   CACHE_DIR_KEY,
@@ -145,15 +145,14 @@ function mergeEnv(lists: V1EnvVar[][]): V1EnvVar[] {
 }
 
 /**
- * The settings of one volume. `podAnnotations` are the pod's own (user-written)
- * annotations, honoured like PVC annotations. Throws DenyError when an
+ * The settings of one volume. `podTuning` is what the pod's own (user-written)
+ * annotations allow (bounded, like PVC annotations). Throws DenyError when an
  * admin-controlled source is malformed.
  */
 export function computeMountSettings(
   volume: ResolvedVolume,
   options: InjectOptions,
-  podAnnotations: Record<string, string>,
-  podWhere: string,
+  podTuning: UserTuning['accepted'],
 ): MountSettings {
   const where = `PersistentVolume ${volume.pvName}`;
   const { config } = options;
@@ -176,13 +175,12 @@ export function computeMountSettings(
   for (const p of patches) if (p.ceMountImage) image = p.ceMountImage;
 
   const pvcTuning = filterUserAnnotations(volume.pvcAnnotations, config.annotationBounds, `PersistentVolumeClaim ${volume.pvcName}`);
-  const podTuning = filterUserAnnotations(podAnnotations, config.annotationBounds, podWhere);
   warnings.push(...pvcTuning.warnings);
   const resources = resolveResources([
     attributeLayer(volume.attributes, where),
     ...patches.map((p) => patchLayer(p.resources?.requests, p.resources?.limits)),
     pvcTuning.accepted,
-    podTuning.accepted,
+    podTuning,
   ]);
 
   const merged = mergeOptions([

@@ -70,7 +70,7 @@ export interface MountPodPlan {
 
 export function planMountPod(input: MountPodInput): MountPodPlan {
   const { volume, nodeName, namespace } = input;
-  const settings = computeMountSettings(volume, input.options, {}, `PersistentVolume ${volume.pvName}`);
+  const settings = computeMountSettings(volume, input.options, {});
   const hash = settingsHash(volume, settings);
   const mountPoint = `${MOUNT_ROOT}/${volume.pvName}-${hash}`;
   const container = buildSidecar({
