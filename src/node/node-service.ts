@@ -2,7 +2,7 @@
 // the Mount Pod mode work; until then the RPC is absent and answers
 // UNIMPLEMENTED, while the calls below are complete in themselves.
 import { execFile } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { Code, CsiError, type ServiceImpl } from '../csi/server.js';
@@ -20,7 +20,8 @@ export async function unmountTarget(target: string): Promise<void> {
   while (mountAt(target)) {
     await run('umount', [target]).catch(() => run('umount', ['-l', target]));
   }
-  if (existsSync(target)) rmSync(target, { recursive: false, force: true });
+  // Only an empty folder is removed: whatever else is there is not ours to delete.
+  if (existsSync(target)) rmdirSync(target);
 }
 
 export function nodeService(opts: NodeOptions): ServiceImpl {

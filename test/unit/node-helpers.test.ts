@@ -1,0 +1,60 @@
+// Helpers of the node side: $(VAR) expansion as kubelet does it, env
+// resolution for the kubelet stand-in, and real bind mounts (root).
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { bindMount, isBroken } from '../../src/node/bind.js';
+import { commandLine, EnvError, expand, resolveEnv } from '../../src/node/expand.js';
+import { unmountTarget } from '../../src/node/node-service.js';
+
+t.test('$(VAR) expansion', async (t) => {
+  const vars = { A: 'x', B: 'y$(A)' };
+  t.equal(expand('$(A)/$(B)', vars), 'x/y$(A)', 'single pass: values are not expanded again');
+  t.equal(expand('$$(A)', vars), '$(A)', '$$ escapes');
+  t.equal(expand('$(MISSING)', vars), '$(MISSING)', 'undefined stays as written');
+  t.equal(expand('cost: $5 $(A', vars), 'cost: $5 $(A', 'unterminated stays');
+  t.equal(expand('end$', vars), 'end$');
+});
+
+t.test('env resolution', async (t) => {
+  const pod = { metadata: { name: 'p', namespace: 'ns', uid: 'u-1' }, spec: { nodeName: 'n1', containers: [] } };
+  const container = {
+    name: 'c',
+    command: ['juicefs', 'mount', '$(URL)', '$(MP)'],
+    env: [
+      { name: 'UID', valueFrom: { fieldRef: { fieldPath: 'metadata.uid' } } },
+      { name: 'MP', value: '/root/$(UID)/v' },
+      { name: 'URL', valueFrom: { secretKeyRef: { name: 's', key: 'metaurl' } } },
+      { name: 'OPT', valueFrom: { secretKeyRef: { name: 's', key: 'absent', optional: true } } },
+    ],
+  };
+  const secrets = { s: { data: { metaurl: Buffer.from('redis://h/1').toString('base64') } } };
+  const env = resolveEnv(pod, container, (n) => secrets[n as 's']);
+  t.same(env, { UID: 'u-1', MP: '/root/u-1/v', URL: 'redis://h/1' });
+  t.same(commandLine(container, env), ['juicefs', 'mount', 'redis://h/1', '/root/u-1/v']);
+  t.throws(() => resolveEnv(pod, { name: 'c', env: [{ name: 'X', valueFrom: { secretKeyRef: { name: 'nope', key: 'k' } } }] }, () => undefined), EnvError);
+});
+
+t.test('bind mounts, read-only and idempotent', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'jfs-bind-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const src = path.join(dir, 'src');
+  mkdirSync(src);
+  writeFileSync(path.join(src, 'f'), 'hello');
+  const rw = path.join(dir, 'rw');
+  const ro = path.join(dir, 'ro');
+  await bindMount(src, rw, false);
+  await bindMount(src, rw, false);
+  t.equal(readFileSync(path.join(rw, 'f'), 'utf8'), 'hello', 'bound');
+  writeFileSync(path.join(rw, 'g'), 'via target');
+  t.equal(readFileSync(path.join(src, 'g'), 'utf8'), 'via target', 'writes reach the source');
+  await bindMount(src, ro, true);
+  t.throws(() => writeFileSync(path.join(ro, 'h'), 'x'), { code: 'EROFS' }, 'read-only target');
+  t.notOk(isBroken(rw));
+  await unmountTarget(rw);
+  await unmountTarget(ro);
+  const mounts = execFileSync('cat', ['/proc/self/mountinfo'], { encoding: 'utf8' });
+  t.notOk(mounts.includes(rw) || mounts.includes(ro), 'unmounted');
+});
