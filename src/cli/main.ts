@@ -119,11 +119,14 @@ export function buildCli(): Command {
     .description('run the CSI node service (Identity + Node) on a Unix socket')
     .requiredOption('--endpoint <endpoint>', 'CSI endpoint, e.g. unix:///csi/csi.sock')
     .addOption(new Option('--node-id <name>', 'this node\'s name').env('NODE_NAME').makeOptionMandatory())
+    .option('--kubeconfig <file>', 'kubeconfig for Mount Pod mode (default: in-cluster when there)')
+    .addOption(new Option('--namespace <ns>', 'namespace of Mount Pods, their Secrets and the global ConfigMap').env('POD_NAMESPACE').default('juicefs-system'))
+    .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o) => {
       const { runNode } = await import('../node/run.js');
       const log = pino({ level: o.logLevel, base: { component: 'node' } });
-      const server = await runNode({ endpoint: o.endpoint, nodeId: o.nodeId, log });
+      const server = await runNode({ endpoint: o.endpoint, nodeId: o.nodeId, kubeconfig: o.kubeconfig, namespace: o.namespace, mountImage: o.mountImage, log });
       closeOnSignal(server.close, log);
     });
 

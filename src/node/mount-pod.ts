@@ -15,7 +15,7 @@ import {
   METRICS_PORT,
   SIDECAR_NAME,
 } from '../contract/keys.js';
-import { buildSidecar, mountArgs } from '../inject/containers.js';
+import { buildFormatContainer, buildSidecar, mountArgs, needsFormat } from '../inject/containers.js';
 import { computeMountSettings, type MountSettings } from '../inject/settings.js';
 import type { InjectOptions, ResolvedVolume } from '../inject/types.js';
 
@@ -106,6 +106,8 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
       restartPolicy: 'Always',
       priorityClassName: 'system-node-critical',
       terminationGracePeriodSeconds: 30,
+      // The same idempotent format step as the sidecar's, when the Secret names an object storage.
+      ...(needsFormat(volume.secret) ? { initContainers: [buildFormatContainer('jfs-format', settings, volume.secret, `PersistentVolume ${volume.pvName}`)] } : {}),
       containers: [container],
       volumes: [
         { name: 'jfs-dir', hostPath: { path: MOUNT_ROOT, type: 'DirectoryOrCreate' } },

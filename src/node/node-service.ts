@@ -1,18 +1,20 @@
-// CSI Node service. NodePublishVolume (Mount Pods, bind mounts) arrives with
-// the Mount Pod mode work; until then the RPC is absent and answers
-// UNIMPLEMENTED, while the calls below are complete in themselves.
+// CSI Node service. With a Kubernetes API (Mount Pod mode) it publishes
+// volumes through shared Mount Pods; without one, NodePublishVolume is not
+// served (UNIMPLEMENTED) and the other calls still work.
 import { execFile } from 'node:child_process';
 import { existsSync, rmdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { Code, CsiError, type ServiceImpl } from '../csi/server.js';
 import { mountAt } from '../juicefs/mounts.js';
+import type { MountPodManager } from './mount-pods.js';
 
 const run = promisify(execFile);
 
 export interface NodeOptions {
   nodeId: string;
   log: Logger;
+  mountPods?: MountPodManager;
 }
 
 /** Unmounts a target (lazily when busy) and removes its folder; nothing there is success. */
@@ -24,8 +26,36 @@ export async function unmountTarget(target: string): Promise<void> {
   if (existsSync(target)) rmdirSync(target);
 }
 
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
 export function nodeService(opts: NodeOptions): ServiceImpl {
+  const publish: ServiceImpl = {};
+  const manager = opts.mountPods;
+  if (manager) {
+    publish.NodePublishVolume = async (req) => {
+      const id = str(req.volume_id);
+      const target = str(req.target_path);
+      if (!id) throw new CsiError(Code.INVALID_ARGUMENT, 'volume_id is required');
+      if (!target) throw new CsiError(Code.INVALID_ARGUMENT, 'target_path is required');
+      const cap = req.volume_capability as { mount?: { mount_flags?: string[] }; block?: unknown; access_mode?: { mode?: string } } | null;
+      if (!cap) throw new CsiError(Code.INVALID_ARGUMENT, 'volume_capability is required');
+      if (cap.block) throw new CsiError(Code.INVALID_ARGUMENT, 'JuiceFS volumes are filesystems; block access is not supported');
+      const readOnly = req.readonly === true || cap.access_mode?.mode === 'MULTI_NODE_READER_ONLY' || cap.access_mode?.mode === 'SINGLE_NODE_READER_ONLY';
+      await manager.publish({
+        volumeId: id,
+        targetPath: target,
+        readOnly,
+        volumeContext: (req.volume_context ?? {}) as Record<string, string>,
+        mountFlags: cap.mount?.mount_flags ?? [],
+        secrets: (req.secrets ?? {}) as Record<string, string>,
+      });
+      return {};
+    };
+  }
   return {
+    ...publish,
     NodeGetInfo: async () => ({ node_id: opts.nodeId, max_volumes_per_node: '0' }),
     NodeGetCapabilities: async () => ({ capabilities: [] }),
     NodeUnpublishVolume: async (req) => {
@@ -33,7 +63,8 @@ export function nodeService(opts: NodeOptions): ServiceImpl {
       const target = typeof req.target_path === 'string' ? req.target_path : '';
       if (!id) throw new CsiError(Code.INVALID_ARGUMENT, 'volume_id is required');
       if (!target) throw new CsiError(Code.INVALID_ARGUMENT, 'target_path is required');
-      await unmountTarget(target);
+      if (manager) await manager.unpublish(id, target);
+      else await unmountTarget(target);
       opts.log.info({ volume: id, target }, 'target unpublished');
       return {};
     },
