@@ -82,7 +82,7 @@ export class WebhookProcess {
       ...this.opts.secretNamespaces.map((n) => `--secret-namespace=${n}`),
       ...(this.opts.extraArgs ?? []),
     ];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' } });
+    const child = trackChild(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' } }));
     if (this.opts.logFile) {
       const log = createWriteStream(this.opts.logFile, { flags: 'a' });
       child.stdout!.pipe(log);
@@ -133,6 +133,18 @@ export class WebhookProcess {
   }
 }
 
+/** Children still alive: killed at once if this process exits without stopping them (a crashed test). */
+const liveChildren = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of liveChildren) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+export function trackChild(child: ChildProcess): ChildProcess {
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
+  return child;
+}
+
 /** A child process (a jfs-sidecar subcommand, csi-provisioner, …), its output in a log file. */
 export class ManagedProcess {
   private child: ChildProcess | undefined;
@@ -154,7 +166,7 @@ export class ManagedProcess {
   }
 
   start(): this {
-    const child = spawn(this.command, this.args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = trackChild(spawn(this.command, this.args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     const log = createWriteStream(this.logFile, { flags: 'a' });
     child.stdout!.pipe(log);
     child.stderr!.pipe(log);

@@ -263,6 +263,17 @@ current-context: local
       .join('\n');
   }
 
+  /**
+   * Kills every process at once and removes the folder, synchronously: for a
+   * process 'exit' handler, where nothing asynchronous runs any more.
+   */
+  killNow(): void {
+    // Also after stop() began: the process may be exiting in the middle of it.
+    this.stopped = true;
+    for (const p of this.procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+    if (!this.opts.keepDir) rmSync(this.dir, { recursive: true, force: true });
+  }
+
   /** Stops every process (TERM, then KILL) and removes the folder. Safe to call twice. */
   async stop(): Promise<void> {
     if (this.stopped) return;

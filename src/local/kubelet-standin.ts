@@ -16,6 +16,7 @@ import { MOUNT_POD_APP_VALUE, MOUNT_POD_LABEL_APP, MOUNT_POINT_ENV } from '../co
 import { isJuicefsMount } from '../juicefs/mounts.js';
 import { ResilientInformer } from '../k8s/informer.js';
 import { commandLine, resolveEnv } from '../node/expand.js';
+import { trackChild } from './components.js';
 
 interface Running {
   pod: V1Pod;
@@ -125,7 +126,7 @@ export class KubeletStandIn {
   private launch(state: Running, c: V1Container): void {
     const [cmd, ...args] = this.argv(c, state.env);
     appendFileSync(this.logFile(state.pod), `[stand-in] starting ${c.name}: ${path.basename(cmd)} ${args.filter((a) => !a.includes('://')).join(' ')}\n`);
-    const child = spawn(cmd, args, { env: { ...process.env, ...state.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = trackChild(spawn(cmd, args, { env: { ...process.env, ...state.env }, stdio: ['ignore', 'pipe', 'pipe'] }));
     child.stdout!.on('data', (d) => appendFileSync(this.logFile(state.pod), d));
     child.stderr!.on('data', (d) => appendFileSync(this.logFile(state.pod), d));
     state.child = child;

@@ -14,8 +14,9 @@ export async function startControlPlane(t: TapLike, opts: ControlPlaneOptions = 
     if (!t.passing()) t.comment(`control plane logs:\n${cp.logs(80)}`);
     await cp.stop();
   });
-  // A test process that dies mid-way must not leave the control plane behind.
-  process.once('exit', () => void cp.stop());
+  // A test process that dies mid-way must not leave the control plane behind
+  // ('exit' handlers cannot wait, so the processes are killed at once).
+  process.once('exit', () => cp.killNow());
   return cp;
 }
 
