@@ -29,7 +29,12 @@ export function makeVolume(name = 'testvol'): TestVolume {
     if (r.status !== 0) throw new Error(`juicefs ${args[0]} failed: ${r.stderr.split('\n').slice(-3).join(' ')}`);
     return r.stdout;
   };
-  run(['format', '--storage=file', `--bucket=${bucket}`, '--trash-days=0', metaurl, name]);
+  try {
+    run(['format', '--storage=file', `--bucket=${bucket}`, '--trash-days=0', metaurl, name]);
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     dir,
     juicefs,
