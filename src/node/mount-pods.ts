@@ -13,7 +13,16 @@ import {
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { parseGlobalConfig } from '../config/schema.js';
-import { ATTR, CONFIG_MAP_KEY, CONFIG_MAP_NAME, MOUNT_POD_APP_VALUE, MOUNT_POD_LABEL_APP } from '../contract/keys.js';
+import { parseDuration } from '../contract/duration.js';
+import {
+  ATTR,
+  CONFIG_MAP_KEY,
+  CONFIG_MAP_NAME,
+  MOUNT_POD_ANN_DELETE_AT,
+  MOUNT_POD_ANN_DELETE_DELAY,
+  MOUNT_POD_APP_VALUE,
+  MOUNT_POD_LABEL_APP,
+} from '../contract/keys.js';
 import { secretCopyData, summariseSecret } from '../contract/secret-copy.js';
 import { Code, CsiError } from '../csi/server.js';
 import type { ResolvedVolume } from '../inject/types.js';
@@ -143,13 +152,15 @@ export class MountPodManager {
           throw err;
         }
       }
-      if (existing.metadata?.annotations?.[key] === target) return;
-      const ops = [
+      const annotations = existing.metadata?.annotations;
+      const pendingDelete = annotations?.[MOUNT_POD_ANN_DELETE_AT] !== undefined;
+      if (annotations?.[key] === target && !pendingDelete) return;
+      const ops: object[] = [
         { op: 'test', path: '/metadata/resourceVersion', value: existing.metadata!.resourceVersion },
-        existing.metadata?.annotations
-          ? { op: 'add', path: `/metadata/annotations/${pointer(key)}`, value: target }
-          : { op: 'add', path: '/metadata/annotations', value: { [key]: target } },
+        annotations ? { op: 'add', path: `/metadata/annotations/${pointer(key)}`, value: target } : { op: 'add', path: '/metadata/annotations', value: { [key]: target } },
       ];
+      // A new reference within the delete delay keeps the Mount Pod.
+      if (pendingDelete) ops.push({ op: 'remove', path: `/metadata/annotations/${pointer(MOUNT_POD_ANN_DELETE_AT)}` });
       try {
         await this.core.patchNamespacedPod({ name, namespace, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
         return;
@@ -171,6 +182,47 @@ export class MountPodManager {
     }
   }
 
+  private async deletePod(name: string): Promise<void> {
+    await this.core.deleteNamespacedPod({ name, namespace: this.opts.namespace }).catch((err) => {
+      if (!isStatus(err, 404)) throw err;
+    });
+  }
+
+  /** Deletes Mount Pods of this node whose delete delay has run out with still no reference. */
+  async sweep(now = Date.now()): Promise<void> {
+    const pods = await this.core.listNamespacedPod({
+      namespace: this.opts.namespace,
+      labelSelector: `${MOUNT_POD_LABEL_APP}=${MOUNT_POD_APP_VALUE}`,
+      fieldSelector: `spec.nodeName=${this.opts.nodeName}`,
+    });
+    for (const pod of pods.items) {
+      const at = pod.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_AT];
+      if (!at || referencesOf(pod).length > 0 || Date.parse(at) > now) continue;
+      const volumeId = pod.metadata?.labels?.['volume-id'] ?? pod.metadata!.name!;
+      await this.lock.run(volumeId, async () => {
+        // Looked at again under the volume's lock: a publish may have just taken it back.
+        const fresh = await this.core.readNamespacedPod({ name: pod.metadata!.name!, namespace: this.opts.namespace }).catch(() => undefined);
+        if (fresh?.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_AT] !== at || referencesOf(fresh).length > 0) return;
+        await this.deletePod(pod.metadata!.name!);
+        this.opts.log.info({ mountPod: pod.metadata!.name }, 'delete delay over: Mount Pod deleted');
+      });
+    }
+  }
+
+  /** Runs sweep() periodically. */
+  startSweeping(intervalMs = 2000): () => void {
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      this.sweep()
+        .catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'sweep failed'))
+        .finally(() => (busy = false));
+    }, intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
   /** Unmounts the target, drops its reference, and deletes Mount Pods left with none. */
   async unpublish(volumeId: string, target: string): Promise<void> {
     await unmountTarget(target);
@@ -185,11 +237,26 @@ export class MountPodManager {
         if (pod.metadata?.annotations?.[key] !== target) continue;
         const name = pod.metadata!.name!;
         const remaining = referencesOf(pod).filter((t) => t !== target);
-        if (remaining.length === 0) {
-          await this.core.deleteNamespacedPod({ name, namespace: this.opts.namespace }).catch((err) => {
-            if (!isStatus(err, 404)) throw err;
-          });
+        const delayMs = parseDuration(pod.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_DELAY] ?? '') ?? 0;
+        if (remaining.length === 0 && delayMs <= 0) {
+          await this.deletePod(name);
           this.opts.log.info({ mountPod: name }, 'last reference gone: Mount Pod deleted');
+        } else if (remaining.length === 0) {
+          // juicefs/mount-delete-delay: keep it a while for a pod that comes back; the sweep deletes it after.
+          const at = new Date(Date.now() + delayMs).toISOString();
+          await this.core.patchNamespacedPod(
+            {
+              name,
+              namespace: this.opts.namespace,
+              body: [
+                { op: 'test', path: `/metadata/annotations/${pointer(key)}`, value: target },
+                { op: 'remove', path: `/metadata/annotations/${pointer(key)}` },
+                { op: 'add', path: `/metadata/annotations/${pointer(MOUNT_POD_ANN_DELETE_AT)}`, value: at },
+              ],
+            },
+            setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+          );
+          this.opts.log.info({ mountPod: name, deleteAt: at }, 'last reference gone: Mount Pod deletion delayed');
         } else {
           await this.core.patchNamespacedPod(
             {

@@ -24,6 +24,7 @@ export async function runNode(opts: NodeRunOptions): Promise<CsiServer> {
     if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
     else kc.loadFromCluster();
     mountPods = new MountPodManager({ kubeConfig: kc, nodeName: opts.nodeId, namespace: opts.namespace, defaultMountImage: opts.mountImage, log: opts.log });
+    mountPods.startSweeping();
   }
   return startCsiServer(
     opts.endpoint,

@@ -50,14 +50,14 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
   const call = (method: string, req: unknown) =>
     new Promise<unknown>((resolve, reject) => client[method].call(client, req, (err, res) => (err ? reject(err) : resolve(res))));
 
-  const publish = (pv: string, target: string) =>
+  const publish = (pv: string, target: string, context: Record<string, string> = {}) =>
     call('NodePublishVolume', {
       volume_id: pv,
       target_path: target,
       volume_capability: { mount: { mount_flags: [] }, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } },
       readonly: false,
       secrets: vol.secrets,
-      volume_context: { subPath: pv },
+      volume_context: { subPath: pv, ...context },
     });
   const unpublish = (pv: string, target: string) => call('NodeUnpublishVolume', { volume_id: pv, target_path: target });
   const mountPods = async () =>
@@ -86,6 +86,26 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     t.equal(pods.length, 2);
     t.same(pods.map((p) => p.metadata?.labels?.['volume-id']).sort(), ['pv-a', 'pv-b']);
     t.notOk(existsSync(path.join(t3, 'hello.txt')), 'PV directories are apart');
+  });
+
+  await t.test('juicefs/mount-delete-delay keeps the Mount Pod a while, and a new publish takes it back', async (t) => {
+    const t4 = path.join(dir, 'pods/d/volumes/pv-c/mount');
+    const delayed = { 'juicefs/mount-delete-delay': '3s' };
+    const podOfC = async () => (await mountPods()).find((p) => p.metadata?.labels?.['volume-id'] === 'pv-c');
+    await publish('pv-c', t4, delayed);
+    await unpublish('pv-c', t4);
+    let pod = await podOfC();
+    t.ok(pod, 'still there after its last reference went');
+    t.same(referencesOf(pod!), []);
+    t.ok(pod?.metadata?.annotations?.['juicefs-delete-at'], 'stamped with juicefs-delete-at');
+    await publish('pv-c', t4, delayed);
+    pod = await podOfC();
+    t.notOk(pod?.metadata?.annotations?.['juicefs-delete-at'], 'a new reference cancels the deletion');
+    t.same(referencesOf(pod!), [t4]);
+    await unpublish('pv-c', t4);
+    const started = Date.now();
+    await eventually(async () => !(await podOfC()), 30_000, 'deletion after the delay');
+    t.ok(Date.now() - started >= 2000, `deleted after the delay (${Date.now() - started} ms)`);
   });
 
   await t.test('unpublishing both targets deletes the Mount Pod', async (t) => {

@@ -4,6 +4,7 @@ import { ConfigError, parseGlobalConfig } from '../../src/config/schema.js';
 import { matchesPvcSelector } from '../../src/config/selector.js';
 import { PathPatternError, renderPathPattern } from '../../src/contract/path-pattern.js';
 import { parseQuantity } from '../../src/contract/quantity.js';
+import { parseDuration } from '../../src/contract/duration.js';
 import { parseEnvs, secretCopyData, secretCopyName, SecretFormatError, summariseSecret } from '../../src/contract/secret-copy.js';
 import { checkSubdir } from '../../src/controller/controller-service.js';
 import { filterUserAnnotations } from '../../src/inject/allowlist.js';
@@ -104,4 +105,13 @@ t.test('user annotations', async (t) => {
   t.equal(r.warnings.length, 2);
   t.match(r.warnings.join('\n'), /mount-memory-limit ignored: 8Gi is above/);
   t.match(r.warnings.join('\n'), /mount-image ignored/);
+});
+
+t.test('durations', async (t) => {
+  t.equal(parseDuration('30s'), 30_000);
+  t.equal(parseDuration('1m30s'), 90_000);
+  t.equal(parseDuration('2h'), 7_200_000);
+  t.equal(parseDuration('500ms'), 500);
+  t.equal(parseDuration('1.5s'), 1500);
+  for (const bad of ['', '10', 'soon', '1d', '-1s', '1s ago']) t.equal(parseDuration(bad), undefined, `"${bad}" is not a duration`);
 });
