@@ -16,6 +16,7 @@ import {
 import { existsSync, readFileSync, unwatchFile, watchFile } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { isStatus, unlessNotFound } from '../k8s/errors.js';
 import { bundleIsUsable, generateBundle, mergeCaBundle, type CertBundle } from './generate.js';
 
 export interface ServingCert {
@@ -101,10 +102,6 @@ function decodeSecret(secret: V1Secret | undefined): (CertBundle & { caBundle?: 
   };
 }
 
-function isStatus(err: unknown, code: number): boolean {
-  return (err as { code?: number })?.code === code;
-}
-
 export class SecretCertSource implements CertSource {
   private readonly core: CoreV1Api;
   private readonly admission: AdmissionregistrationV1Api;
@@ -141,12 +138,7 @@ export class SecretCertSource implements CertSource {
   async ensure(): Promise<ServingCert> {
     const { namespace, secretName: name, hosts, log } = this.opts;
     for (let attempt = 0; attempt < 5; attempt++) {
-      let existing: V1Secret | undefined;
-      try {
-        existing = await this.core.readNamespacedSecret({ name, namespace });
-      } catch (err) {
-        if (!isStatus(err, 404)) throw err;
-      }
+      const existing = await unlessNotFound(this.core.readNamespacedSecret({ name, namespace }));
       const stored = decodeSecret(existing);
       if (stored && bundleIsUsable(stored, hosts, this.opts.renewBeforeDays * DAY_MS)) {
         await this.publishCaBundle(stored.caBundle ?? stored.caCert);
@@ -188,15 +180,10 @@ export class SecretCertSource implements CertSource {
     if (!name) return;
     const encoded = Buffer.from(caBundle, 'utf8').toString('base64');
     for (let attempt = 0; attempt < 5; attempt++) {
-      let config;
-      try {
-        config = await this.admission.readMutatingWebhookConfiguration({ name });
-      } catch (err) {
-        if (isStatus(err, 404)) {
-          this.opts.log.warn({ name }, 'MutatingWebhookConfiguration not found; caBundle not written');
-          return;
-        }
-        throw err;
+      const config = await unlessNotFound(this.admission.readMutatingWebhookConfiguration({ name }));
+      if (!config) {
+        this.opts.log.warn({ name }, 'MutatingWebhookConfiguration not found; caBundle not written');
+        return;
       }
       const webhooks = config.webhooks ?? [];
       if (webhooks.every((w) => w.clientConfig.caBundle === encoded)) return;
@@ -211,7 +198,7 @@ export class SecretCertSource implements CertSource {
         return;
       } catch (err) {
         // 422: the resourceVersion test failed; 409: a conflict. Either way someone else wrote in between.
-        if (!isStatus(err, 422) && !isStatus(err, 409)) throw err;
+        if (!isStatus(err, 422, 409)) throw err;
       }
     }
     throw new Error(`could not write the caBundle into ${name} after 5 attempts`);

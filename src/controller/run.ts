@@ -3,6 +3,7 @@ import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { LeaderElector } from '../k8s/leader.js';
+import { unlessNotFound } from '../k8s/errors.js';
 import { SecretSync } from './secret-sync.js';
 import { startCsiServer, type CsiServer } from '../csi/server.js';
 import { JuicefsCli } from '../juicefs/cli.js';
@@ -38,10 +39,7 @@ export async function runController(opts: ControllerRunOptions): Promise<{ serve
   const core = kc?.makeApiClient(CoreV1Api);
   const getPvc = core
     ? async (namespace: string, name: string) =>
-        core.readNamespacedPersistentVolumeClaim({ namespace, name }).catch((err: { code?: number }) => {
-          if (err.code === 404) return undefined;
-          throw err;
-        })
+        unlessNotFound(core.readNamespacedPersistentVolumeClaim({ namespace, name }))
     : undefined;
   const server = await startCsiServer(
     opts.endpoint,

@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import { namespaceMode } from '../config/options.js';
 import { SECRET_COPY_LABEL } from '../contract/keys.js';
 import { secretCopyData, secretCopyName } from '../contract/secret-copy.js';
+import { unlessNotFound } from '../k8s/errors.js';
 import { ResilientInformer } from '../k8s/informer.js';
 import { sourceSecretOf } from '../resolve/resolve.js';
 
@@ -140,10 +141,7 @@ export class SecretSync {
     const copyName = secretCopyName(name);
     const wanted = namespaceMode(this.namespaces.get(namespace)) !== undefined;
     const ref = wanted ? sourceSecretOf(pvc, { getPv: (n) => this.pvs.get(n), getStorageClass: (n) => this.classes.get(n) }) : undefined;
-    const existing = await this.core.readNamespacedSecret({ name: copyName, namespace }).catch((err: { code?: number }) => {
-      if (err.code === 404) return undefined;
-      throw err;
-    });
+    const existing = await unlessNotFound(this.core.readNamespacedSecret({ name: copyName, namespace }));
     if (!ref) {
       if (existing?.metadata?.labels?.[SECRET_COPY_LABEL] !== undefined) {
         await this.core.deleteNamespacedSecret({ name: copyName, namespace });

@@ -4,6 +4,7 @@
 // fails past the deadline. Writes are guarded by resourceVersion.
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { isStatus, unlessNotFound } from './errors.js';
 
 export interface LeaderOptions {
   kubeConfig: KubeConfig;
@@ -37,12 +38,7 @@ export class LeaderElector {
   /** One attempt to take or renew the Lease; true when we hold it afterwards. */
   async tryAcquireOrRenew(): Promise<boolean> {
     const { namespace, name, identity } = this.opts;
-    let lease: V1Lease | undefined;
-    try {
-      lease = await this.api.readNamespacedLease({ name, namespace });
-    } catch (err) {
-      if ((err as { code?: number }).code !== 404) throw err;
-    }
+    const lease = await unlessNotFound(this.api.readNamespacedLease({ name, namespace }));
     if (!lease) {
       try {
         await this.api.createNamespacedLease({
@@ -54,7 +50,7 @@ export class LeaderElector {
         });
         return true;
       } catch (err) {
-        if ((err as { code?: number }).code === 409) return false;
+        if (isStatus(err, 409)) return false;
         throw err;
       }
     }
@@ -77,7 +73,7 @@ export class LeaderElector {
       await this.api.replaceNamespacedLease({ name, namespace, body });
       return true;
     } catch (err) {
-      if ((err as { code?: number }).code === 409) return false;
+      if (isStatus(err, 409)) return false;
       throw err;
     }
   }

@@ -12,6 +12,7 @@ import { appendFileSync, createWriteStream, existsSync, readFileSync } from 'nod
 import { request } from 'node:https';
 import path from 'node:path';
 import { parseManifests } from '../offline/inject-manifests.js';
+import { unlessNotFound } from '../k8s/errors.js';
 import { freePort, stopProcess } from './control-plane.js';
 import { PROJECT_ROOT } from './project-root.js';
 
@@ -26,13 +27,9 @@ export function readManifest(file: string): KubernetesObject[] {
 export async function applyObjects(kc: KubeConfig, objects: KubernetesObject[]): Promise<void> {
   const api = KubernetesObjectApi.makeApiClient(kc);
   for (const obj of objects) {
-    try {
-      const existing = await api.read(obj as KubernetesObject & { metadata: { name: string; namespace?: string } });
-      await api.replace({ ...obj, metadata: { ...obj.metadata, resourceVersion: existing.metadata?.resourceVersion } });
-    } catch (err) {
-      if ((err as { code?: number }).code !== 404) throw err;
-      await api.create(obj);
-    }
+    const existing = await unlessNotFound(api.read(obj as KubernetesObject & { metadata: { name: string; namespace?: string } }));
+    if (existing) await api.replace({ ...obj, metadata: { ...obj.metadata, resourceVersion: existing.metadata?.resourceVersion } });
+    else await api.create(obj);
   }
 }
 

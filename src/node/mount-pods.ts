@@ -25,6 +25,7 @@ import {
 } from '../contract/keys.js';
 import { secretCopyData, summariseSecret } from '../contract/secret-copy.js';
 import { Code, CsiError } from '../csi/server.js';
+import { isStatus, unlessNotFound } from '../k8s/errors.js';
 import type { ResolvedVolume } from '../inject/types.js';
 import { isJuicefsMount, mountAt } from '../juicefs/mounts.js';
 import { KeyedLock } from '../util/keyed-lock.js';
@@ -51,7 +52,6 @@ export interface PublishRequest {
   secrets: Record<string, string>;
 }
 
-const isStatus = (err: unknown, code: number) => (err as { code?: number })?.code === code;
 /** A JSON Pointer token (RFC 6901). */
 const pointer = (key: string) => key.replaceAll('~', '~0').replaceAll('/', '~1');
 
@@ -65,10 +65,7 @@ export class MountPodManager {
   }
 
   private async globalConfig() {
-    const cm = await this.core.readNamespacedConfigMap({ name: CONFIG_MAP_NAME, namespace: this.opts.namespace }).catch((err) => {
-      if (isStatus(err, 404)) return undefined;
-      throw err;
-    });
+    const cm = await unlessNotFound(this.core.readNamespacedConfigMap({ name: CONFIG_MAP_NAME, namespace: this.opts.namespace }));
     return parseGlobalConfig(cm?.data?.[CONFIG_MAP_KEY]);
   }
 
@@ -131,10 +128,7 @@ export class MountPodManager {
     const name = pod.metadata!.name!;
     const namespace = this.opts.namespace;
     for (let attempt = 0; attempt < 30; attempt++) {
-      const existing = await this.core.readNamespacedPod({ name, namespace }).catch((err) => {
-        if (isStatus(err, 404)) return undefined;
-        throw err;
-      });
+      const existing = await unlessNotFound(this.core.readNamespacedPod({ name, namespace }));
       if (existing?.metadata?.deletionTimestamp) {
         // The previous Mount Pod is on its way out: wait, then make a new one.
         await new Promise((r) => setTimeout(r, 500));
@@ -165,7 +159,7 @@ export class MountPodManager {
         await this.core.patchNamespacedPod({ name, namespace, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
         return;
       } catch (err) {
-        if (!isStatus(err, 422) && !isStatus(err, 409)) throw err;
+        if (!isStatus(err, 422, 409)) throw err;
       }
     }
     throw new CsiError(Code.ABORTED, `could not add a reference to Mount Pod ${name}`);
@@ -183,9 +177,7 @@ export class MountPodManager {
   }
 
   private async deletePod(name: string): Promise<void> {
-    await this.core.deleteNamespacedPod({ name, namespace: this.opts.namespace }).catch((err) => {
-      if (!isStatus(err, 404)) throw err;
-    });
+    await unlessNotFound(this.core.deleteNamespacedPod({ name, namespace: this.opts.namespace }));
   }
 
   /** Deletes Mount Pods of this node whose delete delay has run out with still no reference. */
