@@ -1,5 +1,6 @@
 // The controller process: CSI Identity + Controller on a Unix socket.
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { kubeConfigIfAvailable } from '../k8s/kubeconfig.js';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { LeaderElector } from '../k8s/leader.js';
@@ -24,18 +25,10 @@ export interface ControllerRunOptions {
   log: Logger;
 }
 
-function kubeConfigIfAny(file?: string): KubeConfig | undefined {
-  if (!file && !process.env.KUBERNETES_SERVICE_HOST) return undefined;
-  const kc = new KubeConfig();
-  if (file) kc.loadFromFile(file);
-  else kc.loadFromCluster();
-  return kc;
-}
-
 export async function runController(opts: ControllerRunOptions): Promise<{ server: CsiServer; close(): Promise<void> }> {
   const volumes = new JuicefsVolumes(new JuicefsCli(opts.juicefsBinary, opts.log), opts.stateDir, opts.log);
   await volumes.cleanupStale();
-  const kc = kubeConfigIfAny(opts.kubeconfig);
+  const kc = kubeConfigIfAvailable(opts.kubeconfig);
   const core = kc?.makeApiClient(CoreV1Api);
   const getPvc = core
     ? async (namespace: string, name: string) =>

@@ -1,5 +1,5 @@
 // The node process: CSI Identity + Node on a Unix socket.
-import { KubeConfig } from '@kubernetes/client-node';
+import { kubeConfigIfAvailable } from '../k8s/kubeconfig.js';
 import type { Logger } from 'pino';
 import { MountPodManager } from './mount-pods.js';
 import { identityService } from '../controller/controller-service.js';
@@ -19,10 +19,8 @@ export interface NodeRunOptions {
 
 export async function runNode(opts: NodeRunOptions): Promise<CsiServer> {
   let mountPods: MountPodManager | undefined;
-  if (opts.kubeconfig || process.env.KUBERNETES_SERVICE_HOST) {
-    const kc = new KubeConfig();
-    if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-    else kc.loadFromCluster();
+  const kc = kubeConfigIfAvailable(opts.kubeconfig);
+  if (kc) {
     mountPods = new MountPodManager({ kubeConfig: kc, nodeName: opts.nodeId, namespace: opts.namespace, defaultMountImage: opts.mountImage, log: opts.log });
     mountPods.startSweeping();
   }

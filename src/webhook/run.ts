@@ -1,5 +1,5 @@
 // The webhook process: caches, certificates, HTTPS server, graceful shutdown.
-import { KubeConfig } from '@kubernetes/client-node';
+import { loadKubeConfig } from '../k8s/kubeconfig.js';
 import type { Logger } from 'pino';
 import { FileCertSource, SecretCertSource, type CertSource } from '../certs/manager.js';
 import { ClusterCache } from '../k8s/cluster-cache.js';
@@ -20,13 +20,6 @@ export interface WebhookRunOptions {
   mountImage?: string;
   onError: OnError;
   log: Logger;
-}
-
-export function loadKubeConfig(file?: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (file) kc.loadFromFile(file);
-  else kc.loadFromDefault();
-  return kc;
 }
 
 export interface RunningWebhook {
