@@ -5,6 +5,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import {
   ATTR,
+  FORMAT_INIT_NAME,
   MOUNT_POD_ANN_DELETE_DELAY,
   MOUNT_POD_APP_VALUE,
   MOUNT_POD_LABEL_APP,
@@ -107,7 +108,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
       priorityClassName: 'system-node-critical',
       terminationGracePeriodSeconds: 30,
       // The same idempotent format step as the sidecar's, when the Secret names an object storage.
-      ...(needsFormat(volume.secret) ? { initContainers: [buildFormatContainer('jfs-format', settings, volume.secret, `PersistentVolume ${volume.pvName}`)] } : {}),
+      ...(needsFormat(volume.secret) ? { initContainers: [buildFormatContainer(FORMAT_INIT_NAME, settings, volume.secret, `PersistentVolume ${volume.pvName}`)] } : {}),
       containers: [container],
       volumes: [
         { name: 'jfs-dir', hostPath: { path: MOUNT_ROOT, type: 'DirectoryOrCreate' } },

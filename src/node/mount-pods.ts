@@ -156,7 +156,7 @@ export class MountPodManager {
       // A new reference within the delete delay keeps the Mount Pod.
       if (pendingDelete) ops.push({ op: 'remove', path: `/metadata/annotations/${pointer(MOUNT_POD_ANN_DELETE_AT)}` });
       try {
-        await this.core.patchNamespacedPod({ name, namespace, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
+        await this.patchPod(name, ops);
         return;
       } catch (err) {
         if (!isStatus(err, 422, 409)) throw err;
@@ -176,24 +176,34 @@ export class MountPodManager {
     }
   }
 
+  /** The Mount Pods of this node. */
+  private async podsOnNode(): Promise<V1Pod[]> {
+    const list = await this.core.listNamespacedPod({
+      namespace: this.opts.namespace,
+      labelSelector: `${MOUNT_POD_LABEL_APP}=${MOUNT_POD_APP_VALUE}`,
+      fieldSelector: `spec.nodeName=${this.opts.nodeName}`,
+    });
+    return list.items;
+  }
+
+  /** A JSON patch of a Mount Pod; guard it with a `test` op where a concurrent writer matters. */
+  private async patchPod(name: string, ops: object[]): Promise<void> {
+    await this.core.patchNamespacedPod({ name, namespace: this.opts.namespace, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
+  }
+
   private async deletePod(name: string): Promise<void> {
     await unlessNotFound(this.core.deleteNamespacedPod({ name, namespace: this.opts.namespace }));
   }
 
   /** Deletes Mount Pods of this node whose delete delay has run out with still no reference. */
   async sweep(now = Date.now()): Promise<void> {
-    const pods = await this.core.listNamespacedPod({
-      namespace: this.opts.namespace,
-      labelSelector: `${MOUNT_POD_LABEL_APP}=${MOUNT_POD_APP_VALUE}`,
-      fieldSelector: `spec.nodeName=${this.opts.nodeName}`,
-    });
-    for (const pod of pods.items) {
+    for (const pod of await this.podsOnNode()) {
       const at = pod.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_AT];
       if (!at || referencesOf(pod).length > 0 || Date.parse(at) > now) continue;
       const volumeId = pod.metadata?.labels?.['volume-id'] ?? pod.metadata!.name!;
       await this.lock.run(volumeId, async () => {
         // Looked at again under the volume's lock: a publish may have just taken it back.
-        const fresh = await this.core.readNamespacedPod({ name: pod.metadata!.name!, namespace: this.opts.namespace }).catch(() => undefined);
+        const fresh = await unlessNotFound(this.core.readNamespacedPod({ name: pod.metadata!.name!, namespace: this.opts.namespace }));
         if (fresh?.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_AT] !== at || referencesOf(fresh).length > 0) return;
         await this.deletePod(pod.metadata!.name!);
         this.opts.log.info({ mountPod: pod.metadata!.name }, 'delete delay over: Mount Pod deleted');
@@ -220,12 +230,7 @@ export class MountPodManager {
     await unmountTarget(target);
     await this.lock.run(volumeId, async () => {
       const key = referenceKey(target);
-      const pods = await this.core.listNamespacedPod({
-        namespace: this.opts.namespace,
-        labelSelector: `${MOUNT_POD_LABEL_APP}=${MOUNT_POD_APP_VALUE}`,
-        fieldSelector: `spec.nodeName=${this.opts.nodeName}`,
-      });
-      for (const pod of pods.items) {
+      for (const pod of await this.podsOnNode()) {
         if (pod.metadata?.annotations?.[key] !== target) continue;
         const name = pod.metadata!.name!;
         const remaining = referencesOf(pod).filter((t) => t !== target);
@@ -233,35 +238,19 @@ export class MountPodManager {
         if (remaining.length === 0 && delayMs <= 0) {
           await this.deletePod(name);
           this.opts.log.info({ mountPod: name }, 'last reference gone: Mount Pod deleted');
-        } else if (remaining.length === 0) {
+          continue;
+        }
+        const ops: object[] = [
+          { op: 'test', path: `/metadata/annotations/${pointer(key)}`, value: target },
+          { op: 'remove', path: `/metadata/annotations/${pointer(key)}` },
+        ];
+        if (remaining.length === 0) {
           // juicefs/mount-delete-delay: keep it a while for a pod that comes back; the sweep deletes it after.
           const at = new Date(Date.now() + delayMs).toISOString();
-          await this.core.patchNamespacedPod(
-            {
-              name,
-              namespace: this.opts.namespace,
-              body: [
-                { op: 'test', path: `/metadata/annotations/${pointer(key)}`, value: target },
-                { op: 'remove', path: `/metadata/annotations/${pointer(key)}` },
-                { op: 'add', path: `/metadata/annotations/${pointer(MOUNT_POD_ANN_DELETE_AT)}`, value: at },
-              ],
-            },
-            setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
-          );
+          ops.push({ op: 'add', path: `/metadata/annotations/${pointer(MOUNT_POD_ANN_DELETE_AT)}`, value: at });
           this.opts.log.info({ mountPod: name, deleteAt: at }, 'last reference gone: Mount Pod deletion delayed');
-        } else {
-          await this.core.patchNamespacedPod(
-            {
-              name,
-              namespace: this.opts.namespace,
-              body: [
-                { op: 'test', path: `/metadata/annotations/${pointer(key)}`, value: target },
-                { op: 'remove', path: `/metadata/annotations/${pointer(key)}` },
-              ],
-            },
-            setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
-          );
         }
+        await this.patchPod(name, ops);
       }
     });
   }
