@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { ATTR, CSI_DRIVER_NAME } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
-import { Code, CsiError, type ServiceImpl } from '../csi/server.js';
+import { Code, CsiError, requiredString, type ServiceImpl } from '../csi/server.js';
 import { CredentialsError, credentialsFromSecrets, type JuicefsVolumes, type VolumeCredentials } from '../juicefs/volume.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { listRecords, readRecord, REGISTRY_DIR, removeRecord, writeRecord } from './registry.js';
@@ -32,10 +32,6 @@ export interface ControllerOptions {
   log: Logger;
   /** Looks a PVC up, for pathPatterns that use its labels or annotations (the provisioner passes only name and namespace). */
   getPvc?: (namespace: string, name: string) => Promise<V1PersistentVolumeClaim | undefined>;
-}
-
-function str(v: unknown): string {
-  return typeof v === 'string' ? v : '';
 }
 
 function bytes(v: unknown): number {
@@ -128,8 +124,7 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
 
   return {
     CreateVolume: async (req: Req) => {
-      const name = str(req.name);
-      if (!name) throw new CsiError(Code.INVALID_ARGUMENT, 'name is required');
+      const name = requiredString(req, 'name');
       const caps = checkCapabilities(req.volume_capabilities, true);
       if (caps.some((c) => c.block)) throw new CsiError(Code.INVALID_ARGUMENT, 'JuiceFS volumes are filesystems; block access is not supported');
       if ((req.volume_content_source as { type?: string } | null)?.type) {
@@ -165,8 +160,7 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
     },
 
     DeleteVolume: async (req: Req) => {
-      const id = str(req.volume_id);
-      if (!id) throw new CsiError(Code.INVALID_ARGUMENT, 'volume_id is required');
+      const id = requiredString(req, 'volume_id');
       const c = creds(req.secrets);
       return lock.run(id, () =>
         volumes.withMount(c, async (root) => {
@@ -188,8 +182,7 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
     },
 
     ValidateVolumeCapabilities: async (req: Req) => {
-      const id = str(req.volume_id);
-      if (!id) throw new CsiError(Code.INVALID_ARGUMENT, 'volume_id is required');
+      const id = requiredString(req, 'volume_id');
       const caps = checkCapabilities(req.volume_capabilities, true);
       const c = creds(req.secrets);
       const record = await volumes.withMount(c, async (root) => readRecord(root, id));
@@ -210,8 +203,7 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
     }),
 
     ControllerExpandVolume: async (req: Req) => {
-      const id = str(req.volume_id);
-      if (!id) throw new CsiError(Code.INVALID_ARGUMENT, 'volume_id is required');
+      const id = requiredString(req, 'volume_id');
       const range = req.capacity_range as { required_bytes?: string; limit_bytes?: string } | null;
       if (!range) throw new CsiError(Code.INVALID_ARGUMENT, 'capacity_range is required');
       const required = bytes(range.required_bytes) || bytes(range.limit_bytes);

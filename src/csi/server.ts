@@ -22,6 +22,13 @@ export class CsiError extends Error {
 
 export const Code = grpc.status;
 
+/** A required string field of a request, or INVALID_ARGUMENT naming it. */
+export function requiredString(request: Record<string, unknown>, field: string): string {
+  const v = request[field];
+  if (typeof v !== 'string' || v === '') throw new CsiError(grpc.status.INVALID_ARGUMENT, `${field} is required`);
+  return v;
+}
+
 type Handler = (request: Record<string, unknown>) => Promise<unknown>;
 export type ServiceImpl = Record<string, Handler>;
 

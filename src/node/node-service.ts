@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, rmdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
-import { Code, CsiError, type ServiceImpl } from '../csi/server.js';
+import { Code, CsiError, requiredString, type ServiceImpl } from '../csi/server.js';
 import { mountAt } from '../juicefs/mounts.js';
 import type { MountPodManager } from './mount-pods.js';
 
@@ -26,19 +26,13 @@ export async function unmountTarget(target: string): Promise<void> {
   if (existsSync(target)) rmdirSync(target);
 }
 
-function str(v: unknown): string {
-  return typeof v === 'string' ? v : '';
-}
-
 export function nodeService(opts: NodeOptions): ServiceImpl {
   const publish: ServiceImpl = {};
   const manager = opts.mountPods;
   if (manager) {
     publish.NodePublishVolume = async (req) => {
-      const id = str(req.volume_id);
-      const target = str(req.target_path);
-      if (!id) throw new CsiError(Code.INVALID_ARGUMENT, 'volume_id is required');
-      if (!target) throw new CsiError(Code.INVALID_ARGUMENT, 'target_path is required');
+      const id = requiredString(req, 'volume_id');
+      const target = requiredString(req, 'target_path');
       const cap = req.volume_capability as { mount?: { mount_flags?: string[] }; block?: unknown; access_mode?: { mode?: string } } | null;
       if (!cap) throw new CsiError(Code.INVALID_ARGUMENT, 'volume_capability is required');
       if (cap.block) throw new CsiError(Code.INVALID_ARGUMENT, 'JuiceFS volumes are filesystems; block access is not supported');
@@ -59,10 +53,8 @@ export function nodeService(opts: NodeOptions): ServiceImpl {
     NodeGetInfo: async () => ({ node_id: opts.nodeId, max_volumes_per_node: '0' }),
     NodeGetCapabilities: async () => ({ capabilities: [] }),
     NodeUnpublishVolume: async (req) => {
-      const id = typeof req.volume_id === 'string' ? req.volume_id : '';
-      const target = typeof req.target_path === 'string' ? req.target_path : '';
-      if (!id) throw new CsiError(Code.INVALID_ARGUMENT, 'volume_id is required');
-      if (!target) throw new CsiError(Code.INVALID_ARGUMENT, 'target_path is required');
+      const id = requiredString(req, 'volume_id');
+      const target = requiredString(req, 'target_path');
       if (manager) await manager.unpublish(id, target);
       else await unmountTarget(target);
       opts.log.info({ volume: id, target }, 'target unpublished');
