@@ -12,7 +12,7 @@ import type {
 } from '@kubernetes/client-node';
 import { ATTR, CSI_DRIVER_NAME, SC_SECRET_PARAMS } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
-import { SecretFormatError, secretCopyName, summariseSecret } from '../contract/secret-copy.js';
+import { SecretFormatError, secretCopyName, summariseSecret, type SecretSummary } from '../contract/secret-copy.js';
 import { DenyError } from '../inject/errors.js';
 import type { ResolvedVolume, SecretInfo } from '../inject/types.js';
 
@@ -38,6 +38,20 @@ function expandSecretTemplate(text: string, pvc: V1PersistentVolumeClaim, pvName
     .replaceAll('${pv.name}', pvName);
 }
 
+// Summaries by Secret object: an informer cache hands out the same object until
+// the Secret changes, so its base64 and `envs` YAML are decoded once per
+// version, not once per admission.
+const summaries = new WeakMap<V1Secret, SecretSummary>();
+
+function summaryOf(secret: V1Secret): SecretSummary {
+  let summary = summaries.get(secret);
+  if (!summary) {
+    summary = summariseSecret(secret.data);
+    summaries.set(secret, summary);
+  }
+  return summary;
+}
+
 function resolveSecret(ref: SecretRef, pvcName: string, where: string, view: ClusterView): SecretInfo {
   const secret = view.getSecret(ref.namespace, ref.name);
   if (!secret) {
@@ -45,7 +59,7 @@ function resolveSecret(ref: SecretRef, pvcName: string, where: string, view: Clu
     throw new DenyError('secret-not-found', `Secret ${ref.namespace}/${ref.name} (of ${where}) not found${hint ? `: ${hint}` : ''}`);
   }
   try {
-    return { name: secretCopyName(pvcName), ...summariseSecret(secret.data) };
+    return { name: secretCopyName(pvcName), ...summaryOf(secret) };
   } catch (err) {
     if (err instanceof SecretFormatError) throw new DenyError('invalid-secret', `Secret ${ref.namespace}/${ref.name}: ${err.message}`);
     throw err;
