@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // jfs-sidecar: one executable, one subcommand per component.
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import { PACKAGE_VERSION } from '../local/project-root.js';
 import { injectCommand } from './inject-command.js';
+import { parseDuration } from '../contract/duration.js';
 
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -122,11 +123,18 @@ export function buildCli(): Command {
     .option('--kubeconfig <file>', 'kubeconfig for Mount Pod mode (default: in-cluster when there)')
     .addOption(new Option('--namespace <ns>', 'namespace of Mount Pods, their Secrets and the global ConfigMap').env('POD_NAMESPACE').default('juicefs-system'))
     .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
+    .addOption(
+      new Option('--check-interval <duration>', 'how often targets and references are checked (Go duration)').default(5000, '5s').argParser((text) => {
+        const ms = parseDuration(text);
+        if (!ms) throw new InvalidArgumentError(`"${text}" is not a duration, e.g. 5s`);
+        return ms;
+      }),
+    )
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o) => {
       const { runNode } = await import('../node/run.js');
       const log = pino({ level: o.logLevel, base: { component: 'node' } });
-      const server = await runNode({ endpoint: o.endpoint, nodeId: o.nodeId, kubeconfig: o.kubeconfig, namespace: o.namespace, mountImage: o.mountImage, log });
+      const server = await runNode({ endpoint: o.endpoint, nodeId: o.nodeId, kubeconfig: o.kubeconfig, namespace: o.namespace, mountImage: o.mountImage, checkIntervalMs: o.checkInterval, log });
       closeOnSignal(server.close, log);
     });
 

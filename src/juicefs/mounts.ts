@@ -3,7 +3,11 @@
 import { readFileSync } from 'node:fs';
 
 export interface MountEntry {
+  /** major:minor of the filesystem; a FUSE mount gets a new one per connection. */
+  device: string;
   mountPoint: string;
+  /** Mounted read-only (the per-mount `ro` option). */
+  readOnly: boolean;
   root: string;
   fsType: string;
   source: string;
@@ -22,7 +26,7 @@ export function readMounts(file = '/proc/self/mountinfo'): MountEntry[] {
       const [pre, post] = line.split(' - ');
       const f = pre.split(' ');
       const p = (post ?? '').split(' ');
-      return { root: unescape(f[3]), mountPoint: unescape(f[4]), fsType: p[0] ?? '', source: unescape(p[1] ?? '') };
+      return { device: f[2], readOnly: (f[5] ?? '').split(',').includes('ro'), root: unescape(f[3]), mountPoint: unescape(f[4]), fsType: p[0] ?? '', source: unescape(p[1] ?? '') };
     });
 }
 

@@ -132,13 +132,36 @@ export class WebhookProcess {
 
 /** Children still alive: killed at once if this process exits without stopping them (a crashed test). */
 const liveChildren = new Set<ChildProcess>();
+const groupLeaders = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const c of liveChildren) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const c of groupLeaders) killGroup(c, 'SIGKILL');
 });
 
-export function trackChild(child: ChildProcess): ChildProcess {
+/** Signals every process of a child's process group (spawned with `detached: true`); a group already gone is fine. */
+export function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (child.pid) process.kill(-child.pid, signal);
+  } catch {
+    // ESRCH: nothing left in the group
+  }
+}
+
+/**
+ * Kills the child if this process exits first. With `group`, the child leads a
+ * process group (spawned detached) whose members all die with it, as a
+ * container's processes do when its first process exits.
+ */
+export function trackChild(child: ChildProcess, opts: { group?: boolean } = {}): ChildProcess {
   liveChildren.add(child);
-  child.once('exit', () => liveChildren.delete(child));
+  if (opts.group) groupLeaders.add(child);
+  child.once('exit', () => {
+    liveChildren.delete(child);
+    if (opts.group) {
+      killGroup(child, 'SIGKILL');
+      groupLeaders.delete(child);
+    }
+  });
   return child;
 }
 

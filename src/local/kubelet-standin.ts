@@ -1,22 +1,33 @@
 // KUBELET STAND-IN — for tests and the local cluster only. There is no kubelet
-// or container runtime here, so for one node object this plays the part a
-// kubelet plays for Mount Pods: it runs the pod's own command line on this
-// machine (its init containers first), with the real juicefs client and real
-// FUSE, reports Running/Ready once the mount is up, restarts the command when
-// it exits (restartPolicy Always), runs the preStop hook and finishes the
-// deletion when the pod is deleted. What it changes, it says: `juicefs` is the
-// locally built binary, and metrics move to a free loopback port (there is no
-// pod network namespace).
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Container, type V1Pod } from '@kubernetes/client-node';
+// or container runtime here, so for one node object this plays two parts of a
+// kubelet, and says so in what it writes:
+// - Mount Pods: it runs the pod's own command line on this machine (its init
+//   containers first), with the real juicefs client and real FUSE, in its own
+//   process group (the "container": when its first process exits, the rest of
+//   the group is killed), reports Running/Ready once the mount is up, restarts
+//   the command when it exits (restartPolicy Always), runs the preStop hook and
+//   finishes the deletion when the pod is deleted. `juicefs` is the locally
+//   built binary, and metrics move to a free loopback port (there is no pod
+//   network namespace).
+// - App pods: for each volume whose PVC is bound to a JuiceFS CSI PV it calls
+//   NodePublishVolume on the node socket with a kubelet-shaped target path
+//   (<root>/pods/<uid>/volumes/kubernetes.io~csi/<pv>/mount), then reports the
+//   pod Running/Ready (its containers are not run: the status message says
+//   so); when the pod is deleted it calls NodeUnpublishVolume for those targets
+//   and finishes the deletion.
+import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Container, type V1Pod, type V1PodCondition } from '@kubernetes/client-node';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { MOUNT_POD_APP_VALUE, MOUNT_POD_LABEL_APP, MOUNT_POINT_ENV } from '../contract/keys.js';
+import { CSI_DRIVER_NAME, MOUNT_POD_APP_VALUE, MOUNT_POD_LABEL_APP, MOUNT_POINT_ENV } from '../contract/keys.js';
+import { csiClient, type CsiCall } from '../csi/server.js';
 import { isJuicefsMount } from '../juicefs/mounts.js';
+import { unlessNotFound } from '../k8s/errors.js';
 import { ResilientInformer } from '../k8s/informer.js';
 import { commandLine, resolveEnv } from '../node/expand.js';
-import { trackChild } from './components.js';
+import { KeyedLock } from '../util/keyed-lock.js';
+import { killGroup, trackChild } from './components.js';
 
 interface Running {
   pod: V1Pod;
@@ -27,35 +38,69 @@ interface Running {
   timer?: NodeJS.Timeout;
 }
 
+interface Published {
+  volumeId: string;
+  target: string;
+}
+
 export interface StandInOptions {
   kubeConfig: KubeConfig;
   nodeName: string;
   juicefsBinary: string;
   logDir: string;
   log: Logger;
+  /** The node service's CSI socket; without it app pods are left alone. */
+  nodeEndpoint?: string;
+  /** Plays /var/lib/kubelet: target paths are made under it (default <logDir>/kubelet). */
+  kubeletRoot?: string;
+  /** How long to wait before retrying an app pod whose volumes could not be published. */
+  retryMs?: number;
 }
+
+/** CSI access mode of a PV access mode, as kubelet maps them. */
+const ACCESS_MODES: Record<string, string> = {
+  ReadWriteOnce: 'SINGLE_NODE_WRITER',
+  ReadOnlyMany: 'MULTI_NODE_READER_ONLY',
+  ReadWriteMany: 'MULTI_NODE_MULTI_WRITER',
+  ReadWriteOncePod: 'SINGLE_NODE_SINGLE_WRITER',
+};
+
+const isMountPod = (pod: V1Pod) => pod.metadata?.labels?.[MOUNT_POD_LABEL_APP] === MOUNT_POD_APP_VALUE;
 
 export class KubeletStandIn {
   private readonly core: CoreV1Api;
   private readonly pods: ResilientInformer<V1Pod>;
   private readonly running = new Map<string, Running>();
+  /** App pods whose volumes are published, by UID. */
+  private readonly appPods = new Map<string, Published[]>();
+  private readonly appLock = new KeyedLock();
+  private readonly retries = new Map<string, NodeJS.Timeout>();
+  private readonly node?: { call: CsiCall; close: () => void };
+  private closed = false;
+  readonly kubeletRoot: string;
 
   constructor(private readonly opts: StandInOptions) {
     this.core = opts.kubeConfig.makeApiClient(CoreV1Api);
+    this.kubeletRoot = opts.kubeletRoot ?? path.join(opts.logDir, 'kubelet');
+    if (opts.nodeEndpoint) this.node = csiClient(opts.nodeEndpoint, 'Node');
     const fieldSelector = `spec.nodeName=${opts.nodeName}`;
-    const labelSelector = `${MOUNT_POD_LABEL_APP}=${MOUNT_POD_APP_VALUE}`;
     this.pods = new ResilientInformer<V1Pod>({
       kubeConfig: opts.kubeConfig,
       path: '/api/v1/pods',
-      list: () => this.core.listPodForAllNamespaces({ fieldSelector, labelSelector }),
+      list: () => this.core.listPodForAllNamespaces({ fieldSelector }),
       fieldSelector,
-      labelSelector,
       log: opts.log,
     });
-    const onPod = (pod: V1Pod) => void this.sync(pod).catch((err) => opts.log.warn({ pod: pod.metadata?.name, err: (err as Error).message }, 'stand-in sync failed'));
+    const onPod = (pod: V1Pod) => {
+      const work = isMountPod(pod) ? this.sync(pod) : this.syncAppPod(pod);
+      void work.catch((err) => opts.log.warn({ pod: pod.metadata?.name, err: (err as Error).message }, 'stand-in sync failed'));
+    };
     this.pods.on('add', onPod);
     this.pods.on('update', onPod);
-    this.pods.on('delete', (pod) => void this.stop(pod.metadata!.uid!, false));
+    this.pods.on('delete', (pod) => {
+      if (isMountPod(pod)) void this.stop(pod.metadata!.uid!, false);
+      else void this.removeAppPod(pod, false).catch((err) => opts.log.warn({ pod: pod.metadata?.name, err: (err as Error).message }, 'stand-in cleanup failed'));
+    });
   }
 
   async start(): Promise<void> {
@@ -63,13 +108,135 @@ export class KubeletStandIn {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.retries.values()) clearTimeout(t);
     await this.pods.stop();
     for (const uid of [...this.running.keys()]) await this.stop(uid, false);
+    this.node?.close();
   }
 
-  /** The process running a Mount Pod (for tests that kill it). */
-  processOf(podName: string): ChildProcess | undefined {
-    return [...this.running.values()].find((r) => r.pod.metadata?.name === podName)?.child;
+  /** The target path kubelet gives a pod's CSI volume. */
+  targetPath(podUid: string, pvName: string): string {
+    return path.join(this.kubeletRoot, 'pods', podUid, 'volumes', 'kubernetes.io~csi', pvName, 'mount');
+  }
+
+  /** The targets published for an app pod (for tests). */
+  publishedFor(podUid: string): Published[] {
+    return [...(this.appPods.get(podUid) ?? [])];
+  }
+
+  private async syncAppPod(pod: V1Pod): Promise<void> {
+    if (!this.node || this.closed) return;
+    const uid = pod.metadata!.uid!;
+    if (pod.metadata?.deletionTimestamp) return this.removeAppPod(pod, true);
+    await this.appLock.run(uid, async () => {
+      if (this.appPods.has(uid) || this.closed) return;
+      try {
+        const published = await this.publishVolumes(pod);
+        this.appPods.set(uid, published);
+        await this.setAppStatus(pod, { type: 'Ready', status: 'True', reason: 'KubeletStandIn', message: `kubelet stand-in: ${published.length} CSI volume(s) published; containers are not run` });
+      } catch (err) {
+        const message = `kubelet stand-in: volumes not ready: ${(err as Error).message}`;
+        await this.setAppStatus(pod, { type: 'Ready', status: 'False', reason: 'VolumesNotReady', message }).catch(() => undefined);
+        this.retryLater(pod);
+      }
+    });
+  }
+
+  private retryLater(pod: V1Pod): void {
+    const uid = pod.metadata!.uid!;
+    if (this.retries.has(uid) || this.closed) return;
+    const timer = setTimeout(() => {
+      this.retries.delete(uid);
+      const current = this.pods.get(pod.metadata!.name!, pod.metadata!.namespace);
+      if (current?.metadata?.uid === uid) void this.syncAppPod(current).catch(() => undefined);
+    }, this.opts.retryMs ?? 2000);
+    timer.unref();
+    this.retries.set(uid, timer);
+  }
+
+  /** NodePublishVolume for each volume of the pod bound to a JuiceFS CSI PV, as kubelet calls it. */
+  private async publishVolumes(pod: V1Pod): Promise<Published[]> {
+    const namespace = pod.metadata!.namespace!;
+    const published: Published[] = [];
+    for (const volume of pod.spec?.volumes ?? []) {
+      const claim = volume.persistentVolumeClaim;
+      if (!claim) continue;
+      const pvc = await this.core.readNamespacedPersistentVolumeClaim({ name: claim.claimName, namespace });
+      const pvName = pvc.spec?.volumeName;
+      if (!pvName || pvc.status?.phase !== 'Bound') throw new Error(`PVC ${namespace}/${claim.claimName} is not bound yet`);
+      const pv = await this.core.readPersistentVolume({ name: pvName });
+      const csi = pv.spec?.csi;
+      if (csi?.driver !== CSI_DRIVER_NAME) continue;
+      const secrets: Record<string, string> = {};
+      const ref = csi.nodePublishSecretRef;
+      if (ref?.name) {
+        const secret = await this.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace ?? namespace });
+        for (const [k, v] of Object.entries(secret.data ?? {})) secrets[k] = Buffer.from(v, 'base64').toString('utf8');
+      }
+      const target = this.targetPath(pod.metadata!.uid!, pvName);
+      mkdirSync(path.dirname(target), { recursive: true });
+      await this.node!.call('NodePublishVolume', {
+        volume_id: csi.volumeHandle,
+        target_path: target,
+        volume_capability: { mount: { mount_flags: pv.spec?.mountOptions ?? [] }, access_mode: { mode: ACCESS_MODES[pv.spec?.accessModes?.[0] ?? 'ReadWriteMany'] } },
+        readonly: claim.readOnly === true || csi.readOnly === true,
+        volume_context: csi.volumeAttributes ?? {},
+        secrets,
+      });
+      published.push({ volumeId: csi.volumeHandle, target });
+    }
+    return published;
+  }
+
+  /** NodeUnpublishVolume for the pod's targets, then (when the API asked for deletion) finishes it. */
+  private async removeAppPod(pod: V1Pod, finishDeletion: boolean): Promise<void> {
+    if (!this.node) return;
+    const uid = pod.metadata!.uid!;
+    await this.appLock.run(uid, async () => {
+      const published = this.appPods.get(uid) ?? this.scanTargets(uid);
+      for (const { volumeId, target } of published) await this.node!.call('NodeUnpublishVolume', { volume_id: volumeId, target_path: target });
+      this.appPods.delete(uid);
+      if (finishDeletion) {
+        await unlessNotFound(this.core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, gracePeriodSeconds: 0 }));
+      }
+    });
+  }
+
+  /** Targets left under the pod's folder (kubelet finds orphaned volumes the same way); the folder name is the PV. */
+  private scanTargets(uid: string): Published[] {
+    const dir = path.join(this.kubeletRoot, 'pods', uid, 'volumes', 'kubernetes.io~csi');
+    if (!existsSync(dir)) return [];
+    return readdirSync(dir).map((pv) => ({ volumeId: pv, target: path.join(dir, pv, 'mount') }));
+  }
+
+  private async setAppStatus(pod: V1Pod, condition: V1PodCondition): Promise<void> {
+    const now = new Date().toISOString();
+    const ready = condition.status === 'True';
+    await this.core.patchNamespacedPodStatus(
+      {
+        name: pod.metadata!.name!,
+        namespace: pod.metadata!.namespace!,
+        body: {
+          status: {
+            phase: ready ? 'Running' : 'Pending',
+            hostIP: '127.0.0.1',
+            startTime: now,
+            message: condition.message,
+            conditions: [{ ...condition, lastTransitionTime: now }],
+          },
+        },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+
+  /** Kills a Mount Pod's "container" — every process of its group — as a crash would; it is restarted like any exit. */
+  killContainer(podName: string): boolean {
+    const child = [...this.running.values()].find((r) => r.pod.metadata?.name === podName)?.child;
+    if (!child) return false;
+    killGroup(child, 'SIGKILL');
+    return true;
   }
 
   private logFile(pod: V1Pod): string {
@@ -126,7 +293,7 @@ export class KubeletStandIn {
   private launch(state: Running, c: V1Container): void {
     const [cmd, ...args] = this.argv(c, state.env);
     appendFileSync(this.logFile(state.pod), `[stand-in] starting ${c.name}: ${path.basename(cmd)} ${args.filter((a) => !a.includes('://')).join(' ')}\n`);
-    const child = trackChild(spawn(cmd, args, { env: { ...process.env, ...state.env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+    const child = trackChild(spawn(cmd, args, { env: { ...process.env, ...state.env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true }), { group: true });
     child.stdout!.on('data', (d) => appendFileSync(this.logFile(state.pod), d));
     child.stderr!.on('data', (d) => appendFileSync(this.logFile(state.pod), d));
     state.child = child;
@@ -189,7 +356,7 @@ export class KubeletStandIn {
       if (child && child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+        const t = setTimeout(() => killGroup(child, 'SIGKILL'), 5000);
         await exited;
         clearTimeout(t);
       }

@@ -12,6 +12,7 @@ import {
   MOUNT_POD_LABEL_HASH,
   MOUNT_POD_LABEL_VOLUME_ID,
   MOUNT_POD_REF_PREFIX,
+  MOUNT_POINT_ENV,
   MOUNT_ROOT,
   METRICS_PORT,
   SIDECAR_NAME,
@@ -52,6 +53,21 @@ function dnsLabel(text: string, max: number): string {
   if (clean.length <= max) return clean.replace(/^-+|-+$/g, '');
   const hash = createHash('sha256').update(text).digest('hex').slice(0, 8);
   return `${clean.slice(0, max - 9).replace(/-+$/, '')}-${hash}`;
+}
+
+/** The `volume-id` label value of a PV's Mount Pods (also the node's lock key for that volume). */
+export function volumeLabel(pvName: string): string {
+  return dnsLabel(pvName, LABEL_VALUE_MAX);
+}
+
+/** Where a Mount Pod mounts its volume on the host (its container's JFS_MOUNT_POINT). */
+export function mountPointOf(pod: V1Pod): string | undefined {
+  return pod.spec?.containers?.[0]?.env?.find((e) => e.name === MOUNT_POINT_ENV)?.value;
+}
+
+/** Whether the pod's Ready condition is True. */
+export function isPodReady(pod: V1Pod | undefined): boolean {
+  return pod?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
 }
 
 export interface MountPodInput {
@@ -97,7 +113,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
       labels: {
         ...settings.labels,
         [MOUNT_POD_LABEL_APP]: MOUNT_POD_APP_VALUE,
-        [MOUNT_POD_LABEL_VOLUME_ID]: dnsLabel(volume.pvName, LABEL_VALUE_MAX),
+        [MOUNT_POD_LABEL_VOLUME_ID]: volumeLabel(volume.pvName),
         [MOUNT_POD_LABEL_HASH]: hash,
       },
       annotations: { ...settings.annotations, ...(deleteDelay ? { [MOUNT_POD_ANN_DELETE_DELAY]: deleteDelay } : {}) },
@@ -106,6 +122,8 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
       nodeName,
       restartPolicy: 'Always',
       priorityClassName: 'system-node-critical',
+      // It never calls the API; without a token volume its spec can be re-created as it was.
+      automountServiceAccountToken: false,
       terminationGracePeriodSeconds: 30,
       // The same idempotent format step as the sidecar's, when the Secret names an object storage.
       ...(needsFormat(volume.secret) ? { initContainers: [buildFormatContainer(FORMAT_INIT_NAME, settings, volume.secret, `PersistentVolume ${volume.pvName}`)] } : {}),

@@ -11,6 +11,8 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { parseGlobalConfig } from '../config/schema.js';
 import { parseDuration } from '../contract/duration.js';
@@ -22,16 +24,19 @@ import {
   MOUNT_POD_ANN_DELETE_DELAY,
   MOUNT_POD_APP_VALUE,
   MOUNT_POD_LABEL_APP,
+  MOUNT_POD_LABEL_VOLUME_ID,
 } from '../contract/keys.js';
 import { secretCopyData, summariseSecret } from '../contract/secret-copy.js';
 import { Code, CsiError } from '../csi/server.js';
 import { isStatus, unlessNotFound } from '../k8s/errors.js';
 import type { ResolvedVolume } from '../inject/types.js';
-import { isJuicefsMount, mountAt } from '../juicefs/mounts.js';
+import { mountAt, type MountEntry } from '../juicefs/mounts.js';
+import { ResilientInformer } from '../k8s/informer.js';
 import { KeyedLock } from '../util/keyed-lock.js';
-import { bindMount } from './bind.js';
-import { planMountPod, referenceKey, referencesOf } from './mount-pod.js';
-import { unmountTarget } from './node-service.js';
+import { kubeletPodUid, rebind, targetState, unmountTarget } from './bind.js';
+import { isPodReady, mountPointOf, planMountPod, referenceKey, referencesOf, volumeLabel } from './mount-pod.js';
+
+const JUICEFS_FS_TYPE = 'fuse.juicefs';
 
 export interface MountPodManagerOptions {
   kubeConfig: KubeConfig;
@@ -59,9 +64,23 @@ export class MountPodManager {
   private readonly core: CoreV1Api;
   // One publish/unpublish per volume at a time on this node: they share the volume's Mount Pod.
   private readonly lock = new KeyedLock();
+  private readonly informer: ResilientInformer<V1Pod>;
+  private timer: NodeJS.Timeout | undefined;
+  private pass: Promise<void> | undefined;
+  private again = false;
 
   constructor(private readonly opts: MountPodManagerOptions) {
     this.core = opts.kubeConfig.makeApiClient(CoreV1Api);
+    const labelSelector = `${MOUNT_POD_LABEL_APP}=${MOUNT_POD_APP_VALUE}`;
+    const fieldSelector = `spec.nodeName=${opts.nodeName}`;
+    this.informer = new ResilientInformer<V1Pod>({
+      kubeConfig: opts.kubeConfig,
+      path: `/api/v1/namespaces/${opts.namespace}/pods`,
+      list: () => this.core.listNamespacedPod({ namespace: opts.namespace, labelSelector, fieldSelector }),
+      labelSelector,
+      fieldSelector,
+      log: opts.log,
+    });
   }
 
   private async globalConfig() {
@@ -87,10 +106,8 @@ export class MountPodManager {
   }
 
   async publish(req: PublishRequest): Promise<void> {
-    // Anything already mounted at the target is this publish done before (the CO retries).
-    if (mountAt(req.targetPath)) return;
     if (!req.secrets.metaurl) throw new CsiError(Code.INVALID_ARGUMENT, 'secrets: key "metaurl" is missing (set nodePublishSecretRef on the PV)');
-    await this.lock.run(req.volumeId, async () => {
+    await this.lock.run(volumeLabel(req.volumeId), async () => {
       const secret = await this.ensureSecret(req.volumeId, req.secrets);
       const volume: ResolvedVolume = {
         podVolumeName: 'data',
@@ -116,10 +133,10 @@ export class MountPodManager {
         throw new CsiError(Code.INVALID_ARGUMENT, (err as Error).message);
       }
       const name = plan.pod.metadata!.name!;
-      const key = referenceKey(req.targetPath);
-      await this.addReference(plan.pod, key, req.targetPath);
-      await this.waitReady(name, plan.mountPoint);
-      await bindMount(plan.mountPoint, req.targetPath, req.readOnly);
+      await this.addReference(plan.pod, referenceKey(req.targetPath), req.targetPath);
+      const source = await this.waitReady(name, plan.mountPoint);
+      // A repeated publish finds its bind in place; one left on a dead connection is replaced.
+      if (targetState(source, mountAt(req.targetPath)) !== 'ok') await rebind(plan.mountPoint, req.targetPath, req.readOnly);
       this.opts.log.info({ volume: req.volumeId, target: req.targetPath, mountPod: name }, 'published');
     });
   }
@@ -165,12 +182,13 @@ export class MountPodManager {
     throw new CsiError(Code.ABORTED, `could not add a reference to Mount Pod ${name}`);
   }
 
-  private async waitReady(name: string, mountPoint: string): Promise<void> {
+  /** Waits until the Mount Pod is Ready and its mount is up; returns that mount. */
+  private async waitReady(name: string, mountPoint: string): Promise<MountEntry> {
     const deadline = Date.now() + (this.opts.readyTimeoutMs ?? 120_000);
     for (;;) {
       const pod = await this.core.readNamespacedPod({ name, namespace: this.opts.namespace }).catch(() => undefined);
-      const ready = pod?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
-      if (ready && isJuicefsMount(mountPoint)) return;
+      const mounted = mountAt(mountPoint);
+      if (isPodReady(pod) && mounted?.fsType === JUICEFS_FS_TYPE) return mounted;
       if (Date.now() > deadline) throw new CsiError(Code.DEADLINE_EXCEEDED, `Mount Pod ${name} not ready (mount at ${mountPoint}) in time`);
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -200,8 +218,7 @@ export class MountPodManager {
     for (const pod of await this.podsOnNode()) {
       const at = pod.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_AT];
       if (!at || referencesOf(pod).length > 0 || Date.parse(at) > now) continue;
-      const volumeId = pod.metadata?.labels?.['volume-id'] ?? pod.metadata!.name!;
-      await this.lock.run(volumeId, async () => {
+      await this.lock.run(lockKeyOf(pod), async () => {
         // Looked at again under the volume's lock: a publish may have just taken it back.
         const fresh = await unlessNotFound(this.core.readNamespacedPod({ name: pod.metadata!.name!, namespace: this.opts.namespace }));
         if (fresh?.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_AT] !== at || referencesOf(fresh).length > 0) return;
@@ -211,47 +228,151 @@ export class MountPodManager {
     }
   }
 
-  /** Runs sweep() periodically. */
-  startSweeping(intervalMs = 2000): () => void {
-    let busy = false;
-    const timer = setInterval(() => {
-      if (busy) return;
-      busy = true;
-      this.sweep()
-        .catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'sweep failed'))
-        .finally(() => (busy = false));
-    }, intervalMs);
-    timer.unref();
-    return () => clearInterval(timer);
-  }
-
   /** Unmounts the target, drops its reference, and deletes Mount Pods left with none. */
   async unpublish(volumeId: string, target: string): Promise<void> {
     await unmountTarget(target);
-    await this.lock.run(volumeId, async () => {
+    await this.lock.run(volumeLabel(volumeId), async () => {
       const key = referenceKey(target);
       for (const pod of await this.podsOnNode()) {
-        if (pod.metadata?.annotations?.[key] !== target) continue;
-        const name = pod.metadata!.name!;
-        const remaining = referencesOf(pod).filter((t) => t !== target);
-        const delayMs = parseDuration(pod.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_DELAY] ?? '') ?? 0;
-        if (remaining.length === 0 && delayMs <= 0) {
-          await this.deletePod(name);
-          this.opts.log.info({ mountPod: name }, 'last reference gone: Mount Pod deleted');
-          continue;
-        }
-        const ops: object[] = [
-          { op: 'test', path: `/metadata/annotations/${pointer(key)}`, value: target },
-          { op: 'remove', path: `/metadata/annotations/${pointer(key)}` },
-        ];
-        if (remaining.length === 0) {
-          // juicefs/mount-delete-delay: keep it a while for a pod that comes back; the sweep deletes it after.
-          const at = new Date(Date.now() + delayMs).toISOString();
-          ops.push({ op: 'add', path: `/metadata/annotations/${pointer(MOUNT_POD_ANN_DELETE_AT)}`, value: at });
-          this.opts.log.info({ mountPod: name, deleteAt: at }, 'last reference gone: Mount Pod deletion delayed');
-        }
-        await this.patchPod(name, ops);
+        if (pod.metadata?.annotations?.[key] === target) await this.dropReference(pod, target, 'unpublished');
       }
     });
   }
+
+  /**
+   * Removes a target's reference (call under the volume's lock). The last one
+   * stamps `juicefs-delete-at` when the pod has a delete delay, else deletes the
+   * Mount Pod — after the reference is gone, so the deletion does not look like
+   * a Mount Pod lost while in use.
+   */
+  private async dropReference(pod: V1Pod, target: string, why: string): Promise<void> {
+    const name = pod.metadata!.name!;
+    const key = referenceKey(target);
+    const remaining = referencesOf(pod).filter((t) => t !== target);
+    const delayMs = parseDuration(pod.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_DELAY] ?? '') ?? 0;
+    const ops: object[] = [
+      { op: 'test', path: `/metadata/annotations/${pointer(key)}`, value: target },
+      { op: 'remove', path: `/metadata/annotations/${pointer(key)}` },
+    ];
+    const deleteAt = remaining.length === 0 && delayMs > 0 ? new Date(Date.now() + delayMs).toISOString() : undefined;
+    // juicefs/mount-delete-delay: keep it a while for a pod that comes back; the sweep deletes it after.
+    if (deleteAt) ops.push({ op: 'add', path: `/metadata/annotations/${pointer(MOUNT_POD_ANN_DELETE_AT)}`, value: deleteAt });
+    await this.patchPod(name, ops);
+    this.opts.log.info({ mountPod: name, target, why, references: remaining.length }, 'reference dropped');
+    if (deleteAt) {
+      this.opts.log.info({ mountPod: name, deleteAt }, 'last reference gone: Mount Pod deletion delayed');
+    } else if (remaining.length === 0) {
+      await this.deletePod(name);
+      this.opts.log.info({ mountPod: name }, 'last reference gone: Mount Pod deleted');
+    }
+  }
+
+  /**
+   * The background check, under each volume's lock:
+   * - a reference whose pod is gone (kubelet path naming a pod no longer on
+   *   this node, or a target folder that no longer exists) is dropped and its
+   *   target unmounted;
+   * - a referenced target not bound to the Mount Pod's current mount (the
+   *   client restarted, or the Mount Pod was re-created) is re-bound once the
+   *   Mount Pod is Ready again.
+   */
+  async check(): Promise<void> {
+    const mountPods = (await this.podsOnNode()).filter((p) => !p.metadata?.deletionTimestamp && referencesOf(p).length > 0);
+    if (mountPods.length === 0) return;
+    // Listed after the Mount Pods: a reference there was added for a pod that this list already shows.
+    const appPods = await this.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${this.opts.nodeName}` });
+    const liveUids = new Set(appPods.items.map((p) => p.metadata?.uid));
+    for (const listed of mountPods) {
+      await this.lock.run(lockKeyOf(listed), async () => {
+        let pod = await unlessNotFound(this.core.readNamespacedPod({ name: listed.metadata!.name!, namespace: this.opts.namespace }));
+        if (!pod || pod.metadata?.deletionTimestamp) return;
+        const mountPoint = mountPointOf(pod);
+        const source = mountPoint ? mountAt(mountPoint) : undefined;
+        const serving = isPodReady(pod) && source?.fsType === JUICEFS_FS_TYPE ? source : undefined;
+        for (const target of referencesOf(pod)) {
+          const bound = mountAt(target);
+          const uid = kubeletPodUid(target);
+          // Safe to stat the parent: targets are mount points, their folders are not.
+          const gone = uid ? !liveUids.has(uid) : !bound && !existsSync(path.dirname(target));
+          if (gone) {
+            await unmountTarget(target);
+            await this.dropReference(pod, target, 'pod gone');
+            pod = await unlessNotFound(this.core.readNamespacedPod({ name: pod.metadata!.name!, namespace: this.opts.namespace }));
+            if (!pod) return;
+            continue;
+          }
+          if (!serving || targetState(serving, bound) === 'ok') continue;
+          await rebind(mountPoint!, target, bound?.readOnly ?? false);
+          this.opts.log.info({ mountPod: pod.metadata!.name, target, was: bound ? 'stale' : 'unmounted' }, 'target re-bound to the Mount Pod\'s mount');
+        }
+      });
+    }
+  }
+
+  /**
+   * A Mount Pod deleted while targets still use it (evicted, deleted by hand,
+   * its node drained) is created again with the references whose targets are
+   * still mounted; check() re-binds them once it is Ready.
+   */
+  private async recreate(deleted: V1Pod): Promise<void> {
+    const name = deleted.metadata!.name!;
+    await this.lock.run(lockKeyOf(deleted), async () => {
+      const targets = referencesOf(deleted).filter((t) => mountAt(t));
+      if (targets.length === 0) return;
+      const body: V1Pod = {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: {
+          name,
+          namespace: this.opts.namespace,
+          labels: deleted.metadata?.labels,
+          annotations: Object.fromEntries(Object.entries(deleted.metadata?.annotations ?? {}).filter(([k]) => k !== MOUNT_POD_ANN_DELETE_AT)),
+        },
+        spec: deleted.spec,
+      };
+      // Joins a Mount Pod a publish may have created meanwhile.
+      for (const target of targets) await this.addReference(body, referenceKey(target), target);
+      this.opts.log.warn({ mountPod: name, references: targets.length }, 'Mount Pod deleted while in use: created again');
+    });
+  }
+
+  /** Watches this node's Mount Pods (re-creation, re-binding on Ready) and runs the sweep and the check periodically. */
+  async start(intervalMs = 5000): Promise<void> {
+    this.informer.on('delete', (pod) => {
+      if (referencesOf(pod).length > 0) {
+        void this.recreate(pod).catch((err) => this.opts.log.error({ mountPod: pod.metadata?.name, err: (err as Error).message }, 'could not re-create the Mount Pod'));
+      }
+    });
+    this.informer.on('update', (pod) => {
+      if (isPodReady(pod) && referencesOf(pod).length > 0) this.kick();
+    });
+    await this.informer.start();
+    this.timer = setInterval(() => this.kick(), intervalMs);
+    this.timer.unref();
+  }
+
+  /** Runs the sweep and the check now, or right after the running pass. */
+  private kick(): void {
+    if (this.pass) {
+      this.again = true;
+      return;
+    }
+    this.pass = (async () => {
+      do {
+        this.again = false;
+        await this.sweep().catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'sweep failed'));
+        await this.check().catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'check failed'));
+      } while (this.again);
+    })().finally(() => (this.pass = undefined));
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.informer.stop();
+    await this.pass;
+  }
+}
+
+function lockKeyOf(pod: V1Pod): string {
+  return pod.metadata?.labels?.[MOUNT_POD_LABEL_VOLUME_ID] ?? pod.metadata!.name!;
 }

@@ -1,29 +1,15 @@
 // CSI Node service. With a Kubernetes API (Mount Pod mode) it publishes
 // volumes through shared Mount Pods; without one, NodePublishVolume is not
 // served (UNIMPLEMENTED) and the other calls still work.
-import { execFile } from 'node:child_process';
-import { existsSync, rmdirSync } from 'node:fs';
-import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { Code, CsiError, requiredString, type ServiceImpl } from '../csi/server.js';
-import { mountAt } from '../juicefs/mounts.js';
+import { unmountTarget } from './bind.js';
 import type { MountPodManager } from './mount-pods.js';
-
-const run = promisify(execFile);
 
 export interface NodeOptions {
   nodeId: string;
   log: Logger;
   mountPods?: MountPodManager;
-}
-
-/** Unmounts a target (lazily when busy) and removes its folder; nothing there is success. */
-export async function unmountTarget(target: string): Promise<void> {
-  while (mountAt(target)) {
-    await run('umount', [target]).catch(() => run('umount', ['-l', target]));
-  }
-  // Only an empty folder is removed: whatever else is there is not ours to delete.
-  if (existsSync(target)) rmdirSync(target);
 }
 
 export function nodeService(opts: NodeOptions): ServiceImpl {

@@ -14,6 +14,8 @@ export interface NodeRunOptions {
   kubeconfig?: string;
   namespace: string;
   mountImage?: string;
+  /** How often the background check and the delete-delay sweep run. */
+  checkIntervalMs?: number;
   log: Logger;
 }
 
@@ -22,11 +24,18 @@ export async function runNode(opts: NodeRunOptions): Promise<CsiServer> {
   const kc = kubeConfigIfAvailable(opts.kubeconfig);
   if (kc) {
     mountPods = new MountPodManager({ kubeConfig: kc, nodeName: opts.nodeId, namespace: opts.namespace, defaultMountImage: opts.mountImage, log: opts.log });
-    mountPods.startSweeping();
+    await mountPods.start(opts.checkIntervalMs);
   }
-  return startCsiServer(
+  const server = await startCsiServer(
     opts.endpoint,
     { Identity: identityService(PACKAGE_VERSION, false), Node: nodeService({ nodeId: opts.nodeId, log: opts.log, mountPods }) },
     opts.log,
   );
+  return {
+    endpoint: server.endpoint,
+    close: async () => {
+      await server.close();
+      await mountPods?.stop();
+    },
+  };
 }

@@ -1,19 +1,21 @@
 // Mount Pod mode on a real control plane: the node service runs as a process;
 // the test calls NodePublishVolume/NodeUnpublishVolume on its socket as
 // kubelet would, and a kubelet stand-in (src/local/kubelet-standin.ts) runs
-// the Mount Pods' own command lines here with the real juicefs client and FUSE.
-import * as grpc from '@grpc/grpc-js';
-import { CoreV1Api, type KubernetesObject } from '@kubernetes/client-node';
+// the Mount Pods' own command lines here with the real juicefs client and FUSE,
+// and publishes app pods' volumes through the node socket.
+import { CoreV1Api, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import t from 'tap';
-import { loadCsi } from '../../src/csi/server.js';
+import { csiClient } from '../../src/csi/server.js';
 import { mountAt } from '../../src/juicefs/mounts.js';
 import { applyObjects, ManagedProcess, readManifest, waitForSocket } from '../../src/local/components.js';
 import { KubeletStandIn } from '../../src/local/kubelet-standin.js';
-import { referencesOf } from '../../src/node/mount-pod.js';
+import { isPodReady, referencesOf } from '../../src/node/mount-pod.js';
 import { eventually, startControlPlane } from '../env/harness.js';
 import { makeVolume } from '../env/juicefs.js';
 
@@ -32,9 +34,12 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
   await applyObjects(admin, [...readManifest('namespace.yaml'), { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } } as KubernetesObject]);
 
   const sock = path.join(dir, 'node.sock');
-  const node = ManagedProcess.cli(['node', `--endpoint=unix://${sock}`, `--node-id=${NODE}`, `--kubeconfig=${cp.adminKubeconfigPath}`, `--namespace=${NS}`], path.join(dir, 'node.log')).start();
-  // Playing kubelet for the Mount Pods of NODE (there is no kubelet here).
-  const standIn = new KubeletStandIn({ kubeConfig: admin, nodeName: NODE, juicefsBinary: vol.juicefs, logDir: dir, log: pino({ level: 'warn' }) });
+  const node = ManagedProcess.cli(
+    ['node', `--endpoint=unix://${sock}`, `--node-id=${NODE}`, `--kubeconfig=${cp.adminKubeconfigPath}`, `--namespace=${NS}`, '--check-interval=1s'],
+    path.join(dir, 'node.log'),
+  ).start();
+  // Playing kubelet for NODE (there is no kubelet here): runs its Mount Pods, publishes its app pods' volumes.
+  const standIn = new KubeletStandIn({ kubeConfig: admin, nodeName: NODE, juicefsBinary: vol.juicefs, logDir: dir, nodeEndpoint: sock, log: pino({ level: 'warn' }) });
   await standIn.start();
   t.teardown(async () => {
     if (!t.passing()) t.comment(`node log:\n${node.log(40)}`);
@@ -45,10 +50,8 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
   });
   await waitForSocket(sock);
   await eventually(() => core.readNamespacedServiceAccount({ name: 'default', namespace: NS }), 30_000, 'default ServiceAccount');
-  const csi = loadCsi();
-  const client = new csi.csi.v1.Node(`unix://${sock}`, grpc.credentials.createInsecure()) as unknown as Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
-  const call = (method: string, req: unknown) =>
-    new Promise<unknown>((resolve, reject) => client[method].call(client, req, (err, res) => (err ? reject(err) : resolve(res))));
+  const { call, close } = csiClient(sock, 'Node');
+  t.teardown(close);
 
   const publish = (pv: string, target: string, context: Record<string, string> = {}) =>
     call('NodePublishVolume', {
@@ -62,6 +65,10 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
   const unpublish = (pv: string, target: string) => call('NodeUnpublishVolume', { volume_id: pv, target_path: target });
   const mountPods = async () =>
     (await core.listNamespacedPod({ namespace: NS, labelSelector: 'app.kubernetes.io/name=juicefs-mount' })).items;
+  const mountPodOf = async (pv: string) => (await mountPods()).find((p) => p.metadata?.labels?.['volume-id'] === pv);
+  // Reads go through libuv's pool, never blocking this process on a broken FUSE target.
+  const readsBack = async (target: string, text: string) => (await readFile(path.join(target, 'hello.txt'), 'utf8').catch(() => '')) === text;
+  const deviceOf = (target: string) => mountAt(target)?.device;
 
   const t1 = path.join(dir, 'pods/a/volumes/pv-a/mount');
   const t2 = path.join(dir, 'pods/b/volumes/pv-a/mount');
@@ -86,6 +93,88 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     t.equal(pods.length, 2);
     t.same(pods.map((p) => p.metadata?.labels?.['volume-id']).sort(), ['pv-a', 'pv-b']);
     t.notOk(existsSync(path.join(t3, 'hello.txt')), 'PV directories are apart');
+  });
+
+  await t.test('killing the Mount Pod\'s process recovers its targets', async (t) => {
+    const pod = (await mountPodOf('pv-a'))!;
+    const before = [deviceOf(t1), deviceOf(t2)];
+    t.ok(standIn.killContainer(pod.metadata!.name!), 'the stand-in killed the Mount Pod\'s processes (a crashed container)');
+    const started = Date.now();
+    await eventually(async () => (await readsBack(t1, 'written through target 1')) && (await readsBack(t2, 'written through target 1')), 90_000, 'targets readable again');
+    t.comment(`targets recovered ${Date.now() - started} ms after the kill`);
+    t.not(deviceOf(t1), before[0], 'target 1 re-bound to the new FUSE connection');
+    t.not(deviceOf(t2), before[1], 'target 2 re-bound to the new FUSE connection');
+    const after = (await mountPodOf('pv-a'))!;
+    t.equal(after.metadata?.uid, pod.metadata?.uid, 'the same Mount Pod, restarted in place');
+    t.same(referencesOf(after).sort(), [t1, t2].sort(), 'references kept');
+  });
+
+  await t.test('a Mount Pod deleted while in use is created again and its targets re-bound', async (t) => {
+    const pod = (await mountPodOf('pv-a'))!;
+    const before = deviceOf(t1);
+    await core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: NS });
+    const again = await eventually(async () => {
+      const p = await mountPodOf('pv-a');
+      return p && p.metadata?.uid !== pod.metadata?.uid && isPodReady(p) ? p : undefined;
+    }, 90_000, 'a new Ready Mount Pod');
+    t.equal(again.metadata?.name, pod.metadata?.name, 'same name');
+    t.same(referencesOf(again).sort(), [t1, t2].sort(), 'with the references of the one deleted');
+    await eventually(async () => (await readsBack(t1, 'written through target 1')) && (await readsBack(t2, 'written through target 1')), 90_000, 'targets readable again');
+    t.not(deviceOf(t1), before, 're-bound');
+  });
+
+  await t.test('a reference whose pod is gone is dropped by the background check', async (t) => {
+    const orphan = path.join(dir, `kubelet/pods/${randomUUID()}/volumes/kubernetes.io~csi/pv-b/mount`);
+    await publish('pv-b', orphan);
+    t.ok(mountAt(orphan), 'published');
+    await eventually(async () => {
+      const p = await mountPodOf('pv-b');
+      return p && !referencesOf(p).includes(orphan) && !mountAt(orphan);
+    }, 30_000, 'orphan reference dropped and its target unmounted');
+    t.same(referencesOf((await mountPodOf('pv-b'))!), [t3], 'the live reference stays');
+  });
+
+  await t.test('app pods: the stand-in publishes their JuiceFS volumes as kubelet would', async (t) => {
+    const ns = 'apps';
+    await core.createNamespace({ body: { metadata: { name: ns } } });
+    await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'jfs-secret' }, stringData: vol.secrets } });
+    await core.createPersistentVolume({
+      body: {
+        metadata: { name: 'pv-app' },
+        spec: {
+          capacity: { storage: '10Gi' },
+          accessModes: ['ReadWriteMany'],
+          persistentVolumeReclaimPolicy: 'Retain',
+          storageClassName: '',
+          csi: { driver: 'csi.juicefs.com', volumeHandle: 'pv-app', volumeAttributes: { subPath: 'app' }, nodePublishSecretRef: { name: 'jfs-secret', namespace: ns } },
+        },
+      },
+    });
+    await core.createNamespacedPersistentVolumeClaim({
+      namespace: ns,
+      body: { metadata: { name: 'data' }, spec: { accessModes: ['ReadWriteMany'], storageClassName: '', volumeName: 'pv-app', resources: { requests: { storage: '10Gi' } } } },
+    });
+    await eventually(async () => (await core.readNamespacedServiceAccount({ name: 'default', namespace: ns }).catch(() => undefined)) !== undefined, 30_000, 'default ServiceAccount in apps');
+    const app = (name: string): V1Pod => ({
+      metadata: { name, namespace: ns },
+      spec: { nodeName: NODE, containers: [{ name: 'app', image: 'busybox', volumeMounts: [{ name: 'data', mountPath: '/data' }] }], volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }] },
+    });
+    const [p1, p2] = await Promise.all([core.createNamespacedPod({ namespace: ns, body: app('app-1') }), core.createNamespacedPod({ namespace: ns, body: app('app-2') })]);
+    for (const p of [p1, p2]) {
+      await eventually(async () => isPodReady(await core.readNamespacedPod({ name: p.metadata!.name!, namespace: ns })), 120_000, `${p.metadata!.name} Ready`);
+    }
+    const targets = [p1, p2].map((p) => standIn.targetPath(p.metadata!.uid!, 'pv-app'));
+    const mp = (await mountPodOf('pv-app'))!;
+    t.same(referencesOf(mp).sort(), [...targets].sort(), 'one Mount Pod, a reference per pod\'s kubelet target');
+    writeFileSync(path.join(targets[0], 'hello.txt'), 'from app-1');
+    t.ok(await readsBack(targets[1], 'from app-1'), 'app-2 reads what app-1 wrote');
+    await core.deleteNamespacedPod({ name: 'app-1', namespace: ns });
+    await eventually(async () => !(await core.readNamespacedPod({ name: 'app-1', namespace: ns }).catch(() => undefined)), 60_000, 'app-1 deletion finished');
+    t.same(referencesOf((await mountPodOf('pv-app'))!), [targets[1]], 'its reference went with it');
+    t.notOk(mountAt(targets[0]), 'its target unmounted');
+    await core.deleteNamespacedPod({ name: 'app-2', namespace: ns });
+    await eventually(async () => !(await mountPodOf('pv-app')), 60_000, 'Mount Pod deleted with the last app pod');
+    t.notOk(mountAt(targets[1]));
   });
 
   await t.test('juicefs/mount-delete-delay keeps the Mount Pod a while, and a new publish takes it back', async (t) => {

@@ -1,13 +1,13 @@
 // Helpers of the node side: $(VAR) expansion as kubelet does it, env
 // resolution for the kubelet stand-in, and real bind mounts (root).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { bindMount, isBroken } from '../../src/node/bind.js';
+import { bindMount, kubeletPodUid, rebind, targetState, unmountTarget } from '../../src/node/bind.js';
 import { commandLine, EnvError, expand, resolveEnv } from '../../src/node/expand.js';
-import { unmountTarget } from '../../src/node/node-service.js';
+import { mountAt } from '../../src/juicefs/mounts.js';
 
 t.test('$(VAR) expansion', async (t) => {
   const vars = { A: 'x', B: 'y$(A)' };
@@ -37,6 +37,14 @@ t.test('env resolution', async (t) => {
   t.throws(() => resolveEnv(pod, { name: 'c', env: [{ name: 'X', valueFrom: { secretKeyRef: { name: 'nope', key: 'k' } } }] }, () => undefined), EnvError);
 });
 
+const run = (cmd: string, args: string[]) => execFileSync(cmd, args);
+const mountsAt = (p: string) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.split(' ')[4] === p).length;
+
+t.test('pod UID of a kubelet target path', async (t) => {
+  t.equal(kubeletPodUid('/var/lib/kubelet/pods/0a1b2c3d-0000-4000-8000-00000000abcd/volumes/kubernetes.io~csi/pv-1/mount'), '0a1b2c3d-0000-4000-8000-00000000abcd');
+  t.equal(kubeletPodUid('/tmp/csi-sanity/target'), undefined, 'not a kubelet path');
+});
+
 t.test('bind mounts, read-only and idempotent', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'jfs-bind-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -52,9 +60,20 @@ t.test('bind mounts, read-only and idempotent', { skip: process.getuid?.() !== 0
   t.equal(readFileSync(path.join(src, 'g'), 'utf8'), 'via target', 'writes reach the source');
   await bindMount(src, ro, true);
   t.throws(() => writeFileSync(path.join(ro, 'h'), 'x'), { code: 'EROFS' }, 'read-only target');
-  t.notOk(isBroken(rw));
+  t.equal(targetState(mountAt(rw)!, mountAt(ro)), 'ok', 'binds of one filesystem share its device');
+  const other = path.join(dir, 'other');
+  mkdirSync(other);
+  await run('mount', ['-t', 'tmpfs', 'tmpfs', other]);
+  t.equal(targetState(mountAt(other)!, mountAt(rw)), 'stale', 'a bind of another filesystem is stale');
+  t.equal(targetState(mountAt(other)!, undefined), 'unmounted');
+  await rebind(other, rw, false);
+  t.equal(targetState(mountAt(other)!, mountAt(rw)), 'ok', 'rebound to the new source');
+  t.notOk(readdirSync(rw).includes('f'), 'the old filesystem is no longer there');
+  await rebind(other, rw, false);
+  t.equal(mountsAt(rw), 1, 'rebinding does not stack mounts');
   await unmountTarget(rw);
   await unmountTarget(ro);
+  await unmountTarget(other);
   const mounts = execFileSync('cat', ['/proc/self/mountinfo'], { encoding: 'utf8' });
   t.notOk(mounts.includes(rw) || mounts.includes(ro), 'unmounted');
 });
