@@ -3,7 +3,7 @@
 // kubelet would, and a kubelet stand-in (src/local/kubelet-standin.ts) runs
 // the Mount Pods' own command lines here with the real juicefs client and FUSE,
 // and publishes app pods' volumes through the node socket.
-import { CoreV1Api, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -31,11 +31,17 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
   const core = admin.makeApiClient(CoreV1Api);
   const vol = makeVolume('mountpod');
   const dir = mkdtempSync(path.join(tmpdir(), 'jfs-mp-'));
-  await applyObjects(admin, [...readManifest('namespace.yaml'), { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } } as KubernetesObject]);
+  await applyObjects(admin, [
+    ...readManifest('namespace.yaml'),
+    // The node service runs with the shipped ServiceAccount and RBAC; its DaemonSet's container runs here as a process.
+    ...readManifest('node.yaml').filter((o: KubernetesObject) => o.kind !== 'DaemonSet'),
+    { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } } as KubernetesObject,
+  ]);
+  const nodeKubeconfig = await cp.serviceAccountKubeconfig(NS, 'jfs-sidecar-node');
 
   const sock = path.join(dir, 'node.sock');
   const node = ManagedProcess.cli(
-    ['node', `--endpoint=unix://${sock}`, `--node-id=${NODE}`, `--kubeconfig=${cp.adminKubeconfigPath}`, `--namespace=${NS}`, '--check-interval=1s'],
+    ['node', `--endpoint=unix://${sock}`, `--node-id=${NODE}`, `--kubeconfig=${nodeKubeconfig}`, `--namespace=${NS}`, '--check-interval=1s'],
     path.join(dir, 'node.log'),
   ).start();
   // Playing kubelet for NODE (there is no kubelet here): runs its Mount Pods, publishes its app pods' volumes.
@@ -175,6 +181,17 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     await core.deleteNamespacedPod({ name: 'app-2', namespace: ns });
     await eventually(async () => !(await mountPodOf('pv-app')), 60_000, 'Mount Pod deleted with the last app pod');
     t.notOk(mountAt(targets[1]));
+  });
+
+  await t.test('the node\'s ServiceAccount can do its job and no more', async (t) => {
+    const kc = new KubeConfig();
+    kc.loadFromFile(nodeKubeconfig);
+    const asNode = kc.makeApiClient(CoreV1Api);
+    t.ok(await asNode.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${NODE}` }), 'lists pods on its node');
+    await t.rejects(asNode.readNamespacedSecret({ name: 'jfs-secret', namespace: 'apps' }), { code: 403 }, 'cannot read an app namespace\'s Secret');
+    await t.rejects(asNode.listNamespacedSecret({ namespace: NS }), { code: 403 }, 'cannot read Secrets even in its own namespace');
+    await t.rejects(asNode.createNamespacedPod({ namespace: 'apps', body: { metadata: { name: 'x' }, spec: { containers: [{ name: 'x', image: 'x' }] } } }), { code: 403 }, 'cannot create pods outside its namespace');
+    await t.rejects(asNode.deleteNamespacedPod({ name: 'app-2', namespace: 'apps' }), { code: 403 }, 'cannot delete app pods');
   });
 
   await t.test('juicefs/mount-delete-delay keeps the Mount Pod a while, and a new publish takes it back', async (t) => {
