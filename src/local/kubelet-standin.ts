@@ -107,10 +107,19 @@ export class KubeletStandIn {
     await this.pods.start();
   }
 
+  /** Stops playing kubelet and leaves the machine as it found it: app pods' targets unpublished, Mount Pod processes stopped. */
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.retries.values()) clearTimeout(t);
     await this.pods.stop();
+    for (const [uid, published] of this.appPods) {
+      await this.appLock.run(uid, async () => {
+        for (const { volumeId, target } of published) {
+          await this.node!.call('NodeUnpublishVolume', { volume_id: volumeId, target_path: target }).catch((err) => this.opts.log.warn({ target, err: (err as Error).message }, 'unpublish on close failed'));
+        }
+      });
+    }
+    this.appPods.clear();
     for (const uid of [...this.running.keys()]) await this.stop(uid, false);
     this.node?.close();
   }
