@@ -10,6 +10,14 @@ import { parseDuration } from '../contract/duration.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
+/** --check-interval of the Node service (node, controller --node-id): a Go duration, in ms. */
+const checkIntervalOption = () =>
+  new Option('--check-interval <duration>', 'how often Mount Pod targets and references are checked (Go duration)').default(5000, '5s').argParser((text) => {
+    const ms = parseDuration(text);
+    if (!ms) throw new InvalidArgumentError(`"${text}" is not a duration, e.g. 5s`);
+    return ms;
+  });
+
 /** On SIGTERM or SIGINT: log, run `close` (drain, stop children), exit 0, or 1 when closing fails. */
 function closeOnSignal(close: () => Promise<void>, log: Logger, what = 'shutting down'): void {
   const stop = (signal: string) => {
@@ -96,7 +104,10 @@ export function buildCli(): Command {
     .option('--secret-sync', 'keep per-PVC copies of volume Secrets for sidecar mode', false)
     .option('--secret-namespace <ns>', 'namespace whose JuiceFS Secrets are copied from (repeatable)', collect, [])
     .option('--leader-elect', 'elect one active Secret-copy reconciler among replicas through a Lease', false)
-    .addOption(new Option('--leader-election-namespace <ns>', 'namespace of the Lease').env('POD_NAMESPACE').default('juicefs-system'))
+    .addOption(new Option('--leader-election-namespace <ns>', 'namespace of the Lease (and of Mount Pods with --node-id)').env('POD_NAMESPACE').default('juicefs-system'))
+    .option('--node-id <name>', 'also serve the CSI Node service for this node on the same socket (Mount Pod mode with --kubeconfig)')
+    .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image (with --node-id)').env('JFS_MOUNT_IMAGE'))
+    .addOption(checkIntervalOption())
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o) => {
       const { runController } = await import('../controller/run.js');
@@ -110,6 +121,7 @@ export function buildCli(): Command {
         secretNamespaces: o.secretNamespace.length ? o.secretNamespace : [o.leaderElectionNamespace],
         leaderElect: o.leaderElect,
         leaderElectionNamespace: o.leaderElectionNamespace,
+        node: o.nodeId ? { nodeId: o.nodeId, mountImage: o.mountImage, checkIntervalMs: o.checkInterval } : undefined,
         log,
       });
       closeOnSignal(running.close, log);
@@ -123,13 +135,7 @@ export function buildCli(): Command {
     .option('--kubeconfig <file>', 'kubeconfig for Mount Pod mode (default: in-cluster when there)')
     .addOption(new Option('--namespace <ns>', 'namespace of Mount Pods, their Secrets and the global ConfigMap').env('POD_NAMESPACE').default('juicefs-system'))
     .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
-    .addOption(
-      new Option('--check-interval <duration>', 'how often targets and references are checked (Go duration)').default(5000, '5s').argParser((text) => {
-        const ms = parseDuration(text);
-        if (!ms) throw new InvalidArgumentError(`"${text}" is not a duration, e.g. 5s`);
-        return ms;
-      }),
-    )
+    .addOption(checkIntervalOption())
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o) => {
       const { runNode } = await import('../node/run.js');

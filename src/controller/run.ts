@@ -10,6 +10,7 @@ import { startCsiServer, type CsiServer } from '../csi/server.js';
 import { JuicefsCli } from '../juicefs/cli.js';
 import { JuicefsVolumes } from '../juicefs/volume.js';
 import { PACKAGE_VERSION } from '../local/project-root.js';
+import { startNodeService, type NodeServiceOptions } from '../node/run.js';
 import { controllerService, identityService } from './controller-service.js';
 
 export interface ControllerRunOptions {
@@ -22,6 +23,8 @@ export interface ControllerRunOptions {
   secretNamespaces: string[];
   leaderElect: boolean;
   leaderElectionNamespace: string;
+  /** Also serve the Node service for this node on the same socket (Mount Pods in leaderElectionNamespace). */
+  node?: Omit<NodeServiceOptions, 'kubeconfig' | 'namespace' | 'log'>;
   log: Logger;
 }
 
@@ -34,11 +37,15 @@ export async function runController(opts: ControllerRunOptions): Promise<{ serve
     ? async (namespace: string, name: string) =>
         unlessNotFound(core.readNamespacedPersistentVolumeClaim({ namespace, name }))
     : undefined;
+  const node = opts.node
+    ? await startNodeService({ ...opts.node, kubeconfig: opts.kubeconfig, namespace: opts.leaderElectionNamespace, log: opts.log })
+    : undefined;
   const server = await startCsiServer(
     opts.endpoint,
     {
       Identity: identityService(PACKAGE_VERSION, true),
       Controller: controllerService({ volumes, version: PACKAGE_VERSION, log: opts.log, getPvc }),
+      ...(node ? { Node: node.service } : {}),
     },
     opts.log,
   );
@@ -66,6 +73,7 @@ export async function runController(opts: ControllerRunOptions): Promise<{ serve
       elector?.stop();
       await sync?.stop();
       await server.close();
+      await node?.close();
       await volumes.close();
     },
   };

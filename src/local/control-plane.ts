@@ -9,7 +9,7 @@ import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { readMounts } from '../juicefs/mounts.js';
+import { detachMountsUnder } from '../juicefs/mounts.js';
 import { PROJECT_ROOT } from './project-root.js';
 import { makeCa, makeClient, makeServiceAccountKey, makeServing, type Pem } from './pki.js';
 
@@ -282,12 +282,8 @@ current-context: local
     // Reverse order: the controller-manager and apiserver before etcd.
     for (const p of [...this.procs].reverse()) await stopProcess(p.child);
     if (!this.opts.keepDir) {
-      // Never recurse into a mount (a test's or the stand-in's target): detach what is left first, deepest first.
-      const inside = readMounts()
-        .map((m) => m.mountPoint)
-        .filter((m) => m.startsWith(`${this.dir}/`))
-        .sort((a, b) => b.length - a.length);
-      for (const m of inside) spawnSync('umount', ['-l', m]);
+      // Never recurse into a mount (a test's or the stand-in's target).
+      detachMountsUnder(this.dir);
       rmSync(this.dir, { recursive: true, force: true });
     }
   }

@@ -12,6 +12,7 @@ import {
 } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { statfs } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { parseGlobalConfig } from '../config/schema.js';
@@ -37,6 +38,20 @@ import { kubeletPodUid, rebind, targetState, unmountTarget } from './bind.js';
 import { isPodReady, mountPointOf, planMountPod, referenceKey, referencesOf, volumeLabel } from './mount-pod.js';
 
 const JUICEFS_FS_TYPE = 'fuse.juicefs';
+const STATFS_TIMEOUT_MS = 5000;
+
+export interface Usage {
+  total: bigint;
+  available: bigint;
+  used: bigint;
+}
+
+export interface VolumeStats {
+  abnormal: boolean;
+  message: string;
+  bytes?: Usage;
+  inodes?: Usage;
+}
 
 export interface MountPodManagerOptions {
   kubeConfig: KubeConfig;
@@ -230,8 +245,9 @@ export class MountPodManager {
 
   /** Unmounts the target, drops its reference, and deletes Mount Pods left with none. */
   async unpublish(volumeId: string, target: string): Promise<void> {
-    await unmountTarget(target);
+    // Under the volume's lock, so the background check never sees the reference without its bind and re-binds it.
     await this.lock.run(volumeLabel(volumeId), async () => {
+      await unmountTarget(target);
       const key = referenceKey(target);
       for (const pod of await this.podsOnNode()) {
         if (pod.metadata?.annotations?.[key] === target) await this.dropReference(pod, target, 'unpublished');
@@ -264,6 +280,36 @@ export class MountPodManager {
     } else if (remaining.length === 0) {
       await this.deletePod(name);
       this.opts.log.info({ mountPod: name }, 'last reference gone: Mount Pod deleted');
+    }
+  }
+
+  /**
+   * Usage and condition of a published target, for NodeGetVolumeStats. A
+   * target that is not published here, or not for this volume, is NOT_FOUND;
+   * one left on a dead connection is reported abnormal without touching it.
+   */
+  async volumeStats(volumeId: string, target: string): Promise<VolumeStats> {
+    const bound = mountAt(target);
+    const pod = bound ? (await this.podsOnNode()).find((p) => p.metadata?.annotations?.[referenceKey(target)] === target) : undefined;
+    if (!bound || !pod || pod.metadata?.labels?.[MOUNT_POD_LABEL_VOLUME_ID] !== volumeLabel(volumeId)) {
+      throw new CsiError(Code.NOT_FOUND, `volume ${volumeId} is not published at ${target}`);
+    }
+    const mountPoint = mountPointOf(pod);
+    const source = mountPoint ? mountAt(mountPoint) : undefined;
+    if (source?.fsType !== JUICEFS_FS_TYPE || targetState(source, bound) !== 'ok') {
+      return { abnormal: true, message: `Mount Pod ${pod.metadata!.name} is not serving this target (client restarting or target stale); it is re-bound once the client is back` };
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('statfs timed out')), STATFS_TIMEOUT_MS);
+    });
+    try {
+      const st = await Promise.race([statfs(target, { bigint: true }), timeout]);
+      return { abnormal: false, message: 'mounted', bytes: { total: st.blocks * st.bsize, available: st.bavail * st.bsize, used: (st.blocks - st.bfree) * st.bsize }, inodes: { total: st.files, available: st.ffree, used: st.files - st.ffree } };
+    } catch (err) {
+      return { abnormal: true, message: `statfs ${target}: ${(err as Error).message}` };
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -1,10 +1,11 @@
 // CSI Node service. With a Kubernetes API (Mount Pod mode) it publishes
 // volumes through shared Mount Pods; without one, NodePublishVolume is not
-// served (UNIMPLEMENTED) and the other calls still work.
+// served (UNIMPLEMENTED) and the other calls still work. NodeGetVolumeStats
+// reports usage from statfs and whether the target is bound to a live client.
 import type { Logger } from 'pino';
 import { Code, CsiError, requiredString, type ServiceImpl } from '../csi/server.js';
 import { unmountTarget } from './bind.js';
-import type { MountPodManager } from './mount-pods.js';
+import type { MountPodManager, Usage } from './mount-pods.js';
 
 export interface NodeOptions {
   nodeId: string;
@@ -16,6 +17,13 @@ export function nodeService(opts: NodeOptions): ServiceImpl {
   const publish: ServiceImpl = {};
   const manager = opts.mountPods;
   if (manager) {
+    publish.NodeGetVolumeStats = async (req) => {
+      const id = requiredString(req, 'volume_id');
+      const target = requiredString(req, 'volume_path');
+      const stats = await manager.volumeStats(id, target);
+      const usage = (u: Usage | undefined, unit: string) => (u ? [{ total: String(u.total), available: String(u.available), used: String(u.used), unit }] : []);
+      return { usage: [...usage(stats.bytes, 'BYTES'), ...usage(stats.inodes, 'INODES')], volume_condition: { abnormal: stats.abnormal, message: stats.message } };
+    };
     publish.NodePublishVolume = async (req) => {
       const id = requiredString(req, 'volume_id');
       const target = requiredString(req, 'target_path');
@@ -37,7 +45,9 @@ export function nodeService(opts: NodeOptions): ServiceImpl {
   return {
     ...publish,
     NodeGetInfo: async () => ({ node_id: opts.nodeId, max_volumes_per_node: '0' }),
-    NodeGetCapabilities: async () => ({ capabilities: [] }),
+    NodeGetCapabilities: async () => ({
+      capabilities: manager ? ['GET_VOLUME_STATS', 'VOLUME_CONDITION'].map((type) => ({ rpc: { type } })) : [],
+    }),
     NodeUnpublishVolume: async (req) => {
       const id = requiredString(req, 'volume_id');
       const target = requiredString(req, 'target_path');

@@ -1,14 +1,15 @@
-// The node process: CSI Identity + Node on a Unix socket.
-import { kubeConfigIfAvailable } from '../k8s/kubeconfig.js';
+// The node process: CSI Identity + Node on a Unix socket. The Node service can
+// also join the controller's server (`controller --node-id`), so one socket
+// serves all three services, as a combined driver does.
 import type { Logger } from 'pino';
-import { MountPodManager } from './mount-pods.js';
 import { identityService } from '../controller/controller-service.js';
-import { startCsiServer, type CsiServer } from '../csi/server.js';
+import { startCsiServer, type CsiServer, type ServiceImpl } from '../csi/server.js';
+import { kubeConfigIfAvailable } from '../k8s/kubeconfig.js';
 import { PACKAGE_VERSION } from '../local/project-root.js';
+import { MountPodManager } from './mount-pods.js';
 import { nodeService } from './node-service.js';
 
-export interface NodeRunOptions {
-  endpoint: string;
+export interface NodeServiceOptions {
   nodeId: string;
   /** Mount Pod mode needs the API: a kubeconfig file, or in-cluster. */
   kubeconfig?: string;
@@ -19,23 +20,29 @@ export interface NodeRunOptions {
   log: Logger;
 }
 
-export async function runNode(opts: NodeRunOptions): Promise<CsiServer> {
+export interface NodeRunOptions extends NodeServiceOptions {
+  endpoint: string;
+}
+
+/** The Node service and, with API access, its Mount Pod manager (started). */
+export async function startNodeService(opts: NodeServiceOptions): Promise<{ service: ServiceImpl; close(): Promise<void> }> {
   let mountPods: MountPodManager | undefined;
   const kc = kubeConfigIfAvailable(opts.kubeconfig);
   if (kc) {
     mountPods = new MountPodManager({ kubeConfig: kc, nodeName: opts.nodeId, namespace: opts.namespace, defaultMountImage: opts.mountImage, log: opts.log });
     await mountPods.start(opts.checkIntervalMs);
   }
-  const server = await startCsiServer(
-    opts.endpoint,
-    { Identity: identityService(PACKAGE_VERSION, false), Node: nodeService({ nodeId: opts.nodeId, log: opts.log, mountPods }) },
-    opts.log,
-  );
+  return { service: nodeService({ nodeId: opts.nodeId, log: opts.log, mountPods }), close: async () => mountPods?.stop() };
+}
+
+export async function runNode(opts: NodeRunOptions): Promise<CsiServer> {
+  const node = await startNodeService(opts);
+  const server = await startCsiServer(opts.endpoint, { Identity: identityService(PACKAGE_VERSION, false), Node: node.service }, opts.log);
   return {
     endpoint: server.endpoint,
     close: async () => {
       await server.close();
-      await mountPods?.stop();
+      await node.close();
     },
   };
 }

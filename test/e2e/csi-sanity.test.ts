@@ -1,66 +1,103 @@
-// csi-sanity, the CSI peer test suite, against the controller socket with a
-// real JuiceFS volume behind it (the node socket serves csi-sanity's cleanup
-// calls; the node tests belong to the Mount Pod mode work).
-import { spawnSync } from 'node:child_process';
+// csi-sanity, the CSI peer test suite, in full: Identity, Controller and Node
+// on one socket (`controller --node-id`, as a combined driver), run as root
+// with real mounts: a real JuiceFS volume, a real control plane for the Mount
+// Pods, and the kubelet stand-in running them with the real client and FUSE.
+import { CoreV1Api, type KubernetesObject } from '@kubernetes/client-node';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { stringify } from 'yaml';
-import { ManagedProcess, waitForSocket } from '../../src/local/components.js';
+import { pino } from 'pino';
+import { applyObjects, ManagedProcess, readManifest, waitForSocket } from '../../src/local/components.js';
 import { ensureBinaries } from '../../src/local/control-plane.js';
+import { KubeletStandIn } from '../../src/local/kubelet-standin.js';
 import { REGISTRY_DIR } from '../../src/controller/registry.js';
+import { detachMountsUnder, readMounts } from '../../src/juicefs/mounts.js';
+import { eventually, startControlPlane } from '../env/harness.js';
 import { makeVolume, withFuseMount } from '../env/juicefs.js';
 
-t.test('csi-sanity: Identity and Controller services', async (t) => {
+const NODE = 'sanity-node';
+const NS = 'juicefs-system';
+
+t.setTimeout(20 * 60 * 1000);
+
+t.test('csi-sanity: Identity, Controller and Node services', { skip: process.getuid?.() !== 0 ? 'real mounts need root' : false }, async (t) => {
   const bins = ensureBinaries(['csi-sanity', 'juicefs']);
+  // kube-controller-manager creates the default ServiceAccount Mount Pods run as.
+  const cp = await startControlPlane(t, { controllerManager: true });
+  const admin = cp.adminKubeConfig();
+  await applyObjects(admin, [...readManifest('namespace.yaml'), { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } } as KubernetesObject]);
   const vol = makeVolume('sanity');
   const dir = mkdtempSync(path.join(tmpdir(), 'jfs-sanity-'));
-  const controllerSock = path.join(dir, 'controller.sock');
-  const nodeSock = path.join(dir, 'node.sock');
-  const controller = ManagedProcess.cli(
-    ['controller', `--endpoint=unix://${controllerSock}`, `--juicefs=${bins.juicefs}`, `--state-dir=${dir}/state`],
-    path.join(dir, 'controller.log'),
+  const sock = path.join(dir, 'csi.sock');
+  const driver = ManagedProcess.cli(
+    [
+      'controller',
+      `--endpoint=unix://${sock}`,
+      `--juicefs=${bins.juicefs}`,
+      `--state-dir=${dir}/state`,
+      `--kubeconfig=${cp.adminKubeconfigPath}`,
+      `--node-id=${NODE}`,
+      `--leader-election-namespace=${NS}`,
+      '--check-interval=1s',
+    ],
+    path.join(dir, 'driver.log'),
   ).start();
-  const node = ManagedProcess.cli(['node', `--endpoint=unix://${nodeSock}`, '--node-id=sanity-node'], path.join(dir, 'node.log')).start();
+  // Playing kubelet for NODE's Mount Pods (there is no kubelet here).
+  const standIn = new KubeletStandIn({ kubeConfig: admin, nodeName: NODE, juicefsBinary: bins.juicefs, logDir: dir, log: pino({ level: 'warn' }) });
+  await standIn.start();
   t.teardown(async () => {
-    if (!t.passing()) t.comment(`controller log:\n${controller.log(60)}`);
-    await controller.stop();
-    await node.stop();
+    if (!t.passing()) t.comment(`driver log:\n${driver.log(60)}`);
+    await driver.stop();
+    await standIn.close();
+    detachMountsUnder(dir); // a failed test may leave a target mounted: never recurse into it
     rmSync(dir, { recursive: true, force: true });
     vol.remove();
   });
-  await waitForSocket(controllerSock);
-  await waitForSocket(nodeSock);
+  await waitForSocket(sock);
+  const core = admin.makeApiClient(CoreV1Api);
+  await eventually(() => core.readNamespacedServiceAccount({ name: 'default', namespace: NS }), 30_000, 'default ServiceAccount');
 
   const secrets = vol.secrets;
   const secretsFile = path.join(dir, 'secrets.yaml');
   writeFileSync(
     secretsFile,
-    stringify(Object.fromEntries(['CreateVolumeSecret', 'DeleteVolumeSecret', 'ControllerValidateVolumeCapabilitiesSecret', 'ControllerExpandVolumeSecret'].map((k) => [k, secrets]))),
+    stringify(
+      Object.fromEntries(['CreateVolumeSecret', 'DeleteVolumeSecret', 'ControllerValidateVolumeCapabilitiesSecret', 'ControllerExpandVolumeSecret', 'NodePublishVolumeSecret'].map((k) => [k, secrets])),
+    ),
   );
-  const res = spawnSync(
-    bins['csi-sanity'],
-    [
-      `--csi.endpoint=${nodeSock}`,
-      `--csi.controllerendpoint=${controllerSock}`,
-      `--csi.secrets=${secretsFile}`,
-      `--csi.mountdir=${dir}/mnt`,
-      `--csi.stagingdir=${dir}/staging`,
-      '--ginkgo.skip=Node Service',
-      '--ginkgo.no-color',
-    ],
-    { encoding: 'utf8', timeout: 10 * 60 * 1000 },
-  );
-  const out = `${res.stdout}${res.stderr}`;
+  // Asynchronously: this process runs the stand-in the Mount Pods need while csi-sanity runs.
+  const res = await new Promise<{ status: number | null; out: string }>((resolve) => {
+    const child = spawn(bins['csi-sanity'], [`--csi.endpoint=${sock}`, `--csi.secrets=${secretsFile}`, `--csi.mountdir=${dir}/mnt`, `--csi.stagingdir=${dir}/staging`, '--ginkgo.no-color', '--ginkgo.timeout=15m'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('exit', (status) => resolve({ status, out }));
+  });
+  const out = res.out;
   const summary = out.split('\n').filter((l) => /^Ran \d+ of \d+ Specs|SUCCESS!|FAIL!|\[FAIL\]/.test(l.trim()));
   t.comment(`csi-sanity summary:\n${summary.join('\n')}`);
   t.equal(res.status, 0, 'csi-sanity passes');
   const ran = /Ran (\d+) of/.exec(out);
-  t.ok(ran && Number(ran[1]) >= 20, `csi-sanity ran the controller specs (${ran?.[1]})`);
+  t.ok(ran && Number(ran[1]) >= 35, `csi-sanity ran the controller and node specs (${ran?.[1]})`);
   t.match(out, /SUCCESS!/);
+  for (const spec of ['should work', 'should be idempotent', 'should remove target path', 'should fail when volume does not exist on the specified path']) {
+    t.notMatch(out, new RegExp(`\\[SKIPPED\\].*${spec}`), `node spec ran: ${spec}`);
+  }
 
-  const controllerLog = controller.log(100_000);
+  // Everything csi-sanity published it also unpublished: no target, and (references gone) no Mount Pod left.
+  t.notOk(readMounts().some((m) => m.mountPoint.startsWith(`${dir}/mnt`)), 'no target left mounted');
+  await eventually(
+    async () => (await core.listNamespacedPod({ namespace: NS, labelSelector: 'app.kubernetes.io/name=juicefs-mount' })).items.length === 0,
+    60_000,
+    'every Mount Pod deleted',
+  );
+
+  const controllerLog = driver.log(100_000);
   t.notOk(controllerLog.includes(vol.bucket), 'no secret value in the controller log');
   t.notOk(controllerLog.includes(vol.metaurl), 'not even the metaurl');
 

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import t from 'tap';
 import { csiClient } from '../../src/csi/server.js';
-import { mountAt } from '../../src/juicefs/mounts.js';
+import { detachMountsUnder, mountAt } from '../../src/juicefs/mounts.js';
 import { applyObjects, ManagedProcess, readManifest, waitForSocket } from '../../src/local/components.js';
 import { KubeletStandIn } from '../../src/local/kubelet-standin.js';
 import { isPodReady, referencesOf } from '../../src/node/mount-pod.js';
@@ -51,6 +51,7 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     if (!t.passing()) t.comment(`node log:\n${node.log(40)}`);
     await standIn.close();
     await node.stop();
+    detachMountsUnder(dir); // a failed test may leave a target mounted: never recurse into it
     rmSync(dir, { recursive: true, force: true });
     vol.remove();
   });
