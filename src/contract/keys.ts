@@ -83,6 +83,10 @@ export const MOUNT_POD_LABEL_HASH = 'juicefs-hash';
 export const MOUNT_POD_ANN_DELETE_DELAY = 'juicefs-delete-delay';
 export const MOUNT_POD_ANN_DELETE_AT = 'juicefs-delete-at';
 export const MOUNT_POD_REF_PREFIX = 'juicefs-';
+/** Set on a Mount Pod whose volume has `juicefs/clean-cache: "true"`: its cache is removed after it is gone. */
+export const MOUNT_POD_ANN_CLEAN_CACHE = 'juicefs-clean-cache';
+/** `app.kubernetes.io/name` of cache-cleanup Jobs and their pods. */
+export const CLEAN_CACHE_APP_VALUE = 'juicefs-clean-cache';
 
 /** StorageClass parameter keys the external-provisioner consumes (secrets of the class). */
 export const SC_SECRET_PARAMS = {

@@ -9,7 +9,7 @@ import { parseOption, renderOptions } from './mount-options.js';
 import type { MountSettings } from './settings.js';
 import type { SecretInfo } from './types.js';
 
-const ENV_METAURL = 'JFS_METAURL';
+export const ENV_METAURL = 'JFS_METAURL';
 const ENV_NAME = 'JFS_NAME';
 const ENV_STORAGE = 'JFS_STORAGE';
 const ENV_BUCKET = 'JFS_BUCKET';

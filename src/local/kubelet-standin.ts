@@ -15,12 +15,12 @@
 //   pod Running/Ready (its containers are not run: the status message says
 //   so); when the pod is deleted it calls NodeUnpublishVolume for those targets
 //   and finishes the deletion.
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Container, type V1Pod, type V1PodCondition } from '@kubernetes/client-node';
+import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Container, type V1Pod, type V1PodCondition, type V1Secret } from '@kubernetes/client-node';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { CSI_DRIVER_NAME, MOUNT_POD_APP_VALUE, MOUNT_POD_LABEL_APP, MOUNT_POINT_ENV } from '../contract/keys.js';
+import { CLEAN_CACHE_APP_VALUE, CSI_DRIVER_NAME, MOUNT_POD_APP_VALUE, MOUNT_POD_LABEL_APP, MOUNT_POINT_ENV } from '../contract/keys.js';
 import { csiClient, type CsiCall } from '../csi/server.js';
 import { isJuicefsMount } from '../juicefs/mounts.js';
 import { unlessNotFound } from '../k8s/errors.js';
@@ -66,6 +66,7 @@ const ACCESS_MODES: Record<string, string> = {
 };
 
 const isMountPod = (pod: V1Pod) => pod.metadata?.labels?.[MOUNT_POD_LABEL_APP] === MOUNT_POD_APP_VALUE;
+const isCleanCachePod = (pod: V1Pod) => pod.metadata?.labels?.[MOUNT_POD_LABEL_APP] === CLEAN_CACHE_APP_VALUE;
 
 export class KubeletStandIn {
   private readonly core: CoreV1Api;
@@ -75,6 +76,8 @@ export class KubeletStandIn {
   private readonly appPods = new Map<string, Published[]>();
   private readonly appLock = new KeyedLock();
   private readonly retries = new Map<string, NodeJS.Timeout>();
+  /** Run-to-completion pods already run (by UID). */
+  private readonly completed = new Set<string>();
   private readonly node?: { call: CsiCall; close: () => void };
   private closed = false;
   readonly kubeletRoot: string;
@@ -92,12 +95,13 @@ export class KubeletStandIn {
       log: opts.log,
     });
     const onPod = (pod: V1Pod) => {
-      const work = isMountPod(pod) ? this.sync(pod) : this.syncAppPod(pod);
+      const work = isMountPod(pod) ? this.sync(pod) : isCleanCachePod(pod) ? this.runToCompletion(pod) : this.syncAppPod(pod);
       void work.catch((err) => opts.log.warn({ pod: pod.metadata?.name, err: (err as Error).message }, 'stand-in sync failed'));
     };
     this.pods.on('add', onPod);
     this.pods.on('update', onPod);
     this.pods.on('delete', (pod) => {
+      if (isCleanCachePod(pod)) return;
       if (isMountPod(pod)) void this.stop(pod.metadata!.uid!, false);
       else void this.removeAppPod(pod, false).catch((err) => opts.log.warn({ pod: pod.metadata?.name, err: (err as Error).message }, 'stand-in cleanup failed'));
     });
@@ -240,6 +244,37 @@ export class KubeletStandIn {
     );
   }
 
+  /**
+   * A cache-cleanup Job's pod: its containers run here to the end, one after
+   * another, and the pod ends Succeeded or Failed, which the Job controller counts.
+   */
+  private async runToCompletion(pod: V1Pod): Promise<void> {
+    const uid = pod.metadata!.uid!;
+    if (pod.metadata?.deletionTimestamp) {
+      await unlessNotFound(this.core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, gracePeriodSeconds: 0 }));
+      return;
+    }
+    if (this.completed.has(uid) || pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') return;
+    this.completed.add(uid);
+    const getSecret = await this.secretsOf(pod);
+    const statuses = [];
+    let failed = false;
+    for (const c of pod.spec?.containers ?? []) {
+      const startedAt = new Date().toISOString();
+      const code: number | null = failed ? null : await this.runToEnd(pod, c, resolveEnv(pod, c, getSecret));
+      failed ||= code !== 0;
+      statuses.push({ name: c.name, image: c.image ?? '', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: code ?? -1, startedAt, finishedAt: new Date().toISOString(), reason: code === 0 ? 'Completed' : 'Error' } } });
+    }
+    await this.core.patchNamespacedPodStatus(
+      {
+        name: pod.metadata!.name!,
+        namespace: pod.metadata!.namespace!,
+        body: { status: { phase: failed ? 'Failed' : 'Succeeded', hostIP: '127.0.0.1', message: 'kubelet stand-in: ran the containers\' commands on this machine', containerStatuses: statuses } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+
   /** Kills a Mount Pod's "container" — every process of its group — as a crash would; it is restarted like any exit. */
   killContainer(podName: string): boolean {
     const child = [...this.running.values()].find((r) => r.pod.metadata?.name === podName)?.child;
@@ -258,21 +293,8 @@ export class KubeletStandIn {
     if (this.running.has(uid)) return;
     const state: Running = { pod, env: {}, stopping: false, ready: false };
     this.running.set(uid, state);
-    const secrets = new Map<string, Record<string, string>>();
-    const getSecret = (name: string) => {
-      const data = secrets.get(name);
-      return data ? { data } : undefined;
-    };
+    const getSecret = await this.secretsOf(pod);
     const container = pod.spec!.containers[0];
-    for (const c of [...(pod.spec?.initContainers ?? []), container]) {
-      for (const e of c.env ?? []) {
-        const ref = e.valueFrom?.secretKeyRef;
-        if (ref?.name && !secrets.has(ref.name)) {
-          const s = await this.core.readNamespacedSecret({ name: ref.name, namespace: pod.metadata!.namespace! });
-          secrets.set(ref.name, s.data ?? {});
-        }
-      }
-    }
     for (const init of pod.spec?.initContainers ?? []) {
       const code = await this.runToEnd(pod, init, resolveEnv(pod, init, getSecret));
       if (code !== 0) throw new Error(`init container ${init.name} exited ${code}`);
@@ -283,6 +305,23 @@ export class KubeletStandIn {
     state.timer = setInterval(() => void this.watchMount(state), 200);
   }
 
+  /** The Secrets a pod's env refers to, read once, as kubelet does before starting containers. */
+  private async secretsOf(pod: V1Pod): Promise<(name: string) => V1Secret | undefined> {
+    const secrets = new Map<string, V1Secret>();
+    for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
+      for (const e of c.env ?? []) {
+        const ref = e.valueFrom?.secretKeyRef;
+        if (ref?.name && !secrets.has(ref.name)) secrets.set(ref.name, await this.core.readNamespacedSecret({ name: ref.name, namespace: pod.metadata!.namespace! }));
+      }
+    }
+    return (name) => secrets.get(name);
+  }
+
+  /** A process's environment: this machine's, the locally built juicefs first on PATH, then the container's env. */
+  private processEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+    return { ...process.env, PATH: `${path.dirname(this.opts.juicefsBinary)}:${process.env.PATH ?? ''}`, ...env };
+  }
+
   private argv(c: V1Container, env: Record<string, string>): string[] {
     const argv = commandLine(c, env);
     if (argv[0] === 'juicefs') argv[0] = this.opts.juicefsBinary;
@@ -291,9 +330,9 @@ export class KubeletStandIn {
 
   private runToEnd(pod: V1Pod, c: V1Container, env: Record<string, string>): Promise<number | null> {
     const [cmd, ...args] = this.argv(c, env);
-    appendFileSync(this.logFile(pod), `[stand-in] running init container ${c.name}\n`);
+    appendFileSync(this.logFile(pod), `[stand-in] running container ${c.name} to the end\n`);
     return new Promise((resolve) => {
-      const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'ignore'] });
+      const child = spawn(cmd, args, { env: this.processEnv(env), stdio: ['ignore', 'ignore', 'ignore'] });
       child.on('exit', (code) => resolve(code));
       child.on('error', () => resolve(-1));
     });
@@ -302,7 +341,7 @@ export class KubeletStandIn {
   private launch(state: Running, c: V1Container): void {
     const [cmd, ...args] = this.argv(c, state.env);
     appendFileSync(this.logFile(state.pod), `[stand-in] starting ${c.name}: ${path.basename(cmd)} ${args.filter((a) => !a.includes('://')).join(' ')}\n`);
-    const child = trackChild(spawn(cmd, args, { env: { ...process.env, ...state.env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true }), { group: true });
+    const child = trackChild(spawn(cmd, args, { env: this.processEnv(state.env), stdio: ['ignore', 'pipe', 'pipe'], detached: true }), { group: true });
     child.stdout!.on('data', (d) => appendFileSync(this.logFile(state.pod), d));
     child.stderr!.on('data', (d) => appendFileSync(this.logFile(state.pod), d));
     state.child = child;
@@ -356,7 +395,7 @@ export class KubeletStandIn {
       const preStop = container.lifecycle?.preStop?.exec?.command;
       if (preStop) {
         await new Promise<void>((resolve) => {
-          const child = spawn(preStop[0], preStop.slice(1), { env: { ...process.env, ...state.env }, stdio: 'ignore' });
+          const child = spawn(preStop[0], preStop.slice(1), { env: this.processEnv(state.env), stdio: 'ignore' });
           child.on('exit', () => resolve());
           child.on('error', () => resolve());
         });

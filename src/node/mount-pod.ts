@@ -5,7 +5,9 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import {
   ATTR,
+  CACHE_VOLUME_PREFIX,
   FORMAT_INIT_NAME,
+  MOUNT_POD_ANN_CLEAN_CACHE,
   MOUNT_POD_ANN_DELETE_DELAY,
   MOUNT_POD_APP_VALUE,
   MOUNT_POD_LABEL_APP,
@@ -48,7 +50,7 @@ export function settingsHash(volume: ResolvedVolume, settings: MountSettings): s
   return createHash('sha256').update(material).digest('hex').slice(0, 10);
 }
 
-function dnsLabel(text: string, max: number): string {
+export function dnsLabel(text: string, max: number): string {
   const clean = text.toLowerCase().replace(/[^a-z0-9-]/g, '-');
   if (clean.length <= max) return clean.replace(/^-+|-+$/g, '');
   const hash = createHash('sha256').update(text).digest('hex').slice(0, 8);
@@ -98,7 +100,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
     mountPoint,
     volumeMounts: [
       { name: 'jfs-dir', mountPath: MOUNT_ROOT, mountPropagation: 'Bidirectional' },
-      ...settings.cacheDirs.filter((d) => d !== 'memory').map((d, i) => ({ name: `jfs-cache-${i}`, mountPath: d })),
+      ...settings.cacheDirs.filter((d) => d !== 'memory').map((d, i) => ({ name: `${CACHE_VOLUME_PREFIX}-${i}`, mountPath: d })),
     ],
     metricsPort: METRICS_PORT,
     placement: 'mount-pod',
@@ -116,7 +118,11 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
         [MOUNT_POD_LABEL_VOLUME_ID]: volumeLabel(volume.pvName),
         [MOUNT_POD_LABEL_HASH]: hash,
       },
-      annotations: { ...settings.annotations, ...(deleteDelay ? { [MOUNT_POD_ANN_DELETE_DELAY]: deleteDelay } : {}) },
+      annotations: {
+        ...settings.annotations,
+        ...(deleteDelay ? { [MOUNT_POD_ANN_DELETE_DELAY]: deleteDelay } : {}),
+        ...(volume.attributes[ATTR.cleanCache] === 'true' ? { [MOUNT_POD_ANN_CLEAN_CACHE]: 'true' } : {}),
+      },
     },
     spec: {
       nodeName,
@@ -130,7 +136,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
       containers: [container],
       volumes: [
         { name: 'jfs-dir', hostPath: { path: MOUNT_ROOT, type: 'DirectoryOrCreate' } },
-        ...settings.cacheDirs.filter((d) => d !== 'memory').map((d, i) => ({ name: `jfs-cache-${i}`, hostPath: { path: d, type: 'DirectoryOrCreate' as const } })),
+        ...settings.cacheDirs.filter((d) => d !== 'memory').map((d, i) => ({ name: `${CACHE_VOLUME_PREFIX}-${i}`, hostPath: { path: d, type: 'DirectoryOrCreate' as const } })),
       ],
     },
   };

@@ -4,6 +4,7 @@
 // target; NodeUnpublishVolume drops the reference and deletes the Mount Pod
 // at zero references.
 import {
+  BatchV1Api,
   CoreV1Api,
   PatchStrategy,
   setHeaderOptions,
@@ -34,6 +35,7 @@ import type { ResolvedVolume } from '../inject/types.js';
 import { mountAt, type MountEntry } from '../juicefs/mounts.js';
 import { ResilientInformer } from '../k8s/informer.js';
 import { KeyedLock } from '../util/keyed-lock.js';
+import { planCleanCacheJob, wantsCacheCleanup } from './clean-cache.js';
 import { kubeletPodUid, rebind, targetState, unmountTarget } from './bind.js';
 import { isPodReady, mountPointOf, planMountPod, referenceKey, referencesOf, volumeLabel } from './mount-pod.js';
 
@@ -77,6 +79,7 @@ const pointer = (key: string) => key.replaceAll('~', '~0').replaceAll('/', '~1')
 
 export class MountPodManager {
   private readonly core: CoreV1Api;
+  private readonly batch: BatchV1Api;
   // One publish/unpublish per volume at a time on this node: they share the volume's Mount Pod.
   private readonly lock = new KeyedLock();
   private readonly informer: ResilientInformer<V1Pod>;
@@ -86,6 +89,7 @@ export class MountPodManager {
 
   constructor(private readonly opts: MountPodManagerOptions) {
     this.core = opts.kubeConfig.makeApiClient(CoreV1Api);
+    this.batch = opts.kubeConfig.makeApiClient(BatchV1Api);
     const labelSelector = `${MOUNT_POD_LABEL_APP}=${MOUNT_POD_APP_VALUE}`;
     const fieldSelector = `spec.nodeName=${opts.nodeName}`;
     this.informer = new ResilientInformer<V1Pod>({
@@ -382,11 +386,31 @@ export class MountPodManager {
     });
   }
 
+  /** juicefs/clean-cache: a Job on this node removes the cache of a Mount Pod that is gone for good. */
+  private async cleanCache(pod: V1Pod): Promise<void> {
+    const job = planCleanCacheJob(pod);
+    if (!job) return;
+    // A Mount Pod of the same volume here (a publish came back meanwhile) uses that cache now: leave it.
+    const volume = pod.metadata?.labels?.[MOUNT_POD_LABEL_VOLUME_ID];
+    if (this.informer.list(this.opts.namespace).some((p) => p.metadata?.labels?.[MOUNT_POD_LABEL_VOLUME_ID] === volume)) {
+      this.opts.log.info({ mountPod: pod.metadata?.name }, 'cache kept: another Mount Pod of the volume runs on this node');
+      return;
+    }
+    try {
+      await this.batch.createNamespacedJob({ namespace: this.opts.namespace, body: job });
+      this.opts.log.info({ mountPod: pod.metadata?.name, job: job.metadata?.name }, 'Mount Pod gone: cache-cleanup Job created');
+    } catch (err) {
+      if (!isStatus(err, 409)) throw err; // already created for this Mount Pod
+    }
+  }
+
   /** Watches this node's Mount Pods (re-creation, re-binding on Ready) and runs the sweep and the check periodically. */
   async start(intervalMs = 5000): Promise<void> {
     this.informer.on('delete', (pod) => {
       if (referencesOf(pod).length > 0) {
         void this.recreate(pod).catch((err) => this.opts.log.error({ mountPod: pod.metadata?.name, err: (err as Error).message }, 'could not re-create the Mount Pod'));
+      } else if (wantsCacheCleanup(pod)) {
+        void this.cleanCache(pod).catch((err) => this.opts.log.error({ mountPod: pod.metadata?.name, err: (err as Error).message }, 'could not create the cache-cleanup Job'));
       }
     });
     this.informer.on('update', (pod) => {

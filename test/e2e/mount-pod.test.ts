@@ -3,9 +3,9 @@
 // kubelet would, and a kubelet stand-in (src/local/kubelet-standin.ts) runs
 // the Mount Pods' own command lines here with the real juicefs client and FUSE,
 // and publishes app pods' volumes through the node socket.
-import { CoreV1Api, KubeConfig, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
+import { BatchV1Api, CoreV1Api, KubeConfig, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -193,6 +193,36 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     await t.rejects(asNode.listNamespacedSecret({ namespace: NS }), { code: 403 }, 'cannot read Secrets even in its own namespace');
     await t.rejects(asNode.createNamespacedPod({ namespace: 'apps', body: { metadata: { name: 'x' }, spec: { containers: [{ name: 'x', image: 'x' }] } } }), { code: 403 }, 'cannot create pods outside its namespace');
     await t.rejects(asNode.deleteNamespacedPod({ name: 'app-2', namespace: 'apps' }), { code: 403 }, 'cannot delete app pods');
+  });
+
+  await t.test('juicefs/clean-cache: once the Mount Pod is gone, a Job on the node removes its cache', async (t) => {
+    const cacheDir = path.join(dir, 'cache-d');
+    const target = path.join(dir, 'pods/e/volumes/pv-d/mount');
+    await call('NodePublishVolume', {
+      volume_id: 'pv-d',
+      target_path: target,
+      volume_capability: { mount: { mount_flags: [`cache-dir=${cacheDir}`] }, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } },
+      secrets: vol.secrets,
+      volume_context: { subPath: 'pv-d', 'juicefs/clean-cache': 'true' },
+    });
+    const pod = (await mountPodOf('pv-d'))!;
+    t.equal(pod.metadata?.annotations?.['juicefs-clean-cache'], 'true', 'the Mount Pod carries the setting');
+    const uuid = (JSON.parse(vol.run(['status', vol.metaurl])) as { Setting: { UUID: string } }).Setting.UUID;
+    const raw = path.join(cacheDir, uuid, 'raw');
+    writeFileSync(path.join(target, 'cached.bin'), Buffer.alloc(1 << 20, 7));
+    t.equal((await readFile(path.join(target, 'cached.bin'))).length, 1 << 20);
+    await eventually(async () => existsSync(raw) && readdirSync(raw, { recursive: true }).length > 0, 30_000, `cache blocks in ${raw}`);
+    const other = path.join(cacheDir, 'another-volume-uuid', 'raw');
+    mkdirSync(other, { recursive: true });
+    await unpublish('pv-d', target);
+    const batch = admin.makeApiClient(BatchV1Api);
+    const job = await eventually(async () => {
+      const jobs = (await batch.listNamespacedJob({ namespace: NS, labelSelector: 'app.kubernetes.io/name=juicefs-clean-cache' })).items;
+      return jobs.find((j) => (j.status?.succeeded ?? 0) > 0);
+    }, 90_000, 'cache-cleanup Job succeeded');
+    t.equal(job.spec?.template.spec?.nodeName, NODE, 'the Job ran on the Mount Pod\'s node');
+    t.notOk(existsSync(raw), 'this volume\'s cache blocks are gone');
+    t.ok(existsSync(other), 'another volume\'s cache in the same folder is left alone');
   });
 
   await t.test('juicefs/mount-delete-delay keeps the Mount Pod a while, and a new publish takes it back', async (t) => {

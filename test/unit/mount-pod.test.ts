@@ -3,6 +3,7 @@
 import t from 'tap';
 import { DEFAULT_GLOBAL_CONFIG } from '../../src/config/schema.js';
 import type { ResolvedVolume } from '../../src/inject/types.js';
+import { planCleanCacheJob, wantsCacheCleanup } from '../../src/node/clean-cache.js';
 import { planMountPod, referenceKey, referencesOf } from '../../src/node/mount-pod.js';
 
 const volume: ResolvedVolume = {
@@ -53,4 +54,26 @@ t.test('reference annotations', async (t) => {
   t.ok(key.startsWith('juicefs-'));
   const pod = { metadata: { annotations: { [key]: target, 'juicefs-delete-delay': '1m', other: 'x' } } };
   t.same(referencesOf(pod), [target]);
+});
+
+t.test('juicefs/clean-cache: the cleanup Job is planned from the Mount Pod alone', async (t) => {
+  const cleaning = { ...volume, attributes: { ...volume.attributes, 'juicefs/clean-cache': 'true' }, mountOptions: ['cache-dir=/data/a:/data/b'] };
+  const plan = planMountPod({ nodeName: 'node-a', namespace: 'juicefs-system', volume: cleaning, options });
+  const pod = { ...plan.pod, metadata: { ...plan.pod.metadata, uid: 'uid-1' } };
+  t.ok(wantsCacheCleanup(pod), 'the Mount Pod carries juicefs-clean-cache');
+  t.notOk(wantsCacheCleanup(planMountPod({ nodeName: 'node-a', namespace: 'ns', volume, options }).pod), 'not without the attribute');
+  const job = planCleanCacheJob(pod)!;
+  t.equal(job.metadata?.namespace, 'juicefs-system');
+  t.equal(job.metadata?.labels?.['app.kubernetes.io/name'], 'juicefs-clean-cache');
+  const spec = job.spec!.template.spec!;
+  t.equal(spec.nodeName, 'node-a', 'runs on the Mount Pod\'s node');
+  t.same(spec.volumes?.map((v) => v.hostPath?.path), ['/data/a', '/data/b'], 'the Mount Pod\'s cache folders');
+  const c = spec.containers[0];
+  t.same(c.command?.slice(-2), ['/data/a', '/data/b']);
+  t.equal(c.image, pod.spec!.containers[0].image, 'the Mount Pod\'s image (it has juicefs)');
+  t.same(c.env?.map((e) => e.name), ['JFS_METAURL'], 'only the metadata URL, from the Mount Pod\'s Secret');
+  t.equal(c.env?.[0].valueFrom?.secretKeyRef?.name, cleaning.secret.name);
+  t.equal(planCleanCacheJob(pod)!.metadata?.name, job.metadata?.name, 'one Job name per Mount Pod: a retry finds it');
+  const memoryOnly = planMountPod({ nodeName: 'n', namespace: 'ns', volume: { ...cleaning, mountOptions: ['cache-dir=memory'] }, options }).pod;
+  t.equal(planCleanCacheJob(memoryOnly), undefined, 'nothing on disk to clean');
 });
