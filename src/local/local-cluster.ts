@@ -78,7 +78,7 @@ export async function startLocalCluster(log: Logger): Promise<LocalCluster> {
 async function startLocalNode(cp: ControlPlane, admin: KubeConfig, stops: (() => Promise<void>)[], log: Logger): Promise<void> {
   const { juicefs } = ensureBinaries(['juicefs']);
   await applyObjects(admin, [
-    ...readManifest('node.yaml').filter((o: KubernetesObject) => o.kind !== 'DaemonSet'),
+    ...readManifest('node/node.yaml').filter((o: KubernetesObject) => o.kind !== 'DaemonSet'),
     { apiVersion: 'v1', kind: 'Node', metadata: { name: LOCAL_NODE } } as KubernetesObject,
   ]);
   const socket = path.join(cp.dir, 'node.sock');

@@ -50,7 +50,7 @@ t.test(`${OPERATIONS} publish/unpublish in random interleavings across ${PVS.len
   const core = admin.makeApiClient(CoreV1Api);
   await applyObjects(admin, [
     ...readManifest('namespace.yaml'),
-    ...readManifest('node.yaml').filter((o: KubernetesObject) => o.kind !== 'DaemonSet'),
+    ...readManifest('node/node.yaml').filter((o: KubernetesObject) => o.kind !== 'DaemonSet'),
     { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } } as KubernetesObject,
   ]);
   const vol = makeVolume('reliable');

@@ -34,7 +34,7 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
   await applyObjects(admin, [
     ...readManifest('namespace.yaml'),
     // The node service runs with the shipped ServiceAccount and RBAC; its DaemonSet's container runs here as a process.
-    ...readManifest('node.yaml').filter((o: KubernetesObject) => o.kind !== 'DaemonSet'),
+    ...readManifest('node/node.yaml').filter((o: KubernetesObject) => o.kind !== 'DaemonSet'),
     { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } } as KubernetesObject,
   ]);
   const nodeKubeconfig = await cp.serviceAccountKubeconfig(NS, 'jfs-sidecar-node');
