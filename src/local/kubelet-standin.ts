@@ -296,13 +296,17 @@ export class KubeletStandIn {
     const getSecret = await this.secretsOf(pod);
     const container = pod.spec!.containers[0];
     for (const init of pod.spec?.initContainers ?? []) {
+      if (state.stopping) return;
       const code = await this.runToEnd(pod, init, resolveEnv(pod, init, getSecret));
       if (code !== 0) throw new Error(`init container ${init.name} exited ${code}`);
     }
+    // The pod may have been deleted while its init containers ran: then nothing starts.
+    if (state.stopping) return;
     state.env = resolveEnv(pod, container, getSecret);
     this.launch(state, container);
-    await this.setStatus(pod, false);
     state.timer = setInterval(() => void this.watchMount(state), 200);
+    state.timer.unref();
+    await this.setStatus(pod, false);
   }
 
   /** The Secrets a pod's env refers to, read once, as kubelet does before starting containers. */
@@ -355,6 +359,7 @@ export class KubeletStandIn {
   }
 
   private async watchMount(state: Running): Promise<void> {
+    if (state.stopping) return;
     const mounted = isJuicefsMount(state.env[MOUNT_POINT_ENV] ?? '');
     if (mounted !== state.ready) {
       state.ready = mounted;

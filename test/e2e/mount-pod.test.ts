@@ -141,6 +141,19 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     t.same(referencesOf((await mountPodOf('pv-b'))!), [t3], 'the live reference stays');
   });
 
+  await t.test('the node service crashes; a Mount Pod crash while it is down is repaired once it is back', async (t) => {
+    writeFileSync(path.join(t3, 'hello.txt'), 'pv-b data');
+    const before = deviceOf(t3);
+    node.kill();
+    await eventually(async () => !node.running, 10_000, 'node service down');
+    t.ok(standIn.killContainer((await mountPodOf('pv-b'))!.metadata!.name!), 'Mount Pod of pv-b crashed meanwhile');
+    node.start();
+    await waitForSocket(sock);
+    await eventually(async () => readsBack(t3, 'pv-b data'), 90_000, 'target of pv-b readable again');
+    t.not(deviceOf(t3), before, 're-bound by the restarted node service (its state is in the API, not in memory)');
+    t.same(referencesOf((await mountPodOf('pv-b'))!), [t3], 'references survived');
+  });
+
   await t.test('app pods: the stand-in publishes their JuiceFS volumes as kubelet would', async (t) => {
     const ns = 'apps';
     await core.createNamespace({ body: { metadata: { name: ns } } });
