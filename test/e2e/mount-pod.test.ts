@@ -12,10 +12,10 @@ import path from 'node:path';
 import { pino } from 'pino';
 import t from 'tap';
 import { csiClient } from '../../src/csi/server.js';
-import { detachMountsUnder, mountAt } from '../../src/juicefs/mounts.js';
+import { detachMountsUnder, mountAt, readMounts } from '../../src/juicefs/mounts.js';
 import { applyObjects, ManagedProcess, readManifest, waitForSocket } from '../../src/local/components.js';
 import { KubeletStandIn } from '../../src/local/kubelet-standin.js';
-import { isPodReady, referencesOf } from '../../src/node/mount-pod.js';
+import { isPodReady, mountPointOf, referencesOf } from '../../src/node/mount-pod.js';
 import { eventually, startControlPlane } from '../env/harness.js';
 import { makeVolume } from '../env/juicefs.js';
 
@@ -102,6 +102,35 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     t.notOk(existsSync(path.join(t3, 'hello.txt')), 'PV directories are apart');
   });
 
+  await t.test('read-only publish and volume stats', async (t) => {
+    const ro = path.join(dir, 'pods/r/volumes/pv-a/mount');
+    await call('NodePublishVolume', {
+      volume_id: 'pv-a',
+      target_path: ro,
+      volume_capability: { mount: { mount_flags: [] }, access_mode: { mode: 'MULTI_NODE_READER_ONLY' } },
+      readonly: true,
+      secrets: vol.secrets,
+      volume_context: { subPath: 'pv-a' },
+    });
+    t.equal(readFileSync(path.join(ro, 'hello.txt'), 'utf8'), 'written through target 1', 'reads the same data');
+    t.throws(() => writeFileSync(path.join(ro, 'nope.txt'), 'x'), { code: 'EROFS' }, 'writes refused');
+    const roPod = (await mountPods()).find((p) => referencesOf(p).includes(ro))!;
+    t.ok(roPod.spec?.containers[0].command?.includes('--read-only'), 'served by a read-only Mount Pod');
+    t.not(roPod.metadata?.name, (await mountPods()).find((p) => referencesOf(p).includes(t1))?.metadata?.name, 'not the read-write one');
+    const stats = (await call('NodeGetVolumeStats', { volume_id: 'pv-a', volume_path: t1 })) as {
+      usage: { unit: string; total: string; used: string; available: string }[];
+      volume_condition: { abnormal: boolean };
+    };
+    const bytes = stats.usage.find((u) => u.unit === 'BYTES')!;
+    t.ok(Number(bytes.total) > 0 && Number(bytes.used) >= 0 && Number(bytes.available) > 0, `bytes usage reported (total ${bytes.total})`);
+    t.ok(stats.usage.some((u) => u.unit === 'INODES'), 'inodes usage reported');
+    t.equal(stats.volume_condition.abnormal, false, 'condition normal');
+    await t.rejects(call('NodeGetVolumeStats', { volume_id: 'pv-b', volume_path: t1 }), { code: 5 }, 'NOT_FOUND for another volume\'s target');
+    await unpublish('pv-a', ro);
+    t.notOk(mountAt(ro), 'unpublished');
+    await eventually(async () => !(await mountPods()).some((p) => p.metadata?.name === roPod.metadata?.name), 30_000, 'read-only Mount Pod deleted');
+  });
+
   await t.test('killing the Mount Pod\'s process recovers its targets', async (t) => {
     const pod = (await mountPodOf('pv-a'))!;
     const before = [deviceOf(t1), deviceOf(t2)];
@@ -149,7 +178,14 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     t.ok(standIn.killContainer((await mountPodOf('pv-b'))!.metadata!.name!), 'Mount Pod of pv-b crashed meanwhile');
     node.start();
     await waitForSocket(sock);
-    await eventually(async () => readsBack(t3, 'pv-b data'), 90_000, 'target of pv-b readable again');
+    await eventually(async () => readsBack(t3, 'pv-b data'), 90_000, 'target of pv-b readable again').catch(async (err) => {
+      const pod = await mountPodOf('pv-b');
+      const mp = pod && mountPointOf(pod);
+      t.comment(`diagnosis: target ${JSON.stringify(mountAt(t3))}; mount point ${JSON.stringify(mp && readMounts().filter((m) => m.mountPoint === mp))}; Ready ${isPodReady(pod)}`);
+      t.comment(`node log:\n${node.log(80)}`);
+      t.comment(`Mount Pod log:\n${readFileSync(path.join(dir, `${pod?.metadata?.name}.log`), 'utf8').split('\n').slice(-30).join('\n')}`);
+      throw err;
+    });
     t.not(deviceOf(t3), before, 're-bound by the restarted node service (its state is in the API, not in memory)');
     t.same(referencesOf((await mountPodOf('pv-b'))!), [t3], 'references survived');
   });
