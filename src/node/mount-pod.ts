@@ -2,6 +2,7 @@
 // as the sidecar: settings from PV/StorageClass/ConfigMap patch through
 // computeMountSettings, the container through buildSidecar. Pure.
 import type { V1Pod } from '@kubernetes/client-node';
+import fjp, { type Operation } from 'fast-json-patch';
 import { createHash } from 'node:crypto';
 import {
   ATTR,
@@ -141,4 +142,23 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
     },
   };
   return { pod, hash, mountPoint, warnings: settings.warnings };
+}
+
+export interface AnnotationChange {
+  set?: Record<string, string>;
+  remove?: string[];
+  /** Values the change relies on: the patch fails (422) if any differs when it is applied. */
+  expect?: Record<string, string>;
+  /** The resourceVersion the change was computed from, when nothing may have changed since. */
+  resourceVersion?: string;
+}
+
+/** A JSON patch of a Mount Pod's annotations, computed by diffing (fast-json-patch), led by its `test` preconditions. */
+export function annotationPatch(pod: V1Pod, change: AnnotationChange): Operation[] {
+  const before = pod.metadata?.annotations;
+  const after: Record<string, string> = { ...before, ...change.set };
+  for (const key of change.remove ?? []) delete after[key];
+  const tests: Operation[] = Object.entries(change.expect ?? {}).map(([key, value]) => ({ op: 'test', path: `/metadata/annotations/${fjp.escapePathComponent(key)}`, value }));
+  if (change.resourceVersion) tests.unshift({ op: 'test', path: '/metadata/resourceVersion', value: change.resourceVersion });
+  return [...tests, ...fjp.compare({ metadata: { annotations: before } }, { metadata: { annotations: after } })];
 }

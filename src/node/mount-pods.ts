@@ -11,6 +11,7 @@ import {
   type KubeConfig,
   type V1Pod,
 } from '@kubernetes/client-node';
+import type { Operation } from 'fast-json-patch';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
@@ -37,7 +38,7 @@ import { ResilientInformer } from '../k8s/informer.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { planCleanCacheJob, wantsCacheCleanup } from './clean-cache.js';
 import { kubeletPodUid, rebind, targetState, unmountTarget } from './bind.js';
-import { isPodReady, mountPointOf, planMountPod, referenceKey, referencesOf, volumeLabel } from './mount-pod.js';
+import { annotationPatch, isPodReady, mountPointOf, planMountPod, referenceKey, referencesOf, volumeLabel } from './mount-pod.js';
 
 const JUICEFS_FS_TYPE = 'fuse.juicefs';
 const STATFS_TIMEOUT_MS = 5000;
@@ -73,9 +74,6 @@ export interface PublishRequest {
   mountFlags: string[];
   secrets: Record<string, string>;
 }
-
-/** A JSON Pointer token (RFC 6901). */
-const pointer = (key: string) => key.replaceAll('~', '~0').replaceAll('/', '~1');
 
 export class MountPodManager {
   private readonly core: CoreV1Api;
@@ -185,12 +183,8 @@ export class MountPodManager {
       const annotations = existing.metadata?.annotations;
       const pendingDelete = annotations?.[MOUNT_POD_ANN_DELETE_AT] !== undefined;
       if (annotations?.[key] === target && !pendingDelete) return;
-      const ops: object[] = [
-        { op: 'test', path: '/metadata/resourceVersion', value: existing.metadata!.resourceVersion },
-        annotations ? { op: 'add', path: `/metadata/annotations/${pointer(key)}`, value: target } : { op: 'add', path: '/metadata/annotations', value: { [key]: target } },
-      ];
       // A new reference within the delete delay keeps the Mount Pod.
-      if (pendingDelete) ops.push({ op: 'remove', path: `/metadata/annotations/${pointer(MOUNT_POD_ANN_DELETE_AT)}` });
+      const ops = annotationPatch(existing, { set: { [key]: target }, remove: pendingDelete ? [MOUNT_POD_ANN_DELETE_AT] : [], resourceVersion: existing.metadata!.resourceVersion });
       try {
         await this.patchPod(name, ops);
         return;
@@ -224,7 +218,7 @@ export class MountPodManager {
   }
 
   /** A JSON patch of a Mount Pod; guard it with a `test` op where a concurrent writer matters. */
-  private async patchPod(name: string, ops: object[]): Promise<void> {
+  private async patchPod(name: string, ops: Operation[]): Promise<void> {
     await this.core.patchNamespacedPod({ name, namespace: this.opts.namespace, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
   }
 
@@ -270,13 +264,9 @@ export class MountPodManager {
     const key = referenceKey(target);
     const remaining = referencesOf(pod).filter((t) => t !== target);
     const delayMs = parseDuration(pod.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_DELAY] ?? '') ?? 0;
-    const ops: object[] = [
-      { op: 'test', path: `/metadata/annotations/${pointer(key)}`, value: target },
-      { op: 'remove', path: `/metadata/annotations/${pointer(key)}` },
-    ];
     const deleteAt = remaining.length === 0 && delayMs > 0 ? new Date(Date.now() + delayMs).toISOString() : undefined;
     // juicefs/mount-delete-delay: keep it a while for a pod that comes back; the sweep deletes it after.
-    if (deleteAt) ops.push({ op: 'add', path: `/metadata/annotations/${pointer(MOUNT_POD_ANN_DELETE_AT)}`, value: deleteAt });
+    const ops = annotationPatch(pod, { remove: [key], set: deleteAt ? { [MOUNT_POD_ANN_DELETE_AT]: deleteAt } : {}, expect: { [key]: target } });
     await this.patchPod(name, ops);
     this.opts.log.info({ mountPod: name, target, why, references: remaining.length }, 'reference dropped');
     if (deleteAt) {

@@ -4,7 +4,8 @@ import t from 'tap';
 import { DEFAULT_GLOBAL_CONFIG } from '../../src/config/schema.js';
 import type { ResolvedVolume } from '../../src/inject/types.js';
 import { planCleanCacheJob, wantsCacheCleanup } from '../../src/node/clean-cache.js';
-import { planMountPod, referenceKey, referencesOf } from '../../src/node/mount-pod.js';
+import { annotationPatch, planMountPod, referenceKey, referencesOf } from '../../src/node/mount-pod.js';
+import fjp from 'fast-json-patch';
 
 const volume: ResolvedVolume = {
   podVolumeName: 'data',
@@ -76,4 +77,17 @@ t.test('juicefs/clean-cache: the cleanup Job is planned from the Mount Pod alone
   t.equal(planCleanCacheJob(pod)!.metadata?.name, job.metadata?.name, 'one Job name per Mount Pod: a retry finds it');
   const memoryOnly = planMountPod({ nodeName: 'n', namespace: 'ns', volume: { ...cleaning, mountOptions: ['cache-dir=memory'] }, options }).pod;
   t.equal(planCleanCacheJob(memoryOnly), undefined, 'nothing on disk to clean');
+});
+
+t.test('annotation patches are diffs, led by their preconditions', async (t) => {
+  const pod = { metadata: { resourceVersion: '7', annotations: { 'juicefs-a': '/t/a', 'juicefs-delete-at': 'x', 'example.com/keep': 'k' } } };
+  const ops = annotationPatch(pod, { set: { 'juicefs-b': '/t/b' }, remove: ['juicefs-delete-at'], expect: { 'juicefs-a': '/t/a' }, resourceVersion: '7' });
+  t.same(ops.slice(0, 2).map((o) => o.op), ['test', 'test'], 'preconditions first');
+  const applied = fjp.applyPatch(structuredClone(pod), ops).newDocument;
+  t.same(applied.metadata.annotations, { 'juicefs-a': '/t/a', 'juicefs-b': '/t/b', 'example.com/keep': 'k' });
+  t.throws(() => fjp.applyPatch(structuredClone({ ...pod, metadata: { ...pod.metadata, resourceVersion: '8' } }), ops), 'a changed pod fails the test op');
+  const fresh = fjp.applyPatch({ metadata: {} }, annotationPatch({ metadata: {} }, { set: { 'juicefs-a': '/t/a' } })).newDocument as { metadata: { annotations?: Record<string, string> } };
+  t.same(fresh.metadata.annotations, { 'juicefs-a': '/t/a' }, 'a pod without annotations gets the map');
+  const slashy = annotationPatch({ metadata: { annotations: { 'a/b': '1' } } }, { remove: ['a/b'], expect: { 'a/b': '1' } });
+  t.equal(slashy[0].path, '/metadata/annotations/a~1b', 'keys escaped as JSON Pointer tokens');
 });
