@@ -3,24 +3,18 @@
 // delete delay, and a Mount Pod crash in the middle. Afterwards no Mount Pod is
 // without references, no reference is without its target, no mount is stale
 // or left over. Seeded: JFS_RELIABILITY_SEED=<n> replays a run.
-import { CoreV1Api, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import type { V1Pod } from '@kubernetes/client-node';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { pino } from 'pino';
 import t from 'tap';
 import { MOUNT_ROOT } from '../../src/contract/keys.js';
-import { csiClient } from '../../src/csi/server.js';
-import { detachMountsUnder, mountAt, readMounts } from '../../src/juicefs/mounts.js';
-import { applyObjects, ManagedProcess, readManifest, waitForSocket } from '../../src/local/components.js';
-import { KubeletStandIn } from '../../src/local/kubelet-standin.js';
+import { mountAt, readMounts } from '../../src/juicefs/mounts.js';
 import { targetState } from '../../src/node/bind.js';
 import { mountPointOf, referencesOf } from '../../src/node/mount-pod.js';
-import { eventually, startControlPlane } from '../env/harness.js';
-import { makeVolume } from '../env/juicefs.js';
+import { eventually } from '../env/harness.js';
+import { startNodeHarness } from '../env/node-harness.js';
 
 const NODE = 'node-r';
-const NS = 'juicefs-system';
 const OPERATIONS = 200;
 const IN_FLIGHT = 8;
 const PVS = ['pv-r1', 'pv-r2', 'pv-r3'];
@@ -45,37 +39,7 @@ t.test(`${OPERATIONS} publish/unpublish in random interleavings across ${PVS.len
   const seed = Number(process.env.JFS_RELIABILITY_SEED ?? Date.now() % 1_000_000);
   t.comment(`seed ${seed} (JFS_RELIABILITY_SEED=${seed} replays this interleaving)`);
   const random = prng(seed);
-  const cp = await startControlPlane(t, { controllerManager: true });
-  const admin = cp.adminKubeConfig();
-  const core = admin.makeApiClient(CoreV1Api);
-  await applyObjects(admin, [
-    ...readManifest('namespace.yaml'),
-    ...readManifest('node/node.yaml').filter((o: KubernetesObject) => o.kind !== 'DaemonSet'),
-    { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } } as KubernetesObject,
-  ]);
-  const vol = makeVolume('reliable');
-  const dir = mkdtempSync(path.join(tmpdir(), 'jfs-rel-'));
-  const sock = path.join(dir, 'node.sock');
-  const node = ManagedProcess.cli(
-    ['node', `--endpoint=unix://${sock}`, `--node-id=${NODE}`, `--kubeconfig=${await cp.serviceAccountKubeconfig(NS, 'jfs-sidecar-node')}`, `--namespace=${NS}`, '--check-interval=1s'],
-    path.join(dir, 'node.log'),
-  ).start();
-  // Playing kubelet for NODE's Mount Pods (there is no kubelet here).
-  const standIn = new KubeletStandIn({ kubeConfig: admin, nodeName: NODE, juicefsBinary: vol.juicefs, logDir: dir, log: pino({ level: 'warn' }) });
-  await standIn.start();
-  const { call, close } = csiClient(sock, 'Node');
-  t.teardown(async () => {
-    if (!t.passing()) t.comment(`node log:\n${node.log(40)}`);
-    close();
-    await standIn.close();
-    await node.stop();
-    detachMountsUnder(dir); // a failed run may leave targets mounted: never recurse into them
-    rmSync(dir, { recursive: true, force: true });
-    vol.remove();
-  });
-  await waitForSocket(sock);
-  await eventually(() => core.readNamespacedServiceAccount({ name: 'default', namespace: NS }), 30_000, 'default ServiceAccount');
-
+  const { vol, dir, standIn, call, mountPods: allMountPods } = await startNodeHarness(t, { nodeName: NODE, volumeName: 'reliable' });
   const context = (pv: string) => ({ subPath: pv, ...(pv === 'pv-r3' ? { 'juicefs/mount-delete-delay': '1s' } : {}) });
   const publish = (pv: string, target: string) =>
     call('NodePublishVolume', {
@@ -86,8 +50,7 @@ t.test(`${OPERATIONS} publish/unpublish in random interleavings across ${PVS.len
       volume_context: context(pv),
     });
   const unpublish = (pv: string, target: string) => call('NodeUnpublishVolume', { volume_id: pv, target_path: target });
-  const mountPods = async (): Promise<V1Pod[]> =>
-    (await core.listNamespacedPod({ namespace: NS, labelSelector: 'app.kubernetes.io/name=juicefs-mount' })).items.filter((p) => !p.metadata?.deletionTimestamp);
+  const mountPods = async (): Promise<V1Pod[]> => (await allMountPods()).filter((p) => !p.metadata?.deletionTimestamp);
 
   // What kubelet would believe: target → PV, for every publish that returned OK and was not unpublished since.
   const published = new Map<string, string>();

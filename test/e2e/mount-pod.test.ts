@@ -3,63 +3,24 @@
 // kubelet would, and a kubelet stand-in (src/local/kubelet-standin.ts) runs
 // the Mount Pods' own command lines here with the real juicefs client and FUSE,
 // and publishes app pods' volumes through the node socket.
-import { BatchV1Api, CoreV1Api, KubeConfig, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
+import { BatchV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import t from 'tap';
-import { csiClient } from '../../src/csi/server.js';
-import { detachMountsUnder, mountAt, readMounts } from '../../src/juicefs/mounts.js';
-import { applyObjects, ManagedProcess, readManifest, waitForSocket } from '../../src/local/components.js';
-import { KubeletStandIn } from '../../src/local/kubelet-standin.js';
+import { mountAt, readMounts } from '../../src/juicefs/mounts.js';
+import { waitForSocket } from '../../src/local/components.js';
 import { isPodReady, mountPointOf, referencesOf } from '../../src/node/mount-pod.js';
-import { eventually, startControlPlane } from '../env/harness.js';
-import { makeVolume } from '../env/juicefs.js';
+import { eventually } from '../env/harness.js';
+import { MOUNT_POD_NAMESPACE as NS, startNodeHarness } from '../env/node-harness.js';
 
 const NODE = 'node-1';
-const NS = 'juicefs-system';
 
 t.setTimeout(10 * 60 * 1000);
 
 t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
-  // kube-controller-manager creates the namespaces' default ServiceAccounts that pods need.
-  const cp = await startControlPlane(t, { controllerManager: true });
-  const admin = cp.adminKubeConfig();
-  const core = admin.makeApiClient(CoreV1Api);
-  const vol = makeVolume('mountpod');
-  const dir = mkdtempSync(path.join(tmpdir(), 'jfs-mp-'));
-  await applyObjects(admin, [
-    ...readManifest('namespace.yaml'),
-    // The node service runs with the shipped ServiceAccount and RBAC; its DaemonSet's container runs here as a process.
-    ...readManifest('node/node.yaml').filter((o: KubernetesObject) => o.kind !== 'DaemonSet'),
-    { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } } as KubernetesObject,
-  ]);
-  const nodeKubeconfig = await cp.serviceAccountKubeconfig(NS, 'jfs-sidecar-node');
-
-  const sock = path.join(dir, 'node.sock');
-  const node = ManagedProcess.cli(
-    ['node', `--endpoint=unix://${sock}`, `--node-id=${NODE}`, `--kubeconfig=${nodeKubeconfig}`, `--namespace=${NS}`, '--check-interval=1s'],
-    path.join(dir, 'node.log'),
-  ).start();
-  // Playing kubelet for NODE (there is no kubelet here): runs its Mount Pods, publishes its app pods' volumes.
-  const standIn = new KubeletStandIn({ kubeConfig: admin, nodeName: NODE, juicefsBinary: vol.juicefs, logDir: dir, nodeEndpoint: sock, log: pino({ level: 'warn' }) });
-  await standIn.start();
-  t.teardown(async () => {
-    if (!t.passing()) t.comment(`node log:\n${node.log(40)}`);
-    await standIn.close();
-    await node.stop();
-    detachMountsUnder(dir); // a failed test may leave a target mounted: never recurse into it
-    rmSync(dir, { recursive: true, force: true });
-    vol.remove();
-  });
-  await waitForSocket(sock);
-  await eventually(() => core.readNamespacedServiceAccount({ name: 'default', namespace: NS }), 30_000, 'default ServiceAccount');
-  const { call, close } = csiClient(sock, 'Node');
-  t.teardown(close);
-
+  const { admin, core, vol, dir, sock, nodeKubeconfig, node, standIn, call, mountPods } = await startNodeHarness(t, { nodeName: NODE, volumeName: 'mountpod', playAppPods: true });
   const publish = (pv: string, target: string, context: Record<string, string> = {}) =>
     call('NodePublishVolume', {
       volume_id: pv,
@@ -70,8 +31,6 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
       volume_context: { subPath: pv, ...context },
     });
   const unpublish = (pv: string, target: string) => call('NodeUnpublishVolume', { volume_id: pv, target_path: target });
-  const mountPods = async () =>
-    (await core.listNamespacedPod({ namespace: NS, labelSelector: 'app.kubernetes.io/name=juicefs-mount' })).items;
   const mountPodOf = async (pv: string) => (await mountPods()).find((p) => p.metadata?.labels?.['volume-id'] === pv);
   // Reads go through libuv's pool, never blocking this process on a broken FUSE target.
   const readsBack = async (target: string, text: string) => (await readFile(path.join(target, 'hello.txt'), 'utf8').catch(() => '')) === text;

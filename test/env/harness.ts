@@ -2,7 +2,7 @@
 // torn down with the file (also when it fails), its logs printed on failure.
 import { ControlPlane, type ControlPlaneOptions } from '../../src/local/control-plane.js';
 
-interface TapLike {
+export interface TapLike {
   teardown(fn: () => unknown): void;
   passing(): boolean;
   comment(...args: unknown[]): void;
