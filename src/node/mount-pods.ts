@@ -217,6 +217,11 @@ export class MountPodManager {
     return list.items;
   }
 
+  /** The Mount Pods of this node as the informer last saw them (for background passes; requests list through the API). */
+  private cachedPodsOnNode(): V1Pod[] {
+    return [...this.informer.list(this.opts.namespace)];
+  }
+
   /** A JSON patch of a Mount Pod; guard it with a `test` op where a concurrent writer matters. */
   private async patchPod(name: string, ops: Operation[]): Promise<void> {
     await this.core.patchNamespacedPod({ name, namespace: this.opts.namespace, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
@@ -228,7 +233,8 @@ export class MountPodManager {
 
   /** Deletes Mount Pods of this node whose delete delay has run out with still no reference. */
   async sweep(now = Date.now()): Promise<void> {
-    for (const pod of await this.podsOnNode()) {
+    // Candidates from the informer's cache; each is read again under its volume's lock before anything is done.
+    for (const pod of this.cachedPodsOnNode()) {
       const at = pod.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_AT];
       if (!at || referencesOf(pod).length > 0 || Date.parse(at) > now) continue;
       await this.lock.run(lockKeyOf(pod), async () => {
@@ -317,11 +323,13 @@ export class MountPodManager {
    *   Mount Pod is Ready again.
    */
   async check(): Promise<void> {
-    const mountPods = (await this.podsOnNode()).filter((p) => !p.metadata?.deletionTimestamp && referencesOf(p).length > 0);
+    // Candidates from the informer's cache; each is read again under its volume's lock before anything is done.
+    const mountPods = this.cachedPodsOnNode().filter((p) => !p.metadata?.deletionTimestamp && referencesOf(p).length > 0);
     if (mountPods.length === 0) return;
-    // Listed after the Mount Pods: a reference there was added for a pod that this list already shows.
-    const appPods = await this.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${this.opts.nodeName}` });
-    const liveUids = new Set(appPods.items.map((p) => p.metadata?.uid));
+    // Listed after the Mount Pods (and only when a kubelet target needs it): a reference there was added for a pod this list shows.
+    const needsPods = mountPods.some((p) => referencesOf(p).some((target) => kubeletPodUid(target)));
+    const appPods = needsPods ? (await this.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${this.opts.nodeName}` })).items : [];
+    const liveUids = new Set(appPods.map((p) => p.metadata?.uid));
     for (const listed of mountPods) {
       await this.lock.run(lockKeyOf(listed), async () => {
         let pod = await unlessNotFound(this.core.readNamespacedPod({ name: listed.metadata!.name!, namespace: this.opts.namespace }));
