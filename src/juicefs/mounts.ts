@@ -38,8 +38,11 @@ export function mountAt(path: string): MountEntry | undefined {
     .pop();
 }
 
+/** The filesystem type mountinfo shows for a JuiceFS FUSE mount. */
+export const JUICEFS_FS_TYPE = 'fuse.juicefs';
+
 export function isJuicefsMount(path: string): boolean {
-  return mountAt(path)?.fsType === 'fuse.juicefs';
+  return mountAt(path)?.fsType === JUICEFS_FS_TYPE;
 }
 
 /** Lazily detaches every mount at or below `dir`, deepest first, so removing the folder never recurses into a mount. */

@@ -95,7 +95,7 @@ export class KubeletStandIn {
       log: opts.log,
     });
     const onPod = (pod: V1Pod) => {
-      const work = isMountPod(pod) ? this.sync(pod) : isCleanCachePod(pod) ? this.runToCompletion(pod) : this.syncAppPod(pod);
+      const work = isMountPod(pod) ? this.syncMountPod(pod) : isCleanCachePod(pod) ? this.runToCompletion(pod) : this.syncAppPod(pod);
       void work.catch((err) => opts.log.warn({ pod: pod.metadata?.name, err: (err as Error).message }, 'stand-in sync failed'));
     };
     this.pods.on('add', onPod);
@@ -211,7 +211,7 @@ export class KubeletStandIn {
       for (const { volumeId, target } of published) await this.node!.call('NodeUnpublishVolume', { volume_id: volumeId, target_path: target });
       this.appPods.delete(uid);
       if (finishDeletion) {
-        await unlessNotFound(this.core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, gracePeriodSeconds: 0 }));
+        await this.finishDeletion(pod);
       }
     });
   }
@@ -251,7 +251,7 @@ export class KubeletStandIn {
   private async runToCompletion(pod: V1Pod): Promise<void> {
     const uid = pod.metadata!.uid!;
     if (pod.metadata?.deletionTimestamp) {
-      await unlessNotFound(this.core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, gracePeriodSeconds: 0 }));
+      await this.finishDeletion(pod);
       return;
     }
     if (this.completed.has(uid) || pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') return;
@@ -287,7 +287,7 @@ export class KubeletStandIn {
     return path.join(this.opts.logDir, `${pod.metadata!.name}.log`);
   }
 
-  private async sync(pod: V1Pod): Promise<void> {
+  private async syncMountPod(pod: V1Pod): Promise<void> {
     const uid = pod.metadata!.uid!;
     if (pod.metadata?.deletionTimestamp) return this.stop(uid, true, pod);
     if (this.running.has(uid)) return;
@@ -415,10 +415,11 @@ export class KubeletStandIn {
       }
       this.running.delete(uid);
     }
-    if (finishDeletion && pod) {
-      await this.core
-        .deleteNamespacedPod({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, gracePeriodSeconds: 0 })
-        .catch(() => undefined);
-    }
+    if (finishDeletion && pod) await this.finishDeletion(pod).catch(() => undefined);
+  }
+
+  /** What kubelet does once a deleted pod's containers are stopped: the final delete, grace period 0. */
+  private async finishDeletion(pod: V1Pod): Promise<void> {
+    await unlessNotFound(this.core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, gracePeriodSeconds: 0 }));
   }
 }

@@ -33,14 +33,13 @@ import { secretCopyData, summariseSecret } from '../contract/secret-copy.js';
 import { Code, CsiError } from '../csi/server.js';
 import { isStatus, unlessNotFound } from '../k8s/errors.js';
 import type { ResolvedVolume } from '../inject/types.js';
-import { mountAt, type MountEntry } from '../juicefs/mounts.js';
+import { JUICEFS_FS_TYPE, mountAt, type MountEntry } from '../juicefs/mounts.js';
 import { ResilientInformer } from '../k8s/informer.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { planCleanCacheJob, wantsCacheCleanup } from './clean-cache.js';
 import { kubeletPodUid, rebind, targetState, unmountTarget } from './bind.js';
 import { annotationPatch, isPodReady, mountPointOf, planMountPod, referenceKey, referencesOf, volumeLabel } from './mount-pod.js';
 
-const JUICEFS_FS_TYPE = 'fuse.juicefs';
 const STATFS_TIMEOUT_MS = 5000;
 
 export interface Usage {
