@@ -1,13 +1,13 @@
 // `jfs-sidecar local` (npm start): a throwaway control plane on loopback with
 // the project's components registered through its own manifests. It never
 // touches a cluster of the user's own.
-import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { applyObjects, loopbackWebhookConfiguration, ManagedProcess, readManifest, waitForSocket, WebhookProcess } from './components.js';
+import { applyObjects, loopbackWebhookConfiguration, readManifest, WebhookProcess } from './components.js';
 import { ControlPlane, ensureBinaries, freePort } from './control-plane.js';
-import { KubeletStandIn } from './kubelet-standin.js';
+import { startNodeStack } from './node-stack.js';
 import { startControllerStack } from './controller-stack.js';
 import { PROJECT_ROOT } from './project-root.js';
 
@@ -63,7 +63,18 @@ export async function startLocalCluster(log: Logger): Promise<LocalCluster> {
     stops.push(() => controller.stop());
     log.info({ socket: controller.socket }, 'controller and csi-provisioner running');
     if (process.getuid?.() === 0) {
-      await startLocalNode(cp, admin, stops, log);
+      const node = await startNodeStack(cp, {
+        nodeName: LOCAL_NODE,
+        dir: cp.dir,
+        juicefsBinary: ensureBinaries(['juicefs']).juicefs,
+        playAppPods: true,
+        log: log.child({ component: 'kubelet-stand-in' }),
+      });
+      stops.push(() => node.stop());
+      log.info(
+        { node: LOCAL_NODE, socket: node.socket, kubeletRoot: node.standIn.kubeletRoot },
+        'node service running; a KUBELET STAND-IN plays kubelet for this node (Mount Pods run as local processes, app containers are not run)',
+      );
     } else {
       log.warn('not root: Mount Pod mode (node service + kubelet stand-in) is left out, FUSE and bind mounts need root');
     }
@@ -72,26 +83,6 @@ export async function startLocalCluster(log: Logger): Promise<LocalCluster> {
     await stop();
     throw err;
   }
-}
-
-/** The node service as its DaemonSet would run it, for LOCAL_NODE, and the kubelet stand-in playing that node's kubelet. */
-async function startLocalNode(cp: ControlPlane, admin: KubeConfig, stops: (() => Promise<void>)[], log: Logger): Promise<void> {
-  const { juicefs } = ensureBinaries(['juicefs']);
-  await applyObjects(admin, [
-    ...readManifest('node/node.yaml').filter((o: KubernetesObject) => o.kind !== 'DaemonSet'),
-    { apiVersion: 'v1', kind: 'Node', metadata: { name: LOCAL_NODE } } as KubernetesObject,
-  ]);
-  const socket = path.join(cp.dir, 'node.sock');
-  const node = ManagedProcess.cli(
-    ['node', `--endpoint=unix://${socket}`, `--node-id=${LOCAL_NODE}`, `--kubeconfig=${await cp.serviceAccountKubeconfig(WEBHOOK_NAMESPACE, 'jfs-sidecar-node')}`, `--namespace=${WEBHOOK_NAMESPACE}`],
-    path.join(cp.dir, 'node.log'),
-  ).start();
-  stops.push(() => node.stop());
-  await waitForSocket(socket);
-  const standIn = new KubeletStandIn({ kubeConfig: admin, nodeName: LOCAL_NODE, juicefsBinary: juicefs, logDir: cp.dir, nodeEndpoint: socket, log: log.child({ component: 'kubelet-stand-in' }) });
-  await standIn.start();
-  stops.push(() => standIn.close());
-  log.info({ node: LOCAL_NODE, socket, kubeletRoot: standIn.kubeletRoot }, 'node service running; a KUBELET STAND-IN plays kubelet for this node (Mount Pods run as local processes, app containers are not run)');
 }
 
 export function tryThisHint(kubeconfig: string): string {

@@ -1,21 +1,21 @@
 // Mount Pod mode on a real control plane, as the node tests need it: the node
-// service as a process with the shipped ServiceAccount and RBAC (its
-// DaemonSet's container, run here), a real JuiceFS volume, and the kubelet
-// stand-in playing one node's kubelet. Everything is torn down with the test.
-import { CoreV1Api, type KubeConfig, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
+// stack of `npm start` (src/local/node-stack.ts), a real JuiceFS volume, a
+// client of the node socket. Everything is torn down with the test.
+import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { csiClient, type CsiCall } from '../../src/csi/server.js';
 import { detachMountsUnder } from '../../src/juicefs/mounts.js';
-import { applyObjects, ManagedProcess, readManifest, waitForSocket } from '../../src/local/components.js';
+import type { ManagedProcess } from '../../src/local/components.js';
 import type { ControlPlane } from '../../src/local/control-plane.js';
-import { KubeletStandIn } from '../../src/local/kubelet-standin.js';
+import type { KubeletStandIn } from '../../src/local/kubelet-standin.js';
+import { NODE_NAMESPACE, startNodeStack } from '../../src/local/node-stack.js';
 import { eventually, startControlPlane, type TapLike } from './harness.js';
 import { makeVolume, type TestVolume } from './juicefs.js';
 
-export const MOUNT_POD_NAMESPACE = 'juicefs-system';
+export const MOUNT_POD_NAMESPACE = NODE_NAMESPACE;
 
 export interface NodeHarness {
   cp: ControlPlane;
@@ -39,42 +39,28 @@ export async function startNodeHarness(t: TapLike, opts: { nodeName: string; vol
   const cp = await startControlPlane(t, { controllerManager: true });
   const admin = cp.adminKubeConfig();
   const core = admin.makeApiClient(CoreV1Api);
-  await applyObjects(admin, [
-    ...readManifest('namespace.yaml'),
-    ...readManifest('node/node.yaml').filter((o: KubernetesObject) => o.kind !== 'DaemonSet'),
-    { apiVersion: 'v1', kind: 'Node', metadata: { name: opts.nodeName } } as KubernetesObject,
-  ]);
-  const nodeKubeconfig = await cp.serviceAccountKubeconfig(MOUNT_POD_NAMESPACE, 'jfs-sidecar-node');
   const vol = makeVolume(opts.volumeName);
   const dir = mkdtempSync(path.join(tmpdir(), 'jfs-node-'));
-  const sock = path.join(dir, 'node.sock');
-  const node = ManagedProcess.cli(
-    ['node', `--endpoint=unix://${sock}`, `--node-id=${opts.nodeName}`, `--kubeconfig=${nodeKubeconfig}`, `--namespace=${MOUNT_POD_NAMESPACE}`, '--check-interval=1s'],
-    path.join(dir, 'node.log'),
-  ).start();
-  // Playing kubelet for the node (there is no kubelet here): runs its Mount Pods, and with playAppPods publishes its app pods' volumes.
-  const standIn = new KubeletStandIn({
-    kubeConfig: admin,
+  // The node service with its shipped RBAC, and the stand-in playing this node's kubelet (there is no kubelet here).
+  const stack = await startNodeStack(cp, {
     nodeName: opts.nodeName,
+    dir,
     juicefsBinary: vol.juicefs,
-    logDir: dir,
-    nodeEndpoint: opts.playAppPods ? sock : undefined,
+    playAppPods: opts.playAppPods ?? false,
+    checkInterval: '1s',
     log: pino({ level: 'warn' }),
   });
-  await standIn.start();
-  const client = csiClient(sock, 'Node');
+  const client = csiClient(stack.socket, 'Node');
   t.teardown(async () => {
-    if (!t.passing()) t.comment(`node log:\n${node.log(40)}`);
+    if (!t.passing()) t.comment(`node log:\n${stack.node.log(40)}`);
     client.close();
-    await standIn.close();
-    await node.stop();
+    await stack.stop();
     detachMountsUnder(dir); // a failed test may leave a target mounted: never recurse into it
     rmSync(dir, { recursive: true, force: true });
     vol.remove();
   });
-  await waitForSocket(sock);
   await eventually(() => core.readNamespacedServiceAccount({ name: 'default', namespace: MOUNT_POD_NAMESPACE }), 30_000, 'default ServiceAccount');
   const mountPods = async () =>
     (await core.listNamespacedPod({ namespace: MOUNT_POD_NAMESPACE, labelSelector: 'app.kubernetes.io/name=juicefs-mount' })).items;
-  return { cp, admin, core, vol, dir, sock, nodeKubeconfig, node, standIn, call: client.call, mountPods };
+  return { cp, admin, core, vol, dir, sock: stack.socket, nodeKubeconfig: stack.nodeKubeconfig, node: stack.node, standIn: stack.standIn, call: client.call, mountPods };
 }
