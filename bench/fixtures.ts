@@ -37,7 +37,12 @@ export function pairs(n: number): KubernetesObject[] {
       apiVersion: 'v1',
       kind: 'PersistentVolumeClaim',
       metadata: { name: `pvc-${i}`, namespace: BENCH_NS },
-      spec: { accessModes: ['ReadWriteMany'], storageClassName: '', volumeName: `pv-${i}`, resources: { requests: { storage: '1Gi' } } },
+      spec: {
+        accessModes: ['ReadWriteMany'],
+        storageClassName: '',
+        volumeName: `pv-${i}`,
+        resources: { requests: { storage: '1Gi' } },
+      },
     } as KubernetesObject);
   }
   return out;
@@ -59,6 +64,12 @@ export function reviewFor(pod: V1Pod, uid: string): string {
   return JSON.stringify({
     apiVersion: 'admission.k8s.io/v1',
     kind: 'AdmissionReview',
-    request: { uid, kind: { group: '', version: 'v1', kind: 'Pod' }, operation: 'CREATE', namespace: BENCH_NS, object: pod },
+    request: {
+      uid,
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      operation: 'CREATE',
+      namespace: BENCH_NS,
+      object: pod,
+    },
   });
 }

@@ -36,7 +36,11 @@ interface Row {
   single: { p50: number; p99: number; count: number };
 }
 
-async function sequentialLatency(port: number, bodies: string[], seconds: number): Promise<{ p50: number; p99: number; count: number }> {
+async function sequentialLatency(
+  port: number,
+  bodies: string[],
+  seconds: number,
+): Promise<{ p50: number; p99: number; count: number }> {
   const agent = new https.Agent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: false });
   const samples: number[] = [];
   const deadline = Date.now() + seconds * 1000;
@@ -45,7 +49,14 @@ async function sequentialLatency(port: number, bodies: string[], seconds: number
     const t0 = process.hrtime.bigint();
     await new Promise<void>((resolve, reject) => {
       const req = https.request(
-        { host: '127.0.0.1', port, path: '/mutate', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/mutate',
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        },
         (res) => {
           if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
           res.resume();
@@ -62,7 +73,10 @@ async function sequentialLatency(port: number, bodies: string[], seconds: number
 }
 
 async function webhookAlone(n: number): Promise<Row> {
-  const child = fork(path.join(here, 'webhook-server.js'), [String(n)], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'], execArgv: ['--expose-gc'] });
+  const child = fork(path.join(here, 'webhook-server.js'), [String(n)], {
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    execArgv: ['--expose-gc'],
+  });
   const first = await new Promise<{ port: number; rss: number }>((resolve, reject) => {
     child.stdout!.once('data', (d: Buffer) => resolve(JSON.parse(d.toString().split('\n')[0])));
     child.once('exit', (code) => reject(new Error(`server exited ${code}`)));
@@ -90,7 +104,8 @@ async function webhookAlone(n: number): Promise<Row> {
     child.send('rss');
   });
   child.kill('SIGTERM');
-  if (loaded.non2xx || loaded.errors) throw new Error(`bench errors: ${loaded.non2xx} non-2xx, ${loaded.errors} errors`);
+  if (loaded.non2xx || loaded.errors)
+    throw new Error(`bench errors: ${loaded.non2xx} non-2xx, ${loaded.errors} errors`);
   return { pairs: n, rssIdle: first.rss, rssAfter, loaded, single };
 }
 
@@ -106,7 +121,11 @@ async function createLatency(): Promise<CreateSeries> {
   let webhook: WebhookProcess | undefined;
   try {
     const admin = cp.adminKubeConfig();
-    await applyObjects(admin, [...readManifest('namespace.yaml'), ...readManifest('rbac.yaml'), ...readManifest('config.yaml')]);
+    await applyObjects(admin, [
+      ...readManifest('namespace.yaml'),
+      ...readManifest('rbac.yaml'),
+      ...readManifest('config.yaml'),
+    ]);
     const port = await freePort();
     await applyObjects(admin, [loopbackWebhookConfiguration(port) as KubernetesObject]);
     webhook = await WebhookProcess.start({
@@ -117,10 +136,16 @@ async function createLatency(): Promise<CreateSeries> {
     });
     const objs = pairs(10);
     await applyObjects(admin, [
-      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: BENCH_NS, labels: { 'juicefs.com/enable-injection': 'true' } } } as KubernetesObject,
+      {
+        apiVersion: 'v1',
+        kind: 'Namespace',
+        metadata: { name: BENCH_NS, labels: { 'juicefs.com/enable-injection': 'true' } },
+      } as KubernetesObject,
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: `${BENCH_NS}-plain` } } as KubernetesObject,
       ...objs,
-      ...objs.filter((o) => o.kind === 'PersistentVolumeClaim').map((o) => ({ ...o, metadata: { ...o.metadata, namespace: `${BENCH_NS}-plain` } })),
+      ...objs
+        .filter((o) => o.kind === 'PersistentVolumeClaim')
+        .map((o) => ({ ...o, metadata: { ...o.metadata, namespace: `${BENCH_NS}-plain` } })),
     ]);
     const core = admin.makeApiClient(CoreV1Api);
     for (const ns of [BENCH_NS, `${BENCH_NS}-plain`]) {
@@ -135,7 +160,10 @@ async function createLatency(): Promise<CreateSeries> {
     }
     const time = async (ns: string, pod: V1Pod) => {
       const t0 = process.hrtime.bigint();
-      const created = await core.createNamespacedPod({ namespace: ns, body: { ...pod, metadata: { ...pod.metadata, namespace: ns } } });
+      const created = await core.createNamespacedPod({
+        namespace: ns,
+        body: { ...pod, metadata: { ...pod.metadata, namespace: ns } },
+      });
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       return { ms, created, injected: (created.spec?.initContainers ?? []).some((c) => c.name === 'jfs-mount') };
     };
@@ -154,7 +182,12 @@ async function createLatency(): Promise<CreateSeries> {
       series.plain.push((await time(`${BENCH_NS}-plain`, podUsing(`pvc-${i % 10}`))).ms);
       // The injected pod as the client would send it, so object size is the same as stored with injection.
       const { metadata, spec } = inj.created;
-      const big: V1Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { generateName: 'app-', labels: metadata?.labels }, spec };
+      const big: V1Pod = {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { generateName: 'app-', labels: metadata?.labels },
+        spec,
+      };
       series.plainInjectedSize.push((await time(`${BENCH_NS}-plain`, big)).ms);
     }
     return series;
@@ -165,14 +198,18 @@ async function createLatency(): Promise<CreateSeries> {
 }
 
 /** 1,000 PVCs of a JuiceFS StorageClass to Bound: csi-provisioner + controller + a real JuiceFS volume. */
-async function provisionThroughput(count: number): Promise<{ seconds: number; perSecond: number; p50: number; p99: number }> {
+async function provisionThroughput(
+  count: number,
+): Promise<{ seconds: number; perSecond: number; p50: number; p99: number }> {
   const cp = await ControlPlane.start({ controllerManager: true });
   const dir = mkdtempSync(path.join(tmpdir(), 'jfs-bench-prov-'));
   const volDir = path.join(dir, 'vol');
   const { juicefs } = ensureBinaries(['juicefs']);
   const metaurl = `sqlite3://${volDir}/meta.db`;
   mkdirSync(volDir, { recursive: true });
-  const fmt = spawnSync(juicefs, ['format', '--storage=file', `--bucket=${volDir}/data/`, metaurl, 'bench'], { encoding: 'utf8' });
+  const fmt = spawnSync(juicefs, ['format', '--storage=file', `--bucket=${volDir}/data/`, metaurl, 'bench'], {
+    encoding: 'utf8',
+  });
   if (fmt.status !== 0) throw new Error(`juicefs format failed: ${fmt.stderr}`);
   let stack: ControllerStack | undefined;
   try {
@@ -181,7 +218,12 @@ async function provisionThroughput(count: number): Promise<{ seconds: number; pe
     await applyObjects(admin, [
       ...readManifest('namespace.yaml'),
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'prov' } } as KubernetesObject,
-      { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'juicefs-secret', namespace: 'juicefs-system' }, stringData: { name: 'bench', metaurl } } as KubernetesObject,
+      {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'juicefs-secret', namespace: 'juicefs-system' },
+        stringData: { name: 'bench', metaurl },
+      } as KubernetesObject,
       {
         apiVersion: 'storage.k8s.io/v1',
         kind: 'StorageClass',
@@ -205,14 +247,23 @@ async function provisionThroughput(count: number): Promise<{ seconds: number; pe
       created.set(name, Date.now());
       await core.createNamespacedPersistentVolumeClaim({
         namespace: 'prov',
-        body: { metadata: { name }, spec: { accessModes: ['ReadWriteMany'], storageClassName: 'jfs', resources: { requests: { storage: '1Gi' } } } },
+        body: {
+          metadata: { name },
+          spec: {
+            accessModes: ['ReadWriteMany'],
+            storageClassName: 'jfs',
+            resources: { requests: { storage: '1Gi' } },
+          },
+        },
       });
     }
     const deadline = Date.now() + 30 * 60_000;
     while (boundAt.size < count) {
       if (Date.now() > deadline) throw new Error(`only ${boundAt.size} of ${count} PVCs Bound after 30 minutes`);
       const list = await core.listNamespacedPersistentVolumeClaim({ namespace: 'prov' });
-      for (const pvc of list.items) if (pvc.status?.phase === 'Bound' && !boundAt.has(pvc.metadata!.name!)) boundAt.set(pvc.metadata!.name!, Date.now());
+      for (const pvc of list.items)
+        if (pvc.status?.phase === 'Bound' && !boundAt.has(pvc.metadata!.name!))
+          boundAt.set(pvc.metadata!.name!, Date.now());
       await new Promise((r) => setTimeout(r, 250));
     }
     const seconds = (Date.now() - t0) / 1000;
@@ -233,12 +284,18 @@ const prov = PVCS > 0 ? await provisionThroughput(PVCS) : undefined;
 
 const lines: string[] = [];
 lines.push('# jfs-sidecar benchmark report');
-lines.push(`date: ${new Date().toISOString()}  node: ${process.version}  cpus: ${(await import('node:os')).cpus().length}`);
+lines.push(
+  `date: ${new Date().toISOString()}  node: ${process.version}  cpus: ${(await import('node:os')).cpus().length}`,
+);
 lines.push('');
 lines.push('## Webhook alone: POST /mutate over HTTPS, one pod with one JuiceFS PVC, one Node.js process (= one core)');
-lines.push(`(in-memory cluster view keyed like the informer caches; ${SECONDS}s per run; autocannon in another process)`);
+lines.push(
+  `(in-memory cluster view keyed like the informer caches; ${SECONDS}s per run; autocannon in another process)`,
+);
 lines.push('');
-lines.push('| PVC/PV pairs | admissions/s (8 conns) | p50 / p99 ms (8 conns) | p50 / p99 ms (1 conn) | RSS idle | RSS after |');
+lines.push(
+  '| PVC/PV pairs | admissions/s (8 conns) | p50 / p99 ms (8 conns) | p50 / p99 ms (1 conn) | RSS idle | RSS after |',
+);
 lines.push('| ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
   lines.push(
@@ -247,7 +304,9 @@ for (const r of rows) {
 }
 const base = rows[0].loaded.requests.average;
 lines.push('');
-lines.push(`throughput ratio vs ${rows[0].pairs} pairs: ${rows.map((r) => `${r.pairs}: ${(r.loaded.requests.average / base).toFixed(2)}`).join(', ')}`);
+lines.push(
+  `throughput ratio vs ${rows[0].pairs} pairs: ${rows.map((r) => `${r.pairs}: ${(r.loaded.requests.average / base).toFixed(2)}`).join(', ')}`,
+);
 const at10k = rows.find((r) => r.pairs === 10000);
 if (at10k) {
   lines.push(
@@ -260,17 +319,26 @@ const mi = quantile(creates.injected, 0.5);
 const mp = quantile(creates.plain, 0.5);
 lines.push('| namespace | median ms | p99 ms |');
 lines.push('| --- | ---: | ---: |');
-const row = (name: string, xs: number[]) => lines.push(`| ${name} | ${quantile(xs, 0.5).toFixed(2)} | ${quantile(xs, 0.99).toFixed(2)} |`);
+const row = (name: string, xs: number[]) =>
+  lines.push(`| ${name} | ${quantile(xs, 0.5).toFixed(2)} | ${quantile(xs, 0.99).toFixed(2)} |`);
 row('labelled, JuiceFS PVC (webhook injects)', creates.injected);
 row('labelled, no PVC (webhook called, no patch)', creates.calledNoPatch);
 row('unlabelled, JuiceFS PVC (no webhook call)', creates.plain);
 row('unlabelled, the injected pod sent as is (same stored size, no call)', creates.plainInjectedSize);
 const mb2 = quantile(creates.plainInjectedSize, 0.5);
-lines.push(`median ratio with/without injection: ${(mi / mp).toFixed(2)} (target ≤ 1.2 → ${mi / mp <= 1.2 ? 'met' : 'NOT met'})`);
-lines.push(`median ratio vs the same pod stored without a webhook call: ${(mi / mb2).toFixed(2)} (the webhook round trip alone)`);
+lines.push(
+  `median ratio with/without injection: ${(mi / mp).toFixed(2)} (target ≤ 1.2 → ${mi / mp <= 1.2 ? 'met' : 'NOT met'})`,
+);
+lines.push(
+  `median ratio vs the same pod stored without a webhook call: ${(mi / mb2).toFixed(2)} (the webhook round trip alone)`,
+);
 if (prov) {
   lines.push('');
-  lines.push(`## Dynamic provisioning: ${PVCS.toLocaleString('en')} PVCs created back to back → Bound (csi-provisioner + controller + real JuiceFS volume, SQLite metadata)`);
-  lines.push(`all Bound in ${prov.seconds.toFixed(1)} s → ${prov.perSecond.toFixed(1)} PVCs/s; time to Bound per PVC: median ${prov.p50.toFixed(1)} s, p99 ${prov.p99.toFixed(1)} s`);
+  lines.push(
+    `## Dynamic provisioning: ${PVCS.toLocaleString('en')} PVCs created back to back → Bound (csi-provisioner + controller + real JuiceFS volume, SQLite metadata)`,
+  );
+  lines.push(
+    `all Bound in ${prov.seconds.toFixed(1)} s → ${prov.perSecond.toFixed(1)} PVCs/s; time to Bound per PVC: median ${prov.p50.toFixed(1)} s, p99 ${prov.p99.toFixed(1)} s`,
+  );
 }
 process.stdout.write(`${lines.join('\n')}\n`);

@@ -22,6 +22,8 @@ const app = buildServer({
 await app.listen({ host: '127.0.0.1', port: 0 });
 const addr = app.server.address();
 global.gc?.();
-process.stdout.write(`${JSON.stringify({ port: typeof addr === 'object' && addr ? addr.port : 0, rss: process.memoryUsage().rss })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ port: typeof addr === 'object' && addr ? addr.port : 0, rss: process.memoryUsage().rss })}\n`,
+);
 process.on('message', () => process.send?.({ rss: process.memoryUsage().rss }));
 process.once('SIGTERM', () => void app.close().then(() => process.exit(0)));

@@ -5,7 +5,11 @@
 import { spawnSync } from 'node:child_process';
 
 const run = (cmd, args) => {
-  const res = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 512 * 1024 * 1024 });
+  const res = spawnSync(cmd, args, {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+    maxBuffer: 512 * 1024 * 1024,
+  });
   process.stdout.write(res.stdout ?? '');
   return res;
 };

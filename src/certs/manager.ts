@@ -45,7 +45,10 @@ export class FileCertSource implements CertSource {
   }
 
   private read(): ServingCert {
-    return { cert: readFileSync(path.join(this.dir, CERT_FILE), 'utf8'), key: readFileSync(path.join(this.dir, KEY_FILE), 'utf8') };
+    return {
+      cert: readFileSync(path.join(this.dir, CERT_FILE), 'utf8'),
+      key: readFileSync(path.join(this.dir, KEY_FILE), 'utf8'),
+    };
   }
 
   async start(onChange: (cert: ServingCert) => void): Promise<ServingCert> {
@@ -144,14 +147,22 @@ export class SecretCertSource implements CertSource {
         await this.publishCaBundle(stored.caBundle ?? stored.caCert);
         return { cert: stored.cert, key: stored.key };
       }
-      log.info({ secret: `${namespace}/${name}`, reason: stored ? 'due for renewal or hosts changed' : 'absent' }, 'generating webhook certificates');
+      log.info(
+        { secret: `${namespace}/${name}`, reason: stored ? 'due for renewal or hosts changed' : 'absent' },
+        'generating webhook certificates',
+      );
       const fresh = await generateBundle({ hosts, validityDays: this.opts.validityDays });
       const caBundle = mergeCaBundle(fresh.caCert, stored?.caBundle ?? stored?.caCert);
       const enc = (s: string) => Buffer.from(s, 'utf8').toString('base64');
       const body: V1Secret = {
         apiVersion: 'v1',
         kind: 'Secret',
-        metadata: { name, namespace, resourceVersion: existing?.metadata?.resourceVersion, labels: { 'app.kubernetes.io/name': 'jfs-sidecar' } },
+        metadata: {
+          name,
+          namespace,
+          resourceVersion: existing?.metadata?.resourceVersion,
+          labels: { 'app.kubernetes.io/name': 'jfs-sidecar' },
+        },
         type: 'Opaque',
         data: {
           [KEYS.caCert]: enc(fresh.caCert),
@@ -193,8 +204,14 @@ export class SecretCertSource implements CertSource {
         ...webhooks.map((_w, i) => ({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: encoded })),
       ];
       try {
-        await this.admission.patchMutatingWebhookConfiguration({ name, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
-        this.opts.log.info({ name, webhooks: webhooks.length }, 'caBundle written into the MutatingWebhookConfiguration');
+        await this.admission.patchMutatingWebhookConfiguration(
+          { name, body: ops },
+          setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+        );
+        this.opts.log.info(
+          { name, webhooks: webhooks.length },
+          'caBundle written into the MutatingWebhookConfiguration',
+        );
         return;
       } catch (err) {
         // 422: the resourceVersion test failed; 409: a conflict. Either way someone else wrote in between.

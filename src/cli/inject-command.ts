@@ -24,7 +24,9 @@ export interface CommandIo {
 export function injectCommand(opts: InjectCommandOptions, io: CommandIo): number {
   try {
     if (!opts.files.length) throw new ManifestError('no input: give -f FILE (or -f - for standard input)');
-    const objects = opts.files.flatMap((f) => parseManifests(f === '-' ? io.readStdin() : readFileSync(f, 'utf8'), f === '-' ? 'stdin' : f));
+    const objects = opts.files.flatMap((f) =>
+      parseManifests(f === '-' ? io.readStdin() : readFileSync(f, 'utf8'), f === '-' ? 'stdin' : f),
+    );
     const config = opts.config ? parseGlobalConfig(readFileSync(opts.config, 'utf8')) : configFromObjects(objects);
     const results = injectObjects(objects, {
       mode: opts.serverless ? 'serverless' : 'sidecar',
@@ -39,7 +41,11 @@ export function injectCommand(opts: InjectCommandOptions, io: CommandIo): number
       io.stderr(`error: ${err.message} [${err.code}]\n`);
       return 1;
     }
-    if (err instanceof ManifestError || err instanceof ConfigError || (err as NodeJS.ErrnoException).code === 'ENOENT') {
+    if (
+      err instanceof ManifestError ||
+      err instanceof ConfigError ||
+      (err as NodeJS.ErrnoException).code === 'ENOENT'
+    ) {
       io.stderr(`error: ${(err as Error).message}\n`);
       return 2;
     }

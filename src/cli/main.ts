@@ -7,16 +7,17 @@ import { PACKAGE_VERSION } from '../local/project-root.js';
 import { injectCommand } from './inject-command.js';
 import { parseDuration } from '../contract/duration.js';
 
-
 const collect = (value: string, previous: string[]) => [...previous, value];
 
 /** --check-interval of the Node service (node, controller --node-id): a Go duration, in ms. */
 const checkIntervalOption = () =>
-  new Option('--check-interval <duration>', 'how often Mount Pod targets and references are checked (Go duration)').default(5000, '5s').argParser((text) => {
-    const ms = parseDuration(text);
-    if (!ms) throw new InvalidArgumentError(`"${text}" is not a duration, e.g. 5s`);
-    return ms;
-  });
+  new Option('--check-interval <duration>', 'how often Mount Pod targets and references are checked (Go duration)')
+    .default(5000, '5s')
+    .argParser((text) => {
+      const ms = parseDuration(text);
+      if (!ms) throw new InvalidArgumentError(`"${text}" is not a duration, e.g. 5s`);
+      return ms;
+    });
 
 /** On SIGTERM or SIGINT: log, run `close` (drain, stop children), exit 0, or 1 when closing fails. */
 function closeOnSignal(close: () => Promise<void>, log: Logger, what = 'shutting down'): void {
@@ -45,15 +46,36 @@ export function buildCli(): Command {
     .option('--kubeconfig <file>', 'kubeconfig (default: in-cluster or $KUBECONFIG)')
     .option('--host <addr>', 'listen address', '0.0.0.0')
     .option('--port <n>', 'listen port', (v) => Number.parseInt(v, 10), 8443)
-    .addOption(new Option('--namespace <ns>', 'namespace of the webhook, its Secret and ConfigMap').env('POD_NAMESPACE').default('juicefs-system'))
+    .addOption(
+      new Option('--namespace <ns>', 'namespace of the webhook, its Secret and ConfigMap')
+        .env('POD_NAMESPACE')
+        .default('juicefs-system'),
+    )
     .option('--service-name <name>', 'Service in front of the webhook (certificate DNS names)', 'jfs-sidecar-webhook')
-    .option('--webhook-config-name <name>', 'MutatingWebhookConfiguration to write the CA bundle into', 'jfs-sidecar-webhook')
-    .option('--cert-secret-name <name>', 'Secret holding the self-managed CA and certificate', 'jfs-sidecar-webhook-certs')
+    .option(
+      '--webhook-config-name <name>',
+      'MutatingWebhookConfiguration to write the CA bundle into',
+      'jfs-sidecar-webhook',
+    )
+    .option(
+      '--cert-secret-name <name>',
+      'Secret holding the self-managed CA and certificate',
+      'jfs-sidecar-webhook-certs',
+    )
     .option('--cert-dir <dir>', 'use tls.crt/tls.key from this folder (e.g. cert-manager) instead of self-managed ones')
     .option('--extra-host <host>', 'extra DNS name or IP for the serving certificate (repeatable)', collect, [])
-    .option('--secret-namespace <ns>', 'namespace whose JuiceFS Secrets may be read (repeatable; default: --namespace)', collect, [])
+    .option(
+      '--secret-namespace <ns>',
+      'namespace whose JuiceFS Secrets may be read (repeatable; default: --namespace)',
+      collect,
+      [],
+    )
     .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
-    .addOption(new Option('--on-error <policy>', 'what to do with a pod the webhook fails to process').choices(['deny', 'allow']).default('deny'))
+    .addOption(
+      new Option('--on-error <policy>', 'what to do with a pod the webhook fails to process')
+        .choices(['deny', 'allow'])
+        .default('deny'),
+    )
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o) => {
       const { runWebhook } = await import('../webhook/run.js');
@@ -79,7 +101,12 @@ export function buildCli(): Command {
   program
     .command('inject')
     .description('inject sidecars into pods and pod templates of YAML files, offline (like istioctl kube-inject)')
-    .option('-f, --filename <file>', 'multi-document YAML with the workloads and the PVCs, PVs, StorageClasses and Secrets they use; - for stdin (repeatable)', collect, [])
+    .option(
+      '-f, --filename <file>',
+      'multi-document YAML with the workloads and the PVCs, PVs, StorageClasses and Secrets they use; - for stdin (repeatable)',
+      collect,
+      [],
+    )
     .option('--config <file>', 'global config.yaml (default: a juicefs-csi-driver-config ConfigMap among the inputs)')
     .option('--serverless', 'serverless mode: emptyDir instead of hostPath', false)
     .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
@@ -100,13 +127,25 @@ export function buildCli(): Command {
     .requiredOption('--endpoint <endpoint>', 'CSI endpoint, e.g. unix:///csi/csi.sock')
     .addOption(new Option('--juicefs <path>', 'the juicefs client binary').env('JFS_BINARY').default('juicefs'))
     .option('--state-dir <dir>', 'where temporary mounts and their logs live', '/var/lib/jfs-sidecar/controller')
-    .option('--kubeconfig <file>', 'kubeconfig (default: in-cluster when there); needed for --secret-sync and label-based pathPatterns')
+    .option(
+      '--kubeconfig <file>',
+      'kubeconfig (default: in-cluster when there); needed for --secret-sync and label-based pathPatterns',
+    )
     .option('--secret-sync', 'keep per-PVC copies of volume Secrets for sidecar mode', false)
     .option('--secret-namespace <ns>', 'namespace whose JuiceFS Secrets are copied from (repeatable)', collect, [])
     .option('--leader-elect', 'elect one active Secret-copy reconciler among replicas through a Lease', false)
-    .addOption(new Option('--leader-election-namespace <ns>', 'namespace of the Lease (and of Mount Pods with --node-id)').env('POD_NAMESPACE').default('juicefs-system'))
-    .option('--node-id <name>', 'also serve the CSI Node service for this node on the same socket (Mount Pod mode with --kubeconfig)')
-    .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image (with --node-id)').env('JFS_MOUNT_IMAGE'))
+    .addOption(
+      new Option('--leader-election-namespace <ns>', 'namespace of the Lease (and of Mount Pods with --node-id)')
+        .env('POD_NAMESPACE')
+        .default('juicefs-system'),
+    )
+    .option(
+      '--node-id <name>',
+      'also serve the CSI Node service for this node on the same socket (Mount Pod mode with --kubeconfig)',
+    )
+    .addOption(
+      new Option('--mount-image <image>', 'default JuiceFS mount image (with --node-id)').env('JFS_MOUNT_IMAGE'),
+    )
     .addOption(checkIntervalOption())
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o) => {
@@ -131,22 +170,36 @@ export function buildCli(): Command {
     .command('node')
     .description('run the CSI node service (Identity + Node) on a Unix socket')
     .requiredOption('--endpoint <endpoint>', 'CSI endpoint, e.g. unix:///csi/csi.sock')
-    .addOption(new Option('--node-id <name>', 'this node\'s name').env('NODE_NAME').makeOptionMandatory())
+    .addOption(new Option('--node-id <name>', "this node's name").env('NODE_NAME').makeOptionMandatory())
     .option('--kubeconfig <file>', 'kubeconfig for Mount Pod mode (default: in-cluster when there)')
-    .addOption(new Option('--namespace <ns>', 'namespace of Mount Pods, their Secrets and the global ConfigMap').env('POD_NAMESPACE').default('juicefs-system'))
+    .addOption(
+      new Option('--namespace <ns>', 'namespace of Mount Pods, their Secrets and the global ConfigMap')
+        .env('POD_NAMESPACE')
+        .default('juicefs-system'),
+    )
     .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
     .addOption(checkIntervalOption())
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o) => {
       const { runNode } = await import('../node/run.js');
       const log = pino({ level: o.logLevel, base: { component: 'node' } });
-      const server = await runNode({ endpoint: o.endpoint, nodeId: o.nodeId, kubeconfig: o.kubeconfig, namespace: o.namespace, mountImage: o.mountImage, checkIntervalMs: o.checkInterval, log });
+      const server = await runNode({
+        endpoint: o.endpoint,
+        nodeId: o.nodeId,
+        kubeconfig: o.kubeconfig,
+        namespace: o.namespace,
+        mountImage: o.mountImage,
+        checkIntervalMs: o.checkInterval,
+        log,
+      });
       closeOnSignal(server.close, log);
     });
 
   program
     .command('local')
-    .description('run a throwaway local control plane with the webhook registered (npm start); never touches your cluster')
+    .description(
+      'run a throwaway local control plane with the webhook registered (npm start); never touches your cluster',
+    )
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o) => {
       const { startLocalCluster, tryThisHint } = await import('../local/local-cluster.js');

@@ -1,6 +1,11 @@
 // How a run's inject options are derived from what an adapter has at hand.
 import type { KubernetesObject, V1ConfigMap, V1Namespace } from '@kubernetes/client-node';
-import { CONFIG_MAP_KEY, CONFIG_MAP_NAME, LABEL_ENABLE_INJECTION, LABEL_ENABLE_SERVERLESS_INJECTION } from '../contract/keys.js';
+import {
+  CONFIG_MAP_KEY,
+  CONFIG_MAP_NAME,
+  LABEL_ENABLE_INJECTION,
+  LABEL_ENABLE_SERVERLESS_INJECTION,
+} from '../contract/keys.js';
 import type { InjectMode } from '../inject/types.js';
 import { parseGlobalConfig, type GlobalConfig } from './schema.js';
 
@@ -14,6 +19,7 @@ export function namespaceMode(ns: V1Namespace | undefined): InjectMode | undefin
 
 /** The global config from a juicefs-csi-driver-config ConfigMap among objects, else the defaults. */
 export function configFromObjects(objects: KubernetesObject[]): GlobalConfig {
-  const cm = objects.find((o) => o.kind === 'ConfigMap' && o.metadata?.name === CONFIG_MAP_NAME) as V1ConfigMap | undefined;
+  const cm = objects.find((o) => o.kind === 'ConfigMap' && o.metadata?.name === CONFIG_MAP_NAME) as
+    V1ConfigMap | undefined;
   return parseGlobalConfig(cm?.data?.[CONFIG_MAP_KEY]);
 }

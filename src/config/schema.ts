@@ -134,7 +134,8 @@ export function parseGlobalConfig(text: string | undefined): GlobalConfig {
   if (!isRecord(raw)) throw new ConfigError('config.yaml: expected a map at the top level');
   const config = structuredClone(DEFAULT_GLOBAL_CONFIG);
   if (raw.enableNativeSidecar !== undefined) {
-    if (typeof raw.enableNativeSidecar !== 'boolean') throw new ConfigError('enableNativeSidecar: expected true or false');
+    if (typeof raw.enableNativeSidecar !== 'boolean')
+      throw new ConfigError('enableNativeSidecar: expected true or false');
     config.enableNativeSidecar = raw.enableNativeSidecar;
   }
   if (raw.mountPodPatch !== undefined && raw.mountPodPatch !== null) {

@@ -15,7 +15,6 @@ export function secretCopyName(pvcName: string): string {
   return `juicefs-${pvcName.slice(0, MAX_NAME - 'juicefs--secret'.length - 11)}-${hash}-secret`;
 }
 
-
 const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
 
 export class SecretFormatError extends Error {

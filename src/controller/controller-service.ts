@@ -8,7 +8,12 @@ import type { Logger } from 'pino';
 import { ATTR, CSI_DRIVER_NAME } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
 import { Code, CsiError, requiredString, type ServiceImpl } from '../csi/server.js';
-import { CredentialsError, credentialsFromSecrets, type JuicefsVolumes, type VolumeCredentials } from '../juicefs/volume.js';
+import {
+  CredentialsError,
+  credentialsFromSecrets,
+  type JuicefsVolumes,
+  type VolumeCredentials,
+} from '../juicefs/volume.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { listRecords, readRecord, REGISTRY_DIR, removeRecord, writeRecord } from './registry.js';
 
@@ -36,7 +41,8 @@ export interface ControllerOptions {
 
 function bytes(v: unknown): number {
   const n = Number(v ?? 0);
-  if (!Number.isFinite(n) || n < 0) throw new CsiError(Code.INVALID_ARGUMENT, `capacity ${String(v)} is not a non-negative number`);
+  if (!Number.isFinite(n) || n < 0)
+    throw new CsiError(Code.INVALID_ARGUMENT, `capacity ${String(v)} is not a non-negative number`);
   return n;
 }
 
@@ -51,7 +57,12 @@ function creds(secrets: unknown): VolumeCredentials {
 
 /** A subdirectory the controller may own: relative, inside the volume, not the root, not its own registry. */
 export function checkSubdir(dir: string): string {
-  if (!dir || dir.startsWith('/') || dir.split('/').some((p) => p === '..' || p === '.' || p === '') || /[\u0000-\u001f]/.test(dir)) {
+  if (
+    !dir ||
+    dir.startsWith('/') ||
+    dir.split('/').some((p) => p === '..' || p === '.' || p === '') ||
+    /[\u0000-\u001f]/.test(dir)
+  ) {
     throw new CsiError(Code.INVALID_ARGUMENT, `subdirectory "${dir}" is empty, absolute or escapes the volume`);
   }
   if (dir === REGISTRY_DIR.split('/')[0] || dir.startsWith(`${REGISTRY_DIR.split('/')[0]}/`)) {
@@ -107,14 +118,26 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
     const pvcName = parameters[PVC_NAME];
     const namespace = parameters[PVC_NAMESPACE];
     if (!pvcName || !namespace) {
-      throw new CsiError(Code.INVALID_ARGUMENT, 'pathPattern needs the PVC name and namespace: run csi-provisioner with --extra-create-metadata');
+      throw new CsiError(
+        Code.INVALID_ARGUMENT,
+        'pathPattern needs the PVC name and namespace: run csi-provisioner with --extra-create-metadata',
+      );
     }
     const needsObject = /\.PVC\.(labels|annotations)\./.test(pattern);
     const pvc = needsObject ? await opts.getPvc?.(namespace, pvcName) : undefined;
-    if (needsObject && !pvc) throw new CsiError(Code.UNAVAILABLE, `PersistentVolumeClaim ${namespace}/${pvcName} not found for pathPattern "${pattern}"`);
+    if (needsObject && !pvc)
+      throw new CsiError(
+        Code.UNAVAILABLE,
+        `PersistentVolumeClaim ${namespace}/${pvcName} not found for pathPattern "${pattern}"`,
+      );
     try {
       return checkSubdir(
-        renderPathPattern(pattern, { name: pvcName, namespace, labels: pvc?.metadata?.labels, annotations: pvc?.metadata?.annotations }),
+        renderPathPattern(pattern, {
+          name: pvcName,
+          namespace,
+          labels: pvc?.metadata?.labels,
+          annotations: pvc?.metadata?.annotations,
+        }),
       );
     } catch (err) {
       if (err instanceof PathPatternError) throw new CsiError(Code.INVALID_ARGUMENT, err.message);
@@ -126,16 +149,24 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
     CreateVolume: async (req: Req) => {
       const name = requiredString(req, 'name');
       const caps = checkCapabilities(req.volume_capabilities, true);
-      if (caps.some((c) => c.block)) throw new CsiError(Code.INVALID_ARGUMENT, 'JuiceFS volumes are filesystems; block access is not supported');
+      if (caps.some((c) => c.block))
+        throw new CsiError(Code.INVALID_ARGUMENT, 'JuiceFS volumes are filesystems; block access is not supported');
       if ((req.volume_content_source as { type?: string } | null)?.type) {
-        throw new CsiError(Code.INVALID_ARGUMENT, 'creating a volume from a snapshot or another volume is not supported');
+        throw new CsiError(
+          Code.INVALID_ARGUMENT,
+          'creating a volume from a snapshot or another volume is not supported',
+        );
       }
       const range = (req.capacity_range ?? {}) as { required_bytes?: string; limit_bytes?: string };
       const required = bytes(range.required_bytes);
       const limit = bytes(range.limit_bytes);
       if (limit && required > limit) throw new CsiError(Code.INVALID_ARGUMENT, 'required_bytes is above limit_bytes');
       const quotaBytes = required || limit ? Math.max(1, Math.ceil((required || limit) / GIB)) * GIB : 0;
-      if (limit && quotaBytes > limit) throw new CsiError(Code.OUT_OF_RANGE, `quotas are whole GiB: ${quotaBytes} bytes would exceed limit_bytes ${limit}`);
+      if (limit && quotaBytes > limit)
+        throw new CsiError(
+          Code.OUT_OF_RANGE,
+          `quotas are whole GiB: ${quotaBytes} bytes would exceed limit_bytes ${limit}`,
+        );
       const parameters = (req.parameters ?? {}) as Record<string, string>;
       const c = creds(req.secrets);
       const subdir = await subdirFor(name, parameters);
@@ -144,17 +175,27 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
         volumes.withMount(c, async (root) => {
           const existing = readRecord(root, name);
           if (existing && (existing.capacityBytes !== quotaBytes || existing.subdir !== subdir)) {
-            throw new CsiError(Code.ALREADY_EXISTS, `volume ${name} exists with ${existing.capacityBytes} bytes at "${existing.subdir}"`);
+            throw new CsiError(
+              Code.ALREADY_EXISTS,
+              `volume ${name} exists with ${existing.capacityBytes} bytes at "${existing.subdir}"`,
+            );
           }
           // The record comes first: an interrupted create leaves a record a retry completes, never an unknown directory.
-          if (!existing) writeRecord(root, { id: name, subdir, capacityBytes: quotaBytes, createdAt: new Date().toISOString() });
+          if (!existing)
+            writeRecord(root, { id: name, subdir, capacityBytes: quotaBytes, createdAt: new Date().toISOString() });
           const dir = path.join(root, subdir);
           mkdirSync(dir, { recursive: true });
           // Apps run as any user: the new directory is theirs to write.
           chmodSync(dir, 0o777);
           if (quotaBytes > 0) await volumes.setQuota(c, subdir, quotaBytes);
           log.info({ volume: name, subdir, capacityBytes: quotaBytes }, existing ? 'volume exists' : 'volume created');
-          return { volume: { volume_id: name, capacity_bytes: String(quotaBytes), volume_context: volumeContext(parameters, subdir) } };
+          return {
+            volume: {
+              volume_id: name,
+              capacity_bytes: String(quotaBytes),
+              volume_context: volumeContext(parameters, subdir),
+            },
+          };
         }),
       );
     },
@@ -172,7 +213,10 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
             await volumes.removeTree(root, subdir);
             await volumes.deleteQuota(c, subdir);
           } else {
-            log.info({ volume: id, subdir, sharedWith: sharers.map((r) => r.id) }, 'directory kept: other volumes use it');
+            log.info(
+              { volume: id, subdir, sharedWith: sharers.map((r) => r.id) },
+              'directory kept: other volumes use it',
+            );
           }
           // The record goes last, so an interrupted delete is retried to completion.
           removeRecord(root, id);
@@ -212,7 +256,8 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
         volumes.withMount(c, async (root) => {
           const record = readRecord(root, id);
           if (!record) throw new CsiError(Code.NOT_FOUND, `volume ${id} does not exist`);
-          if (required <= record.capacityBytes) return { capacity_bytes: String(record.capacityBytes), node_expansion_required: false };
+          if (required <= record.capacityBytes)
+            return { capacity_bytes: String(record.capacityBytes), node_expansion_required: false };
           const quotaBytes = await volumes.setQuota(c, record.subdir, required);
           writeRecord(root, { ...record, capacityBytes: quotaBytes });
           return { capacity_bytes: String(quotaBytes), node_expansion_required: false };

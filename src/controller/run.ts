@@ -28,7 +28,9 @@ export interface ControllerRunOptions {
   log: Logger;
 }
 
-export async function runController(opts: ControllerRunOptions): Promise<{ server: CsiServer; close(): Promise<void> }> {
+export async function runController(
+  opts: ControllerRunOptions,
+): Promise<{ server: CsiServer; close(): Promise<void> }> {
   const volumes = new JuicefsVolumes(new JuicefsCli(opts.juicefsBinary, opts.log), opts.stateDir, opts.log);
   await volumes.cleanupStale();
   const kc = kubeConfigIfAvailable(opts.kubeconfig);
@@ -38,7 +40,12 @@ export async function runController(opts: ControllerRunOptions): Promise<{ serve
         unlessNotFound(core.readNamespacedPersistentVolumeClaim({ namespace, name }))
     : undefined;
   const node = opts.node
-    ? await startNodeService({ ...opts.node, kubeconfig: opts.kubeconfig, namespace: opts.leaderElectionNamespace, log: opts.log })
+    ? await startNodeService({
+        ...opts.node,
+        kubeconfig: opts.kubeconfig,
+        namespace: opts.leaderElectionNamespace,
+        log: opts.log,
+      })
     : undefined;
   const server = await startCsiServer(
     opts.endpoint,
@@ -53,8 +60,13 @@ export async function runController(opts: ControllerRunOptions): Promise<{ serve
   let elector: LeaderElector | undefined;
   if (opts.secretSync) {
     if (!kc) throw new Error('--secret-sync needs a Kubernetes API: give --kubeconfig or run in a cluster');
-    sync = new SecretSync({ kubeConfig: kc, secretNamespaces: opts.secretNamespaces, log: opts.log.child({ part: 'secret-sync' }) });
-    const startSync = () => void sync!.start().catch((err) => opts.log.error({ err: (err as Error).message }, 'secret sync failed to start'));
+    sync = new SecretSync({
+      kubeConfig: kc,
+      secretNamespaces: opts.secretNamespaces,
+      log: opts.log.child({ part: 'secret-sync' }),
+    });
+    const startSync = () =>
+      void sync!.start().catch((err) => opts.log.error({ err: (err as Error).message }, 'secret sync failed to start'));
     if (opts.leaderElect) {
       elector = new LeaderElector({
         kubeConfig: kc,

@@ -56,14 +56,34 @@ export class SecretSync {
     this.core = kc.makeApiClient(CoreV1Api);
     const storage = kc.makeApiClient(StorageV1Api);
     const base = { kubeConfig: kc, log: opts.log };
-    this.namespaces = new ResilientInformer({ ...base, path: '/api/v1/namespaces', list: () => this.core.listNamespace() });
-    this.pvcs = new ResilientInformer({ ...base, path: '/api/v1/persistentvolumeclaims', list: () => this.core.listPersistentVolumeClaimForAllNamespaces() });
-    this.pvs = new ResilientInformer({ ...base, path: '/api/v1/persistentvolumes', list: () => this.core.listPersistentVolume() });
-    this.classes = new ResilientInformer({ ...base, path: '/apis/storage.k8s.io/v1/storageclasses', list: () => storage.listStorageClass() });
+    this.namespaces = new ResilientInformer({
+      ...base,
+      path: '/api/v1/namespaces',
+      list: () => this.core.listNamespace(),
+    });
+    this.pvcs = new ResilientInformer({
+      ...base,
+      path: '/api/v1/persistentvolumeclaims',
+      list: () => this.core.listPersistentVolumeClaimForAllNamespaces(),
+    });
+    this.pvs = new ResilientInformer({
+      ...base,
+      path: '/api/v1/persistentvolumes',
+      list: () => this.core.listPersistentVolume(),
+    });
+    this.classes = new ResilientInformer({
+      ...base,
+      path: '/apis/storage.k8s.io/v1/storageclasses',
+      list: () => storage.listStorageClass(),
+    });
     for (const namespace of new Set(opts.secretNamespaces)) {
       this.secrets.set(
         namespace,
-        new ResilientInformer({ ...base, path: `/api/v1/namespaces/${namespace}/secrets`, list: () => this.core.listNamespacedSecret({ namespace }) }),
+        new ResilientInformer({
+          ...base,
+          path: `/api/v1/namespaces/${namespace}/secrets`,
+          list: () => this.core.listNamespacedSecret({ namespace }),
+        }),
       );
     }
     const onPvc = (pvc: V1PersistentVolumeClaim) => this.enqueue(key(pvc.metadata!.namespace!, pvc.metadata!.name!));
@@ -140,7 +160,9 @@ export class SecretSync {
     if (!pvc) return; // deleted: the garbage collector removes the copy through its owner reference
     const copyName = secretCopyName(name);
     const wanted = namespaceMode(this.namespaces.get(namespace)) !== undefined;
-    const ref = wanted ? sourceSecretOf(pvc, { getPv: (n) => this.pvs.get(n), getStorageClass: (n) => this.classes.get(n) }) : undefined;
+    const ref = wanted
+      ? sourceSecretOf(pvc, { getPv: (n) => this.pvs.get(n), getStorageClass: (n) => this.classes.get(n) })
+      : undefined;
     const existing = await unlessNotFound(this.core.readNamespacedSecret({ name: copyName, namespace }));
     if (!ref) {
       if (existing?.metadata?.labels?.[SECRET_COPY_LABEL] !== undefined) {
@@ -150,9 +172,13 @@ export class SecretSync {
       return;
     }
     const source = this.secrets.get(ref.namespace)?.get(ref.name, ref.namespace);
-    if (!source) throw new Error(`source Secret ${ref.namespace}/${ref.name} not found (or its namespace is not watched)`);
+    if (!source)
+      throw new Error(`source Secret ${ref.namespace}/${ref.name} not found (or its namespace is not watched)`);
     const data = secretCopyData(source.data);
-    const label = `${ref.namespace}.${ref.name}`.slice(0, 63).replace(/[^A-Za-z0-9._-]/g, '-').replace(/[^A-Za-z0-9]+$/, '');
+    const label = `${ref.namespace}.${ref.name}`
+      .slice(0, 63)
+      .replace(/[^A-Za-z0-9._-]/g, '-')
+      .replace(/[^A-Za-z0-9]+$/, '');
     const body: V1Secret = {
       apiVersion: 'v1',
       kind: 'Secret',
@@ -161,7 +187,16 @@ export class SecretSync {
         name: copyName,
         namespace,
         labels: { [SECRET_COPY_LABEL]: label },
-        ownerReferences: [{ apiVersion: 'v1', kind: 'PersistentVolumeClaim', name, uid: pvc.metadata!.uid!, controller: true, blockOwnerDeletion: false }],
+        ownerReferences: [
+          {
+            apiVersion: 'v1',
+            kind: 'PersistentVolumeClaim',
+            name,
+            uid: pvc.metadata!.uid!,
+            controller: true,
+            blockOwnerDeletion: false,
+          },
+        ],
         resourceVersion: existing?.metadata?.resourceVersion,
       },
       data,
@@ -170,7 +205,9 @@ export class SecretSync {
       await this.core.createNamespacedSecret({ namespace, body });
       this.opts.log.info({ pvc: k, secret: copyName, source: `${ref.namespace}/${ref.name}` }, 'secret copy created');
     } else if (existing.metadata?.labels?.[SECRET_COPY_LABEL] === undefined) {
-      throw new Error(`Secret ${namespace}/${copyName} exists and is not a copy made by jfs-sidecar; not overwriting it`);
+      throw new Error(
+        `Secret ${namespace}/${copyName} exists and is not a copy made by jfs-sidecar; not overwriting it`,
+      );
     } else if (!sameData(existing.data, data) || existing.metadata?.ownerReferences?.[0]?.uid !== pvc.metadata!.uid) {
       await this.core.replaceNamespacedSecret({ name: copyName, namespace, body });
       this.opts.log.info({ pvc: k, secret: copyName }, 'secret copy updated');

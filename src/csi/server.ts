@@ -58,7 +58,10 @@ function describe(request: Record<string, unknown>): Record<string, unknown> {
 function adapt(service: string, impl: ServiceImpl, log: Logger): grpc.UntypedServiceImplementation {
   const out: grpc.UntypedServiceImplementation = {};
   for (const [method, handler] of Object.entries(impl)) {
-    out[method] = (call: grpc.ServerUnaryCall<Record<string, unknown>, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+    out[method] = (
+      call: grpc.ServerUnaryCall<Record<string, unknown>, unknown>,
+      callback: grpc.sendUnaryData<unknown>,
+    ) => {
       const started = Date.now();
       const fields = describe(call.request);
       handler(call.request).then(
@@ -69,7 +72,10 @@ function adapt(service: string, impl: ServiceImpl, log: Logger): grpc.UntypedSer
         (err: unknown) => {
           const code = err instanceof CsiError ? err.code : grpc.status.INTERNAL;
           const message = err instanceof Error ? err.message : String(err);
-          log.warn({ rpc: `${service}/${method}`, ...fields, code: grpc.status[code], err: message, ms: Date.now() - started }, 'failed');
+          log.warn(
+            { rpc: `${service}/${method}`, ...fields, code: grpc.status[code], err: message, ms: Date.now() - started },
+            'failed',
+          );
           callback({ code, details: message, metadata: new grpc.Metadata() } as grpc.ServiceError);
         },
       );
@@ -88,7 +94,11 @@ export function socketPath(endpoint: string): string {
   return endpoint.replace(/^unix:\/\//, '');
 }
 
-export async function startCsiServer(endpoint: string, services: Partial<Record<'Identity' | 'Controller' | 'Node', ServiceImpl>>, log: Logger): Promise<CsiServer> {
+export async function startCsiServer(
+  endpoint: string,
+  services: Partial<Record<'Identity' | 'Controller' | 'Node', ServiceImpl>>,
+  log: Logger,
+): Promise<CsiServer> {
   const csi = loadCsi();
   const server = new grpc.Server();
   for (const [name, impl] of Object.entries(services)) {
@@ -100,7 +110,9 @@ export async function startCsiServer(endpoint: string, services: Partial<Record<
   // A socket file left by a previous process would make bind fail.
   if (existsSync(sock)) rmSync(sock);
   await new Promise<void>((resolve, reject) => {
-    server.bindAsync(`unix://${sock}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+    server.bindAsync(`unix://${sock}`, grpc.ServerCredentials.createInsecure(), (err) =>
+      err ? reject(err) : resolve(),
+    );
   });
   log.info({ endpoint: `unix://${sock}`, services: Object.keys(services) }, 'CSI server listening');
   return {
@@ -119,10 +131,19 @@ export async function startCsiServer(endpoint: string, services: Partial<Record<
 export type CsiCall = (method: string, request: Record<string, unknown>) => Promise<Record<string, unknown>>;
 
 /** A client of one CSI service on a socket, one promise per unary call; close() when done. */
-export function csiClient(endpoint: string, service: 'Identity' | 'Controller' | 'Node'): { call: CsiCall; close: () => void } {
+export function csiClient(
+  endpoint: string,
+  service: 'Identity' | 'Controller' | 'Node',
+): { call: CsiCall; close: () => void } {
   const Client = loadCsi().csi.v1[service];
-  const client = new Client(endpoint.startsWith('unix:') ? endpoint : `unix://${endpoint}`, grpc.credentials.createInsecure());
-  const methods = client as unknown as Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: Record<string, unknown>) => void) => void>;
+  const client = new Client(
+    endpoint.startsWith('unix:') ? endpoint : `unix://${endpoint}`,
+    grpc.credentials.createInsecure(),
+  );
+  const methods = client as unknown as Record<
+    string,
+    (req: unknown, cb: (err: grpc.ServiceError | null, res: Record<string, unknown>) => void) => void
+  >;
   const call: CsiCall = (method, request) =>
     new Promise((resolve, reject) => {
       const fn = methods[method];

@@ -101,10 +101,18 @@ export function needsFormat(secret: SecretInfo): boolean {
 }
 
 /** The idempotent format step: `--no-update` leaves an existing volume as it is. */
-export function buildFormatContainer(name: string, settings: MountSettings, secret: SecretInfo, where: string): V1Container {
+export function buildFormatContainer(
+  name: string,
+  settings: MountSettings,
+  secret: SecretInfo,
+  where: string,
+): V1Container {
   const keys = new Set(secret.keys);
   if (!keys.has(SECRET_KEYS.name)) {
-    throw new DenyError('invalid-secret', `Secret ${secret.name} of ${where}: key "${SECRET_KEYS.name}" is needed to format the volume`);
+    throw new DenyError(
+      'invalid-secret',
+      `Secret ${secret.name} of ${where}: key "${SECRET_KEYS.name}" is needed to format the volume`,
+    );
   }
   const env: V1EnvVar[] = [...clientEnv(secret), secretEnv(ENV_NAME, secret, SECRET_KEYS.name)];
   const args = ['juicefs', 'format', '--no-update'];
@@ -121,7 +129,8 @@ export function buildFormatContainer(name: string, settings: MountSettings, secr
   if (keys.has(SECRET_KEYS.secretKey)) env.push(secretEnv('SECRET_KEY', secret, SECRET_KEYS.secretKey));
   const formatOptions = secret.formatOptions.map((text) => {
     const parsed = parseOption(text);
-    if (typeof parsed === 'string') throw new DenyError('invalid-secret', `Secret ${secret.name} of ${where}: format-options: ${parsed}`);
+    if (typeof parsed === 'string')
+      throw new DenyError('invalid-secret', `Secret ${secret.name} of ${where}: format-options: ${parsed}`);
     return parsed;
   });
   args.push(...renderOptions(formatOptions));

@@ -103,7 +103,9 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
 
   const appContainers = spec.containers ?? [];
   const appInits = spec.initContainers ?? [];
-  const containerNames = new NameRegistry([...appContainers, ...appInits, ...(spec.ephemeralContainers ?? [])].map((c) => c.name));
+  const containerNames = new NameRegistry(
+    [...appContainers, ...appInits, ...(spec.ephemeralContainers ?? [])].map((c) => c.name),
+  );
   const volumeNames = new NameRegistry((spec.volumes ?? []).map((v) => v.name));
   const addedInits: V1Container[] = [];
   const addedContainers: V1Container[] = [];
@@ -116,7 +118,8 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
 
     // The PVC volume keeps its name and becomes the shared volume.
     const podVolume = spec.volumes!.find((v) => v.name === volume.podVolumeName)!;
-    for (const key of Object.keys(podVolume)) if (key !== 'name') delete (podVolume as unknown as Record<string, unknown>)[key];
+    for (const key of Object.keys(podVolume))
+      if (key !== 'name') delete (podVolume as unknown as Record<string, unknown>)[key];
     if (hostPathMode) podVolume.hostPath = { path: MOUNT_ROOT, type: 'DirectoryOrCreate' };
     else podVolume.emptyDir = {};
 
@@ -140,12 +143,16 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
     for (const dir of settings.cacheDirs) {
       if (dir === 'memory') continue;
       const name = volumeNames.claim(`${CACHE_VOLUME_PREFIX}-${index}`);
-      addedVolumes.push(hostPathMode ? { name, hostPath: { path: dir, type: 'DirectoryOrCreate' } } : { name, emptyDir: {} });
+      addedVolumes.push(
+        hostPathMode ? { name, hostPath: { path: dir, type: 'DirectoryOrCreate' } } : { name, emptyDir: {} },
+      );
       sidecarMounts.push({ name, mountPath: dir });
     }
 
     if (needsFormat(volume.secret)) {
-      addedInits.push(buildFormatContainer(containerNames.claim(FORMAT_INIT_NAME, index), settings, volume.secret, where));
+      addedInits.push(
+        buildFormatContainer(containerNames.claim(FORMAT_INIT_NAME, index), settings, volume.secret, where),
+      );
     }
     const sidecar = buildSidecar({
       name: containerNames.claim(SIDECAR_NAME, index),

@@ -50,7 +50,8 @@ function attributeLayer(attrs: Record<string, string>, where: string): Layer {
   for (const key of [ATTR.cpuRequest, ATTR.cpuLimit, ATTR.memoryRequest, ATTR.memoryLimit] as const) {
     const v = attrs[key];
     if (v === undefined) continue;
-    if (parseQuantity(v) === undefined) throw new DenyError('invalid-pv', `${where}: ${key} "${v}" is not a resource quantity`);
+    if (parseQuantity(v) === undefined)
+      throw new DenyError('invalid-pv', `${where}: ${key} "${v}" is not a resource quantity`);
     layer[key] = v;
   }
   return layer;
@@ -105,7 +106,8 @@ export function normaliseSubdir(raw: string | undefined, where: string): string 
   if (raw === undefined) return undefined;
   if (/[\u0000-\u001f]/.test(raw)) throw new DenyError('invalid-pv', `${where}: subdirectory has control characters`);
   const parts = raw.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw new DenyError('invalid-pv', `${where}: subdirectory "${raw}" escapes the volume ("..")`);
+  if (parts.includes('..'))
+    throw new DenyError('invalid-pv', `${where}: subdirectory "${raw}" escapes the volume ("..")`);
   return parts.length ? parts.join('/') : undefined;
 }
 
@@ -130,7 +132,10 @@ function parseMapAttribute(text: string | undefined, key: string, where: string)
     }
   }
   const out: Record<string, string> = {};
-  for (const pair of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const pair of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw new DenyError('invalid-pv', `${where}: ${key} entry "${pair}" is not key=value`);
     out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
@@ -160,7 +165,10 @@ export function computeMountSettings(
   const secretKeys = new Set(volume.secret.keys);
   if (!secretKeys.has(SECRET_KEYS.metaurl)) {
     if (secretKeys.has(SECRET_KEYS.token)) {
-      throw new DenyError('unsupported', `Secret of ${where}: JuiceFS Enterprise Edition (token without metaurl) is not supported by this injector`);
+      throw new DenyError(
+        'unsupported',
+        `Secret of ${where}: JuiceFS Enterprise Edition (token without metaurl) is not supported by this injector`,
+      );
     }
     throw new DenyError('invalid-secret', `Secret of ${where}: key "${SECRET_KEYS.metaurl}" is missing`);
   }
@@ -174,7 +182,11 @@ export function computeMountSettings(
   if (volume.attributes[ATTR.mountImage]) image = volume.attributes[ATTR.mountImage];
   for (const p of patches) if (p.ceMountImage) image = p.ceMountImage;
 
-  const pvcTuning = filterUserAnnotations(volume.pvcAnnotations, config.annotationBounds, `PersistentVolumeClaim ${volume.pvcName}`);
+  const pvcTuning = filterUserAnnotations(
+    volume.pvcAnnotations,
+    config.annotationBounds,
+    `PersistentVolumeClaim ${volume.pvcName}`,
+  );
   warnings.push(...pvcTuning.warnings);
   const resources = resolveResources([
     attributeLayer(volume.attributes, where),
@@ -195,11 +207,15 @@ export function computeMountSettings(
   for (const opt of merged) {
     if (READ_ONLY_KEYS.has(opt.key)) readOnly = true;
     else if (opt.key === SUBDIR_KEY) optionSubdir = opt.value;
-    else if (opt.key === METRICS_KEY) continue; // the metrics address is part of the contract
+    else if (opt.key === METRICS_KEY)
+      continue; // the metrics address is part of the contract
     else if (opt.key === CACHE_DIR_KEY) {
       const dirs = (opt.value ?? '').split(':').filter((d) => d);
       if (!dirs.length || dirs.some((d) => d !== 'memory' && !path.posix.isAbsolute(d))) {
-        throw new DenyError('invalid-pv', `${where}: cache-dir "${opt.value ?? ''}" must be absolute paths separated by ":"`);
+        throw new DenyError(
+          'invalid-pv',
+          `${where}: cache-dir "${opt.value ?? ''}" must be absolute paths separated by ":"`,
+        );
       }
       cacheDirs = dirs;
     } else passed.push(opt);

@@ -27,7 +27,14 @@ export function readMounts(file = '/proc/self/mountinfo'): MountEntry[] {
       const [pre, post] = line.split(' - ');
       const f = pre.split(' ');
       const p = (post ?? '').split(' ');
-      return { device: f[2], readOnly: (f[5] ?? '').split(',').includes('ro'), root: unescape(f[3]), mountPoint: unescape(f[4]), fsType: p[0] ?? '', source: unescape(p[1] ?? '') };
+      return {
+        device: f[2],
+        readOnly: (f[5] ?? '').split(',').includes('ro'),
+        root: unescape(f[3]),
+        mountPoint: unescape(f[4]),
+        fsType: p[0] ?? '',
+        source: unescape(p[1] ?? ''),
+      };
     });
 }
 

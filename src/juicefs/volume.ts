@@ -95,7 +95,9 @@ export class JuicefsVolumes {
       const dir = path.join(base, name);
       if (readMounts().some((m) => m.mountPoint === dir)) {
         this.log.info({ dir }, 'unmounting a mount left by a previous run');
-        await this.cli.run(['umount', '--force', dir], []).catch((err) => this.log.warn({ err: (err as Error).message }, 'stale unmount failed'));
+        await this.cli
+          .run(['umount', '--force', dir], [])
+          .catch((err) => this.log.warn({ err: (err as Error).message }, 'stale unmount failed'));
       }
     }
   }
@@ -126,7 +128,15 @@ export class JuicefsVolumes {
         ? Promise.resolve()
         : this.cli
             .run(
-              ['mount', '-d', '--no-usage-report', `--cache-dir=${path.join(this.stateDir, 'cache')}`, `--log=${path.join(this.stateDir, `mount-${key}.log`)}`, c.metaurl, dir],
+              [
+                'mount',
+                '-d',
+                '--no-usage-report',
+                `--cache-dir=${path.join(this.stateDir, 'cache')}`,
+                `--log=${path.join(this.stateDir, `mount-${key}.log`)}`,
+                c.metaurl,
+                dir,
+              ],
               secretsOf(c),
               { env: envOf(c), timeoutMs: 120_000 },
             )
@@ -155,7 +165,9 @@ export class JuicefsVolumes {
     this.mounts.delete(key);
     if (!existsSync(m.dir) || !isJuicefsMount(m.dir)) return;
     await this.cli.run(['umount', m.dir], []).catch(async () => {
-      await this.cli.run(['umount', '--force', m.dir], []).catch((err) => this.log.warn({ dir: m.dir, err: (err as Error).message }, 'unmount failed'));
+      await this.cli
+        .run(['umount', '--force', m.dir], [])
+        .catch((err) => this.log.warn({ dir: m.dir, err: (err as Error).message }, 'unmount failed'));
     });
   }
 
@@ -179,10 +191,14 @@ export class JuicefsVolumes {
   }
 
   async deleteQuota(c: VolumeCredentials, dir: string): Promise<void> {
-    await this.metaLock.run(this.key(c), () => this.cli.run(['quota', 'delete', c.metaurl, `--path=/${dir}`], secretsOf(c), { env: envOf(c) })).catch((err) => {
-      // No quota there is the state we want.
-      if (!/not exist|no quota|not found|no such file/i.test((err as Error).message)) throw err;
-    });
+    await this.metaLock
+      .run(this.key(c), () =>
+        this.cli.run(['quota', 'delete', c.metaurl, `--path=/${dir}`], secretsOf(c), { env: envOf(c) }),
+      )
+      .catch((err) => {
+        // No quota there is the state we want.
+        if (!/not exist|no quota|not found|no such file/i.test((err as Error).message)) throw err;
+      });
   }
 
   /** Removes a directory tree with juicefs' server-side rmr (fast, and moves nothing through FUSE). */

@@ -46,7 +46,11 @@ export class ClusterCache implements ClusterView {
       path: '/api/v1/persistentvolumeclaims',
       list: () => core.listPersistentVolumeClaimForAllNamespaces(),
     });
-    this.pvs = new ResilientInformer({ ...base, path: '/api/v1/persistentvolumes', list: () => core.listPersistentVolume() });
+    this.pvs = new ResilientInformer({
+      ...base,
+      path: '/api/v1/persistentvolumes',
+      list: () => core.listPersistentVolume(),
+    });
     this.classes = new ResilientInformer({
       ...base,
       path: '/apis/storage.k8s.io/v1/storageclasses',
@@ -109,7 +113,10 @@ export class ClusterCache implements ClusterView {
       this.config = parseGlobalConfig(cm?.data?.[CONFIG_MAP_KEY]);
       this.configError = undefined;
       this.configVersion = cm?.metadata?.resourceVersion ?? '';
-      this.opts.log.info({ configMap: `${this.opts.configNamespace}/${CONFIG_MAP_NAME}`, present: !!cm }, 'global config loaded');
+      this.opts.log.info(
+        { configMap: `${this.opts.configNamespace}/${CONFIG_MAP_NAME}`, present: !!cm },
+        'global config loaded',
+      );
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       // Keep serving with the last good config; the error is logged and shown on /readyz.

@@ -31,7 +31,14 @@ export class ResilientInformer<T extends KubernetesObject> {
 
   constructor(private readonly opts: InformerOptions<T>) {
     this.backoffMs = opts.minBackoffMs ?? 500;
-    this.lw = new ListWatch<T>(opts.path, new Watch(opts.kubeConfig), opts.list, false, opts.labelSelector, opts.fieldSelector);
+    this.lw = new ListWatch<T>(
+      opts.path,
+      new Watch(opts.kubeConfig),
+      opts.list,
+      false,
+      opts.labelSelector,
+      opts.fieldSelector,
+    );
     this.lw.on('error', (err) => this.restartLater(err));
     this.lw.on('connect', () => {
       this.backoffMs = this.opts.minBackoffMs ?? 500;
@@ -63,7 +70,10 @@ export class ResilientInformer<T extends KubernetesObject> {
         this.syncedOnce = true;
         return;
       } catch (err) {
-        this.opts.log.warn({ path: this.opts.path, err: describeError(err), retryInMs: this.backoffMs }, 'informer list failed');
+        this.opts.log.warn(
+          { path: this.opts.path, err: describeError(err), retryInMs: this.backoffMs },
+          'informer list failed',
+        );
         await new Promise((r) => setTimeout(r, this.nextBackoff()));
       }
     }
@@ -84,7 +94,10 @@ export class ResilientInformer<T extends KubernetesObject> {
   private restartLater(err: unknown): void {
     if (this.stopped || this.timer) return;
     const delay = this.nextBackoff();
-    this.opts.log.warn({ path: this.opts.path, err: describeError(err), retryInMs: delay }, 'watch failed; restarting informer');
+    this.opts.log.warn(
+      { path: this.opts.path, err: describeError(err), retryInMs: delay },
+      'watch failed; restarting informer',
+    );
     this.timer = setTimeout(() => {
       this.timer = undefined;
       // The cache keeps serving its last state while the informer relists.

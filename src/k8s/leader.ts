@@ -45,7 +45,13 @@ export class LeaderElector {
           namespace,
           body: {
             metadata: { name, namespace },
-            spec: { holderIdentity: identity, leaseDurationSeconds: this.duration, acquireTime: now(), renewTime: now(), leaseTransitions: 0 },
+            spec: {
+              holderIdentity: identity,
+              leaseDurationSeconds: this.duration,
+              acquireTime: now(),
+              renewTime: now(),
+              leaseTransitions: 0,
+            },
           },
         });
         return true;

@@ -27,8 +27,11 @@ export function readManifest(file: string): KubernetesObject[] {
 export async function applyObjects(kc: KubeConfig, objects: KubernetesObject[]): Promise<void> {
   const api = KubernetesObjectApi.makeApiClient(kc);
   for (const obj of objects) {
-    const existing = await unlessNotFound(api.read(obj as KubernetesObject & { metadata: { name: string; namespace?: string } }));
-    if (existing) await api.replace({ ...obj, metadata: { ...obj.metadata, resourceVersion: existing.metadata?.resourceVersion } });
+    const existing = await unlessNotFound(
+      api.read(obj as KubernetesObject & { metadata: { name: string; namespace?: string } }),
+    );
+    if (existing)
+      await api.replace({ ...obj, metadata: { ...obj.metadata, resourceVersion: existing.metadata?.resourceVersion } });
     else await api.create(obj);
   }
 }
@@ -79,7 +82,12 @@ export class WebhookProcess {
       ...this.opts.secretNamespaces.map((n) => `--secret-namespace=${n}`),
       ...(this.opts.extraArgs ?? []),
     ];
-    const child = trackChild(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' } }));
+    const child = trackChild(
+      spawn(process.execPath, args, {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
+      }),
+    );
     if (this.opts.logFile) {
       const log = createWriteStream(this.opts.logFile, { flags: 'a' });
       child.stdout!.pipe(log);
@@ -100,17 +108,20 @@ export class WebhookProcess {
   /** GET /readyz; the body tells which ConfigMap version is loaded. */
   async readyz(): Promise<{ status: number; body: Record<string, unknown> }> {
     return new Promise((resolve) => {
-      const req = request({ host: '127.0.0.1', port: this.port, path: '/readyz', rejectUnauthorized: false, timeout: 2000 }, (res) => {
-        let text = '';
-        res.on('data', (c) => (text += c));
-        res.on('end', () => {
-          try {
-            resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) });
-          } catch {
-            resolve({ status: res.statusCode ?? 0, body: {} });
-          }
-        });
-      });
+      const req = request(
+        { host: '127.0.0.1', port: this.port, path: '/readyz', rejectUnauthorized: false, timeout: 2000 },
+        (res) => {
+          let text = '';
+          res.on('data', (c) => (text += c));
+          res.on('end', () => {
+            try {
+              resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) });
+            } catch {
+              resolve({ status: res.statusCode ?? 0, body: {} });
+            }
+          });
+        },
+      );
       req.on('error', () => resolve({ status: 0, body: {} }));
       req.on('timeout', () => req.destroy());
       req.end();
@@ -194,7 +205,10 @@ export class ManagedProcess {
     if (this.restartAlways) {
       child.once('exit', (code, signal) => {
         if (this.stopping) return;
-        appendFileSync(this.logFile, `[harness, playing kubelet] ${path.basename(this.command)} exited (${code ?? signal}); restarting it\n`);
+        appendFileSync(
+          this.logFile,
+          `[harness, playing kubelet] ${path.basename(this.command)} exited (${code ?? signal}); restarting it\n`,
+        );
         this.restarts++;
         setTimeout(() => !this.stopping && this.start(), 1000).unref();
       });
@@ -217,7 +231,9 @@ export class ManagedProcess {
   }
 
   log(lines = 40): string {
-    return existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n') : '';
+    return existsSync(this.logFile)
+      ? readFileSync(this.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
+      : '';
   }
 }
 

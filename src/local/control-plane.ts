@@ -15,11 +15,15 @@ import { makeCa, makeClient, makeServiceAccountKey, makeServing, type Pem } from
 
 const BUILD_SCRIPT = path.join(PROJECT_ROOT, 'test/env/build.sh');
 
-export type Component = 'kube-apiserver' | 'kube-controller-manager' | 'etcd' | 'juicefs' | 'csi-sanity' | 'csi-provisioner';
+export type Component =
+  'kube-apiserver' | 'kube-controller-manager' | 'etcd' | 'juicefs' | 'csi-sanity' | 'csi-provisioner';
 
 /** Paths of the binaries, building what is missing (progress goes to stderr). */
 export function ensureBinaries(components: Component[]): Record<Component, string> {
-  const res = spawnSync('bash', [BUILD_SCRIPT, '--paths', ...components], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  const res = spawnSync('bash', [BUILD_SCRIPT, '--paths', ...components], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+  });
   if (res.status !== 0) throw new Error(`test/env/build.sh failed (exit ${res.status})`);
   const out = {} as Record<Component, string>;
   for (const line of res.stdout.split('\n')) {
@@ -106,7 +110,12 @@ export class ControlPlane {
     const bins = ensureBinaries(components);
 
     this.ca = await makeCa('jfs-sidecar-test-ca');
-    const serving = await makeServing(this.ca, 'kube-apiserver', ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc'], ['127.0.0.1', '10.0.0.1']);
+    const serving = await makeServing(
+      this.ca,
+      'kube-apiserver',
+      ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc'],
+      ['127.0.0.1', '10.0.0.1'],
+    );
     const admin = await makeClient(this.ca, 'jfs-admin', ['system:masters']);
     const kcmClient = await makeClient(this.ca, 'system:kube-controller-manager', []);
     const sa = makeServiceAccountKey();
@@ -147,11 +156,17 @@ export class ControlPlane {
       '--storage-media-type=application/json',
       ...(this.opts.apiserverArgs ?? []),
     ]);
-    this.adminKubeconfigPath = this.file('admin.kubeconfig', this.kubeconfigYaml({ cert: admin.cert, key: admin.key }, 'jfs-admin'));
+    this.adminKubeconfigPath = this.file(
+      'admin.kubeconfig',
+      this.kubeconfigYaml({ cert: admin.cert, key: admin.key }, 'jfs-admin'),
+    );
     await this.waitReady(admin);
 
     if (this.opts.controllerManager) {
-      const kcmKubeconfig = this.file('kcm.kubeconfig', this.kubeconfigYaml({ cert: kcmClient.cert, key: kcmClient.key }, 'kcm'));
+      const kcmKubeconfig = this.file(
+        'kcm.kubeconfig',
+        this.kubeconfigYaml({ cert: kcmClient.cert, key: kcmClient.key }, 'kcm'),
+      );
       this.spawn('kube-controller-manager', bins['kube-controller-manager'], [
         `--kubeconfig=${kcmKubeconfig}`,
         `--authentication-kubeconfig=${kcmKubeconfig}`,
@@ -168,11 +183,15 @@ export class ControlPlane {
         '--concurrent-replicaset-syncs=5',
       ]);
       // The ServiceAccount admission plugin needs the default ServiceAccount, which the controller-manager creates.
-      await this.waitFor(async () => {
-        const core = this.adminKubeConfig().makeApiClient(CoreV1Api);
-        await core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' });
-        return true;
-      }, 60_000, 'default ServiceAccount');
+      await this.waitFor(
+        async () => {
+          const core = this.adminKubeConfig().makeApiClient(CoreV1Api);
+          await core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' });
+          return true;
+        },
+        60_000,
+        'default ServiceAccount',
+      );
     }
   }
 
@@ -215,7 +234,10 @@ current-context: local
       namespace,
       body: { spec: { audiences: [], expirationSeconds: 24 * 3600 } },
     });
-    return this.file(`sa-${namespace}-${name}.kubeconfig`, this.kubeconfigYaml({ token: tr.status!.token }, `${namespace}-${name}`));
+    return this.file(
+      `sa-${namespace}-${name}.kubeconfig`,
+      this.kubeconfigYaml({ token: tr.status!.token }, `${namespace}-${name}`),
+    );
   }
 
   private async waitReady(admin: Pem): Promise<void> {
@@ -223,7 +245,15 @@ current-context: local
       () =>
         new Promise<boolean>((resolve) => {
           const req = request(
-            { host: '127.0.0.1', port: this.apiserverPort, path: '/readyz', ca: this.ca.cert, cert: admin.cert, key: admin.key, timeout: 2000 },
+            {
+              host: '127.0.0.1',
+              port: this.apiserverPort,
+              path: '/readyz',
+              ca: this.ca.cert,
+              cert: admin.cert,
+              key: admin.key,
+              timeout: 2000,
+            },
             (res) => {
               res.resume();
               resolve(res.statusCode === 200);
@@ -242,7 +272,8 @@ current-context: local
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       for (const p of this.procs) {
-        if (p.child.exitCode !== null) throw new Error(`${p.name} exited with code ${p.child.exitCode} while waiting for ${what}`);
+        if (p.child.exitCode !== null)
+          throw new Error(`${p.name} exited with code ${p.child.exitCode} while waiting for ${what}`);
       }
       try {
         if (await check()) return;
@@ -258,7 +289,9 @@ current-context: local
   logs(lines = 40): string {
     return this.procs
       .map((p) => {
-        const text = existsSync(p.logFile) ? readFileSync(p.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n') : '';
+        const text = existsSync(p.logFile)
+          ? readFileSync(p.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
+          : '';
         return `----- ${p.name} (last ${lines} lines) -----\n${text}`;
       })
       .join('\n');

@@ -18,7 +18,10 @@ export interface ControllerStack {
   stop(): Promise<void>;
 }
 
-export async function startControllerStack(cp: ControlPlane, opts: { dir: string; secretNamespaces: string[] }): Promise<ControllerStack> {
+export async function startControllerStack(
+  cp: ControlPlane,
+  opts: { dir: string; secretNamespaces: string[] },
+): Promise<ControllerStack> {
   const bins = ensureBinaries(['juicefs', 'csi-provisioner']);
   const admin = cp.adminKubeConfig();
   // The shipped ServiceAccount and RBAC; the Deployment's containers run here as processes.

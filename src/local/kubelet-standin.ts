@@ -15,12 +15,27 @@
 //   pod Running/Ready (its containers are not run: the status message says
 //   so); when the pod is deleted it calls NodeUnpublishVolume for those targets
 //   and finishes the deletion.
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Container, type V1Pod, type V1PodCondition, type V1Secret } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+  type V1Container,
+  type V1Pod,
+  type V1PodCondition,
+  type V1Secret,
+} from '@kubernetes/client-node';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { CLEAN_CACHE_APP_VALUE, CSI_DRIVER_NAME, MOUNT_POD_APP_VALUE, MOUNT_POD_LABEL_APP, MOUNT_POINT_ENV } from '../contract/keys.js';
+import {
+  CLEAN_CACHE_APP_VALUE,
+  CSI_DRIVER_NAME,
+  MOUNT_POD_APP_VALUE,
+  MOUNT_POD_LABEL_APP,
+  MOUNT_POINT_ENV,
+} from '../contract/keys.js';
 import { csiClient, type CsiCall } from '../csi/server.js';
 import { isJuicefsMount } from '../juicefs/mounts.js';
 import { unlessNotFound } from '../k8s/errors.js';
@@ -95,15 +110,24 @@ export class KubeletStandIn {
       log: opts.log,
     });
     const onPod = (pod: V1Pod) => {
-      const work = isMountPod(pod) ? this.syncMountPod(pod) : isCleanCachePod(pod) ? this.runToCompletion(pod) : this.syncAppPod(pod);
-      void work.catch((err) => opts.log.warn({ pod: pod.metadata?.name, err: (err as Error).message }, 'stand-in sync failed'));
+      const work = isMountPod(pod)
+        ? this.syncMountPod(pod)
+        : isCleanCachePod(pod)
+          ? this.runToCompletion(pod)
+          : this.syncAppPod(pod);
+      void work.catch((err) =>
+        opts.log.warn({ pod: pod.metadata?.name, err: (err as Error).message }, 'stand-in sync failed'),
+      );
     };
     this.pods.on('add', onPod);
     this.pods.on('update', onPod);
     this.pods.on('delete', (pod) => {
       if (isCleanCachePod(pod)) return;
       if (isMountPod(pod)) void this.stop(pod.metadata!.uid!, false);
-      else void this.removeAppPod(pod, false).catch((err) => opts.log.warn({ pod: pod.metadata?.name, err: (err as Error).message }, 'stand-in cleanup failed'));
+      else
+        void this.removeAppPod(pod, false).catch((err) =>
+          opts.log.warn({ pod: pod.metadata?.name, err: (err as Error).message }, 'stand-in cleanup failed'),
+        );
     });
   }
 
@@ -119,7 +143,9 @@ export class KubeletStandIn {
     for (const [uid, published] of this.appPods) {
       await this.appLock.run(uid, async () => {
         for (const { volumeId, target } of published) {
-          await this.node!.call('NodeUnpublishVolume', { volume_id: volumeId, target_path: target }).catch((err) => this.opts.log.warn({ target, err: (err as Error).message }, 'unpublish on close failed'));
+          await this.node!.call('NodeUnpublishVolume', { volume_id: volumeId, target_path: target }).catch((err) =>
+            this.opts.log.warn({ target, err: (err as Error).message }, 'unpublish on close failed'),
+          );
         }
       });
     }
@@ -147,10 +173,17 @@ export class KubeletStandIn {
       try {
         const published = await this.publishVolumes(pod);
         this.appPods.set(uid, published);
-        await this.setAppStatus(pod, { type: 'Ready', status: 'True', reason: 'KubeletStandIn', message: `kubelet stand-in: ${published.length} CSI volume(s) published; containers are not run` });
+        await this.setAppStatus(pod, {
+          type: 'Ready',
+          status: 'True',
+          reason: 'KubeletStandIn',
+          message: `kubelet stand-in: ${published.length} CSI volume(s) published; containers are not run`,
+        });
       } catch (err) {
         const message = `kubelet stand-in: volumes not ready: ${(err as Error).message}`;
-        await this.setAppStatus(pod, { type: 'Ready', status: 'False', reason: 'VolumesNotReady', message }).catch(() => undefined);
+        await this.setAppStatus(pod, { type: 'Ready', status: 'False', reason: 'VolumesNotReady', message }).catch(
+          () => undefined,
+        );
         this.retryLater(pod);
       }
     });
@@ -177,7 +210,8 @@ export class KubeletStandIn {
       if (!claim) continue;
       const pvc = await this.core.readNamespacedPersistentVolumeClaim({ name: claim.claimName, namespace });
       const pvName = pvc.spec?.volumeName;
-      if (!pvName || pvc.status?.phase !== 'Bound') throw new Error(`PVC ${namespace}/${claim.claimName} is not bound yet`);
+      if (!pvName || pvc.status?.phase !== 'Bound')
+        throw new Error(`PVC ${namespace}/${claim.claimName} is not bound yet`);
       const pv = await this.core.readPersistentVolume({ name: pvName });
       const csi = pv.spec?.csi;
       if (csi?.driver !== CSI_DRIVER_NAME) continue;
@@ -192,7 +226,10 @@ export class KubeletStandIn {
       await this.node!.call('NodePublishVolume', {
         volume_id: csi.volumeHandle,
         target_path: target,
-        volume_capability: { mount: { mount_flags: pv.spec?.mountOptions ?? [] }, access_mode: { mode: ACCESS_MODES[pv.spec?.accessModes?.[0] ?? 'ReadWriteMany'] } },
+        volume_capability: {
+          mount: { mount_flags: pv.spec?.mountOptions ?? [] },
+          access_mode: { mode: ACCESS_MODES[pv.spec?.accessModes?.[0] ?? 'ReadWriteMany'] },
+        },
         readonly: claim.readOnly === true || csi.readOnly === true,
         volume_context: csi.volumeAttributes ?? {},
         secrets,
@@ -208,7 +245,8 @@ export class KubeletStandIn {
     const uid = pod.metadata!.uid!;
     await this.appLock.run(uid, async () => {
       const published = this.appPods.get(uid) ?? this.scanTargets(uid);
-      for (const { volumeId, target } of published) await this.node!.call('NodeUnpublishVolume', { volume_id: volumeId, target_path: target });
+      for (const { volumeId, target } of published)
+        await this.node!.call('NodeUnpublishVolume', { volume_id: volumeId, target_path: target });
       this.appPods.delete(uid);
       if (finishDeletion) {
         await this.finishDeletion(pod);
@@ -263,13 +301,34 @@ export class KubeletStandIn {
       const startedAt = new Date().toISOString();
       const code: number | null = failed ? null : await this.runToEnd(pod, c, resolveEnv(pod, c, getSecret));
       failed ||= code !== 0;
-      statuses.push({ name: c.name, image: c.image ?? '', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: code ?? -1, startedAt, finishedAt: new Date().toISOString(), reason: code === 0 ? 'Completed' : 'Error' } } });
+      statuses.push({
+        name: c.name,
+        image: c.image ?? '',
+        imageID: '',
+        ready: false,
+        restartCount: 0,
+        state: {
+          terminated: {
+            exitCode: code ?? -1,
+            startedAt,
+            finishedAt: new Date().toISOString(),
+            reason: code === 0 ? 'Completed' : 'Error',
+          },
+        },
+      });
     }
     await this.core.patchNamespacedPodStatus(
       {
         name: pod.metadata!.name!,
         namespace: pod.metadata!.namespace!,
-        body: { status: { phase: failed ? 'Failed' : 'Succeeded', hostIP: '127.0.0.1', message: 'kubelet stand-in: ran the containers\' commands on this machine', containerStatuses: statuses } },
+        body: {
+          status: {
+            phase: failed ? 'Failed' : 'Succeeded',
+            hostIP: '127.0.0.1',
+            message: "kubelet stand-in: ran the containers' commands on this machine",
+            containerStatuses: statuses,
+          },
+        },
       },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
@@ -315,7 +374,11 @@ export class KubeletStandIn {
     for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
       for (const e of c.env ?? []) {
         const ref = e.valueFrom?.secretKeyRef;
-        if (ref?.name && !secrets.has(ref.name)) secrets.set(ref.name, await this.core.readNamespacedSecret({ name: ref.name, namespace: pod.metadata!.namespace! }));
+        if (ref?.name && !secrets.has(ref.name))
+          secrets.set(
+            ref.name,
+            await this.core.readNamespacedSecret({ name: ref.name, namespace: pod.metadata!.namespace! }),
+          );
       }
     }
     return (name) => secrets.get(name);
@@ -344,14 +407,23 @@ export class KubeletStandIn {
 
   private launch(state: Running, c: V1Container): void {
     const [cmd, ...args] = this.argv(c, state.env);
-    appendFileSync(this.logFile(state.pod), `[stand-in] starting ${c.name}: ${path.basename(cmd)} ${args.filter((a) => !a.includes('://')).join(' ')}\n`);
-    const child = trackChild(spawn(cmd, args, { env: this.processEnv(state.env), stdio: ['ignore', 'pipe', 'pipe'], detached: true }), { group: true });
+    appendFileSync(
+      this.logFile(state.pod),
+      `[stand-in] starting ${c.name}: ${path.basename(cmd)} ${args.filter((a) => !a.includes('://')).join(' ')}\n`,
+    );
+    const child = trackChild(
+      spawn(cmd, args, { env: this.processEnv(state.env), stdio: ['ignore', 'pipe', 'pipe'], detached: true }),
+      { group: true },
+    );
     child.stdout!.on('data', (d) => appendFileSync(this.logFile(state.pod), d));
     child.stderr!.on('data', (d) => appendFileSync(this.logFile(state.pod), d));
     state.child = child;
     child.on('exit', (code, signal) => {
       if (state.stopping) return;
-      appendFileSync(this.logFile(state.pod), `[stand-in] ${c.name} exited (${code ?? signal}); restarting it (restartPolicy Always)\n`);
+      appendFileSync(
+        this.logFile(state.pod),
+        `[stand-in] ${c.name} exited (${code ?? signal}); restarting it (restartPolicy Always)\n`,
+      );
       state.ready = false;
       void this.setStatus(state.pod, false).catch(() => undefined);
       setTimeout(() => !state.stopping && this.launch(state, c), 1000).unref();
@@ -363,7 +435,9 @@ export class KubeletStandIn {
     const mounted = isJuicefsMount(state.env[MOUNT_POINT_ENV] ?? '');
     if (mounted !== state.ready) {
       state.ready = mounted;
-      await this.setStatus(state.pod, mounted).catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'status update failed'));
+      await this.setStatus(state.pod, mounted).catch((err) =>
+        this.opts.log.warn({ err: (err as Error).message }, 'status update failed'),
+      );
     }
   }
 
@@ -420,6 +494,12 @@ export class KubeletStandIn {
 
   /** What kubelet does once a deleted pod's containers are stopped: the final delete, grace period 0. */
   private async finishDeletion(pod: V1Pod): Promise<void> {
-    await unlessNotFound(this.core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, gracePeriodSeconds: 0 }));
+    await unlessNotFound(
+      this.core.deleteNamespacedPod({
+        name: pod.metadata!.name!,
+        namespace: pod.metadata!.namespace!,
+        gracePeriodSeconds: 0,
+      }),
+    );
   }
 }

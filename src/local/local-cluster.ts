@@ -21,7 +21,9 @@ export interface LocalCluster {
 }
 
 export async function startLocalCluster(log: Logger): Promise<LocalCluster> {
-  log.info('starting etcd, kube-apiserver and kube-controller-manager on loopback (the first run builds them: minutes)');
+  log.info(
+    'starting etcd, kube-apiserver and kube-controller-manager on loopback (the first run builds them: minutes)',
+  );
   const cp = await ControlPlane.start({ controllerManager: true });
   const stops: (() => Promise<void>)[] = [() => cp.stop()];
   const stop = async () => {
@@ -56,7 +58,13 @@ export async function startLocalCluster(log: Logger): Promise<LocalCluster> {
         apiVersion: 'v1',
         kind: 'Secret',
         metadata: { name: 'juicefs-secret', namespace: WEBHOOK_NAMESPACE },
-        stringData: { name: 'demo', metaurl: `sqlite3://${vol}/meta.db`, storage: 'file', bucket: `${vol}/data/`, 'format-options': 'trash-days=0' },
+        stringData: {
+          name: 'demo',
+          metaurl: `sqlite3://${vol}/meta.db`,
+          storage: 'file',
+          bucket: `${vol}/data/`,
+          'format-options': 'trash-days=0',
+        },
       } as KubernetesObject,
     ]);
     const controller = await startControllerStack(cp, { dir: cp.dir, secretNamespaces: [WEBHOOK_NAMESPACE] });
@@ -76,7 +84,9 @@ export async function startLocalCluster(log: Logger): Promise<LocalCluster> {
         'node service running; a KUBELET STAND-IN plays kubelet for this node (Mount Pods run as local processes, app containers are not run)',
       );
     } else {
-      log.warn('not root: Mount Pod mode (node service + kubelet stand-in) is left out, FUSE and bind mounts need root');
+      log.warn(
+        'not root: Mount Pod mode (node service + kubelet stand-in) is left out, FUSE and bind mounts need root',
+      );
     }
     return { kubeconfig: cp.adminKubeconfigPath, stop };
   } catch (err) {

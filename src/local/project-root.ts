@@ -8,7 +8,8 @@ function findRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const pkg = path.join(dir, 'package.json');
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'jfs-sidecar') return dir;
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'jfs-sidecar')
+      return dir;
     const parent = path.dirname(dir);
     if (parent === dir) throw new Error('cannot find the jfs-sidecar package root');
     dir = parent;
@@ -16,4 +17,6 @@ function findRoot(): string {
 }
 
 export const PROJECT_ROOT = findRoot();
-export const PACKAGE_VERSION = (JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+export const PACKAGE_VERSION = (
+  JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }
+).version;

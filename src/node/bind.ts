@@ -22,7 +22,9 @@ export async function bindMount(source: string, target: string, readOnly: boolea
 /** Removes every mount stacked at `target`, lazily when busy or when the unmount hangs. */
 export async function unmountAll(target: string): Promise<void> {
   while (mountAt(target)) {
-    await run('umount', [target], { timeout: UMOUNT_TIMEOUT_MS }).catch(() => run('umount', ['-l', target], { timeout: UMOUNT_TIMEOUT_MS }));
+    await run('umount', [target], { timeout: UMOUNT_TIMEOUT_MS }).catch(() =>
+      run('umount', ['-l', target], { timeout: UMOUNT_TIMEOUT_MS }),
+    );
   }
 }
 

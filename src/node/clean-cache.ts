@@ -4,7 +4,13 @@
 // credentials' env, its cache hostPaths), so nothing else needs looking up.
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
-import { CACHE_VOLUME_PREFIX, CLEAN_CACHE_APP_VALUE, MOUNT_POD_ANN_CLEAN_CACHE, MOUNT_POD_LABEL_APP, MOUNT_POD_LABEL_VOLUME_ID } from '../contract/keys.js';
+import {
+  CACHE_VOLUME_PREFIX,
+  CLEAN_CACHE_APP_VALUE,
+  MOUNT_POD_ANN_CLEAN_CACHE,
+  MOUNT_POD_LABEL_APP,
+  MOUNT_POD_LABEL_VOLUME_ID,
+} from '../contract/keys.js';
 import { ENV_METAURL } from '../inject/containers.js';
 
 /**
@@ -26,15 +32,22 @@ export function wantsCacheCleanup(pod: V1Pod): boolean {
 /** The cleanup Job of a deleted Mount Pod, or undefined when it has no cache folder on disk to clean. */
 export function planCleanCacheJob(mountPod: V1Pod): V1Job | undefined {
   const container = mountPod.spec?.containers?.[0];
-  const cacheVolumes = (mountPod.spec?.volumes ?? []).filter((v) => v.name.startsWith(CACHE_VOLUME_PREFIX) && v.hostPath);
+  const cacheVolumes = (mountPod.spec?.volumes ?? []).filter(
+    (v) => v.name.startsWith(CACHE_VOLUME_PREFIX) && v.hostPath,
+  );
   if (!container || cacheVolumes.length === 0) return undefined;
   const dirs = cacheVolumes.map((v) => v.hostPath!.path);
   const metaurl = container.env?.find((e) => e.name === ENV_METAURL);
   if (!metaurl) return undefined;
-  const id = createHash('sha256').update(mountPod.metadata?.uid ?? mountPod.metadata!.name!).digest('hex').slice(0, 12);
+  const id = createHash('sha256')
+    .update(mountPod.metadata?.uid ?? mountPod.metadata!.name!)
+    .digest('hex')
+    .slice(0, 12);
   const labels = {
     [MOUNT_POD_LABEL_APP]: CLEAN_CACHE_APP_VALUE,
-    ...(mountPod.metadata?.labels?.[MOUNT_POD_LABEL_VOLUME_ID] ? { [MOUNT_POD_LABEL_VOLUME_ID]: mountPod.metadata.labels[MOUNT_POD_LABEL_VOLUME_ID] } : {}),
+    ...(mountPod.metadata?.labels?.[MOUNT_POD_LABEL_VOLUME_ID]
+      ? { [MOUNT_POD_LABEL_VOLUME_ID]: mountPod.metadata.labels[MOUNT_POD_LABEL_VOLUME_ID] }
+      : {}),
   };
   return {
     apiVersion: 'batch/v1',

@@ -50,7 +50,11 @@ function fieldOf(pod: V1Pod, path: string): string {
 }
 
 /** The environment of a container, in order, each value expanded against those before it. */
-export function resolveEnv(pod: V1Pod, container: V1Container, getSecret: (name: string) => V1Secret | undefined): Record<string, string> {
+export function resolveEnv(
+  pod: V1Pod,
+  container: V1Container,
+  getSecret: (name: string) => V1Secret | undefined,
+): Record<string, string> {
   const vars: Record<string, string> = {};
   for (const e of container.env ?? ([] as V1EnvVar[])) {
     if (e.value !== undefined) vars[e.name] = expand(e.value, vars);

@@ -101,7 +101,9 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
     mountPoint,
     volumeMounts: [
       { name: 'jfs-dir', mountPath: MOUNT_ROOT, mountPropagation: 'Bidirectional' },
-      ...settings.cacheDirs.filter((d) => d !== 'memory').map((d, i) => ({ name: `${CACHE_VOLUME_PREFIX}-${i}`, mountPath: d })),
+      ...settings.cacheDirs
+        .filter((d) => d !== 'memory')
+        .map((d, i) => ({ name: `${CACHE_VOLUME_PREFIX}-${i}`, mountPath: d })),
     ],
     metricsPort: METRICS_PORT,
     placement: 'mount-pod',
@@ -133,11 +135,22 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
       automountServiceAccountToken: false,
       terminationGracePeriodSeconds: 30,
       // The same idempotent format step as the sidecar's, when the Secret names an object storage.
-      ...(needsFormat(volume.secret) ? { initContainers: [buildFormatContainer(FORMAT_INIT_NAME, settings, volume.secret, `PersistentVolume ${volume.pvName}`)] } : {}),
+      ...(needsFormat(volume.secret)
+        ? {
+            initContainers: [
+              buildFormatContainer(FORMAT_INIT_NAME, settings, volume.secret, `PersistentVolume ${volume.pvName}`),
+            ],
+          }
+        : {}),
       containers: [container],
       volumes: [
         { name: 'jfs-dir', hostPath: { path: MOUNT_ROOT, type: 'DirectoryOrCreate' } },
-        ...settings.cacheDirs.filter((d) => d !== 'memory').map((d, i) => ({ name: `${CACHE_VOLUME_PREFIX}-${i}`, hostPath: { path: d, type: 'DirectoryOrCreate' as const } })),
+        ...settings.cacheDirs
+          .filter((d) => d !== 'memory')
+          .map((d, i) => ({
+            name: `${CACHE_VOLUME_PREFIX}-${i}`,
+            hostPath: { path: d, type: 'DirectoryOrCreate' as const },
+          })),
       ],
     },
   };
@@ -158,7 +171,12 @@ export function annotationPatch(pod: V1Pod, change: AnnotationChange): Operation
   const before = pod.metadata?.annotations;
   const after: Record<string, string> = { ...before, ...change.set };
   for (const key of change.remove ?? []) delete after[key];
-  const tests: Operation[] = Object.entries(change.expect ?? {}).map(([key, value]) => ({ op: 'test', path: `/metadata/annotations/${fjp.escapePathComponent(key)}`, value }));
-  if (change.resourceVersion) tests.unshift({ op: 'test', path: '/metadata/resourceVersion', value: change.resourceVersion });
+  const tests: Operation[] = Object.entries(change.expect ?? {}).map(([key, value]) => ({
+    op: 'test',
+    path: `/metadata/annotations/${fjp.escapePathComponent(key)}`,
+    value,
+  }));
+  if (change.resourceVersion)
+    tests.unshift({ op: 'test', path: '/metadata/resourceVersion', value: change.resourceVersion });
   return [...tests, ...fjp.compare({ metadata: { annotations: before } }, { metadata: { annotations: after } })];
 }

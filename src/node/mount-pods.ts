@@ -38,7 +38,15 @@ import { ResilientInformer } from '../k8s/informer.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { planCleanCacheJob, wantsCacheCleanup } from './clean-cache.js';
 import { kubeletPodUid, rebind, targetState, unmountTarget } from './bind.js';
-import { annotationPatch, isPodReady, mountPointOf, planMountPod, referenceKey, referencesOf, volumeLabel } from './mount-pod.js';
+import {
+  annotationPatch,
+  isPodReady,
+  mountPointOf,
+  planMountPod,
+  referenceKey,
+  referencesOf,
+  volumeLabel,
+} from './mount-pod.js';
 
 const STATFS_TIMEOUT_MS = 5000;
 
@@ -100,20 +108,34 @@ export class MountPodManager {
   }
 
   private async globalConfig() {
-    const cm = await unlessNotFound(this.core.readNamespacedConfigMap({ name: CONFIG_MAP_NAME, namespace: this.opts.namespace }));
+    const cm = await unlessNotFound(
+      this.core.readNamespacedConfigMap({ name: CONFIG_MAP_NAME, namespace: this.opts.namespace }),
+    );
     return parseGlobalConfig(cm?.data?.[CONFIG_MAP_KEY]);
   }
 
   /** The Mount Pod's Secret in our namespace, named by volume and content, created when absent. */
-  private async ensureSecret(volumeId: string, secrets: Record<string, string>): Promise<{ name: string; data: Record<string, string> }> {
-    const source = Object.fromEntries(Object.entries(secrets).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')]));
-    const digest = createHash('sha256').update(JSON.stringify(Object.entries(source).sort())).digest('hex').slice(0, 8);
+  private async ensureSecret(
+    volumeId: string,
+    secrets: Record<string, string>,
+  ): Promise<{ name: string; data: Record<string, string> }> {
+    const source = Object.fromEntries(
+      Object.entries(secrets).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')]),
+    );
+    const digest = createHash('sha256')
+      .update(JSON.stringify(Object.entries(source).sort()))
+      .digest('hex')
+      .slice(0, 8);
     const name = `juicefs-${volumeId}`.slice(0, 230).replace(/[^a-z0-9.-]/g, '-') + `-${digest}-secret`;
     const data = secretCopyData(source);
     try {
       await this.core.createNamespacedSecret({
         namespace: this.opts.namespace,
-        body: { metadata: { name, namespace: this.opts.namespace, labels: { [MOUNT_POD_LABEL_APP]: MOUNT_POD_APP_VALUE } }, type: 'Opaque', data },
+        body: {
+          metadata: { name, namespace: this.opts.namespace, labels: { [MOUNT_POD_LABEL_APP]: MOUNT_POD_APP_VALUE } },
+          type: 'Opaque',
+          data,
+        },
       });
     } catch (err) {
       if (!isStatus(err, 409)) throw err; // same name, same content
@@ -122,7 +144,11 @@ export class MountPodManager {
   }
 
   async publish(req: PublishRequest): Promise<void> {
-    if (!req.secrets.metaurl) throw new CsiError(Code.INVALID_ARGUMENT, 'secrets: key "metaurl" is missing (set nodePublishSecretRef on the PV)');
+    if (!req.secrets.metaurl)
+      throw new CsiError(
+        Code.INVALID_ARGUMENT,
+        'secrets: key "metaurl" is missing (set nodePublishSecretRef on the PV)',
+      );
     await this.lock.run(volumeLabel(req.volumeId), async () => {
       const secret = await this.ensureSecret(req.volumeId, req.secrets);
       const volume: ResolvedVolume = {
@@ -143,7 +169,11 @@ export class MountPodManager {
           nodeName: this.opts.nodeName,
           namespace: this.opts.namespace,
           volume,
-          options: { mode: 'sidecar', config: await this.globalConfig(), defaultMountImage: this.opts.defaultMountImage },
+          options: {
+            mode: 'sidecar',
+            config: await this.globalConfig(),
+            defaultMountImage: this.opts.defaultMountImage,
+          },
         });
       } catch (err) {
         throw new CsiError(Code.INVALID_ARGUMENT, (err as Error).message);
@@ -152,7 +182,8 @@ export class MountPodManager {
       await this.addReference(plan.pod, referenceKey(req.targetPath), req.targetPath);
       const source = await this.waitReady(name, plan.mountPoint);
       // A repeated publish finds its bind in place; one left on a dead connection is replaced.
-      if (targetState(source, mountAt(req.targetPath)) !== 'ok') await rebind(plan.mountPoint, req.targetPath, req.readOnly);
+      if (targetState(source, mountAt(req.targetPath)) !== 'ok')
+        await rebind(plan.mountPoint, req.targetPath, req.readOnly);
       this.opts.log.info({ volume: req.volumeId, target: req.targetPath, mountPod: name }, 'published');
     });
   }
@@ -183,7 +214,11 @@ export class MountPodManager {
       const pendingDelete = annotations?.[MOUNT_POD_ANN_DELETE_AT] !== undefined;
       if (annotations?.[key] === target && !pendingDelete) return;
       // A new reference within the delete delay keeps the Mount Pod.
-      const ops = annotationPatch(existing, { set: { [key]: target }, remove: pendingDelete ? [MOUNT_POD_ANN_DELETE_AT] : [], resourceVersion: existing.metadata!.resourceVersion });
+      const ops = annotationPatch(existing, {
+        set: { [key]: target },
+        remove: pendingDelete ? [MOUNT_POD_ANN_DELETE_AT] : [],
+        resourceVersion: existing.metadata!.resourceVersion,
+      });
       try {
         await this.patchPod(name, ops);
         return;
@@ -201,7 +236,8 @@ export class MountPodManager {
       const pod = await this.core.readNamespacedPod({ name, namespace: this.opts.namespace }).catch(() => undefined);
       const mounted = mountAt(mountPoint);
       if (isPodReady(pod) && mounted?.fsType === JUICEFS_FS_TYPE) return mounted;
-      if (Date.now() > deadline) throw new CsiError(Code.DEADLINE_EXCEEDED, `Mount Pod ${name} not ready (mount at ${mountPoint}) in time`);
+      if (Date.now() > deadline)
+        throw new CsiError(Code.DEADLINE_EXCEEDED, `Mount Pod ${name} not ready (mount at ${mountPoint}) in time`);
       await new Promise((r) => setTimeout(r, 200));
     }
   }
@@ -223,7 +259,10 @@ export class MountPodManager {
 
   /** A JSON patch of a Mount Pod; guard it with a `test` op where a concurrent writer matters. */
   private async patchPod(name: string, ops: Operation[]): Promise<void> {
-    await this.core.patchNamespacedPod({ name, namespace: this.opts.namespace, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
+    await this.core.patchNamespacedPod(
+      { name, namespace: this.opts.namespace, body: ops },
+      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+    );
   }
 
   private async deletePod(name: string): Promise<void> {
@@ -238,7 +277,9 @@ export class MountPodManager {
       if (!at || referencesOf(pod).length > 0 || Date.parse(at) > now) continue;
       await this.lock.run(lockKeyOf(pod), async () => {
         // Looked at again under the volume's lock: a publish may have just taken it back.
-        const fresh = await unlessNotFound(this.core.readNamespacedPod({ name: pod.metadata!.name!, namespace: this.opts.namespace }));
+        const fresh = await unlessNotFound(
+          this.core.readNamespacedPod({ name: pod.metadata!.name!, namespace: this.opts.namespace }),
+        );
         if (fresh?.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_AT] !== at || referencesOf(fresh).length > 0) return;
         await this.deletePod(pod.metadata!.name!);
         this.opts.log.info({ mountPod: pod.metadata!.name }, 'delete delay over: Mount Pod deleted');
@@ -271,7 +312,11 @@ export class MountPodManager {
     const delayMs = parseDuration(pod.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_DELAY] ?? '') ?? 0;
     const deleteAt = remaining.length === 0 && delayMs > 0 ? new Date(Date.now() + delayMs).toISOString() : undefined;
     // juicefs/mount-delete-delay: keep it a while for a pod that comes back; the sweep deletes it after.
-    const ops = annotationPatch(pod, { remove: [key], set: deleteAt ? { [MOUNT_POD_ANN_DELETE_AT]: deleteAt } : {}, expect: { [key]: target } });
+    const ops = annotationPatch(pod, {
+      remove: [key],
+      set: deleteAt ? { [MOUNT_POD_ANN_DELETE_AT]: deleteAt } : {},
+      expect: { [key]: target },
+    });
     await this.patchPod(name, ops);
     this.opts.log.info({ mountPod: name, target, why, references: remaining.length }, 'reference dropped');
     if (deleteAt) {
@@ -289,14 +334,19 @@ export class MountPodManager {
    */
   async volumeStats(volumeId: string, target: string): Promise<VolumeStats> {
     const bound = mountAt(target);
-    const pod = bound ? (await this.podsOnNode()).find((p) => p.metadata?.annotations?.[referenceKey(target)] === target) : undefined;
+    const pod = bound
+      ? (await this.podsOnNode()).find((p) => p.metadata?.annotations?.[referenceKey(target)] === target)
+      : undefined;
     if (!bound || !pod || pod.metadata?.labels?.[MOUNT_POD_LABEL_VOLUME_ID] !== volumeLabel(volumeId)) {
       throw new CsiError(Code.NOT_FOUND, `volume ${volumeId} is not published at ${target}`);
     }
     const mountPoint = mountPointOf(pod);
     const source = mountPoint ? mountAt(mountPoint) : undefined;
     if (source?.fsType !== JUICEFS_FS_TYPE || targetState(source, bound) !== 'ok') {
-      return { abnormal: true, message: `Mount Pod ${pod.metadata!.name} is not serving this target (client restarting or target stale); it is re-bound once the client is back` };
+      return {
+        abnormal: true,
+        message: `Mount Pod ${pod.metadata!.name} is not serving this target (client restarting or target stale); it is re-bound once the client is back`,
+      };
     }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -304,7 +354,16 @@ export class MountPodManager {
     });
     try {
       const st = await Promise.race([statfs(target, { bigint: true }), timeout]);
-      return { abnormal: false, message: 'mounted', bytes: { total: st.blocks * st.bsize, available: st.bavail * st.bsize, used: (st.blocks - st.bfree) * st.bsize }, inodes: { total: st.files, available: st.ffree, used: st.files - st.ffree } };
+      return {
+        abnormal: false,
+        message: 'mounted',
+        bytes: {
+          total: st.blocks * st.bsize,
+          available: st.bavail * st.bsize,
+          used: (st.blocks - st.bfree) * st.bsize,
+        },
+        inodes: { total: st.files, available: st.ffree, used: st.files - st.ffree },
+      };
     } catch (err) {
       return { abnormal: true, message: `statfs ${target}: ${(err as Error).message}` };
     } finally {
@@ -323,15 +382,21 @@ export class MountPodManager {
    */
   async check(): Promise<void> {
     // Candidates from the informer's cache; each is read again under its volume's lock before anything is done.
-    const mountPods = this.cachedPodsOnNode().filter((p) => !p.metadata?.deletionTimestamp && referencesOf(p).length > 0);
+    const mountPods = this.cachedPodsOnNode().filter(
+      (p) => !p.metadata?.deletionTimestamp && referencesOf(p).length > 0,
+    );
     if (mountPods.length === 0) return;
     // Listed after the Mount Pods (and only when a kubelet target needs it): a reference there was added for a pod this list shows.
     const needsPods = mountPods.some((p) => referencesOf(p).some((target) => kubeletPodUid(target)));
-    const appPods = needsPods ? (await this.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${this.opts.nodeName}` })).items : [];
+    const appPods = needsPods
+      ? (await this.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${this.opts.nodeName}` })).items
+      : [];
     const liveUids = new Set(appPods.map((p) => p.metadata?.uid));
     for (const listed of mountPods) {
       await this.lock.run(lockKeyOf(listed), async () => {
-        let pod = await unlessNotFound(this.core.readNamespacedPod({ name: listed.metadata!.name!, namespace: this.opts.namespace }));
+        let pod = await unlessNotFound(
+          this.core.readNamespacedPod({ name: listed.metadata!.name!, namespace: this.opts.namespace }),
+        );
         if (!pod || pod.metadata?.deletionTimestamp) return;
         const mountPoint = mountPointOf(pod);
         const source = mountPoint ? mountAt(mountPoint) : undefined;
@@ -344,13 +409,18 @@ export class MountPodManager {
           if (gone) {
             await unmountTarget(target);
             await this.dropReference(pod, target, 'pod gone');
-            pod = await unlessNotFound(this.core.readNamespacedPod({ name: pod.metadata!.name!, namespace: this.opts.namespace }));
+            pod = await unlessNotFound(
+              this.core.readNamespacedPod({ name: pod.metadata!.name!, namespace: this.opts.namespace }),
+            );
             if (!pod) return;
             continue;
           }
           if (!serving || targetState(serving, bound) === 'ok') continue;
           await rebind(mountPoint!, target, bound?.readOnly ?? false);
-          this.opts.log.info({ mountPod: pod.metadata!.name, target, was: bound ? 'stale' : 'unmounted' }, 'target re-bound to the Mount Pod\'s mount');
+          this.opts.log.info(
+            { mountPod: pod.metadata!.name, target, was: bound ? 'stale' : 'unmounted' },
+            "target re-bound to the Mount Pod's mount",
+          );
         }
       });
     }
@@ -373,13 +443,18 @@ export class MountPodManager {
           name,
           namespace: this.opts.namespace,
           labels: deleted.metadata?.labels,
-          annotations: Object.fromEntries(Object.entries(deleted.metadata?.annotations ?? {}).filter(([k]) => k !== MOUNT_POD_ANN_DELETE_AT)),
+          annotations: Object.fromEntries(
+            Object.entries(deleted.metadata?.annotations ?? {}).filter(([k]) => k !== MOUNT_POD_ANN_DELETE_AT),
+          ),
         },
         spec: deleted.spec,
       };
       // Joins a Mount Pod a publish may have created meanwhile.
       for (const target of targets) await this.addReference(body, referenceKey(target), target);
-      this.opts.log.warn({ mountPod: name, references: targets.length }, 'Mount Pod deleted while in use: created again');
+      this.opts.log.warn(
+        { mountPod: name, references: targets.length },
+        'Mount Pod deleted while in use: created again',
+      );
     });
   }
 
@@ -389,13 +464,21 @@ export class MountPodManager {
     if (!job) return;
     // A Mount Pod of the same volume here (a publish came back meanwhile) uses that cache now: leave it.
     const volume = pod.metadata?.labels?.[MOUNT_POD_LABEL_VOLUME_ID];
-    if (this.informer.list(this.opts.namespace).some((p) => p.metadata?.labels?.[MOUNT_POD_LABEL_VOLUME_ID] === volume)) {
-      this.opts.log.info({ mountPod: pod.metadata?.name }, 'cache kept: another Mount Pod of the volume runs on this node');
+    if (
+      this.informer.list(this.opts.namespace).some((p) => p.metadata?.labels?.[MOUNT_POD_LABEL_VOLUME_ID] === volume)
+    ) {
+      this.opts.log.info(
+        { mountPod: pod.metadata?.name },
+        'cache kept: another Mount Pod of the volume runs on this node',
+      );
       return;
     }
     try {
       await this.batch.createNamespacedJob({ namespace: this.opts.namespace, body: job });
-      this.opts.log.info({ mountPod: pod.metadata?.name, job: job.metadata?.name }, 'Mount Pod gone: cache-cleanup Job created');
+      this.opts.log.info(
+        { mountPod: pod.metadata?.name, job: job.metadata?.name },
+        'Mount Pod gone: cache-cleanup Job created',
+      );
     } catch (err) {
       if (!isStatus(err, 409)) throw err; // already created for this Mount Pod
     }
@@ -405,9 +488,19 @@ export class MountPodManager {
   async start(intervalMs = 5000): Promise<void> {
     this.informer.on('delete', (pod) => {
       if (referencesOf(pod).length > 0) {
-        void this.recreate(pod).catch((err) => this.opts.log.error({ mountPod: pod.metadata?.name, err: (err as Error).message }, 'could not re-create the Mount Pod'));
+        void this.recreate(pod).catch((err) =>
+          this.opts.log.error(
+            { mountPod: pod.metadata?.name, err: (err as Error).message },
+            'could not re-create the Mount Pod',
+          ),
+        );
       } else if (wantsCacheCleanup(pod)) {
-        void this.cleanCache(pod).catch((err) => this.opts.log.error({ mountPod: pod.metadata?.name, err: (err as Error).message }, 'could not create the cache-cleanup Job'));
+        void this.cleanCache(pod).catch((err) =>
+          this.opts.log.error(
+            { mountPod: pod.metadata?.name, err: (err as Error).message },
+            'could not create the cache-cleanup Job',
+          ),
+        );
       }
     });
     this.informer.on('update', (pod) => {

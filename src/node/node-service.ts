@@ -21,16 +21,28 @@ export function nodeService(opts: NodeOptions): ServiceImpl {
       const id = requiredString(req, 'volume_id');
       const target = requiredString(req, 'volume_path');
       const stats = await manager.volumeStats(id, target);
-      const usage = (u: Usage | undefined, unit: string) => (u ? [{ total: String(u.total), available: String(u.available), used: String(u.used), unit }] : []);
-      return { usage: [...usage(stats.bytes, 'BYTES'), ...usage(stats.inodes, 'INODES')], volume_condition: { abnormal: stats.abnormal, message: stats.message } };
+      const usage = (u: Usage | undefined, unit: string) =>
+        u ? [{ total: String(u.total), available: String(u.available), used: String(u.used), unit }] : [];
+      return {
+        usage: [...usage(stats.bytes, 'BYTES'), ...usage(stats.inodes, 'INODES')],
+        volume_condition: { abnormal: stats.abnormal, message: stats.message },
+      };
     };
     publish.NodePublishVolume = async (req) => {
       const id = requiredString(req, 'volume_id');
       const target = requiredString(req, 'target_path');
-      const cap = req.volume_capability as { mount?: { mount_flags?: string[] }; block?: unknown; access_mode?: { mode?: string } } | null;
+      const cap = req.volume_capability as {
+        mount?: { mount_flags?: string[] };
+        block?: unknown;
+        access_mode?: { mode?: string };
+      } | null;
       if (!cap) throw new CsiError(Code.INVALID_ARGUMENT, 'volume_capability is required');
-      if (cap.block) throw new CsiError(Code.INVALID_ARGUMENT, 'JuiceFS volumes are filesystems; block access is not supported');
-      const readOnly = req.readonly === true || cap.access_mode?.mode === 'MULTI_NODE_READER_ONLY' || cap.access_mode?.mode === 'SINGLE_NODE_READER_ONLY';
+      if (cap.block)
+        throw new CsiError(Code.INVALID_ARGUMENT, 'JuiceFS volumes are filesystems; block access is not supported');
+      const readOnly =
+        req.readonly === true ||
+        cap.access_mode?.mode === 'MULTI_NODE_READER_ONLY' ||
+        cap.access_mode?.mode === 'SINGLE_NODE_READER_ONLY';
       await manager.publish({
         volumeId: id,
         targetPath: target,

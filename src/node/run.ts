@@ -25,19 +25,34 @@ export interface NodeRunOptions extends NodeServiceOptions {
 }
 
 /** The Node service and, with API access, its Mount Pod manager (started). */
-export async function startNodeService(opts: NodeServiceOptions): Promise<{ service: ServiceImpl; close(): Promise<void> }> {
+export async function startNodeService(
+  opts: NodeServiceOptions,
+): Promise<{ service: ServiceImpl; close(): Promise<void> }> {
   let mountPods: MountPodManager | undefined;
   const kc = kubeConfigIfAvailable(opts.kubeconfig);
   if (kc) {
-    mountPods = new MountPodManager({ kubeConfig: kc, nodeName: opts.nodeId, namespace: opts.namespace, defaultMountImage: opts.mountImage, log: opts.log });
+    mountPods = new MountPodManager({
+      kubeConfig: kc,
+      nodeName: opts.nodeId,
+      namespace: opts.namespace,
+      defaultMountImage: opts.mountImage,
+      log: opts.log,
+    });
     await mountPods.start(opts.checkIntervalMs);
   }
-  return { service: nodeService({ nodeId: opts.nodeId, log: opts.log, mountPods }), close: async () => mountPods?.stop() };
+  return {
+    service: nodeService({ nodeId: opts.nodeId, log: opts.log, mountPods }),
+    close: async () => mountPods?.stop(),
+  };
 }
 
 export async function runNode(opts: NodeRunOptions): Promise<CsiServer> {
   const node = await startNodeService(opts);
-  const server = await startCsiServer(opts.endpoint, { Identity: identityService(PACKAGE_VERSION, false), Node: node.service }, opts.log);
+  const server = await startCsiServer(
+    opts.endpoint,
+    { Identity: identityService(PACKAGE_VERSION, false), Node: node.service },
+    opts.log,
+  );
   return {
     endpoint: server.endpoint,
     close: async () => {

@@ -17,10 +17,11 @@ export function parseManifests(text: string, source: string): KubernetesObject[]
     if (doc.errors.length) throw new ManifestError(`${source}: document ${i + 1}: ${doc.errors[0].message}`);
     const value = doc.toJS() as unknown;
     if (value === null || value === undefined) return;
-    if (typeof value !== 'object' || Array.isArray(value)) throw new ManifestError(`${source}: document ${i + 1} is not an object`);
+    if (typeof value !== 'object' || Array.isArray(value))
+      throw new ManifestError(`${source}: document ${i + 1} is not an object`);
     const obj = value as KubernetesObject;
     if (obj.kind === 'List' && Array.isArray((obj as { items?: unknown }).items)) {
-      out.push(...((obj as { items: KubernetesObject[] }).items));
+      out.push(...(obj as { items: KubernetesObject[] }).items);
     } else out.push(obj);
   });
   return out;
@@ -38,8 +39,7 @@ function podTemplateOf(obj: KubernetesObject): V1PodTemplateSpec | undefined {
     case 'ReplicationController':
     case 'PodTemplate':
       return (obj.kind === 'PodTemplate' ? (obj as { template?: V1PodTemplateSpec }).template : spec?.template) as
-        | V1PodTemplateSpec
-        | undefined;
+        V1PodTemplateSpec | undefined;
     case 'CronJob':
       return (spec?.jobTemplate as { spec?: { template?: V1PodTemplateSpec } } | undefined)?.spec?.template;
     default:
@@ -83,7 +83,13 @@ export function injectObjects(objects: KubernetesObject[], options: InjectOption
   });
 }
 
-function run(object: KubernetesObject, pod: V1Pod, namespace: string, view: ObjectView, options: InjectOptions): InjectOutcome {
+function run(
+  object: KubernetesObject,
+  pod: V1Pod,
+  namespace: string,
+  view: ObjectView,
+  options: InjectOptions,
+): InjectOutcome {
   try {
     return injectWithView(pod, namespace, view, options);
   } catch (err) {

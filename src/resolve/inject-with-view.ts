@@ -5,7 +5,12 @@ import { injectPod, skipBeforeResolving } from '../inject/inject.js';
 import type { InjectOptions, InjectOutcome } from '../inject/types.js';
 import { resolveVolumes, type ClusterView } from './resolve.js';
 
-export function injectWithView(pod: V1Pod, namespace: string, view: ClusterView, options: InjectOptions): InjectOutcome {
+export function injectWithView(
+  pod: V1Pod,
+  namespace: string,
+  view: ClusterView,
+  options: InjectOptions,
+): InjectOutcome {
   // Opted-out and already-injected pods are not resolved, so a missing PVC cannot deny them.
   const early = skipBeforeResolving(pod);
   if (early) return early;

@@ -56,19 +56,25 @@ function resolveSecret(ref: SecretRef, pvcName: string, where: string, view: Clu
   const secret = view.getSecret(ref.namespace, ref.name);
   if (!secret) {
     const hint = view.secretHint?.(ref.namespace);
-    throw new DenyError('secret-not-found', `Secret ${ref.namespace}/${ref.name} (of ${where}) not found${hint ? `: ${hint}` : ''}`);
+    throw new DenyError(
+      'secret-not-found',
+      `Secret ${ref.namespace}/${ref.name} (of ${where}) not found${hint ? `: ${hint}` : ''}`,
+    );
   }
   try {
     return { name: secretCopyName(pvcName), ...summaryOf(secret) };
   } catch (err) {
-    if (err instanceof SecretFormatError) throw new DenyError('invalid-secret', `Secret ${ref.namespace}/${ref.name}: ${err.message}`);
+    if (err instanceof SecretFormatError)
+      throw new DenyError('invalid-secret', `Secret ${ref.namespace}/${ref.name}: ${err.message}`);
     throw err;
   }
 }
 
 function isReadOnly(volume: V1Volume, pvc: V1PersistentVolumeClaim): boolean {
   const modes = pvc.spec?.accessModes ?? [];
-  return volume.persistentVolumeClaim?.readOnly === true || (modes.length > 0 && modes.every((m) => m === 'ReadOnlyMany'));
+  return (
+    volume.persistentVolumeClaim?.readOnly === true || (modes.length > 0 && modes.every((m) => m === 'ReadOnlyMany'))
+  );
 }
 
 /** The Secret a JuiceFS PV names, or undefined when it names none. */
@@ -91,7 +97,10 @@ function classSecretRef(sc: V1StorageClass, pvc: V1PersistentVolumeClaim, pvName
  * JuiceFS PV, or unbound of a JuiceFS StorageClass); undefined otherwise.
  * The controller keeps the per-PVC copy of exactly this Secret.
  */
-export function sourceSecretOf(pvc: V1PersistentVolumeClaim, view: Pick<ClusterView, 'getPv' | 'getStorageClass'>): SecretRef | undefined {
+export function sourceSecretOf(
+  pvc: V1PersistentVolumeClaim,
+  view: Pick<ClusterView, 'getPv' | 'getStorageClass'>,
+): SecretRef | undefined {
   const pvName = pvc.spec?.volumeName;
   if (pvName) {
     const pv = view.getPv(pvName);
@@ -115,7 +124,10 @@ function fromBoundPv(
   const ref = pvSecretRef(pv);
   if (!ref) throw new DenyError('invalid-pv', `${where}: spec.csi.nodePublishSecretRef is missing`);
   const sc = pv.spec?.storageClassName ? view.getStorageClass(pv.spec.storageClassName) : undefined;
-  const attributes = { ...(sc?.provisioner === CSI_DRIVER_NAME ? (sc.parameters ?? {}) : {}), ...(csi.volumeAttributes ?? {}) };
+  const attributes = {
+    ...(sc?.provisioner === CSI_DRIVER_NAME ? (sc.parameters ?? {}) : {}),
+    ...(csi.volumeAttributes ?? {}),
+  };
   const pvcName = pvc.metadata!.name!;
   return {
     podVolumeName: volume.name,
@@ -133,7 +145,12 @@ function fromBoundPv(
 }
 
 /** An unbound PVC of a JuiceFS StorageClass: its PV will be `pvc-<uid>`, so everything is known now. */
-function fromStorageClass(volume: V1Volume, pvc: V1PersistentVolumeClaim, sc: V1StorageClass, view: ClusterView): ResolvedVolume {
+function fromStorageClass(
+  volume: V1Volume,
+  pvc: V1PersistentVolumeClaim,
+  sc: V1StorageClass,
+  view: ClusterView,
+): ResolvedVolume {
   const scName = sc.metadata!.name!;
   const where = `StorageClass ${scName}`;
   const pvcName = pvc.metadata!.name!;
@@ -157,7 +174,11 @@ function fromStorageClass(volume: V1Volume, pvc: V1PersistentVolumeClaim, sc: V1
     }
   }
   const ref = classSecretRef(sc, pvc, pvName);
-  if (!ref) throw new DenyError('invalid-storage-class', `${where}: parameters name no node-publish (or provisioner) secret and namespace`);
+  if (!ref)
+    throw new DenyError(
+      'invalid-storage-class',
+      `${where}: parameters name no node-publish (or provisioner) secret and namespace`,
+    );
   return {
     podVolumeName: volume.name,
     pvcName,
@@ -187,11 +208,19 @@ export function resolveVolumes(pod: V1Pod, namespace: string, view: ClusterView)
     const claimName = volume.persistentVolumeClaim?.claimName;
     if (!claimName) continue;
     const pvc = view.getPvc(namespace, claimName);
-    if (!pvc) throw new DenyError('pvc-not-found', `PersistentVolumeClaim ${namespace}/${claimName} (volume "${volume.name}") not found`);
+    if (!pvc)
+      throw new DenyError(
+        'pvc-not-found',
+        `PersistentVolumeClaim ${namespace}/${claimName} (volume "${volume.name}") not found`,
+      );
     const pvName = pvc.spec?.volumeName;
     if (pvName) {
       const pv = view.getPv(pvName);
-      if (!pv) throw new DenyError('pv-not-found', `PersistentVolume ${pvName} (bound to PersistentVolumeClaim ${namespace}/${claimName}) not found`);
+      if (!pv)
+        throw new DenyError(
+          'pv-not-found',
+          `PersistentVolume ${pvName} (bound to PersistentVolumeClaim ${namespace}/${claimName}) not found`,
+        );
       const resolved = fromBoundPv(volume, pvc, pv, view);
       if (resolved) out.push(resolved);
       continue;

@@ -32,8 +32,7 @@ export interface AdmissionReviewOut {
 
 /** Result label for metrics and logs: injected, skipped:<code>, denied:<code>, ignored, error. */
 export type AdmissionResult =
-  | { kind: 'review'; review: AdmissionReviewOut; result: string }
-  | { kind: 'bad-request'; message: string };
+  { kind: 'review'; review: AdmissionReviewOut; result: string } | { kind: 'bad-request'; message: string };
 
 export interface AdmissionDeps {
   view: ClusterView;
@@ -60,7 +59,10 @@ export function review(body: unknown, deps: AdmissionDeps): AdmissionResult {
   if (!isRecord(body)) return { kind: 'bad-request', message: 'body is not a JSON object' };
   if (body.kind !== 'AdmissionReview') return { kind: 'bad-request', message: 'kind is not AdmissionReview' };
   if (body.apiVersion !== ADMISSION_API_VERSION) {
-    return { kind: 'bad-request', message: `apiVersion ${String(body.apiVersion)} is not supported; use ${ADMISSION_API_VERSION}` };
+    return {
+      kind: 'bad-request',
+      message: `apiVersion ${String(body.apiVersion)} is not supported; use ${ADMISSION_API_VERSION}`,
+    };
   }
   const request = body.request;
   if (!isRecord(request)) return { kind: 'bad-request', message: 'request is missing' };
@@ -84,7 +86,11 @@ export function review(body: unknown, deps: AdmissionDeps): AdmissionResult {
     const outcome = injectWithView(typedPod, namespace, deps.view, deps.options());
     if (outcome.kind === 'skipped') {
       deps.log.debug({ uid, pod: where, code: outcome.code }, 'not injected');
-      return { kind: 'review', review: reply(uid, { allowed: true, warnings: cleanWarnings(outcome.warnings) }), result: `skipped:${outcome.code}` };
+      return {
+        kind: 'review',
+        review: reply(uid, { allowed: true, warnings: cleanWarnings(outcome.warnings) }),
+        result: `skipped:${outcome.code}`,
+      };
     }
     const patch = fjp.compare(pod, outcome.pod as unknown as Record<string, unknown>);
     deps.log.info({ uid, pod: where, operations: patch.length, warnings: outcome.warnings.length }, 'injected');
@@ -106,7 +112,10 @@ export function review(body: unknown, deps: AdmissionDeps): AdmissionResult {
     if (deps.onError === 'allow') {
       return {
         kind: 'review',
-        review: reply(uid, { allowed: true, warnings: [`jfs-sidecar: not injected because of an internal error: ${message}`.slice(0, 250)] }),
+        review: reply(uid, {
+          allowed: true,
+          warnings: [`jfs-sidecar: not injected because of an internal error: ${message}`.slice(0, 250)],
+        }),
         result: 'error:allowed',
       };
     }
@@ -120,7 +129,10 @@ function deny(uid: string, code: string, message: string, deps: AdmissionDeps, h
   deps.log.warn({ uid, code, reason: message }, 'denied');
   return {
     kind: 'review',
-    review: reply(uid, { allowed: false, status: { code: httpCode, message: `jfs-sidecar [${code}]: ${message}`, reason: STATUS_REASON[httpCode] } }),
+    review: reply(uid, {
+      allowed: false,
+      status: { code: httpCode, message: `jfs-sidecar [${code}]: ${message}`, reason: STATUS_REASON[httpCode] },
+    }),
     result: `denied:${code}`,
   };
 }

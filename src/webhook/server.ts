@@ -45,7 +45,10 @@ export function buildServer(opts: WebhookServerOptions): FastifyInstance {
   app.setErrorHandler((err: FastifyError, _req, res) => {
     const status = err.statusCode && err.statusCode < 500 ? 400 : 500;
     if (status === 500) opts.log.error({ err: err.message }, 'request failed');
-    metrics.admissions.inc({ path: _req.routeOptions.url ?? 'unknown', result: status === 400 ? 'bad-request' : 'error' });
+    metrics.admissions.inc({
+      path: _req.routeOptions.url ?? 'unknown',
+      result: status === 400 ? 'bad-request' : 'error',
+    });
     void res.code(status).send({ error: status === 400 ? 'BadRequest' : 'InternalError', message: err.message });
   });
   app.setNotFoundHandler((req, res) => {

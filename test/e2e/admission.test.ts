@@ -22,7 +22,12 @@ import path from 'node:path';
 import t from 'tap';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { CONFIG_MAP_NAME } from '../../src/contract/keys.js';
-import { applyObjects, loopbackWebhookConfiguration, readManifest, WebhookProcess } from '../../src/local/components.js';
+import {
+  applyObjects,
+  loopbackWebhookConfiguration,
+  readManifest,
+  WebhookProcess,
+} from '../../src/local/components.js';
 import { freePort } from '../../src/local/control-plane.js';
 import { parseManifests } from '../../src/offline/inject-manifests.js';
 import { findMismatch, withoutServiceAccountToken } from '../env/compare.js';
@@ -50,7 +55,12 @@ t.test('admission through a real API server', async (t) => {
   // As README says for a further --secret-namespace: the read rule of the shipped Role, in kube-system.
   const [shippedRole] = readManifest('rbac.yaml').filter((o) => o.kind === 'Role') as V1Role[];
   await applyObjects(admin, [
-    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'jfs-sidecar-webhook-secrets', namespace: 'kube-system' }, rules: [shippedRole.rules![0]] } as KubernetesObject,
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: 'jfs-sidecar-webhook-secrets', namespace: 'kube-system' },
+      rules: [shippedRole.rules![0]],
+    } as KubernetesObject,
     {
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'RoleBinding',
@@ -71,7 +81,10 @@ t.test('admission through a real API server', async (t) => {
   });
   t.teardown(() => webhook.stop());
   t.teardown(() => {
-    if (!t.passing()) t.comment(`webhook log:\n${readFileSync(path.join(cp.dir, 'webhook.log'), 'utf8').split('\n').slice(-60).join('\n')}`);
+    if (!t.passing())
+      t.comment(
+        `webhook log:\n${readFileSync(path.join(cp.dir, 'webhook.log'), 'utf8').split('\n').slice(-60).join('\n')}`,
+      );
   });
 
   const podOf = (objs: KubernetesObject[]) => objs.find((o) => o.kind === 'Pod') as V1Pod | undefined;
@@ -80,7 +93,12 @@ t.test('admission through a real API server', async (t) => {
    * Creates a pod, retrying while `retry` says the refusal is only the webhook's
    * caches not having seen objects just created (they are eventually consistent).
    */
-  async function createPod(namespace: string, pod: V1Pod, retry: (err: unknown) => boolean, dryRun?: string): Promise<V1Pod> {
+  async function createPod(
+    namespace: string,
+    pod: V1Pod,
+    retry: (err: unknown) => boolean,
+    dryRun?: string,
+  ): Promise<V1Pod> {
     const deadline = Date.now() + 15_000;
     for (;;) {
       try {
@@ -106,18 +124,29 @@ t.test('admission through a real API server', async (t) => {
 
   async function waitForConfig(version: string): Promise<void> {
     let last: unknown;
-    await eventually(async () => {
-      const r = await webhook.readyz();
-      last = r.body;
-      return (r.body.config as { resourceVersion?: string } | undefined)?.resourceVersion === version;
-    }, 30_000, `webhook to load ConfigMap version ${version}`).catch((err: Error) => {
+    await eventually(
+      async () => {
+        const r = await webhook.readyz();
+        last = r.body;
+        return (r.body.config as { resourceVersion?: string } | undefined)?.resourceVersion === version;
+      },
+      30_000,
+      `webhook to load ConfigMap version ${version}`,
+    ).catch((err: Error) => {
       throw new Error(`${err.message}; /readyz said ${JSON.stringify(last)}`);
     });
   }
 
   async function setGlobalConfig(cm: V1ConfigMap | undefined): Promise<void> {
     const data = cm?.data ?? (readManifest('config.yaml')[0] as V1ConfigMap).data;
-    await applyObjects(admin, [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: CONFIG_MAP_NAME, namespace: WEBHOOK_NS }, data } as V1ConfigMap]);
+    await applyObjects(admin, [
+      {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: CONFIG_MAP_NAME, namespace: WEBHOOK_NS },
+        data,
+      } as V1ConfigMap,
+    ]);
     const stored = await core.readNamespacedConfigMap({ name: CONFIG_MAP_NAME, namespace: WEBHOOK_NS });
     await waitForConfig(stored.metadata!.resourceVersion!);
   }
@@ -127,29 +156,50 @@ t.test('admission through a real API server', async (t) => {
    * immutable, and those in kube-system) are removed before the next case.
    */
   async function removeShared(objs: KubernetesObject[], caseNamespace: string): Promise<void> {
-    const shared = objs.filter((x) => ['PersistentVolume', 'StorageClass'].includes(x.kind!) || (x.kind === 'Secret' && x.metadata?.namespace !== caseNamespace));
+    const shared = objs.filter(
+      (x) =>
+        ['PersistentVolume', 'StorageClass'].includes(x.kind!) ||
+        (x.kind === 'Secret' && x.metadata?.namespace !== caseNamespace),
+    );
     for (const o of shared) {
-      const ref = { apiVersion: o.apiVersion!, kind: o.kind!, metadata: { name: o.metadata!.name!, namespace: o.metadata?.namespace } };
+      const ref = {
+        apiVersion: o.apiVersion!,
+        kind: o.kind!,
+        metadata: { name: o.metadata!.name!, namespace: o.metadata?.namespace },
+      };
       try {
         // Delete first: the protection controllers re-add finalizers to objects not being deleted.
         await objects.delete(ref);
-        await objects.patch({ ...ref, metadata: { ...ref.metadata, finalizers: null } } as unknown as KubernetesObject, undefined, undefined, undefined, undefined, PatchStrategy.MergePatch);
+        await objects.patch(
+          { ...ref, metadata: { ...ref.metadata, finalizers: null } } as unknown as KubernetesObject,
+          undefined,
+          undefined,
+          undefined,
+          undefined,
+          PatchStrategy.MergePatch,
+        );
       } catch (err) {
         if ((err as { code?: number }).code !== 404) throw err;
       }
-      await eventually(async () => {
-        try {
-          await objects.read(ref);
-          return false;
-        } catch (err) {
-          return (err as { code?: number }).code === 404;
-        }
-      }, 30_000, `${o.kind} ${o.metadata!.name} to be gone`);
+      await eventually(
+        async () => {
+          try {
+            await objects.read(ref);
+            return false;
+          } catch (err) {
+            return (err as { code?: number }).code === 404;
+          }
+        },
+        30_000,
+        `${o.kind} ${o.metadata!.name} to be gone`,
+      );
     }
   }
 
   await t.test('the webhook wrote its CA bundle into the shipped configuration', async (t) => {
-    const mwc = await admin.makeApiClient(AdmissionregistrationV1Api).readMutatingWebhookConfiguration({ name: 'jfs-sidecar-webhook' });
+    const mwc = await admin
+      .makeApiClient(AdmissionregistrationV1Api)
+      .readMutatingWebhookConfiguration({ name: 'jfs-sidecar-webhook' });
     const secret = await core.readNamespacedSecret({ name: 'jfs-sidecar-webhook-certs', namespace: WEBHOOK_NS });
     for (const w of mwc.webhooks ?? []) {
       t.equal(w.clientConfig.caBundle, secret.data!['ca-bundle.crt'], `${w.name} trusts the CA in the shared Secret`);
@@ -173,7 +223,11 @@ t.test('admission through a real API server', async (t) => {
       previousNs = ns;
       await setGlobalConfig(objs.find((o) => o.kind === 'ConfigMap') as V1ConfigMap | undefined);
 
-      const nsObj = objs.find((o) => o.kind === 'Namespace') ?? { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } };
+      const nsObj = objs.find((o) => o.kind === 'Namespace') ?? {
+        apiVersion: 'v1',
+        kind: 'Namespace',
+        metadata: { name: ns },
+      };
       await applyObjects(admin, [nsObj]);
       for (const o of objs) {
         if (['Namespace', 'Pod', 'ConfigMap', 'Deployment'].includes(o.kind!)) continue;
@@ -183,7 +237,10 @@ t.test('admission through a real API server', async (t) => {
         await applyObjects(admin, [body]);
         if (fixedUid) {
           // The API server assigns its own uid; the golden subdirectory pvc-<uid> follows it.
-          const stored = await core.readNamespacedPersistentVolumeClaim({ name: o.metadata!.name!, namespace: o.metadata!.namespace! });
+          const stored = await core.readNamespacedPersistentVolumeClaim({
+            name: o.metadata!.name!,
+            namespace: o.metadata!.namespace!,
+          });
           golden = golden.replaceAll(fixedUid, stored.metadata!.uid!);
           input = input.replaceAll(fixedUid, stored.metadata!.uid!);
         }
@@ -194,13 +251,23 @@ t.test('admission through a real API server', async (t) => {
       if (deployment) {
         await apps.createNamespacedDeployment({ namespace: ns, body: deployment });
         // kube-controller-manager creates the ReplicaSet and its pods; the webhook injects them.
-        const pods = await eventually(async () => {
-          const list = await core.listNamespacedPod({ namespace: ns });
-          return list.items.length >= 2 ? list.items : undefined;
-        }, 60_000, 'the Deployment pods');
-        const expected = parseYaml(golden.replace(/^#.*\n/gm, '')) as { spec: { template: { metadata: unknown; spec: unknown } } };
+        const pods = await eventually(
+          async () => {
+            const list = await core.listNamespacedPod({ namespace: ns });
+            return list.items.length >= 2 ? list.items : undefined;
+          },
+          60_000,
+          'the Deployment pods',
+        );
+        const expected = parseYaml(golden.replace(/^#.*\n/gm, '')) as {
+          spec: { template: { metadata: unknown; spec: unknown } };
+        };
         for (const pod of pods) {
-          t.equal(findMismatch(expected.spec.template.spec, withoutServiceAccountToken(pod).spec), undefined, `${pod.metadata!.name} spec equals the golden template`);
+          t.equal(
+            findMismatch(expected.spec.template.spec, withoutServiceAccountToken(pod).spec),
+            undefined,
+            `${pod.metadata!.name} spec equals the golden template`,
+          );
           t.equal(pod.metadata?.labels?.['done.sidecar.juicefs.com/inject'], 'true');
         }
         return;
@@ -219,7 +286,11 @@ t.test('admission through a real API server', async (t) => {
       const created = await createPod(ns, pod, (e) => /not-found/.test(apiMessage(e)));
       const readBack = await core.readNamespacedPod({ name: created.metadata!.name!, namespace: ns });
       const [expected] = parseAllDocuments(golden).map((d) => d.toJS() as V1Pod);
-      t.equal(findMismatch(expected.spec, withoutServiceAccountToken(readBack).spec), undefined, 'stored pod spec equals the golden output');
+      t.equal(
+        findMismatch(expected.spec, withoutServiceAccountToken(readBack).spec),
+        undefined,
+        'stored pod spec equals the golden output',
+      );
       t.same(readBack.metadata?.labels ?? {}, expected.metadata?.labels ?? {}, 'labels equal the golden output');
       await core.deleteNamespacedPod({ name: readBack.metadata!.name!, namespace: ns, gracePeriodSeconds: 0 });
     });
@@ -229,9 +300,19 @@ t.test('admission through a real API server', async (t) => {
 
   // Objects for the remaining tests: the one-pvc case in a namespace of each kind.
   async function setupNamespace(name: string, labels: Record<string, string>): Promise<V1Pod> {
-    const objs = parseManifests(readFileSync(path.join(TESTDATA, 'one-pvc.yaml'), 'utf8').replaceAll('team-a', name).replaceAll('data-pv', `${name}-pv`), name);
-    await applyObjects(admin, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } } as KubernetesObject]);
-    await applyObjects(admin, objs.filter((o) => !['Namespace', 'Pod'].includes(o.kind!)));
+    const objs = parseManifests(
+      readFileSync(path.join(TESTDATA, 'one-pvc.yaml'), 'utf8')
+        .replaceAll('team-a', name)
+        .replaceAll('data-pv', `${name}-pv`),
+      name,
+    );
+    await applyObjects(admin, [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } } as KubernetesObject,
+    ]);
+    await applyObjects(
+      admin,
+      objs.filter((o) => !['Namespace', 'Pod'].includes(o.kind!)),
+    );
     return podOf(objs)!;
   }
   const isInjected = (p: V1Pod) => (p.spec?.initContainers ?? []).some((c) => c.name === 'jfs-mount');
@@ -241,7 +322,11 @@ t.test('admission through a real API server', async (t) => {
     const created = await core.createNamespacedPod({ namespace: 'plain', body: pod });
     t.notOk(isInjected(created), 'no sidecar');
     t.notOk(created.metadata?.labels?.['done.sidecar.juicefs.com/inject'], 'no done label');
-    t.equal(created.spec?.volumes?.find((v) => v.name === 'data')?.persistentVolumeClaim?.claimName, 'data', 'the PVC volume is untouched');
+    t.equal(
+      created.spec?.volumes?.find((v) => v.name === 'data')?.persistentVolumeClaim?.claimName,
+      'data',
+      'the PVC volume is untouched',
+    );
   });
 
   await t.test('server-side dry-run returns the injected pod and creates nothing', async (t) => {
@@ -257,7 +342,10 @@ t.test('admission through a real API server', async (t) => {
     const pod = await setupNamespace('sl', { 'juicefs.com/enable-serverless-injection': 'true' });
     const created = await createPod('sl', pod, (e) => /not-found/.test(apiMessage(e)));
     t.ok(isInjected(created));
-    t.ok(created.spec?.volumes?.every((v) => !v.hostPath), 'no hostPath volume');
+    t.ok(
+      created.spec?.volumes?.every((v) => !v.hostPath),
+      'no hostPath volume',
+    );
     t.ok(created.spec?.volumes?.find((v) => v.name === 'data')?.emptyDir, 'the PVC volume became an emptyDir');
   });
 
@@ -291,16 +379,40 @@ t.test('admission through a real API server', async (t) => {
     t.ok((await asWebhook.listPersistentVolume()).items, 'can list PVs');
     t.ok((await kc.makeApiClient(StorageV1Api).listStorageClass()).items, 'can list StorageClasses');
     t.ok((await asWebhook.listNamespacedSecret({ namespace: WEBHOOK_NS })).items, 'can read Secrets of its namespace');
-    await t.rejects(asWebhook.listNamespacedSecret({ namespace: 'dry' }), { code: 403 }, 'cannot read Secrets of an app namespace');
-    await t.rejects(asWebhook.listSecretForAllNamespaces(), { code: 403 }, 'cannot list Secrets cluster-wide');
-    await t.rejects(asWebhook.readNamespacedSecret({ name: 'juicefs-secret', namespace: 'default' }), { code: 403 }, 'cannot get a Secret elsewhere');
-    await t.rejects(asWebhook.createNamespacedPod({ namespace: 'dry', body: { metadata: { name: 'x' }, spec: { containers: [{ name: 'x', image: 'x' }] } } }), { code: 403 }, 'cannot create pods');
     await t.rejects(
-      asWebhook.replaceNamespacedSecret({ name: 'juicefs-secret', namespace: WEBHOOK_NS, body: { metadata: { name: 'juicefs-secret' } } }),
+      asWebhook.listNamespacedSecret({ namespace: 'dry' }),
+      { code: 403 },
+      'cannot read Secrets of an app namespace',
+    );
+    await t.rejects(asWebhook.listSecretForAllNamespaces(), { code: 403 }, 'cannot list Secrets cluster-wide');
+    await t.rejects(
+      asWebhook.readNamespacedSecret({ name: 'juicefs-secret', namespace: 'default' }),
+      { code: 403 },
+      'cannot get a Secret elsewhere',
+    );
+    await t.rejects(
+      asWebhook.createNamespacedPod({
+        namespace: 'dry',
+        body: { metadata: { name: 'x' }, spec: { containers: [{ name: 'x', image: 'x' }] } },
+      }),
+      { code: 403 },
+      'cannot create pods',
+    );
+    await t.rejects(
+      asWebhook.replaceNamespacedSecret({
+        name: 'juicefs-secret',
+        namespace: WEBHOOK_NS,
+        body: { metadata: { name: 'juicefs-secret' } },
+      }),
       { code: 403 },
       'cannot overwrite another Secret in its namespace',
     );
-    const other = { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: 'someone-else' }, webhooks: [] };
+    const other = {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'MutatingWebhookConfiguration',
+      metadata: { name: 'someone-else' },
+      webhooks: [],
+    };
     await admin.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({ body: other });
     await t.rejects(
       kc.makeApiClient(AdmissionregistrationV1Api).readMutatingWebhookConfiguration({ name: 'someone-else' }),

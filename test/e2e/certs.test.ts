@@ -55,7 +55,10 @@ t.test('self-managed certificates', async (t) => {
   const cas = splitPem(bundle).map((p) => new X509Certificate(p));
   t.equal(cas.length, 2, 'the bundle holds the new and the old CA');
   t.ok(new X509Certificate(renewed.cert).verify(cas[0].publicKey), 'new certificate: trusted through the new CA');
-  t.ok(new X509Certificate(a.cert).verify(cas[1].publicKey), 'old certificate (replicas not yet reloaded): still trusted');
+  t.ok(
+    new X509Certificate(a.cert).verify(cas[1].publicKey),
+    'old certificate (replicas not yet reloaded): still trusted',
+  );
 
   // A change of hosts (e.g. the Service renamed) also renews.
   const moved = await source(1, [...hosts, 'jfs-sidecar-webhook.other.svc']).ensure();

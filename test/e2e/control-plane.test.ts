@@ -25,14 +25,22 @@ t.test('control plane lifecycle', async (t) => {
     const core = cp.adminKubeConfig().makeApiClient(CoreV1Api);
     await core.createNamespace({ body: { metadata: { name: 'harness' } } });
     // The controller-manager is there: it creates the default ServiceAccount of a new namespace.
-    await eventually(() => core.readNamespacedServiceAccount({ name: 'default', namespace: 'harness' }), 30_000, 'default ServiceAccount');
+    await eventually(
+      () => core.readNamespacedServiceAccount({ name: 'default', namespace: 'harness' }),
+      30_000,
+      'default ServiceAccount',
+    );
     await core.createNamespacedServiceAccount({ namespace: 'harness', body: { metadata: { name: 'probe' } } });
     const kcFile = await cp.serviceAccountKubeconfig('harness', 'probe');
     const kc = new KubeConfig();
     kc.loadFromFile(kcFile);
     const asProbe = kc.makeApiClient(CoreV1Api);
     // RBAC is on: a ServiceAccount with no bindings is forbidden.
-    await t.rejects(asProbe.listNamespacedPod({ namespace: 'harness' }), { code: 403 }, 'RBAC denies an unbound ServiceAccount');
+    await t.rejects(
+      asProbe.listNamespacedPod({ namespace: 'harness' }),
+      { code: 403 },
+      'RBAC denies an unbound ServiceAccount',
+    );
   } finally {
     await cp.stop();
   }

@@ -15,10 +15,19 @@ function kustomizationFiles(dir: string): string[] {
   return k.resources.map((r) => path.join(dir, r));
 }
 
-t.test('shipped manifests pass the API server\'s validation', async (t) => {
+t.test("shipped manifests pass the API server's validation", async (t) => {
   const files = [...kustomizationFiles('.'), ...kustomizationFiles('node')];
-  const yamlFiles = [...readdirSync(MANIFESTS).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml'), ...readdirSync(path.join(MANIFESTS, 'node')).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').map((f) => `node/${f}`)];
-  t.same([...yamlFiles].sort(), [...files].map((f) => path.normalize(f)).sort(), 'every manifest file is in a kustomization');
+  const yamlFiles = [
+    ...readdirSync(MANIFESTS).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml'),
+    ...readdirSync(path.join(MANIFESTS, 'node'))
+      .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+      .map((f) => `node/${f}`),
+  ];
+  t.same(
+    [...yamlFiles].sort(),
+    [...files].map((f) => path.normalize(f)).sort(),
+    'every manifest file is in a kustomization',
+  );
 
   const cp = await startControlPlane(t);
   const admin = cp.adminKubeConfig();
@@ -29,12 +38,17 @@ t.test('shipped manifests pass the API server\'s validation', async (t) => {
     for (const obj of readManifest(file).filter((o) => o.kind !== 'Namespace')) {
       const what = `${file}: ${obj.kind} ${obj.metadata?.name}`;
       // As kustomize does: the kustomization's namespace for namespaced objects that name none.
-      const body = { ...obj, metadata: { ...obj.metadata, namespace: obj.metadata?.namespace ?? 'juicefs-system' } } as KubernetesObject;
+      const body = {
+        ...obj,
+        metadata: { ...obj.metadata, namespace: obj.metadata?.namespace ?? 'juicefs-system' },
+      } as KubernetesObject;
       await t.resolves(api.create(body, undefined, 'All'), what);
     }
   }
   // The dry run does validate: the node DaemonSet without privilege is refused (Bidirectional propagation needs it).
-  const ds = readManifest('node/node.yaml').find((o) => o.kind === 'DaemonSet') as KubernetesObject & { spec: { template: { spec: { containers: { securityContext?: object }[] } } } };
+  const ds = readManifest('node/node.yaml').find((o) => o.kind === 'DaemonSet') as KubernetesObject & {
+    spec: { template: { spec: { containers: { securityContext?: object }[] } } };
+  };
   const unprivileged = structuredClone(ds);
   unprivileged.metadata!.namespace = 'juicefs-system';
   delete unprivileged.spec.template.spec.containers[0].securityContext;

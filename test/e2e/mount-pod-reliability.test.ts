@@ -35,105 +35,135 @@ function prng(seed: number): () => number {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * 0.99))] ?? 0;
 
-t.test(`${OPERATIONS} publish/unpublish in random interleavings across ${PVS.length} PVs`, { skip: process.getuid?.() !== 0 ? 'real mounts need root' : false }, async (t) => {
-  const seed = Number(process.env.JFS_RELIABILITY_SEED ?? Date.now() % 1_000_000);
-  t.comment(`seed ${seed} (JFS_RELIABILITY_SEED=${seed} replays this interleaving)`);
-  const random = prng(seed);
-  const { vol, dir, standIn, call, mountPods: allMountPods } = await startNodeHarness(t, { nodeName: NODE, volumeName: 'reliable' });
-  const context = (pv: string) => ({ subPath: pv, ...(pv === 'pv-r3' ? { 'juicefs/mount-delete-delay': '1s' } : {}) });
-  const publish = (pv: string, target: string) =>
-    call('NodePublishVolume', {
-      volume_id: pv,
-      target_path: target,
-      volume_capability: { mount: { mount_flags: [] }, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } },
-      secrets: vol.secrets,
-      volume_context: context(pv),
+t.test(
+  `${OPERATIONS} publish/unpublish in random interleavings across ${PVS.length} PVs`,
+  { skip: process.getuid?.() !== 0 ? 'real mounts need root' : false },
+  async (t) => {
+    const seed = Number(process.env.JFS_RELIABILITY_SEED ?? Date.now() % 1_000_000);
+    t.comment(`seed ${seed} (JFS_RELIABILITY_SEED=${seed} replays this interleaving)`);
+    const random = prng(seed);
+    const {
+      vol,
+      dir,
+      standIn,
+      call,
+      mountPods: allMountPods,
+    } = await startNodeHarness(t, { nodeName: NODE, volumeName: 'reliable' });
+    const context = (pv: string) => ({
+      subPath: pv,
+      ...(pv === 'pv-r3' ? { 'juicefs/mount-delete-delay': '1s' } : {}),
     });
-  const unpublish = (pv: string, target: string) => call('NodeUnpublishVolume', { volume_id: pv, target_path: target });
-  const mountPods = async (): Promise<V1Pod[]> => (await allMountPods()).filter((p) => !p.metadata?.deletionTimestamp);
+    const publish = (pv: string, target: string) =>
+      call('NodePublishVolume', {
+        volume_id: pv,
+        target_path: target,
+        volume_capability: { mount: { mount_flags: [] }, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } },
+        secrets: vol.secrets,
+        volume_context: context(pv),
+      });
+    const unpublish = (pv: string, target: string) =>
+      call('NodeUnpublishVolume', { volume_id: pv, target_path: target });
+    const mountPods = async (): Promise<V1Pod[]> =>
+      (await allMountPods()).filter((p) => !p.metadata?.deletionTimestamp);
 
-  // What kubelet would believe: target → PV, for every publish that returned OK and was not unpublished since.
-  const published = new Map<string, string>();
-  const busy = new Set<string>();
-  const latencies = { publish: [] as number[], unpublish: [] as number[] };
-  let next = 0;
-  let crashed = false;
-  const started = Date.now();
+    // What kubelet would believe: target → PV, for every publish that returned OK and was not unpublished since.
+    const published = new Map<string, string>();
+    const busy = new Set<string>();
+    const latencies = { publish: [] as number[], unpublish: [] as number[] };
+    let next = 0;
+    let crashed = false;
+    const started = Date.now();
 
-  const operation = async (i: number) => {
-    // A Mount Pod's container crashes in the middle of the run; its targets must come back.
-    if (i === Math.floor(OPERATIONS / 2) && !crashed) {
-      const victim = (await mountPods()).find((p) => referencesOf(p).length > 0);
-      if (victim) crashed = standIn.killContainer(victim.metadata!.name!);
-    }
-    const idle = [...published.keys()].filter((k) => !busy.has(k));
-    const doUnpublish = idle.length > 0 && (random() < 0.45 || published.size >= 24);
-    if (doUnpublish) {
-      const target = idle[Math.floor(random() * idle.length)];
-      busy.add(target);
-      const t0 = Date.now();
-      await unpublish(published.get(target)!, target);
-      latencies.unpublish.push(Date.now() - t0);
-      published.delete(target);
-      busy.delete(target);
-    } else {
-      const pv = PVS[Math.floor(random() * PVS.length)];
-      const target = path.join(dir, 'targets', `t${i}`, 'mount');
-      mkdirSync(path.dirname(target), { recursive: true });
-      busy.add(target);
-      const t0 = Date.now();
-      await publish(pv, target);
-      latencies.publish.push(Date.now() - t0);
-      published.set(target, pv);
-      busy.delete(target);
-    }
-  };
-  await Promise.all(
-    Array.from({ length: IN_FLIGHT }, async () => {
-      while (next < OPERATIONS) await operation(next++);
-    }),
-  );
-  const elapsed = Date.now() - started;
-  t.comment(
-    `${OPERATIONS} operations (${latencies.publish.length} publishes, ${latencies.unpublish.length} unpublishes, ${IN_FLIGHT} in flight) in ${(elapsed / 1000).toFixed(1)} s; ` +
-      `publish median ${median(latencies.publish)} ms p99 ${p99(latencies.publish)} ms; unpublish median ${median(latencies.unpublish)} ms p99 ${p99(latencies.unpublish)} ms; Mount Pod crash injected: ${crashed}`,
-  );
-  t.ok(crashed, 'a Mount Pod crashed mid-run');
+    const operation = async (i: number) => {
+      // A Mount Pod's container crashes in the middle of the run; its targets must come back.
+      if (i === Math.floor(OPERATIONS / 2) && !crashed) {
+        const victim = (await mountPods()).find((p) => referencesOf(p).length > 0);
+        if (victim) crashed = standIn.killContainer(victim.metadata!.name!);
+      }
+      const idle = [...published.keys()].filter((k) => !busy.has(k));
+      const doUnpublish = idle.length > 0 && (random() < 0.45 || published.size >= 24);
+      if (doUnpublish) {
+        const target = idle[Math.floor(random() * idle.length)];
+        busy.add(target);
+        const t0 = Date.now();
+        await unpublish(published.get(target)!, target);
+        latencies.unpublish.push(Date.now() - t0);
+        published.delete(target);
+        busy.delete(target);
+      } else {
+        const pv = PVS[Math.floor(random() * PVS.length)];
+        const target = path.join(dir, 'targets', `t${i}`, 'mount');
+        mkdirSync(path.dirname(target), { recursive: true });
+        busy.add(target);
+        const t0 = Date.now();
+        await publish(pv, target);
+        latencies.publish.push(Date.now() - t0);
+        published.set(target, pv);
+        busy.delete(target);
+      }
+    };
+    await Promise.all(
+      Array.from({ length: IN_FLIGHT }, async () => {
+        while (next < OPERATIONS) await operation(next++);
+      }),
+    );
+    const elapsed = Date.now() - started;
+    t.comment(
+      `${OPERATIONS} operations (${latencies.publish.length} publishes, ${latencies.unpublish.length} unpublishes, ${IN_FLIGHT} in flight) in ${(elapsed / 1000).toFixed(1)} s; ` +
+        `publish median ${median(latencies.publish)} ms p99 ${p99(latencies.publish)} ms; unpublish median ${median(latencies.unpublish)} ms p99 ${p99(latencies.unpublish)} ms; Mount Pod crash injected: ${crashed}`,
+    );
+    t.ok(crashed, 'a Mount Pod crashed mid-run');
 
-  const invariants = async () => {
-    const pods = await mountPods();
-    const problems: string[] = [];
-    const referenced = new Map<string, V1Pod>();
-    for (const pod of pods) {
-      const refs = referencesOf(pod);
-      if (refs.length === 0 && !pod.metadata?.annotations?.['juicefs-delete-at']) problems.push(`Mount Pod ${pod.metadata?.name} has no reference`);
-      for (const r of refs) referenced.set(r, pod);
-    }
-    for (const [target, pod] of referenced) {
-      if (!published.has(target)) problems.push(`reference without a published target: ${target}`);
-      const source = mountAt(mountPointOf(pod) ?? '');
-      if (!source || targetState(source, mountAt(target)) !== 'ok') problems.push(`target not bound to its Mount Pod's live mount: ${target}`);
-    }
-    for (const target of published.keys()) if (!referenced.has(target)) problems.push(`published target without a reference: ${target}`);
-    for (const m of readMounts()) {
-      if (m.mountPoint.startsWith(`${dir}/targets/`) && !published.has(m.mountPoint)) problems.push(`mount left at an unpublished target: ${m.mountPoint}`);
-      const mine = PVS.some((pv) => m.mountPoint.startsWith(`${MOUNT_ROOT}/${pv}-`));
-      if (mine && !pods.some((p) => mountPointOf(p) === m.mountPoint)) problems.push(`Mount Pod mount with no Mount Pod: ${m.mountPoint}`);
-    }
-    return problems;
-  };
-  // Settled: the crashed Mount Pod's targets are re-bound, delete delays have run out.
-  let problems: string[] = [];
-  await eventually(async () => (problems = await invariants()).length === 0, 60_000, 'invariants hold').catch(() => undefined);
-  t.same(problems, [], `after the run, ${published.size} targets still published: every Mount Pod referenced, every reference a live bind, nothing stale`);
+    const invariants = async () => {
+      const pods = await mountPods();
+      const problems: string[] = [];
+      const referenced = new Map<string, V1Pod>();
+      for (const pod of pods) {
+        const refs = referencesOf(pod);
+        if (refs.length === 0 && !pod.metadata?.annotations?.['juicefs-delete-at'])
+          problems.push(`Mount Pod ${pod.metadata?.name} has no reference`);
+        for (const r of refs) referenced.set(r, pod);
+      }
+      for (const [target, pod] of referenced) {
+        if (!published.has(target)) problems.push(`reference without a published target: ${target}`);
+        const source = mountAt(mountPointOf(pod) ?? '');
+        if (!source || targetState(source, mountAt(target)) !== 'ok')
+          problems.push(`target not bound to its Mount Pod's live mount: ${target}`);
+      }
+      for (const target of published.keys())
+        if (!referenced.has(target)) problems.push(`published target without a reference: ${target}`);
+      for (const m of readMounts()) {
+        if (m.mountPoint.startsWith(`${dir}/targets/`) && !published.has(m.mountPoint))
+          problems.push(`mount left at an unpublished target: ${m.mountPoint}`);
+        const mine = PVS.some((pv) => m.mountPoint.startsWith(`${MOUNT_ROOT}/${pv}-`));
+        if (mine && !pods.some((p) => mountPointOf(p) === m.mountPoint))
+          problems.push(`Mount Pod mount with no Mount Pod: ${m.mountPoint}`);
+      }
+      return problems;
+    };
+    // Settled: the crashed Mount Pod's targets are re-bound, delete delays have run out.
+    let problems: string[] = [];
+    await eventually(async () => (problems = await invariants()).length === 0, 60_000, 'invariants hold').catch(
+      () => undefined,
+    );
+    t.same(
+      problems,
+      [],
+      `after the run, ${published.size} targets still published: every Mount Pod referenced, every reference a live bind, nothing stale`,
+    );
 
-  for (const [target, pv] of published) await unpublish(pv, target);
-  published.clear();
-  await eventually(async () => (await mountPods()).length === 0, 60_000, 'all Mount Pods gone').catch(() => undefined);
-  t.same(await mountPods(), [], 'no Mount Pod once everything is unpublished');
-  t.same(
-    readMounts().filter((m) => m.mountPoint.startsWith(`${dir}/`) || PVS.some((pv) => m.mountPoint.startsWith(`${MOUNT_ROOT}/${pv}-`))),
-    [],
-    'no mount left on the machine',
-  );
-});
+    for (const [target, pv] of published) await unpublish(pv, target);
+    published.clear();
+    await eventually(async () => (await mountPods()).length === 0, 60_000, 'all Mount Pods gone').catch(
+      () => undefined,
+    );
+    t.same(await mountPods(), [], 'no Mount Pod once everything is unpublished');
+    t.same(
+      readMounts().filter(
+        (m) => m.mountPoint.startsWith(`${dir}/`) || PVS.some((pv) => m.mountPoint.startsWith(`${MOUNT_ROOT}/${pv}-`)),
+      ),
+      [],
+      'no mount left on the machine',
+    );
+  },
+);

@@ -20,7 +20,11 @@ const NODE = 'node-1';
 t.setTimeout(10 * 60 * 1000);
 
 t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
-  const { admin, core, vol, dir, sock, nodeKubeconfig, node, standIn, call, mountPods } = await startNodeHarness(t, { nodeName: NODE, volumeName: 'mountpod', playAppPods: true });
+  const { admin, core, vol, dir, sock, nodeKubeconfig, node, standIn, call, mountPods } = await startNodeHarness(t, {
+    nodeName: NODE,
+    volumeName: 'mountpod',
+    playAppPods: true,
+  });
   const publish = (pv: string, target: string, context: Record<string, string> = {}) =>
     call('NodePublishVolume', {
       volume_id: pv,
@@ -33,7 +37,8 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
   const unpublish = (pv: string, target: string) => call('NodeUnpublishVolume', { volume_id: pv, target_path: target });
   const mountPodOf = async (pv: string) => (await mountPods()).find((p) => p.metadata?.labels?.['volume-id'] === pv);
   // Reads go through libuv's pool, never blocking this process on a broken FUSE target.
-  const readsBack = async (target: string, text: string) => (await readFile(path.join(target, 'hello.txt'), 'utf8').catch(() => '')) === text;
+  const readsBack = async (target: string, text: string) =>
+    (await readFile(path.join(target, 'hello.txt'), 'utf8').catch(() => '')) === text;
   const deviceOf = (target: string) => mountAt(target)?.device;
 
   const t1 = path.join(dir, 'pods/a/volumes/pv-a/mount');
@@ -75,27 +80,53 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     t.throws(() => writeFileSync(path.join(ro, 'nope.txt'), 'x'), { code: 'EROFS' }, 'writes refused');
     const roPod = (await mountPods()).find((p) => referencesOf(p).includes(ro))!;
     t.ok(roPod.spec?.containers[0].command?.includes('--read-only'), 'served by a read-only Mount Pod');
-    t.not(roPod.metadata?.name, (await mountPods()).find((p) => referencesOf(p).includes(t1))?.metadata?.name, 'not the read-write one');
+    t.not(
+      roPod.metadata?.name,
+      (await mountPods()).find((p) => referencesOf(p).includes(t1))?.metadata?.name,
+      'not the read-write one',
+    );
     const stats = (await call('NodeGetVolumeStats', { volume_id: 'pv-a', volume_path: t1 })) as {
       usage: { unit: string; total: string; used: string; available: string }[];
       volume_condition: { abnormal: boolean };
     };
     const bytes = stats.usage.find((u) => u.unit === 'BYTES')!;
-    t.ok(Number(bytes.total) > 0 && Number(bytes.used) >= 0 && Number(bytes.available) > 0, `bytes usage reported (total ${bytes.total})`);
-    t.ok(stats.usage.some((u) => u.unit === 'INODES'), 'inodes usage reported');
+    t.ok(
+      Number(bytes.total) > 0 && Number(bytes.used) >= 0 && Number(bytes.available) > 0,
+      `bytes usage reported (total ${bytes.total})`,
+    );
+    t.ok(
+      stats.usage.some((u) => u.unit === 'INODES'),
+      'inodes usage reported',
+    );
     t.equal(stats.volume_condition.abnormal, false, 'condition normal');
-    await t.rejects(call('NodeGetVolumeStats', { volume_id: 'pv-b', volume_path: t1 }), { code: 5 }, 'NOT_FOUND for another volume\'s target');
+    await t.rejects(
+      call('NodeGetVolumeStats', { volume_id: 'pv-b', volume_path: t1 }),
+      { code: 5 },
+      "NOT_FOUND for another volume's target",
+    );
     await unpublish('pv-a', ro);
     t.notOk(mountAt(ro), 'unpublished');
-    await eventually(async () => !(await mountPods()).some((p) => p.metadata?.name === roPod.metadata?.name), 30_000, 'read-only Mount Pod deleted');
+    await eventually(
+      async () => !(await mountPods()).some((p) => p.metadata?.name === roPod.metadata?.name),
+      30_000,
+      'read-only Mount Pod deleted',
+    );
   });
 
-  await t.test('killing the Mount Pod\'s process recovers its targets', async (t) => {
+  await t.test("killing the Mount Pod's process recovers its targets", async (t) => {
     const pod = (await mountPodOf('pv-a'))!;
     const before = [deviceOf(t1), deviceOf(t2)];
-    t.ok(standIn.killContainer(pod.metadata!.name!), 'the stand-in killed the Mount Pod\'s processes (a crashed container)');
+    t.ok(
+      standIn.killContainer(pod.metadata!.name!),
+      "the stand-in killed the Mount Pod's processes (a crashed container)",
+    );
     const started = Date.now();
-    await eventually(async () => (await readsBack(t1, 'written through target 1')) && (await readsBack(t2, 'written through target 1')), 90_000, 'targets readable again');
+    await eventually(
+      async () =>
+        (await readsBack(t1, 'written through target 1')) && (await readsBack(t2, 'written through target 1')),
+      90_000,
+      'targets readable again',
+    );
     t.comment(`targets recovered ${Date.now() - started} ms after the kill`);
     t.not(deviceOf(t1), before[0], 'target 1 re-bound to the new FUSE connection');
     t.not(deviceOf(t2), before[1], 'target 2 re-bound to the new FUSE connection');
@@ -108,13 +139,22 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     const pod = (await mountPodOf('pv-a'))!;
     const before = deviceOf(t1);
     await core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: NS });
-    const again = await eventually(async () => {
-      const p = await mountPodOf('pv-a');
-      return p && p.metadata?.uid !== pod.metadata?.uid && isPodReady(p) ? p : undefined;
-    }, 90_000, 'a new Ready Mount Pod');
+    const again = await eventually(
+      async () => {
+        const p = await mountPodOf('pv-a');
+        return p && p.metadata?.uid !== pod.metadata?.uid && isPodReady(p) ? p : undefined;
+      },
+      90_000,
+      'a new Ready Mount Pod',
+    );
     t.equal(again.metadata?.name, pod.metadata?.name, 'same name');
     t.same(referencesOf(again).sort(), [t1, t2].sort(), 'with the references of the one deleted');
-    await eventually(async () => (await readsBack(t1, 'written through target 1')) && (await readsBack(t2, 'written through target 1')), 90_000, 'targets readable again');
+    await eventually(
+      async () =>
+        (await readsBack(t1, 'written through target 1')) && (await readsBack(t2, 'written through target 1')),
+      90_000,
+      'targets readable again',
+    );
     t.not(deviceOf(t1), before, 're-bound');
   });
 
@@ -122,37 +162,56 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     const orphan = path.join(dir, `kubelet/pods/${randomUUID()}/volumes/kubernetes.io~csi/pv-b/mount`);
     await publish('pv-b', orphan);
     t.ok(mountAt(orphan), 'published');
-    await eventually(async () => {
-      const p = await mountPodOf('pv-b');
-      return p && !referencesOf(p).includes(orphan) && !mountAt(orphan);
-    }, 30_000, 'orphan reference dropped and its target unmounted');
+    await eventually(
+      async () => {
+        const p = await mountPodOf('pv-b');
+        return p && !referencesOf(p).includes(orphan) && !mountAt(orphan);
+      },
+      30_000,
+      'orphan reference dropped and its target unmounted',
+    );
     t.same(referencesOf((await mountPodOf('pv-b'))!), [t3], 'the live reference stays');
   });
 
-  await t.test('the node service crashes; a Mount Pod crash while it is down is repaired once it is back', async (t) => {
-    writeFileSync(path.join(t3, 'hello.txt'), 'pv-b data');
-    const before = deviceOf(t3);
-    node.kill();
-    await eventually(async () => !node.running, 10_000, 'node service down');
-    t.ok(standIn.killContainer((await mountPodOf('pv-b'))!.metadata!.name!), 'Mount Pod of pv-b crashed meanwhile');
-    node.start();
-    await waitForSocket(sock);
-    await eventually(async () => readsBack(t3, 'pv-b data'), 90_000, 'target of pv-b readable again').catch(async (err) => {
-      const pod = await mountPodOf('pv-b');
-      const mp = pod && mountPointOf(pod);
-      t.comment(`diagnosis: target ${JSON.stringify(mountAt(t3))}; mount point ${JSON.stringify(mp && readMounts().filter((m) => m.mountPoint === mp))}; Ready ${isPodReady(pod)}`);
-      t.comment(`node log:\n${node.log(80)}`);
-      t.comment(`Mount Pod log:\n${readFileSync(path.join(dir, `${pod?.metadata?.name}.log`), 'utf8').split('\n').slice(-30).join('\n')}`);
-      throw err;
-    });
-    t.not(deviceOf(t3), before, 're-bound by the restarted node service (its state is in the API, not in memory)');
-    t.same(referencesOf((await mountPodOf('pv-b'))!), [t3], 'references survived');
-  });
+  await t.test(
+    'the node service crashes; a Mount Pod crash while it is down is repaired once it is back',
+    async (t) => {
+      writeFileSync(path.join(t3, 'hello.txt'), 'pv-b data');
+      const before = deviceOf(t3);
+      node.kill();
+      await eventually(async () => !node.running, 10_000, 'node service down');
+      t.ok(standIn.killContainer((await mountPodOf('pv-b'))!.metadata!.name!), 'Mount Pod of pv-b crashed meanwhile');
+      node.start();
+      await waitForSocket(sock);
+      await eventually(async () => readsBack(t3, 'pv-b data'), 90_000, 'target of pv-b readable again').catch(
+        async (err) => {
+          const pod = await mountPodOf('pv-b');
+          const mp = pod && mountPointOf(pod);
+          t.comment(
+            `diagnosis: target ${JSON.stringify(mountAt(t3))}; mount point ${JSON.stringify(mp && readMounts().filter((m) => m.mountPoint === mp))}; Ready ${isPodReady(pod)}`,
+          );
+          t.comment(`node log:\n${node.log(80)}`);
+          t.comment(
+            `Mount Pod log:\n${readFileSync(path.join(dir, `${pod?.metadata?.name}.log`), 'utf8')
+              .split('\n')
+              .slice(-30)
+              .join('\n')}`,
+          );
+          throw err;
+        },
+      );
+      t.not(deviceOf(t3), before, 're-bound by the restarted node service (its state is in the API, not in memory)');
+      t.same(referencesOf((await mountPodOf('pv-b'))!), [t3], 'references survived');
+    },
+  );
 
   await t.test('app pods: the stand-in publishes their JuiceFS volumes as kubelet would', async (t) => {
     const ns = 'apps';
     await core.createNamespace({ body: { metadata: { name: ns } } });
-    await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'jfs-secret' }, stringData: vol.secrets } });
+    await core.createNamespacedSecret({
+      namespace: ns,
+      body: { metadata: { name: 'jfs-secret' }, stringData: vol.secrets },
+    });
     await core.createPersistentVolume({
       body: {
         metadata: { name: 'pv-app' },
@@ -161,30 +220,64 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
           accessModes: ['ReadWriteMany'],
           persistentVolumeReclaimPolicy: 'Retain',
           storageClassName: '',
-          csi: { driver: 'csi.juicefs.com', volumeHandle: 'pv-app', volumeAttributes: { subPath: 'app' }, nodePublishSecretRef: { name: 'jfs-secret', namespace: ns } },
+          csi: {
+            driver: 'csi.juicefs.com',
+            volumeHandle: 'pv-app',
+            volumeAttributes: { subPath: 'app' },
+            nodePublishSecretRef: { name: 'jfs-secret', namespace: ns },
+          },
         },
       },
     });
     await core.createNamespacedPersistentVolumeClaim({
       namespace: ns,
-      body: { metadata: { name: 'data' }, spec: { accessModes: ['ReadWriteMany'], storageClassName: '', volumeName: 'pv-app', resources: { requests: { storage: '10Gi' } } } },
+      body: {
+        metadata: { name: 'data' },
+        spec: {
+          accessModes: ['ReadWriteMany'],
+          storageClassName: '',
+          volumeName: 'pv-app',
+          resources: { requests: { storage: '10Gi' } },
+        },
+      },
     });
-    await eventually(async () => (await core.readNamespacedServiceAccount({ name: 'default', namespace: ns }).catch(() => undefined)) !== undefined, 30_000, 'default ServiceAccount in apps');
+    await eventually(
+      async () =>
+        (await core.readNamespacedServiceAccount({ name: 'default', namespace: ns }).catch(() => undefined)) !==
+        undefined,
+      30_000,
+      'default ServiceAccount in apps',
+    );
     const app = (name: string): V1Pod => ({
       metadata: { name, namespace: ns },
-      spec: { nodeName: NODE, containers: [{ name: 'app', image: 'busybox', volumeMounts: [{ name: 'data', mountPath: '/data' }] }], volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }] },
+      spec: {
+        nodeName: NODE,
+        containers: [{ name: 'app', image: 'busybox', volumeMounts: [{ name: 'data', mountPath: '/data' }] }],
+        volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }],
+      },
     });
-    const [p1, p2] = await Promise.all([core.createNamespacedPod({ namespace: ns, body: app('app-1') }), core.createNamespacedPod({ namespace: ns, body: app('app-2') })]);
+    const [p1, p2] = await Promise.all([
+      core.createNamespacedPod({ namespace: ns, body: app('app-1') }),
+      core.createNamespacedPod({ namespace: ns, body: app('app-2') }),
+    ]);
     for (const p of [p1, p2]) {
-      await eventually(async () => isPodReady(await core.readNamespacedPod({ name: p.metadata!.name!, namespace: ns })), 120_000, `${p.metadata!.name} Ready`);
+      await eventually(
+        async () => isPodReady(await core.readNamespacedPod({ name: p.metadata!.name!, namespace: ns })),
+        120_000,
+        `${p.metadata!.name} Ready`,
+      );
     }
     const targets = [p1, p2].map((p) => standIn.targetPath(p.metadata!.uid!, 'pv-app'));
     const mp = (await mountPodOf('pv-app'))!;
-    t.same(referencesOf(mp).sort(), [...targets].sort(), 'one Mount Pod, a reference per pod\'s kubelet target');
+    t.same(referencesOf(mp).sort(), [...targets].sort(), "one Mount Pod, a reference per pod's kubelet target");
     writeFileSync(path.join(targets[0], 'hello.txt'), 'from app-1');
     t.ok(await readsBack(targets[1], 'from app-1'), 'app-2 reads what app-1 wrote');
     await core.deleteNamespacedPod({ name: 'app-1', namespace: ns });
-    await eventually(async () => !(await core.readNamespacedPod({ name: 'app-1', namespace: ns }).catch(() => undefined)), 60_000, 'app-1 deletion finished');
+    await eventually(
+      async () => !(await core.readNamespacedPod({ name: 'app-1', namespace: ns }).catch(() => undefined)),
+      60_000,
+      'app-1 deletion finished',
+    );
     t.same(referencesOf((await mountPodOf('pv-app'))!), [targets[1]], 'its reference went with it');
     t.notOk(mountAt(targets[0]), 'its target unmounted');
     await core.deleteNamespacedPod({ name: 'app-2', namespace: ns });
@@ -192,15 +285,34 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     t.notOk(mountAt(targets[1]));
   });
 
-  await t.test('the node\'s ServiceAccount can do its job and no more', async (t) => {
+  await t.test("the node's ServiceAccount can do its job and no more", async (t) => {
     const kc = new KubeConfig();
     kc.loadFromFile(nodeKubeconfig);
     const asNode = kc.makeApiClient(CoreV1Api);
     t.ok(await asNode.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${NODE}` }), 'lists pods on its node');
-    await t.rejects(asNode.readNamespacedSecret({ name: 'jfs-secret', namespace: 'apps' }), { code: 403 }, 'cannot read an app namespace\'s Secret');
-    await t.rejects(asNode.listNamespacedSecret({ namespace: NS }), { code: 403 }, 'cannot read Secrets even in its own namespace');
-    await t.rejects(asNode.createNamespacedPod({ namespace: 'apps', body: { metadata: { name: 'x' }, spec: { containers: [{ name: 'x', image: 'x' }] } } }), { code: 403 }, 'cannot create pods outside its namespace');
-    await t.rejects(asNode.deleteNamespacedPod({ name: 'app-2', namespace: 'apps' }), { code: 403 }, 'cannot delete app pods');
+    await t.rejects(
+      asNode.readNamespacedSecret({ name: 'jfs-secret', namespace: 'apps' }),
+      { code: 403 },
+      "cannot read an app namespace's Secret",
+    );
+    await t.rejects(
+      asNode.listNamespacedSecret({ namespace: NS }),
+      { code: 403 },
+      'cannot read Secrets even in its own namespace',
+    );
+    await t.rejects(
+      asNode.createNamespacedPod({
+        namespace: 'apps',
+        body: { metadata: { name: 'x' }, spec: { containers: [{ name: 'x', image: 'x' }] } },
+      }),
+      { code: 403 },
+      'cannot create pods outside its namespace',
+    );
+    await t.rejects(
+      asNode.deleteNamespacedPod({ name: 'app-2', namespace: 'apps' }),
+      { code: 403 },
+      'cannot delete app pods',
+    );
   });
 
   await t.test('juicefs/clean-cache: once the Mount Pod is gone, a Job on the node removes its cache', async (t) => {
@@ -209,7 +321,10 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     await call('NodePublishVolume', {
       volume_id: 'pv-d',
       target_path: target,
-      volume_capability: { mount: { mount_flags: [`cache-dir=${cacheDir}`] }, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } },
+      volume_capability: {
+        mount: { mount_flags: [`cache-dir=${cacheDir}`] },
+        access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' },
+      },
       secrets: vol.secrets,
       volume_context: { subPath: 'pv-d', 'juicefs/clean-cache': 'true' },
     });
@@ -219,18 +334,28 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     const raw = path.join(cacheDir, uuid, 'raw');
     writeFileSync(path.join(target, 'cached.bin'), Buffer.alloc(1 << 20, 7));
     t.equal((await readFile(path.join(target, 'cached.bin'))).length, 1 << 20);
-    await eventually(async () => existsSync(raw) && readdirSync(raw, { recursive: true }).length > 0, 30_000, `cache blocks in ${raw}`);
+    await eventually(
+      async () => existsSync(raw) && readdirSync(raw, { recursive: true }).length > 0,
+      30_000,
+      `cache blocks in ${raw}`,
+    );
     const other = path.join(cacheDir, 'another-volume-uuid', 'raw');
     mkdirSync(other, { recursive: true });
     await unpublish('pv-d', target);
     const batch = admin.makeApiClient(BatchV1Api);
-    const job = await eventually(async () => {
-      const jobs = (await batch.listNamespacedJob({ namespace: NS, labelSelector: 'app.kubernetes.io/name=juicefs-clean-cache' })).items;
-      return jobs.find((j) => (j.status?.succeeded ?? 0) > 0);
-    }, 90_000, 'cache-cleanup Job succeeded');
-    t.equal(job.spec?.template.spec?.nodeName, NODE, 'the Job ran on the Mount Pod\'s node');
-    t.notOk(existsSync(raw), 'this volume\'s cache blocks are gone');
-    t.ok(existsSync(other), 'another volume\'s cache in the same folder is left alone');
+    const job = await eventually(
+      async () => {
+        const jobs = (
+          await batch.listNamespacedJob({ namespace: NS, labelSelector: 'app.kubernetes.io/name=juicefs-clean-cache' })
+        ).items;
+        return jobs.find((j) => (j.status?.succeeded ?? 0) > 0);
+      },
+      90_000,
+      'cache-cleanup Job succeeded',
+    );
+    t.equal(job.spec?.template.spec?.nodeName, NODE, "the Job ran on the Mount Pod's node");
+    t.notOk(existsSync(raw), "this volume's cache blocks are gone");
+    t.ok(existsSync(other), "another volume's cache in the same folder is left alone");
   });
 
   await t.test('juicefs/mount-delete-delay keeps the Mount Pod a while, and a new publish takes it back', async (t) => {
@@ -258,10 +383,18 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     let pods = await mountPods();
     const a = pods.find((p) => p.metadata?.labels?.['volume-id'] === 'pv-a');
     t.same(a && referencesOf(a), [t2], 'one reference left');
-    t.equal(readFileSync(path.join(t2, 'hello.txt'), 'utf8'), 'written through target 1', 'the other target still works');
+    t.equal(
+      readFileSync(path.join(t2, 'hello.txt'), 'utf8'),
+      'written through target 1',
+      'the other target still works',
+    );
     await unpublish('pv-a', t2);
     await unpublish('pv-a', t2); // idempotent
-    await eventually(async () => !(await mountPods()).some((p) => p.metadata?.labels?.['volume-id'] === 'pv-a'), 60_000, 'pv-a Mount Pod deleted');
+    await eventually(
+      async () => !(await mountPods()).some((p) => p.metadata?.labels?.['volume-id'] === 'pv-a'),
+      60_000,
+      'pv-a Mount Pod deleted',
+    );
     t.notOk(mountAt(t1) || mountAt(t2), 'targets unmounted');
     await unpublish('pv-b', t3);
     await eventually(async () => (await mountPods()).length === 0, 60_000, 'all Mount Pods deleted');

@@ -1,12 +1,23 @@
 // Dynamic provisioning end to end: the real csi-provisioner drives the
 // controller over its socket on a real control plane; the PV directories are
 // checked by mounting the JuiceFS volume with the real client through FUSE.
-import { CoreV1Api, StorageV1Api, type KubernetesObject, type V1PersistentVolume, type V1PersistentVolumeClaim } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  StorageV1Api,
+  type KubernetesObject,
+  type V1PersistentVolume,
+  type V1PersistentVolumeClaim,
+} from '@kubernetes/client-node';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { applyObjects, loopbackWebhookConfiguration, readManifest, WebhookProcess } from '../../src/local/components.js';
+import {
+  applyObjects,
+  loopbackWebhookConfiguration,
+  readManifest,
+  WebhookProcess,
+} from '../../src/local/components.js';
 import { freePort } from '../../src/local/control-plane.js';
 import { startControllerStack } from '../../src/local/controller-stack.js';
 import { REGISTRY_DIR } from '../../src/controller/registry.js';
@@ -32,12 +43,22 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
 
   await applyObjects(admin, [
     ...readManifest('namespace.yaml'),
-    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS, labels: { 'juicefs.com/enable-injection': 'true' } } } as KubernetesObject,
-    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'juicefs-secret', namespace: SYSTEM }, stringData: vol.secrets } as KubernetesObject,
+    {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: NS, labels: { 'juicefs.com/enable-injection': 'true' } },
+    } as KubernetesObject,
+    {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'juicefs-secret', namespace: SYSTEM },
+      stringData: vol.secrets,
+    } as KubernetesObject,
   ]);
   const stack = await startControllerStack(cp, { dir, secretNamespaces: [SYSTEM] });
   t.teardown(async () => {
-    if (!t.passing()) t.comment(`controller log:\n${stack.controller.log(50)}\ncsi-provisioner log:\n${stack.provisioner.log(30)}`);
+    if (!t.passing())
+      t.comment(`controller log:\n${stack.controller.log(50)}\ncsi-provisioner log:\n${stack.provisioner.log(30)}`);
     await stack.stop();
   });
 
@@ -48,7 +69,14 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
     'csi.storage.k8s.io/node-publish-secret-namespace': SYSTEM,
   };
   const sc = (name: string, reclaimPolicy: string, extra: Record<string, string> = {}) =>
-    ({ apiVersion: 'storage.k8s.io/v1', kind: 'StorageClass', metadata: { name }, provisioner: 'csi.juicefs.com', reclaimPolicy, parameters: { ...params, ...extra } }) as KubernetesObject;
+    ({
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'StorageClass',
+      metadata: { name },
+      provisioner: 'csi.juicefs.com',
+      reclaimPolicy,
+      parameters: { ...params, ...extra },
+    }) as KubernetesObject;
   await applyObjects(admin, [
     sc('jfs-delete', 'Delete'),
     sc('jfs-retain', 'Retain'),
@@ -59,16 +87,31 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
   const createPvc = (name: string, storageClassName: string, labels?: Record<string, string>) =>
     core.createNamespacedPersistentVolumeClaim({
       namespace: NS,
-      body: { metadata: { name, labels }, spec: { accessModes: ['ReadWriteMany'], storageClassName, resources: { requests: { storage: '2Gi' } } } },
+      body: {
+        metadata: { name, labels },
+        spec: { accessModes: ['ReadWriteMany'], storageClassName, resources: { requests: { storage: '2Gi' } } },
+      },
     });
   const bound = (name: string) =>
-    eventually(async () => {
-      const pvc = await core.readNamespacedPersistentVolumeClaim({ name, namespace: NS });
-      return pvc.status?.phase === 'Bound' ? pvc : undefined;
-    }, 60_000, `PVC ${name} to be Bound`);
+    eventually(
+      async () => {
+        const pvc = await core.readNamespacedPersistentVolumeClaim({ name, namespace: NS });
+        return pvc.status?.phase === 'Bound' ? pvc : undefined;
+      },
+      60_000,
+      `PVC ${name} to be Bound`,
+    );
   const pvOf = (pvc: V1PersistentVolumeClaim) => core.readPersistentVolume({ name: pvc.spec!.volumeName! });
   const gone = (name: string) =>
-    eventually(async () => core.readPersistentVolume({ name }).then(() => false, (e: { code?: number }) => e.code === 404), 60_000, `PV ${name} to be deleted`);
+    eventually(
+      async () =>
+        core.readPersistentVolume({ name }).then(
+          () => false,
+          (e: { code?: number }) => e.code === 404,
+        ),
+      60_000,
+      `PV ${name} to be deleted`,
+    );
   const inVolume = <T>(fn: (mnt: string) => T) => withFuseMount(vol, fn);
 
   let firstPv: V1PersistentVolume;
@@ -81,54 +124,64 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
     t.equal(pv.spec?.csi?.volumeAttributes?.subPath, pv.metadata!.name, 'subdirectory is the PV name');
     t.equal(pv.spec?.csi?.nodePublishSecretRef?.name, 'juicefs-secret');
     await inVolume((mnt) => {
-      t.ok(existsSync(path.join(mnt, pv.metadata!.name!)), 'the directory exists in the JuiceFS volume (checked through FUSE)');
+      t.ok(
+        existsSync(path.join(mnt, pv.metadata!.name!)),
+        'the directory exists in the JuiceFS volume (checked through FUSE)',
+      );
       writeFileSync(path.join(mnt, pv.metadata!.name!, 'payload.txt'), 'data');
     });
-    t.match(vol.run(['quota', 'get', vol.metaurl, `--path=/${pv.metadata!.name}`]), /2\.0 GiB|2 GiB/, 'capacity recorded as a JuiceFS quota');
+    t.match(
+      vol.run(['quota', 'get', vol.metaurl, `--path=/${pv.metadata!.name}`]),
+      /2\.0 GiB|2 GiB/,
+      'capacity recorded as a JuiceFS quota',
+    );
   });
 
-  await t.test('the per-PVC Secret copy exists, owned by the PVC, and a pod is injected with the right subdirectory', async (t) => {
-    const copy = await eventually(
-      () => core.readNamespacedSecret({ name: 'juicefs-data-secret', namespace: NS }).catch(() => undefined),
-      30_000,
-      'the Secret copy',
-    );
-    t.equal(copy.metadata?.ownerReferences?.[0]?.kind, 'PersistentVolumeClaim');
-    t.equal(Buffer.from(copy.data!.metaurl, 'base64').toString(), vol.metaurl, 'same metaurl as the source Secret');
-    // The webhook, registered through the shipped configuration.
-    await applyObjects(admin, [...readManifest('rbac.yaml'), ...readManifest('config.yaml')]);
-    const port = await freePort();
-    await applyObjects(admin, [loopbackWebhookConfiguration(port) as KubernetesObject]);
-    const webhook = await WebhookProcess.start({
-      kubeconfig: await cp.serviceAccountKubeconfig(SYSTEM, 'jfs-sidecar-webhook'),
-      namespace: SYSTEM,
-      secretNamespaces: [SYSTEM],
-      port,
-      logFile: path.join(dir, 'webhook.log'),
-    });
-    t.teardown(() => webhook.stop());
-    const pod = await eventually(
-      () =>
-        core.createNamespacedPod({
-          namespace: NS,
-          body: {
-            metadata: { name: 'app' },
-            spec: {
-              containers: [{ name: 'app', image: 'busybox', volumeMounts: [{ name: 'data', mountPath: '/data' }] }],
-              volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }],
+  await t.test(
+    'the per-PVC Secret copy exists, owned by the PVC, and a pod is injected with the right subdirectory',
+    async (t) => {
+      const copy = await eventually(
+        () => core.readNamespacedSecret({ name: 'juicefs-data-secret', namespace: NS }).catch(() => undefined),
+        30_000,
+        'the Secret copy',
+      );
+      t.equal(copy.metadata?.ownerReferences?.[0]?.kind, 'PersistentVolumeClaim');
+      t.equal(Buffer.from(copy.data!.metaurl, 'base64').toString(), vol.metaurl, 'same metaurl as the source Secret');
+      // The webhook, registered through the shipped configuration.
+      await applyObjects(admin, [...readManifest('rbac.yaml'), ...readManifest('config.yaml')]);
+      const port = await freePort();
+      await applyObjects(admin, [loopbackWebhookConfiguration(port) as KubernetesObject]);
+      const webhook = await WebhookProcess.start({
+        kubeconfig: await cp.serviceAccountKubeconfig(SYSTEM, 'jfs-sidecar-webhook'),
+        namespace: SYSTEM,
+        secretNamespaces: [SYSTEM],
+        port,
+        logFile: path.join(dir, 'webhook.log'),
+      });
+      t.teardown(() => webhook.stop());
+      const pod = await eventually(
+        () =>
+          core.createNamespacedPod({
+            namespace: NS,
+            body: {
+              metadata: { name: 'app' },
+              spec: {
+                containers: [{ name: 'app', image: 'busybox', volumeMounts: [{ name: 'data', mountPath: '/data' }] }],
+                volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }],
+              },
             },
-          },
-        }),
-      20_000,
-      'pod creation',
-    );
-    const sidecar = pod.spec?.initContainers?.find((c) => c.name === 'jfs-mount');
-    t.ok(sidecar, 'sidecar injected');
-    t.ok(sidecar?.command?.includes(`--subdir=${firstPv.metadata!.name}`), 'mounts the PV subdirectory');
-    const ref = sidecar?.env?.find((e) => e.name === 'JFS_METAURL')?.valueFrom?.secretKeyRef;
-    t.same(ref, { name: 'juicefs-data-secret', key: 'metaurl' }, 'credentials by reference to the copy');
-    await core.deleteNamespacedPod({ name: 'app', namespace: NS, gracePeriodSeconds: 0 });
-  });
+          }),
+        20_000,
+        'pod creation',
+      );
+      const sidecar = pod.spec?.initContainers?.find((c) => c.name === 'jfs-mount');
+      t.ok(sidecar, 'sidecar injected');
+      t.ok(sidecar?.command?.includes(`--subdir=${firstPv.metadata!.name}`), 'mounts the PV subdirectory');
+      const ref = sidecar?.env?.find((e) => e.name === 'JFS_METAURL')?.valueFrom?.secretKeyRef;
+      t.same(ref, { name: 'juicefs-data-secret', key: 'metaurl' }, 'credentials by reference to the copy');
+      await core.deleteNamespacedPod({ name: 'app', namespace: NS, gracePeriodSeconds: 0 });
+    },
+  );
 
   await t.test('a pathPattern class yields the rendered path', async (t) => {
     await createPvc('patterned', 'jfs-pattern');
@@ -147,11 +200,17 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
     const kept = await pvOf(await bound('kept'));
     await inVolume((mnt) => writeFileSync(path.join(mnt, kept.metadata!.name!, 'keep.txt'), 'keep'));
     await core.deleteNamespacedPersistentVolumeClaim({ name: 'kept', namespace: NS });
-    await eventually(async () => (await core.readPersistentVolume({ name: kept.metadata!.name! })).status?.phase === 'Released', 60_000, 'PV Released');
-    await inVolume((mnt) => t.equal(readFileSync(path.join(mnt, kept.metadata!.name!, 'keep.txt'), 'utf8'), 'keep', 'Retain: data kept'));
+    await eventually(
+      async () => (await core.readPersistentVolume({ name: kept.metadata!.name! })).status?.phase === 'Released',
+      60_000,
+      'PV Released',
+    );
+    await inVolume((mnt) =>
+      t.equal(readFileSync(path.join(mnt, kept.metadata!.name!, 'keep.txt'), 'utf8'), 'keep', 'Retain: data kept'),
+    );
   });
 
-  await t.test('two PVs sharing a pathPattern path do not delete each other\'s data', async (t) => {
+  await t.test("two PVs sharing a pathPattern path do not delete each other's data", async (t) => {
     await createPvc('a', 'jfs-shared', { dataset: 'imagenet' });
     await createPvc('b', 'jfs-shared', { dataset: 'imagenet' });
     const pvA = await pvOf(await bound('a'));
@@ -161,7 +220,13 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
     await inVolume((mnt) => writeFileSync(path.join(mnt, 'shared/imagenet/shared.txt'), 'both'));
     await core.deleteNamespacedPersistentVolumeClaim({ name: 'a', namespace: NS });
     await gone(pvA.metadata!.name!);
-    await inVolume((mnt) => t.equal(readFileSync(path.join(mnt, 'shared/imagenet/shared.txt'), 'utf8'), 'both', 'still there while b uses it'));
+    await inVolume((mnt) =>
+      t.equal(
+        readFileSync(path.join(mnt, 'shared/imagenet/shared.txt'), 'utf8'),
+        'both',
+        'still there while b uses it',
+      ),
+    );
     await core.deleteNamespacedPersistentVolumeClaim({ name: 'b', namespace: NS });
     await gone(pvB.metadata!.name!);
     await inVolume((mnt) => t.notOk(existsSync(path.join(mnt, 'shared/imagenet')), 'removed with the last PV'));
@@ -172,7 +237,7 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
     const started = Date.now();
     // Deterministic "random" points, so a failure can be replayed.
     let seed = 20261123;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const killer = async (signal: { done: boolean }) => {
       while (!signal.done) {
         await new Promise((r) => setTimeout(r, 1000 + rand() * 3000));
@@ -204,9 +269,16 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
     const pvs = (await core.listPersistentVolume()).items.filter((pv) => pv.spec?.csi?.driver === 'csi.juicefs.com');
     const used = new Set(pvs.map((pv) => pv.spec!.csi!.volumeAttributes!.subPath));
     await inVolume((mnt) => {
-      for (const pv of pvs) if (pv.status?.phase === 'Bound') t.ok(existsSync(path.join(mnt, pv.spec!.csi!.volumeAttributes!.subPath)), `Bound ${pv.metadata!.name} has its directory`);
+      for (const pv of pvs)
+        if (pv.status?.phase === 'Bound')
+          t.ok(
+            existsSync(path.join(mnt, pv.spec!.csi!.volumeAttributes!.subPath)),
+            `Bound ${pv.metadata!.name} has its directory`,
+          );
       const top = readdirSync(mnt).filter((e) => !e.startsWith('.'));
-      const dirs = top.flatMap((e) => (e === 'shared' ? readdirSync(path.join(mnt, e)).map((s) => `shared/${s}`) : [e]));
+      const dirs = top.flatMap((e) =>
+        e === 'shared' ? readdirSync(path.join(mnt, e)).map((s) => `shared/${s}`) : [e],
+      );
       const orphans = dirs.filter((d) => !used.has(d));
       t.same(orphans, [], 'no orphaned directory');
       t.ok(existsSync(path.join(mnt, 'kept-dummy')) === false);

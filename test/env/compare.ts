@@ -18,7 +18,8 @@ export function findMismatch(expected: unknown, actual: unknown, at = ''): strin
     return undefined;
   }
   if (expected !== null && typeof expected === 'object') {
-    if (actual === null || typeof actual !== 'object') return `${at}: expected an object, got ${JSON.stringify(actual)}`;
+    if (actual === null || typeof actual !== 'object')
+      return `${at}: expected an object, got ${JSON.stringify(actual)}`;
     for (const [k, v] of Object.entries(expected)) {
       const m = findMismatch(v, (actual as Record<string, unknown>)[k], `${at}.${k}`);
       if (m) return m;

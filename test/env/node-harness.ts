@@ -34,7 +34,10 @@ export interface NodeHarness {
   mountPods(): Promise<V1Pod[]>;
 }
 
-export async function startNodeHarness(t: TapLike, opts: { nodeName: string; volumeName: string; playAppPods?: boolean }): Promise<NodeHarness> {
+export async function startNodeHarness(
+  t: TapLike,
+  opts: { nodeName: string; volumeName: string; playAppPods?: boolean },
+): Promise<NodeHarness> {
   // kube-controller-manager creates the namespaces' default ServiceAccounts that pods need.
   const cp = await startControlPlane(t, { controllerManager: true });
   const admin = cp.adminKubeConfig();
@@ -59,8 +62,29 @@ export async function startNodeHarness(t: TapLike, opts: { nodeName: string; vol
     rmSync(dir, { recursive: true, force: true });
     vol.remove();
   });
-  await eventually(() => core.readNamespacedServiceAccount({ name: 'default', namespace: MOUNT_POD_NAMESPACE }), 30_000, 'default ServiceAccount');
+  await eventually(
+    () => core.readNamespacedServiceAccount({ name: 'default', namespace: MOUNT_POD_NAMESPACE }),
+    30_000,
+    'default ServiceAccount',
+  );
   const mountPods = async () =>
-    (await core.listNamespacedPod({ namespace: MOUNT_POD_NAMESPACE, labelSelector: 'app.kubernetes.io/name=juicefs-mount' })).items;
-  return { cp, admin, core, vol, dir, sock: stack.socket, nodeKubeconfig: stack.nodeKubeconfig, node: stack.node, standIn: stack.standIn, call: client.call, mountPods };
+    (
+      await core.listNamespacedPod({
+        namespace: MOUNT_POD_NAMESPACE,
+        labelSelector: 'app.kubernetes.io/name=juicefs-mount',
+      })
+    ).items;
+  return {
+    cp,
+    admin,
+    core,
+    vol,
+    dir,
+    sock: stack.socket,
+    nodeKubeconfig: stack.nodeKubeconfig,
+    node: stack.node,
+    standIn: stack.standIn,
+    call: client.call,
+    mountPods,
+  };
 }

@@ -46,16 +46,31 @@ for (const c of cases) {
     const body = {
       apiVersion: 'admission.k8s.io/v1',
       kind: 'AdmissionReview',
-      request: { uid: `uid-${c.name}`, kind: { group: '', version: 'v1', kind: 'Pod' }, operation: 'CREATE', namespace, object: pod },
+      request: {
+        uid: `uid-${c.name}`,
+        kind: { group: '', version: 'v1', kind: 'Pod' },
+        operation: 'CREATE',
+        namespace,
+        object: pod,
+      },
     };
-    const result = review(body, { view: new ObjectView(c.objects), options: () => c.options, onError: 'deny', log: pino({ level: 'silent' }) });
+    const result = review(body, {
+      view: new ObjectView(c.objects),
+      options: () => c.options,
+      onError: 'deny',
+      log: pino({ level: 'silent' }),
+    });
     if (result.kind !== 'review') throw new Error(result.message);
     const { response } = result.review;
     t.equal(response.uid, `uid-${c.name}`);
     const golden = readFileSync(c.goldenPath, 'utf8');
     if (golden.startsWith('# denied')) {
       t.equal(response.allowed, false, 'denied');
-      t.match(response.status?.message ?? '', golden.replace(/^# denied \(([^)]+)\): Pod [^:]+: /, '').trim(), 'same denial message');
+      t.match(
+        response.status?.message ?? '',
+        golden.replace(/^# denied \(([^)]+)\): Pod [^:]+: /, '').trim(),
+        'same denial message',
+      );
       return;
     }
     t.equal(response.allowed, true);

@@ -9,7 +9,12 @@ import { fileURLToPath } from 'node:url';
 import { configFromObjects, namespaceMode } from '../../src/config/options.js';
 import { DenyError } from '../../src/inject/errors.js';
 import type { InjectOptions } from '../../src/inject/types.js';
-import { injectObjects, parseManifests, stringifyManifests, type ObjectResult } from '../../src/offline/inject-manifests.js';
+import {
+  injectObjects,
+  parseManifests,
+  stringifyManifests,
+  type ObjectResult,
+} from '../../src/offline/inject-manifests.js';
 
 export const TESTDATA = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../testdata');
 const INPUT_SUFFIX = '.yaml';
@@ -68,7 +73,9 @@ export function renderGolden(c: GoldenCase): string {
   const workloads = results.filter(isWorkload);
   for (const r of workloads) {
     const o = r.outcome!;
-    header.push(`# ${r.object.kind} ${r.object.metadata?.name ?? r.object.metadata?.generateName}: ${o.kind === 'injected' ? 'injected' : `skipped (${o.code})`}`);
+    header.push(
+      `# ${r.object.kind} ${r.object.metadata?.name ?? r.object.metadata?.generateName}: ${o.kind === 'injected' ? 'injected' : `skipped (${o.code})`}`,
+    );
     for (const w of o.warnings) header.push(`# warning: ${w}`);
   }
   return `${header.join('\n')}\n${stringifyManifests(workloads.map((r) => r.object))}`;

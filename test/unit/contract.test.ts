@@ -5,7 +5,13 @@ import { matchesPvcSelector } from '../../src/config/selector.js';
 import { PathPatternError, renderPathPattern } from '../../src/contract/path-pattern.js';
 import { parseQuantity } from '../../src/contract/quantity.js';
 import { parseDuration } from '../../src/contract/duration.js';
-import { parseEnvs, secretCopyData, secretCopyName, SecretFormatError, summariseSecret } from '../../src/contract/secret-copy.js';
+import {
+  parseEnvs,
+  secretCopyData,
+  secretCopyName,
+  SecretFormatError,
+  summariseSecret,
+} from '../../src/contract/secret-copy.js';
 import { checkSubdir } from '../../src/controller/controller-service.js';
 import { filterUserAnnotations } from '../../src/inject/allowlist.js';
 import { mergeOptions, parseOption, renderOptions } from '../../src/inject/mount-options.js';
@@ -18,7 +24,8 @@ t.test('quantities', async (t) => {
   t.equal(parseQuantity('1e3'), 1000);
   t.equal(parseQuantity('-1'), -1);
   t.equal(parseQuantity('0'), 0);
-  for (const bad of ['', 'abc', '1 Gi', '$(x)', '1GiB', '--1']) t.equal(parseQuantity(bad), undefined, `"${bad}" is not a quantity`);
+  for (const bad of ['', 'abc', '1 Gi', '$(x)', '1GiB', '--1'])
+    t.equal(parseQuantity(bad), undefined, `"${bad}" is not a quantity`);
 });
 
 t.test('path patterns', async (t) => {
@@ -30,18 +37,26 @@ t.test('path patterns', async (t) => {
   t.throws(() => renderPathPattern('../${.PVC.name}', pvc), PathPatternError, 'escape refused');
   t.throws(() => renderPathPattern('${.PVC.uid}', pvc), PathPatternError, 'unknown placeholder');
   t.throws(() => renderPathPattern('/', pvc), PathPatternError, 'root refused');
-  t.throws(() => renderPathPattern('${.PVC.annotations.x.io/dir}', { ...pvc, annotations: { 'x.io/dir': '../../etc' } }), PathPatternError);
+  t.throws(
+    () => renderPathPattern('${.PVC.annotations.x.io/dir}', { ...pvc, annotations: { 'x.io/dir': '../../etc' } }),
+    PathPatternError,
+  );
 });
 
 t.test('controller subdirectories', async (t) => {
   t.equal(checkSubdir('pvc-1'), 'pvc-1');
   t.equal(checkSubdir('a/b'), 'a/b');
-  for (const bad of ['', '/abs', '..', 'a/../b', 'a//b', '.', '.jfs-sidecar', '.jfs-sidecar/volumes']) t.throws(() => checkSubdir(bad), `"${bad}" refused`);
+  for (const bad of ['', '/abs', '..', 'a/../b', 'a//b', '.', '.jfs-sidecar', '.jfs-sidecar/volumes'])
+    t.throws(() => checkSubdir(bad), `"${bad}" refused`);
 });
 
 t.test('Secret copies', async (t) => {
   const b64 = (s: string) => Buffer.from(s).toString('base64');
-  const source = { metaurl: b64('redis://x'), envs: b64('{TZ: UTC, JFS_CACHE: "1"}'), 'format-options': b64('trash-days=1, block-size=4096') };
+  const source = {
+    metaurl: b64('redis://x'),
+    envs: b64('{TZ: UTC, JFS_CACHE: "1"}'),
+    'format-options': b64('trash-days=1, block-size=4096'),
+  };
   const copy = secretCopyData(source);
   t.same(Object.keys(copy).sort(), ['envs.JFS_CACHE', 'envs.TZ', 'format-options', 'metaurl']);
   t.equal(Buffer.from(copy['envs.TZ'], 'base64').toString(), 'UTC');
@@ -68,7 +83,11 @@ t.test('mount options', async (t) => {
     [{ key: 'a', value: '2' }, { key: 'b' }],
     'later wins in place',
   );
-  t.same(renderOptions([{ key: 'allow_other' }, { key: 'x', value: '$(SECRET)' }]), ['-o', 'allow_other', '--x=$$(SECRET)'], '$ escaped from Kubernetes expansion');
+  t.same(
+    renderOptions([{ key: 'allow_other' }, { key: 'x', value: '$(SECRET)' }]),
+    ['-o', 'allow_other', '--x=$$(SECRET)'],
+    '$ escaped from Kubernetes expansion',
+  );
 });
 
 t.test('PVC selectors', async (t) => {
@@ -80,7 +99,10 @@ t.test('PVC selectors', async (t) => {
   t.notOk(matchesPvcSelector({ matchExpressions: [{ key: 'team', operator: 'NotIn', values: ['a'] }] }, pvc));
   t.ok(matchesPvcSelector({ matchExpressions: [{ key: 'x', operator: 'DoesNotExist' }] }, pvc));
   t.notOk(matchesPvcSelector({ matchExpressions: [{ key: 'x', operator: 'Exists' }] }, pvc));
-  t.notOk(matchesPvcSelector({ matchExpressions: [{ key: 'x', operator: 'Weird' }] }, pvc), 'unknown operator selects nothing');
+  t.notOk(
+    matchesPvcSelector({ matchExpressions: [{ key: 'x', operator: 'Weird' }] }, pvc),
+    'unknown operator selects nothing',
+  );
 });
 
 t.test('global config', async (t) => {
@@ -97,7 +119,13 @@ t.test('global config', async (t) => {
 t.test('user annotations', async (t) => {
   const bounds = { maxCpu: '2', maxMemory: '4Gi' };
   const r = filterUserAnnotations(
-    { 'juicefs/mount-cpu-limit': '1', 'juicefs/mount-memory-limit': '8Gi', 'juicefs/mount-image': 'evil', 'juicefs/mount-cpu-request': '0', other: 'x' },
+    {
+      'juicefs/mount-cpu-limit': '1',
+      'juicefs/mount-memory-limit': '8Gi',
+      'juicefs/mount-image': 'evil',
+      'juicefs/mount-cpu-request': '0',
+      other: 'x',
+    },
     bounds,
     'PVC p',
   );
@@ -113,5 +141,6 @@ t.test('durations', async (t) => {
   t.equal(parseDuration('2h'), 7_200_000);
   t.equal(parseDuration('500ms'), 500);
   t.equal(parseDuration('1.5s'), 1500);
-  for (const bad of ['', '10', 'soon', '1d', '-1s', '1s ago']) t.equal(parseDuration(bad), undefined, `"${bad}" is not a duration`);
+  for (const bad of ['', '10', 'soon', '1d', '-1s', '1s ago'])
+    t.equal(parseDuration(bad), undefined, `"${bad}" is not a duration`);
 });

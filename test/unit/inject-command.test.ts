@@ -7,8 +7,10 @@ import { parseAllDocuments } from 'yaml';
 import { CLI } from '../../src/local/components.js';
 import { TESTDATA } from '../golden/golden.js';
 
-const run = (args: string[], input?: string) => spawnSync(process.execPath, [CLI, 'inject', ...args], { input, encoding: 'utf8' });
-const docs = (text: string) => parseAllDocuments(text).map((d) => d.toJS() as { kind: string; metadata: { name: string } });
+const run = (args: string[], input?: string) =>
+  spawnSync(process.execPath, [CLI, 'inject', ...args], { input, encoding: 'utf8' });
+const docs = (text: string) =>
+  parseAllDocuments(text).map((d) => d.toJS() as { kind: string; metadata: { name: string } });
 
 t.test('objects come out in input order, workloads injected, others unchanged', async (t) => {
   const file = path.join(TESTDATA, 'two-juicefs-and-other.yaml');
@@ -16,10 +18,17 @@ t.test('objects come out in input order, workloads injected, others unchanged', 
   t.equal(res.status, 0, res.stderr);
   const input = docs(readFileSync(file, 'utf8'));
   const output = docs(res.stdout);
-  t.same(output.map((o) => `${o.kind}/${o.metadata.name}`), input.map((o) => `${o.kind}/${o.metadata.name}`), 'same objects, same order');
+  t.same(
+    output.map((o) => `${o.kind}/${o.metadata.name}`),
+    input.map((o) => `${o.kind}/${o.metadata.name}`),
+    'same objects, same order',
+  );
   t.same(output.slice(0, -1), input.slice(0, -1), 'non-workload objects unchanged');
   const pod = output.at(-1) as unknown as { spec: { initContainers: { name: string }[] } };
-  t.same(pod.spec.initContainers.filter((c) => c.name.startsWith('jfs-mount')).map((c) => c.name), ['jfs-mount', 'jfs-mount-1']);
+  t.same(
+    pod.spec.initContainers.filter((c) => c.name.startsWith('jfs-mount')).map((c) => c.name),
+    ['jfs-mount', 'jfs-mount-1'],
+  );
 });
 
 t.test('stdin and several files; --serverless', async (t) => {

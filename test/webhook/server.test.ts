@@ -29,7 +29,14 @@ function reviewOf(object: unknown, extra: Record<string, unknown> = {}) {
   return {
     apiVersion: 'admission.k8s.io/v1',
     kind: 'AdmissionReview',
-    request: { uid: 'u-1', kind: { group: '', version: 'v1', kind: 'Pod' }, operation: 'CREATE', namespace: 'team-a', object, ...extra },
+    request: {
+      uid: 'u-1',
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      operation: 'CREATE',
+      namespace: 'team-a',
+      object,
+      ...extra,
+    },
   };
 }
 
@@ -45,18 +52,48 @@ t.test('a pod with a JuiceFS PVC gets a JSONPatch', async (t) => {
   t.equal(body.response.patchType, 'JSONPatch');
   const ops = JSON.parse(Buffer.from(body.response.patch, 'base64').toString());
   t.ok(Array.isArray(ops) && ops.length > 0, 'patch has operations');
-  t.ok(ops.every((op: { op: string; path: string }) => typeof op.op === 'string' && op.path.startsWith('/')), 'JSON Patch operations');
+  t.ok(
+    ops.every((op: { op: string; path: string }) => typeof op.op === 'string' && op.path.startsWith('/')),
+    'JSON Patch operations',
+  );
 });
 
 const badBodies: [string, { payload: string; headers?: Record<string, string> }][] = [
   ['invalid JSON', { payload: '{"apiVersion": ', headers: { 'content-type': 'application/json' } }],
   ['wrong content type', { payload: 'apiVersion: x', headers: { 'content-type': 'text/yaml' } }],
   ['not an object', { payload: '[1,2]', headers: { 'content-type': 'application/json' } }],
-  ['not an AdmissionReview', { payload: JSON.stringify({ kind: 'Pod' }), headers: { 'content-type': 'application/json' } }],
-  ['admission v1beta1', { payload: JSON.stringify({ ...reviewOf(pod), apiVersion: 'admission.k8s.io/v1beta1' }), headers: { 'content-type': 'application/json' } }],
-  ['missing request', { payload: JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }), headers: { 'content-type': 'application/json' } }],
-  ['missing request.uid', { payload: JSON.stringify({ ...reviewOf(pod), request: { ...reviewOf(pod).request, uid: undefined } }), headers: { 'content-type': 'application/json' } }],
-  ['body over the limit', { payload: JSON.stringify(reviewOf({ ...pod, padding: 'x'.repeat(128 * 1024) })), headers: { 'content-type': 'application/json' } }],
+  [
+    'not an AdmissionReview',
+    { payload: JSON.stringify({ kind: 'Pod' }), headers: { 'content-type': 'application/json' } },
+  ],
+  [
+    'admission v1beta1',
+    {
+      payload: JSON.stringify({ ...reviewOf(pod), apiVersion: 'admission.k8s.io/v1beta1' }),
+      headers: { 'content-type': 'application/json' },
+    },
+  ],
+  [
+    'missing request',
+    {
+      payload: JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }),
+      headers: { 'content-type': 'application/json' },
+    },
+  ],
+  [
+    'missing request.uid',
+    {
+      payload: JSON.stringify({ ...reviewOf(pod), request: { ...reviewOf(pod).request, uid: undefined } }),
+      headers: { 'content-type': 'application/json' },
+    },
+  ],
+  [
+    'body over the limit',
+    {
+      payload: JSON.stringify(reviewOf({ ...pod, padding: 'x'.repeat(128 * 1024) })),
+      headers: { 'content-type': 'application/json' },
+    },
+  ],
 ];
 
 for (const [name, req] of badBodies) {
@@ -96,7 +133,11 @@ t.test('request.object that is not a pod is denied, not crashed on', async (t) =
 
 t.test('other kinds and operations pass unchanged', async (t) => {
   const app = server();
-  for (const extra of [{ operation: 'UPDATE' }, { kind: { group: '', version: 'v1', kind: 'Service' } }, { subResource: 'ephemeralcontainers' }]) {
+  for (const extra of [
+    { operation: 'UPDATE' },
+    { kind: { group: '', version: 'v1', kind: 'Service' } },
+    { subResource: 'ephemeralcontainers' },
+  ]) {
     const res = await app.inject({ method: 'POST', url: '/mutate', payload: reviewOf(pod, extra) });
     const { response } = res.json();
     t.equal(response.allowed, true);
@@ -113,11 +154,15 @@ t.test('an internal failure follows the configured policy', async (t) => {
     getStorageClass: () => undefined,
     getSecret: () => undefined,
   };
-  const denied = (await server({ view: broken, onError: 'deny' }).inject({ method: 'POST', url: '/mutate', payload: reviewOf(pod) })).json();
+  const denied = (
+    await server({ view: broken, onError: 'deny' }).inject({ method: 'POST', url: '/mutate', payload: reviewOf(pod) })
+  ).json();
   t.equal(denied.response.allowed, false);
   t.equal(denied.response.status.code, 500);
   t.match(denied.response.status.message, /cache exploded/);
-  const allowed = (await server({ view: broken, onError: 'allow' }).inject({ method: 'POST', url: '/mutate', payload: reviewOf(pod) })).json();
+  const allowed = (
+    await server({ view: broken, onError: 'allow' }).inject({ method: 'POST', url: '/mutate', payload: reviewOf(pod) })
+  ).json();
   t.equal(allowed.response.allowed, true);
   t.notOk(allowed.response.patch);
   t.match(allowed.response.warnings[0], /internal error/);
@@ -131,7 +176,10 @@ t.test('dry-run reviews are answered the same way (admission has no side effects
 
 t.test('serverless path uses emptyDir', async (t) => {
   const res = await server().inject({ method: 'POST', url: '/mutate-serverless', payload: reviewOf(pod) });
-  const ops = JSON.parse(Buffer.from(res.json().response.patch, 'base64').toString()) as { path: string; value?: unknown }[];
+  const ops = JSON.parse(Buffer.from(res.json().response.patch, 'base64').toString()) as {
+    path: string;
+    value?: unknown;
+  }[];
   t.ok(JSON.stringify(ops).includes('"emptyDir"'), 'emptyDir in the patch');
   t.notOk(JSON.stringify(ops).includes('"hostPath"'), 'no hostPath');
 });
