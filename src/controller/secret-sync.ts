@@ -5,14 +5,12 @@
 // desired copy with the stored one and writes only the difference.
 import {
   CoreV1Api,
-  StorageV1Api,
   type KubeConfig,
   type KubernetesObject,
   type V1Namespace,
   type V1PersistentVolume,
   type V1PersistentVolumeClaim,
   type V1Secret,
-  type V1StorageClass,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { namespaceMode } from '../config/options.js';
@@ -20,6 +18,7 @@ import { SECRET_COPY_LABEL } from '../contract/keys.js';
 import { secretCopyData, secretCopyName } from '../contract/secret-copy.js';
 import { unlessNotFound } from '../k8s/errors.js';
 import { ResilientInformer } from '../k8s/informer.js';
+import { VolumeInformers } from '../k8s/volume-informers.js';
 import { sourceSecretOf } from '../resolve/resolve.js';
 
 export interface SecretSyncOptions {
@@ -41,10 +40,7 @@ function sameData(a: Record<string, string> | undefined, b: Record<string, strin
 export class SecretSync {
   private readonly core: CoreV1Api;
   private readonly namespaces: ResilientInformer<V1Namespace>;
-  private readonly pvcs: ResilientInformer<V1PersistentVolumeClaim>;
-  private readonly pvs: ResilientInformer<V1PersistentVolume>;
-  private readonly classes: ResilientInformer<V1StorageClass>;
-  private readonly secrets = new Map<string, ResilientInformer<V1Secret>>();
+  private readonly volumes: VolumeInformers;
   private readonly queue = new Set<string>();
   private readonly retries = new Map<string, number>();
   private draining = false;
@@ -54,58 +50,33 @@ export class SecretSync {
   constructor(private readonly opts: SecretSyncOptions) {
     const kc = opts.kubeConfig;
     this.core = kc.makeApiClient(CoreV1Api);
-    const storage = kc.makeApiClient(StorageV1Api);
     const base = { kubeConfig: kc, log: opts.log };
     this.namespaces = new ResilientInformer({
       ...base,
       path: '/api/v1/namespaces',
       list: () => this.core.listNamespace(),
     });
-    this.pvcs = new ResilientInformer({
-      ...base,
-      path: '/api/v1/persistentvolumeclaims',
-      list: () => this.core.listPersistentVolumeClaimForAllNamespaces(),
-    });
-    this.pvs = new ResilientInformer({
-      ...base,
-      path: '/api/v1/persistentvolumes',
-      list: () => this.core.listPersistentVolume(),
-    });
-    this.classes = new ResilientInformer({
-      ...base,
-      path: '/apis/storage.k8s.io/v1/storageclasses',
-      list: () => storage.listStorageClass(),
-    });
-    for (const namespace of new Set(opts.secretNamespaces)) {
-      this.secrets.set(
-        namespace,
-        new ResilientInformer({
-          ...base,
-          path: `/api/v1/namespaces/${namespace}/secrets`,
-          list: () => this.core.listNamespacedSecret({ namespace }),
-        }),
-      );
-    }
+    this.volumes = new VolumeInformers(opts);
     const onPvc = (pvc: V1PersistentVolumeClaim) => this.enqueue(key(pvc.metadata!.namespace!, pvc.metadata!.name!));
-    this.pvcs.on('add', onPvc);
-    this.pvcs.on('update', onPvc);
+    this.volumes.pvcs.on('add', onPvc);
+    this.volumes.pvcs.on('update', onPvc);
     const onPv = (pv: V1PersistentVolume) => {
       const ref = pv.spec?.claimRef;
       if (ref?.namespace && ref.name) this.enqueue(key(ref.namespace, ref.name));
     };
-    this.pvs.on('add', onPv);
-    this.pvs.on('update', onPv);
+    this.volumes.pvs.on('add', onPv);
+    this.volumes.pvs.on('update', onPv);
     const onNamespace = (ns: V1Namespace) => this.enqueueAll(ns.metadata?.name);
     this.namespaces.on('add', onNamespace);
     this.namespaces.on('update', onNamespace);
-    for (const inf of this.secrets.values()) {
+    for (const inf of this.volumes.secrets.values()) {
       inf.on('add', () => this.enqueueAll());
       inf.on('update', () => this.enqueueAll());
     }
   }
 
   private informers(): ResilientInformer<KubernetesObject>[] {
-    return [this.namespaces, this.pvcs, this.pvs, this.classes, ...this.secrets.values()];
+    return [this.namespaces, ...this.volumes.all()];
   }
 
   async start(): Promise<void> {
@@ -122,7 +93,8 @@ export class SecretSync {
   }
 
   private enqueueAll(namespace?: string): void {
-    for (const pvc of this.pvcs.list(namespace)) this.enqueue(key(pvc.metadata!.namespace!, pvc.metadata!.name!));
+    for (const pvc of this.volumes.pvcs.list(namespace))
+      this.enqueue(key(pvc.metadata!.namespace!, pvc.metadata!.name!));
   }
 
   private enqueue(k: string): void {
@@ -156,12 +128,15 @@ export class SecretSync {
   /** Makes the copy for one PVC what it should be (present and equal, or absent). */
   async reconcile(k: string): Promise<void> {
     const [namespace, name] = k.split('/');
-    const pvc = this.pvcs.get(name, namespace);
+    const pvc = this.volumes.pvcs.get(name, namespace);
     if (!pvc) return; // deleted: the garbage collector removes the copy through its owner reference
     const copyName = secretCopyName(name);
     const wanted = namespaceMode(this.namespaces.get(namespace)) !== undefined;
     const ref = wanted
-      ? sourceSecretOf(pvc, { getPv: (n) => this.pvs.get(n), getStorageClass: (n) => this.classes.get(n) })
+      ? sourceSecretOf(pvc, {
+          getPv: (n) => this.volumes.pvs.get(n),
+          getStorageClass: (n) => this.volumes.classes.get(n),
+        })
       : undefined;
     const existing = await unlessNotFound(this.core.readNamespacedSecret({ name: copyName, namespace }));
     if (!ref) {
@@ -171,7 +146,7 @@ export class SecretSync {
       }
       return;
     }
-    const source = this.secrets.get(ref.namespace)?.get(ref.name, ref.namespace);
+    const source = this.volumes.getSecret(ref.namespace, ref.name);
     if (!source)
       throw new Error(`source Secret ${ref.namespace}/${ref.name} not found (or its namespace is not watched)`);
     const data = secretCopyData(source.data);

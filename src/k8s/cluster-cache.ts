@@ -1,22 +1,13 @@
 // The webhook's view of the cluster: informer caches of PVCs, PVs,
 // StorageClasses, the Secrets of the namespaces it is allowed to read, and the
 // global ConfigMap (hot-reloaded). No API call on the admission path.
-import {
-  CoreV1Api,
-  StorageV1Api,
-  type KubeConfig,
-  type KubernetesObject,
-  type V1ConfigMap,
-  type V1PersistentVolume,
-  type V1PersistentVolumeClaim,
-  type V1Secret,
-  type V1StorageClass,
-} from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type KubernetesObject, type V1ConfigMap } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { ConfigError, DEFAULT_GLOBAL_CONFIG, parseGlobalConfig, type GlobalConfig } from '../config/schema.js';
 import { CONFIG_MAP_KEY, CONFIG_MAP_NAME } from '../contract/keys.js';
 import type { ClusterView } from '../resolve/resolve.js';
 import { ResilientInformer } from './informer.js';
+import { VolumeInformers } from './volume-informers.js';
 
 export interface ClusterCacheOptions {
   kubeConfig: KubeConfig;
@@ -28,10 +19,7 @@ export interface ClusterCacheOptions {
 }
 
 export class ClusterCache implements ClusterView {
-  private readonly pvcs: ResilientInformer<V1PersistentVolumeClaim>;
-  private readonly pvs: ResilientInformer<V1PersistentVolume>;
-  private readonly classes: ResilientInformer<V1StorageClass>;
-  private readonly secrets = new Map<string, ResilientInformer<V1Secret>>();
+  private readonly volumes: VolumeInformers;
   private readonly configMaps: ResilientInformer<V1ConfigMap>;
   private config: GlobalConfig = structuredClone(DEFAULT_GLOBAL_CONFIG);
   private configError: string | undefined;
@@ -39,33 +27,8 @@ export class ClusterCache implements ClusterView {
 
   constructor(private readonly opts: ClusterCacheOptions) {
     const core = opts.kubeConfig.makeApiClient(CoreV1Api);
-    const storage = opts.kubeConfig.makeApiClient(StorageV1Api);
     const base = { kubeConfig: opts.kubeConfig, log: opts.log };
-    this.pvcs = new ResilientInformer({
-      ...base,
-      path: '/api/v1/persistentvolumeclaims',
-      list: () => core.listPersistentVolumeClaimForAllNamespaces(),
-    });
-    this.pvs = new ResilientInformer({
-      ...base,
-      path: '/api/v1/persistentvolumes',
-      list: () => core.listPersistentVolume(),
-    });
-    this.classes = new ResilientInformer({
-      ...base,
-      path: '/apis/storage.k8s.io/v1/storageclasses',
-      list: () => storage.listStorageClass(),
-    });
-    for (const namespace of new Set(opts.secretNamespaces)) {
-      this.secrets.set(
-        namespace,
-        new ResilientInformer({
-          ...base,
-          path: `/api/v1/namespaces/${namespace}/secrets`,
-          list: () => core.listNamespacedSecret({ namespace }),
-        }),
-      );
-    }
+    this.volumes = new VolumeInformers(opts);
     const fieldSelector = `metadata.name=${CONFIG_MAP_NAME}`;
     this.configMaps = new ResilientInformer({
       ...base,
@@ -80,7 +43,7 @@ export class ClusterCache implements ClusterView {
   }
 
   private all(): ResilientInformer<KubernetesObject>[] {
-    return [this.pvcs, this.pvs, this.classes, ...this.secrets.values(), this.configMaps];
+    return [...this.volumes.all(), this.configMaps];
   }
 
   async start(): Promise<void> {
@@ -126,19 +89,20 @@ export class ClusterCache implements ClusterView {
   }
 
   getPvc(namespace: string, name: string) {
-    return this.pvcs.get(name, namespace);
+    return this.volumes.pvcs.get(name, namespace);
   }
   getPv(name: string) {
-    return this.pvs.get(name);
+    return this.volumes.pvs.get(name);
   }
   getStorageClass(name: string) {
-    return this.classes.get(name);
+    return this.volumes.classes.get(name);
   }
   getSecret(namespace: string, name: string) {
-    return this.secrets.get(namespace)?.get(name, namespace);
+    return this.volumes.getSecret(namespace, name);
   }
   secretHint(namespace: string): string | undefined {
-    if (this.secrets.has(namespace)) return undefined;
-    return `the webhook reads Secrets only in ${[...this.secrets.keys()].join(', ') || 'no namespace'} (--secret-namespace)`;
+    const watched = [...this.volumes.secrets.keys()];
+    if (watched.includes(namespace)) return undefined;
+    return `the webhook reads Secrets only in ${watched.join(', ') || 'no namespace'} (--secret-namespace)`;
   }
 }
