@@ -6,9 +6,10 @@ import * as protoLoader from '@grpc/proto-loader';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { PROJECT_ROOT } from '../local/project-root.js';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 
-export const PROTO_FILE = path.join(PROJECT_ROOT, 'proto/csi/v1/csi.proto');
+/** The CSI spec's proto, shipped in the package (proto/ beside dist/ in the image). */
+export const PROTO_FILE = path.join(PACKAGE_ROOT, 'proto/csi/v1/csi.proto');
 
 export class CsiError extends Error {
   constructor(

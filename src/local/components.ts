@@ -14,10 +14,10 @@ import path from 'node:path';
 import { parseManifests } from '../offline/inject-manifests.js';
 import { unlessNotFound } from '../k8s/errors.js';
 import { freePort, stopProcess } from './control-plane.js';
-import { PROJECT_ROOT } from './project-root.js';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 
-export const MANIFESTS = path.join(PROJECT_ROOT, 'manifests');
-export const CLI = path.join(PROJECT_ROOT, 'dist/src/cli/main.js');
+export const MANIFESTS = path.join(PACKAGE_ROOT, 'manifests');
+export const CLI = path.join(PACKAGE_ROOT, 'dist/src/cli/main.js');
 
 export function readManifest(file: string): KubernetesObject[] {
   return parseManifests(readFileSync(path.join(MANIFESTS, file), 'utf8'), file);

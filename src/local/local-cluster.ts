@@ -9,7 +9,7 @@ import { applyObjects, loopbackWebhookConfiguration, readManifest, WebhookProces
 import { ControlPlane, ensureBinaries, freePort } from './control-plane.js';
 import { startNodeStack } from './node-stack.js';
 import { startControllerStack } from './controller-stack.js';
-import { PROJECT_ROOT } from './project-root.js';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 
 export const WEBHOOK_NAMESPACE = 'juicefs-system';
 /** The one node of the local cluster, played by the kubelet stand-in. */
@@ -96,7 +96,7 @@ export async function startLocalCluster(log: Logger): Promise<LocalCluster> {
 }
 
 export function tryThisHint(kubeconfig: string): string {
-  const examples = path.relative(process.cwd(), path.join(PROJECT_ROOT, 'examples')) || 'examples';
+  const examples = path.relative(process.cwd(), path.join(PACKAGE_ROOT, 'examples')) || 'examples';
   return [
     `KUBECONFIG=${kubeconfig}`,
     '',
