@@ -9,7 +9,7 @@ import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { detachMountsUnder } from '../juicefs/mounts.js';
+import { detachMountsUnder } from './mounts.js';
 import { PACKAGE_ROOT } from '../util/package-root.js';
 import { makeCa, makeClient, makeServiceAccountKey, makeServing, type Pem } from './pki.js';
 
