@@ -35,6 +35,29 @@ function closeOnSignal(close: () => Promise<void>, log: Logger, what = 'shutting
   process.once('SIGINT', () => stop('SIGINT'));
 }
 
+/** A command this installation cannot run; its message says why and what to do instead (no stack). */
+class HarnessMissing extends Error {
+  override name = 'HarnessMissing';
+}
+
+/**
+ * The local cluster harness (src/local/): in a checkout, not in the image, which does
+ * not ship it. The one import of the harness from product code, and a dynamic one, so
+ * every other command runs without it (test/unit/import-graph.test.ts names it).
+ */
+async function loadHarness() {
+  try {
+    return await import('../local/local-cluster.js');
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    throw new HarnessMissing(
+      `\`jfs-sidecar local\` needs the local cluster harness, which this installation does not include ` +
+        `(the image ships only the product): run it from a checkout with \`npm start\` (${(err as Error).message})`,
+      { cause: err },
+    );
+  }
+}
+
 export function buildCli(): Command {
   const program = new Command('jfs-sidecar')
     .description('JuiceFS on Kubernetes in sidecar mode: admission webhook, CSI controller, Mount Pod node service')
@@ -202,7 +225,7 @@ export function buildCli(): Command {
     )
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o) => {
-      const { startLocalCluster, tryThisHint } = await import('../local/local-cluster.js');
+      const { startLocalCluster, tryThisHint } = await loadHarness();
       const log = pino({ level: o.logLevel, base: { component: 'local' } }, pino.destination({ dest: 2, sync: true }));
       const cluster = await startLocalCluster(log);
       process.stdout.write(`${tryThisHint(cluster.kubeconfig)}\n`);
@@ -215,6 +238,8 @@ export function buildCli(): Command {
 buildCli()
   .parseAsync(process.argv)
   .catch((err) => {
-    process.stderr.write(`error: ${(err as Error).stack ?? String(err)}\n`);
+    process.stderr.write(
+      `error: ${err instanceof HarnessMissing ? err.message : ((err as Error).stack ?? String(err))}\n`,
+    );
     process.exit(1);
   });
