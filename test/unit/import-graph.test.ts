@@ -47,7 +47,7 @@ const LAYERS: string[][] = [
   ['cli'],
 ];
 
-/** The one import of the harness product code may make: the CLI's `local` command, dynamic, so the image runs without it. */
+/** The one harness import product code may make: the CLI's `local` command, dynamic, so the image runs without it. */
 const HARNESS_ENTRY = { from: 'src/cli/main.ts', to: 'src/local/local-cluster.ts', dynamic: true };
 
 interface Edge {
@@ -99,7 +99,7 @@ function importsOf(file: string, problems: string[]): Edge[] {
     else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword)
       add(node, node.arguments[0], true);
     else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument))
-      add(node, node.argument.literal as ts.Expression, false, true);
+      add(node, node.argument.literal, false, true);
     ts.forEachChild(node, visit);
   };
   visit(sf);
