@@ -5,7 +5,9 @@ COPY package.json package-lock.json ./
 RUN npm ci
 COPY tsconfig.json ./
 COPY src ./src
-RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+# The harness (src/local: a local control plane, the kubelet stand-in) is not the product: it is not
+# shipped, and `jfs-sidecar local` says so (src/cli/main.ts loads it on demand).
+RUN npx tsc -p tsconfig.json && rm -rf dist/src/local && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 # The controller mounts JuiceFS volumes to create and remove PV directories.
@@ -14,6 +16,7 @@ COPY --from=juicedata/mount:ce-v1.3.1 /usr/local/bin/juicefs /usr/local/bin/juic
 WORKDIR /app
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
+# package.json (the version) and proto/ (the CSI spec) beside dist/: src/util/package-root.ts finds them there.
 COPY package.json ./
 COPY proto ./proto
 # The webhook runs as 65532 (manifests/webhook.yaml); the controller as root, privileged, for FUSE.

@@ -11,9 +11,10 @@ import { tmpdir } from 'node:os';
 import https from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { applyObjects, loopbackWebhookConfiguration, readManifest, WebhookProcess } from '../src/local/components.js';
-import { ControlPlane, ensureBinaries, freePort } from '../src/local/control-plane.js';
+import { applyObjects, readManifest } from '../src/local/components.js';
+import { ControlPlane, ensureBinaries } from '../src/local/control-plane.js';
 import { startControllerStack, type ControllerStack } from '../src/local/controller-stack.js';
+import { startWebhookStack, type WebhookStack } from '../src/local/webhook-stack.js';
 import { BENCH_NS, pairs, podUsing, reviewFor } from './fixtures.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -118,22 +119,10 @@ interface CreateSeries {
 
 async function createLatency(): Promise<CreateSeries> {
   const cp = await ControlPlane.start({ controllerManager: true });
-  let webhook: WebhookProcess | undefined;
+  let webhook: WebhookStack | undefined;
   try {
     const admin = cp.adminKubeConfig();
-    await applyObjects(admin, [
-      ...readManifest('namespace.yaml'),
-      ...readManifest('rbac.yaml'),
-      ...readManifest('config.yaml'),
-    ]);
-    const port = await freePort();
-    await applyObjects(admin, [loopbackWebhookConfiguration(port) as KubernetesObject]);
-    webhook = await WebhookProcess.start({
-      kubeconfig: await cp.serviceAccountKubeconfig('juicefs-system', 'jfs-sidecar-webhook'),
-      namespace: 'juicefs-system',
-      secretNamespaces: ['juicefs-system'],
-      port,
-    });
+    webhook = await startWebhookStack(cp, { secretNamespaces: ['juicefs-system'] });
     const objs = pairs(10);
     await applyObjects(admin, [
       {

@@ -3,7 +3,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
-import { PACKAGE_VERSION } from '../local/project-root.js';
+import { PACKAGE_VERSION } from '../util/package-root.js';
 import { injectCommand } from './inject-command.js';
 import { parseDuration } from '../contract/duration.js';
 
@@ -33,6 +33,29 @@ function closeOnSignal(close: () => Promise<void>, log: Logger, what = 'shutting
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+}
+
+/** A command this installation cannot run; its message says why and what to do instead (no stack). */
+class HarnessMissing extends Error {
+  override name = 'HarnessMissing';
+}
+
+/**
+ * The local cluster harness (src/local/): in a checkout, not in the image, which does
+ * not ship it. The one import of the harness from product code, and a dynamic one, so
+ * every other command runs without it (test/unit/import-graph.test.ts names it).
+ */
+async function loadHarness() {
+  try {
+    return await import('../local/local-cluster.js');
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    throw new HarnessMissing(
+      `\`jfs-sidecar local\` needs the local cluster harness, which this installation does not include ` +
+        `(the image ships only the product): run it from a checkout with \`npm start\` (${(err as Error).message})`,
+      { cause: err },
+    );
+  }
 }
 
 export function buildCli(): Command {
@@ -202,7 +225,7 @@ export function buildCli(): Command {
     )
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o) => {
-      const { startLocalCluster, tryThisHint } = await import('../local/local-cluster.js');
+      const { startLocalCluster, tryThisHint } = await loadHarness();
       const log = pino({ level: o.logLevel, base: { component: 'local' } }, pino.destination({ dest: 2, sync: true }));
       const cluster = await startLocalCluster(log);
       process.stdout.write(`${tryThisHint(cluster.kubeconfig)}\n`);
@@ -215,6 +238,8 @@ export function buildCli(): Command {
 buildCli()
   .parseAsync(process.argv)
   .catch((err) => {
-    process.stderr.write(`error: ${(err as Error).stack ?? String(err)}\n`);
+    process.stderr.write(
+      `error: ${err instanceof HarnessMissing ? err.message : ((err as Error).stack ?? String(err))}\n`,
+    );
     process.exit(1);
   });

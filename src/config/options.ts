@@ -6,7 +6,7 @@ import {
   LABEL_ENABLE_INJECTION,
   LABEL_ENABLE_SERVERLESS_INJECTION,
 } from '../contract/keys.js';
-import type { InjectMode } from '../inject/types.js';
+import type { InjectMode } from '../contract/inject-mode.js';
 import { parseGlobalConfig, type GlobalConfig } from './schema.js';
 
 /** The injection mode a namespace asks for, or undefined when it asks for none. Serverless wins when both are set. */

@@ -5,7 +5,7 @@ import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { ATTR, CSI_DRIVER_NAME } from '../contract/keys.js';
+import { ATTR } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
 import { Code, CsiError, requiredString, type ServiceImpl } from '../csi/server.js';
 import {
@@ -92,19 +92,6 @@ function volumeContext(parameters: Record<string, string>, subdir: string): Reco
   }
   out[ATTR.subPath] = subdir;
   return out;
-}
-
-export function identityService(version: string, withController: boolean): ServiceImpl {
-  return {
-    GetPluginInfo: async () => ({ name: CSI_DRIVER_NAME, vendor_version: version, manifest: {} }),
-    GetPluginCapabilities: async () => ({
-      capabilities: [
-        ...(withController ? [{ service: { type: 'CONTROLLER_SERVICE' } }] : []),
-        ...(withController ? [{ volume_expansion: { type: 'ONLINE' } }] : []),
-      ],
-    }),
-    Probe: async () => ({ ready: { value: true } }),
-  };
 }
 
 export function controllerService(opts: ControllerOptions): ServiceImpl {

@@ -6,12 +6,13 @@ import type { Logger } from 'pino';
 import { LeaderElector } from '../k8s/leader.js';
 import { unlessNotFound } from '../k8s/errors.js';
 import { SecretSync } from './secret-sync.js';
+import { identityService } from '../csi/identity-service.js';
 import { startCsiServer, type CsiServer } from '../csi/server.js';
 import { JuicefsCli } from '../juicefs/cli.js';
 import { JuicefsVolumes } from '../juicefs/volume.js';
-import { PACKAGE_VERSION } from '../local/project-root.js';
 import { startNodeService, type NodeServiceOptions } from '../node/run.js';
-import { controllerService, identityService } from './controller-service.js';
+import { PACKAGE_VERSION } from '../util/package-root.js';
+import { controllerService } from './controller-service.js';
 
 export interface ControllerRunOptions {
   endpoint: string;

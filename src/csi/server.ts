@@ -6,9 +6,10 @@ import * as protoLoader from '@grpc/proto-loader';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { PROJECT_ROOT } from '../local/project-root.js';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 
-export const PROTO_FILE = path.join(PROJECT_ROOT, 'proto/csi/v1/csi.proto');
+/** The CSI spec's proto, shipped in the package (proto/ beside dist/ in the image). */
+export const PROTO_FILE = path.join(PACKAGE_ROOT, 'proto/csi/v1/csi.proto');
 
 export class CsiError extends Error {
   constructor(
@@ -126,29 +127,4 @@ export async function startCsiServer(
         }, 5000).unref();
       }),
   };
-}
-
-export type CsiCall = (method: string, request: Record<string, unknown>) => Promise<Record<string, unknown>>;
-
-/** A client of one CSI service on a socket, one promise per unary call; close() when done. */
-export function csiClient(
-  endpoint: string,
-  service: 'Identity' | 'Controller' | 'Node',
-): { call: CsiCall; close: () => void } {
-  const Client = loadCsi().csi.v1[service];
-  const client = new Client(
-    endpoint.startsWith('unix:') ? endpoint : `unix://${endpoint}`,
-    grpc.credentials.createInsecure(),
-  );
-  const methods = client as unknown as Record<
-    string,
-    (req: unknown, cb: (err: grpc.ServiceError | null, res: Record<string, unknown>) => void) => void
-  >;
-  const call: CsiCall = (method, request) =>
-    new Promise((resolve, reject) => {
-      const fn = methods[method];
-      if (typeof fn !== 'function') return reject(new Error(`${service} has no method ${method}`));
-      fn.call(client, request, (err, res) => (err ? reject(err) : resolve(res)));
-    });
-  return { call, close: () => client.close() };
 }

@@ -1,8 +1,9 @@
 // Inputs and outputs of the pure injector.
 import type { V1Pod } from '@kubernetes/client-node';
 import type { GlobalConfig } from '../config/schema.js';
+import type { InjectMode } from '../contract/inject-mode.js';
 
-export type InjectMode = 'sidecar' | 'serverless';
+export type { InjectMode };
 
 /** What the injector needs to know of the Secret behind a volume (never its values). */
 export interface SecretInfo {

@@ -1,6 +1,5 @@
 // What is mounted where, read from /proc/self/mountinfo (shared by the
 // controller's temporary mounts and the node service).
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 export interface MountEntry {
@@ -50,13 +49,4 @@ export const JUICEFS_FS_TYPE = 'fuse.juicefs';
 
 export function isJuicefsMount(path: string): boolean {
   return mountAt(path)?.fsType === JUICEFS_FS_TYPE;
-}
-
-/** Lazily detaches every mount at or below `dir`, deepest first, so removing the folder never recurses into a mount. */
-export function detachMountsUnder(dir: string): void {
-  const inside = readMounts()
-    .map((m) => m.mountPoint)
-    .filter((m) => m === dir || m.startsWith(`${dir}/`))
-    .sort((a, b) => b.length - a.length);
-  for (const m of inside) spawnSync('umount', ['-l', m]);
 }

@@ -1,12 +1,7 @@
 // The project's own components run as real processes against a control plane,
 // and the project's own manifests applied to it (shared by `jfs-sidecar local`
 // and the control-plane tests).
-import {
-  KubernetesObjectApi,
-  type KubeConfig,
-  type KubernetesObject,
-  type V1MutatingWebhookConfiguration,
-} from '@kubernetes/client-node';
+import { KubernetesObjectApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
@@ -14,10 +9,10 @@ import path from 'node:path';
 import { parseManifests } from '../offline/inject-manifests.js';
 import { unlessNotFound } from '../k8s/errors.js';
 import { freePort, stopProcess } from './control-plane.js';
-import { PROJECT_ROOT } from './project-root.js';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 
-export const MANIFESTS = path.join(PROJECT_ROOT, 'manifests');
-export const CLI = path.join(PROJECT_ROOT, 'dist/src/cli/main.js');
+export const MANIFESTS = path.join(PACKAGE_ROOT, 'manifests');
+export const CLI = path.join(PACKAGE_ROOT, 'dist/src/cli/main.js');
 
 export function readManifest(file: string): KubernetesObject[] {
   return parseManifests(readFileSync(path.join(MANIFESTS, file), 'utf8'), file);
@@ -34,16 +29,6 @@ export async function applyObjects(kc: KubeConfig, objects: KubernetesObject[]):
       await api.replace({ ...obj, metadata: { ...obj.metadata, resourceVersion: existing.metadata?.resourceVersion } });
     else await api.create(obj);
   }
-}
-
-/** The shipped MutatingWebhookConfiguration, pointed at a webhook on loopback; everything else as shipped. */
-export function loopbackWebhookConfiguration(port: number): V1MutatingWebhookConfiguration {
-  const [mwc] = readManifest('mutating-webhook.yaml') as V1MutatingWebhookConfiguration[];
-  for (const w of mwc.webhooks ?? []) {
-    const p = w.clientConfig.service?.path ?? '/';
-    w.clientConfig = { url: `https://127.0.0.1:${port}${p}` };
-  }
-  return mwc;
 }
 
 export interface WebhookProcessOptions {

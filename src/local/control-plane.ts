@@ -9,11 +9,11 @@ import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { detachMountsUnder } from '../juicefs/mounts.js';
-import { PROJECT_ROOT } from './project-root.js';
+import { detachMountsUnder } from './mounts.js';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 import { makeCa, makeClient, makeServiceAccountKey, makeServing, type Pem } from './pki.js';
 
-const BUILD_SCRIPT = path.join(PROJECT_ROOT, 'test/env/build.sh');
+const BUILD_SCRIPT = path.join(PACKAGE_ROOT, 'test/env/build.sh');
 
 export type Component =
   'kube-apiserver' | 'kube-controller-manager' | 'etcd' | 'juicefs' | 'csi-sanity' | 'csi-provisioner';

@@ -36,13 +36,13 @@ import {
   MOUNT_POD_LABEL_APP,
   MOUNT_POINT_ENV,
 } from '../contract/keys.js';
-import { csiClient, type CsiCall } from '../csi/server.js';
 import { isJuicefsMount } from '../juicefs/mounts.js';
 import { unlessNotFound } from '../k8s/errors.js';
 import { ResilientInformer } from '../k8s/informer.js';
-import { commandLine, resolveEnv } from '../node/expand.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { killGroup, trackChild } from './components.js';
+import { csiClient, type CsiCall } from './csi-client.js';
+import { commandLine, resolveEnv } from './expand.js';
 
 interface Running {
   pod: V1Pod;

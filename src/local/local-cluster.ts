@@ -5,13 +5,13 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { applyObjects, loopbackWebhookConfiguration, readManifest, WebhookProcess } from './components.js';
-import { ControlPlane, ensureBinaries, freePort } from './control-plane.js';
+import { applyObjects, readManifest } from './components.js';
+import { ControlPlane, ensureBinaries } from './control-plane.js';
 import { startNodeStack } from './node-stack.js';
 import { startControllerStack } from './controller-stack.js';
-import { PROJECT_ROOT } from './project-root.js';
+import { startWebhookStack, WEBHOOK_NAMESPACE } from './webhook-stack.js';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 
-export const WEBHOOK_NAMESPACE = 'juicefs-system';
 /** The one node of the local cluster, played by the kubelet stand-in. */
 export const LOCAL_NODE = 'jfs-local-node';
 
@@ -31,24 +31,10 @@ export async function startLocalCluster(log: Logger): Promise<LocalCluster> {
   };
   try {
     const admin = cp.adminKubeConfig();
-    await applyObjects(admin, [
-      ...readManifest('namespace.yaml'),
-      ...readManifest('rbac.yaml'),
-      ...readManifest('config.yaml'),
-      ...readManifest('csidriver.yaml'),
-      ...readManifest('storageclass-example.yaml'),
-    ]);
-    const port = await freePort();
-    await applyObjects(admin, [loopbackWebhookConfiguration(port) as KubernetesObject]);
-    const webhook = await WebhookProcess.start({
-      kubeconfig: await cp.serviceAccountKubeconfig(WEBHOOK_NAMESPACE, 'jfs-sidecar-webhook'),
-      namespace: WEBHOOK_NAMESPACE,
-      secretNamespaces: [WEBHOOK_NAMESPACE],
-      port,
-      logFile: path.join(cp.dir, 'webhook.log'),
-    });
+    await applyObjects(admin, [...readManifest('csidriver.yaml'), ...readManifest('storageclass-example.yaml')]);
+    const webhook = await startWebhookStack(cp, { dir: cp.dir, secretNamespaces: [WEBHOOK_NAMESPACE] });
     stops.push(() => webhook.stop());
-    log.info({ webhookPort: port, logs: cp.dir }, 'webhook registered');
+    log.info({ webhookPort: webhook.port, logs: cp.dir }, 'webhook registered');
     // A demo JuiceFS volume (SQLite metadata, local file storage) in the cluster's folder; the
     // controller formats it on first use. Its Secret is what the example StorageClass names.
     const vol = path.join(cp.dir, 'demo-volume');
@@ -96,7 +82,7 @@ export async function startLocalCluster(log: Logger): Promise<LocalCluster> {
 }
 
 export function tryThisHint(kubeconfig: string): string {
-  const examples = path.relative(process.cwd(), path.join(PROJECT_ROOT, 'examples')) || 'examples';
+  const examples = path.relative(process.cwd(), path.join(PACKAGE_ROOT, 'examples')) || 'examples';
   return [
     `KUBECONFIG=${kubeconfig}`,
     '',

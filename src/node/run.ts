@@ -2,10 +2,10 @@
 // also join the controller's server (`controller --node-id`), so one socket
 // serves all three services, as a combined driver does.
 import type { Logger } from 'pino';
-import { identityService } from '../controller/controller-service.js';
+import { identityService } from '../csi/identity-service.js';
 import { startCsiServer, type CsiServer, type ServiceImpl } from '../csi/server.js';
 import { kubeConfigIfAvailable } from '../k8s/kubeconfig.js';
-import { PACKAGE_VERSION } from '../local/project-root.js';
+import { PACKAGE_VERSION } from '../util/package-root.js';
 import { MountPodManager } from './mount-pods.js';
 import { nodeService } from './node-service.js';
 

@@ -22,13 +22,8 @@ import path from 'node:path';
 import t from 'tap';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { CONFIG_MAP_NAME } from '../../src/contract/keys.js';
-import {
-  applyObjects,
-  loopbackWebhookConfiguration,
-  readManifest,
-  WebhookProcess,
-} from '../../src/local/components.js';
-import { freePort } from '../../src/local/control-plane.js';
+import { applyObjects, readManifest } from '../../src/local/components.js';
+import { startWebhookStack } from '../../src/local/webhook-stack.js';
 import { parseManifests } from '../../src/offline/inject-manifests.js';
 import { findMismatch, withoutServiceAccountToken } from '../env/compare.js';
 import { eventually, startControlPlane } from '../env/harness.js';
@@ -45,13 +40,9 @@ t.test('admission through a real API server', async (t) => {
   const apps = admin.makeApiClient(AppsV1Api);
   const objects = KubernetesObjectApi.makeApiClient(admin);
 
-  // The shipped manifests, as an admin would apply them (the Deployment and Service aside: the webhook runs here as a process).
-  await applyObjects(admin, [
-    ...readManifest('namespace.yaml'),
-    ...readManifest('rbac.yaml'),
-    ...readManifest('config.yaml'),
-    ...readManifest('csidriver.yaml'),
-  ]);
+  // The shipped manifests, as an admin would apply them (the Deployment and Service aside: the webhook runs here
+  // as a process, started by startWebhookStack below with the namespace, RBAC, ConfigMap and registration).
+  await applyObjects(admin, readManifest('csidriver.yaml'));
   // As README says for a further --secret-namespace: the read rule of the shipped Role, in kube-system.
   const [shippedRole] = readManifest('rbac.yaml').filter((o) => o.kind === 'Role') as V1Role[];
   await applyObjects(admin, [
@@ -69,17 +60,9 @@ t.test('admission through a real API server', async (t) => {
       subjects: [{ kind: 'ServiceAccount', name: 'jfs-sidecar-webhook', namespace: WEBHOOK_NS }],
     } as KubernetesObject,
   ]);
-  const port = await freePort();
-  await applyObjects(admin, [loopbackWebhookConfiguration(port) as KubernetesObject]);
-  const webhookKubeconfig = await cp.serviceAccountKubeconfig(WEBHOOK_NS, 'jfs-sidecar-webhook');
-  const webhook = await WebhookProcess.start({
-    kubeconfig: webhookKubeconfig,
-    namespace: WEBHOOK_NS,
-    secretNamespaces: [WEBHOOK_NS, 'kube-system'],
-    port,
-    logFile: path.join(cp.dir, 'webhook.log'),
-  });
-  t.teardown(() => webhook.stop());
+  const stack = await startWebhookStack(cp, { dir: cp.dir, secretNamespaces: [WEBHOOK_NS, 'kube-system'] });
+  const { webhook, kubeconfig: webhookKubeconfig } = stack;
+  t.teardown(() => stack.stop());
   t.teardown(() => {
     if (!t.passing())
       t.comment(

@@ -1,13 +1,13 @@
 // Self-managed certificates against a real API server: the shared Secret,
 // the caBundle in the MutatingWebhookConfiguration, renewal with the old CA
 // kept, and replicas racing to create the Secret.
-import { AdmissionregistrationV1Api, CoreV1Api, type KubernetesObject } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { X509Certificate } from 'node:crypto';
 import { pino } from 'pino';
 import t from 'tap';
 import { splitPem } from '../../src/certs/generate.js';
 import { SecretCertSource } from '../../src/certs/manager.js';
-import { applyObjects, loopbackWebhookConfiguration, readManifest } from '../../src/local/components.js';
+import { registerLoopbackWebhook } from '../../src/local/webhook-stack.js';
 import { startControlPlane } from '../env/harness.js';
 
 t.test('self-managed certificates', async (t) => {
@@ -15,7 +15,7 @@ t.test('self-managed certificates', async (t) => {
   const admin = cp.adminKubeConfig();
   const core = admin.makeApiClient(CoreV1Api);
   const admission = admin.makeApiClient(AdmissionregistrationV1Api);
-  await applyObjects(admin, [...readManifest('namespace.yaml'), loopbackWebhookConfiguration(1) as KubernetesObject]);
+  await registerLoopbackWebhook(admin, 1);
   const hosts = ['jfs-sidecar-webhook.juicefs-system.svc', '127.0.0.1'];
   const source = (renewBeforeDays: number, h = hosts) =>
     new SecretCertSource({

@@ -14,7 +14,8 @@ import { applyObjects, ManagedProcess, readManifest, waitForSocket } from '../..
 import { ensureBinaries } from '../../src/local/control-plane.js';
 import { KubeletStandIn } from '../../src/local/kubelet-standin.js';
 import { REGISTRY_DIR } from '../../src/controller/registry.js';
-import { detachMountsUnder, readMounts } from '../../src/juicefs/mounts.js';
+import { readMounts } from '../../src/juicefs/mounts.js';
+import { detachMountsUnder } from '../../src/local/mounts.js';
 import { eventually, startControlPlane } from '../env/harness.js';
 import { makeVolume, withFuseMount } from '../env/juicefs.js';
 

@@ -12,14 +12,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import {
-  applyObjects,
-  loopbackWebhookConfiguration,
-  readManifest,
-  WebhookProcess,
-} from '../../src/local/components.js';
-import { freePort } from '../../src/local/control-plane.js';
+import { applyObjects, readManifest } from '../../src/local/components.js';
 import { startControllerStack } from '../../src/local/controller-stack.js';
+import { startWebhookStack } from '../../src/local/webhook-stack.js';
 import { REGISTRY_DIR } from '../../src/controller/registry.js';
 import { eventually, startControlPlane } from '../env/harness.js';
 import { makeVolume, withFuseMount } from '../env/juicefs.js';
@@ -148,16 +143,7 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
       t.equal(copy.metadata?.ownerReferences?.[0]?.kind, 'PersistentVolumeClaim');
       t.equal(Buffer.from(copy.data!.metaurl, 'base64').toString(), vol.metaurl, 'same metaurl as the source Secret');
       // The webhook, registered through the shipped configuration.
-      await applyObjects(admin, [...readManifest('rbac.yaml'), ...readManifest('config.yaml')]);
-      const port = await freePort();
-      await applyObjects(admin, [loopbackWebhookConfiguration(port) as KubernetesObject]);
-      const webhook = await WebhookProcess.start({
-        kubeconfig: await cp.serviceAccountKubeconfig(SYSTEM, 'jfs-sidecar-webhook'),
-        namespace: SYSTEM,
-        secretNamespaces: [SYSTEM],
-        port,
-        logFile: path.join(dir, 'webhook.log'),
-      });
+      const webhook = await startWebhookStack(cp, { dir, secretNamespaces: [SYSTEM] });
       t.teardown(() => webhook.stop());
       const pod = await eventually(
         () =>

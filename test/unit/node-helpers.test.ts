@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { bindMount, kubeletPodUid, rebind, targetState, unmountTarget } from '../../src/node/bind.js';
-import { commandLine, EnvError, expand, resolveEnv } from '../../src/node/expand.js';
+import { commandLine, EnvError, expand, resolveEnv } from '../../src/local/expand.js';
 import { mountAt } from '../../src/juicefs/mounts.js';
 
 t.test('$(VAR) expansion', async (t) => {

@@ -1,7 +1,7 @@
 // Kubernetes' $(VAR) expansion of container env values, command and args, as
 // kubelet performs it: $(NAME) is replaced when NAME is defined, $$ is a
-// literal $, and anything else stays as written. Used by the kubelet stand-in
-// that runs Mount Pods' commands on this machine.
+// literal $, and anything else stays as written. The kubelet stand-in's: it
+// runs Mount Pods' commands on this machine (the product leaves expansion to kubelet).
 import type { V1Container, V1EnvVar, V1Pod, V1Secret } from '@kubernetes/client-node';
 
 export function expand(text: string, vars: Record<string, string>): string {

@@ -1,0 +1,64 @@
+// The webhook as a cluster runs it — `jfs-sidecar webhook` with the shipped
+// namespace, RBAC (through its ServiceAccount) and ConfigMap, registered through
+// the shipped MutatingWebhookConfiguration pointed at loopback — on a control
+// plane of ours. Shared by `jfs-sidecar local`, tests and bench (as
+// controller-stack.ts and node-stack.ts are for the controller and the node).
+import type { KubeConfig, V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
+import path from 'node:path';
+import { applyObjects, readManifest, WebhookProcess } from './components.js';
+import { freePort, type ControlPlane } from './control-plane.js';
+
+export const WEBHOOK_NAMESPACE = 'juicefs-system';
+
+/** The shipped MutatingWebhookConfiguration, pointed at a webhook on loopback; everything else as shipped. */
+export function loopbackWebhookConfiguration(port: number): V1MutatingWebhookConfiguration {
+  const [mwc] = readManifest('mutating-webhook.yaml') as V1MutatingWebhookConfiguration[];
+  for (const w of mwc.webhooks ?? []) {
+    const p = w.clientConfig.service?.path ?? '/';
+    w.clientConfig = { url: `https://127.0.0.1:${port}${p}` };
+  }
+  return mwc;
+}
+
+/** The webhook's namespace and its registration, pointed at `port` on loopback (no process: see startWebhookStack). */
+export async function registerLoopbackWebhook(kc: KubeConfig, port: number): Promise<void> {
+  await applyObjects(kc, [...readManifest('namespace.yaml'), loopbackWebhookConfiguration(port)]);
+}
+
+export interface WebhookStackOptions {
+  /** Namespaces whose JuiceFS Secrets the webhook may read (--secret-namespace). */
+  secretNamespaces: string[];
+  /** The webhook's output goes to webhook.log here; without it, it is dropped. */
+  dir?: string;
+}
+
+export interface WebhookStack {
+  port: number;
+  /** The webhook's ServiceAccount kubeconfig: what the shipped RBAC lets it do. */
+  kubeconfig: string;
+  webhook: WebhookProcess;
+  logFile?: string;
+  stop(): Promise<void>;
+}
+
+export async function startWebhookStack(cp: ControlPlane, opts: WebhookStackOptions): Promise<WebhookStack> {
+  const admin = cp.adminKubeConfig();
+  // The shipped ServiceAccount, RBAC and global ConfigMap; the Deployment's container runs here as a process.
+  await applyObjects(admin, [
+    ...readManifest('namespace.yaml'),
+    ...readManifest('rbac.yaml'),
+    ...readManifest('config.yaml'),
+  ]);
+  const port = await freePort();
+  await registerLoopbackWebhook(admin, port);
+  const kubeconfig = await cp.serviceAccountKubeconfig(WEBHOOK_NAMESPACE, 'jfs-sidecar-webhook');
+  const logFile = opts.dir ? path.join(opts.dir, 'webhook.log') : undefined;
+  const webhook = await WebhookProcess.start({
+    kubeconfig,
+    namespace: WEBHOOK_NAMESPACE,
+    secretNamespaces: opts.secretNamespaces,
+    port,
+    logFile,
+  });
+  return { port, kubeconfig, webhook, logFile, stop: () => webhook.stop() };
+}
