@@ -21,7 +21,7 @@ import {
 
 for (const name of checkCaseDirectory(t, TESTDATA, GOLDEN_SUFFIX)) {
   const c = readCase(name);
-  t.test(name, async (t) => {
+  void t.test(name, async (t) => {
     const rendered = renderGolden(c);
     updateGolden(c.goldenPath, rendered);
     checkGolden(t, c.goldenPath, rendered, 'the pure injector');

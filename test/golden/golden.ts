@@ -170,7 +170,7 @@ export function renderGolden(c: GoldenCase): string {
  * the template's metadata and spec). API-server defaulting is left to e2e.
  */
 function admittedPod(object: KubernetesObject): V1Pod | undefined {
-  if (object.kind === 'Pod') return structuredClone(object) as V1Pod;
+  if (object.kind === 'Pod') return structuredClone(object);
   const template = podTemplateOf(object);
   if (!template) return undefined;
   const namespace = object.metadata?.namespace ?? 'default';
@@ -231,6 +231,7 @@ export function webhookFor(c: GoldenCase) {
       if (res.statusCode !== 200) throw new Error(`webhook answered ${res.statusCode}: ${res.body}`);
       const { response } = res.json<{ response: Record<string, unknown> & { uid: string } }>();
       if (response.uid !== uid) throw new Error(`response uid ${response.uid} is not the request's ${uid}`);
+      // The skip or denial code is not in the response; the admission metric is labelled with it.
       const [counted] = (await metrics.admissions.get()).values;
       const patch = response.patch as string | undefined;
       const sent = JSON.parse(JSON.stringify(pod)) as V1Pod;

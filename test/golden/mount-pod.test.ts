@@ -10,10 +10,11 @@ import {
 } from './mount-pod-golden.js';
 
 for (const name of checkCaseDirectory(t, MOUNT_POD_TESTDATA, MOUNT_POD_GOLDEN_SUFFIX)) {
-  t.test(name, async (t) => {
+  void t.test(name, (t) => {
     const c = readMountPodCase(name);
     const rendered = renderMountPodGolden(c);
     updateGolden(c.goldenPath, rendered);
     checkGolden(t, c.goldenPath, rendered, 'the Mount Pod plan');
+    t.end();
   });
 }
