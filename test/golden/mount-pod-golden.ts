@@ -47,36 +47,51 @@ interface Planned {
   cleanup?: V1Job;
 }
 
-/**
- * The one place these goldens call product code. The PV's CSI source becomes
- * what the kubelet sends in NodePublishVolume (volume_context = its
- * volumeAttributes, mount_flags = its mountOptions, read-only for a
- * ReadOnlyMany-only PV, the Secret's values), which the Mount Pod manager
- * (src/node/mount-pods.ts `publish`) turns into the plan's input.
- */
-function planCase(objects: KubernetesObject[]): Planned {
+/** What the kubelet sends in NodePublishVolume for a case's PV (the fields the Mount Pod manager reads). */
+interface PublishRequest {
+  volumeId: string;
+  readOnly: boolean;
+  volumeContext: Record<string, string>;
+  mountFlags: string[];
+  secrets: Record<string, string>;
+}
+
+function publishRequestOf(objects: KubernetesObject[]): PublishRequest {
   const pv = objects.find((o) => o.kind === 'PersistentVolume') as V1PersistentVolume;
   const csi = pv.spec!.csi!;
   const ref = csi.nodePublishSecretRef!;
-  const source = objects.find(
+  const secret = objects.find(
     (o) => o.kind === 'Secret' && o.metadata?.name === ref.name && o.metadata?.namespace === ref.namespace,
   ) as V1Secret;
-  const secrets: Record<string, string> = {
-    ...Object.fromEntries(Object.entries(source.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()])),
-    ...source.stringData,
-  };
   const modes = pv.spec!.accessModes ?? [];
-  const readOnly = csi.readOnly === true || (modes.length > 0 && modes.every((m) => m === 'ReadOnlyMany'));
-  const volumeContext = csi.volumeAttributes ?? {};
+  return {
+    volumeId: csi.volumeHandle,
+    // A ReadOnlyMany-only PV is published MULTI_NODE_READER_ONLY, which the node service takes as read-only.
+    readOnly: csi.readOnly === true || (modes.length > 0 && modes.every((m) => m === 'ReadOnlyMany')),
+    volumeContext: csi.volumeAttributes ?? {},
+    mountFlags: pv.spec!.mountOptions ?? [],
+    secrets: {
+      ...Object.fromEntries(
+        Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]),
+      ),
+      ...secret.stringData,
+    },
+  };
+}
 
+/**
+ * The one place these goldens call product code: what the Mount Pod manager
+ * (src/node/mount-pods.ts `publish`) does with a publish request before it
+ * writes to the API, with the ConfigMap among the objects of its namespace.
+ */
+function planPublish(req: PublishRequest, nodeObjects: KubernetesObject[]): Omit<Planned, 'pvName'> {
   // As MountPodManager.ensureSecret names the Secret copy it makes in its namespace (not exported).
-  const data = Object.fromEntries(Object.entries(secrets).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
+  const data = Object.fromEntries(Object.entries(req.secrets).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
   const digest = createHash('sha256')
     .update(JSON.stringify(Object.entries(data).sort()))
     .digest('hex')
     .slice(0, 8);
-  const secretName = `juicefs-${csi.volumeHandle}`.slice(0, 230).replace(/[^a-z0-9.-]/g, '-') + `-${digest}-secret`;
-
+  const secretName = `juicefs-${req.volumeId}`.slice(0, 230).replace(/[^a-z0-9.-]/g, '-') + `-${digest}-secret`;
   const plan = planMountPod({
     nodeName: NODE.name,
     namespace: NODE.namespace,
@@ -85,24 +100,22 @@ function planCase(objects: KubernetesObject[]): Planned {
       pvcName: '',
       pvcLabels: {},
       pvcAnnotations: {},
-      pvName: csi.volumeHandle,
-      subdir: volumeContext[ATTR.subPath],
-      readOnly,
-      attributes: volumeContext,
-      mountOptions: pv.spec!.mountOptions ?? [],
+      pvName: req.volumeId,
+      subdir: req.volumeContext[ATTR.subPath],
+      readOnly: req.readOnly,
+      attributes: req.volumeContext,
+      mountOptions: req.mountFlags,
       secret: { name: secretName, ...summariseSecret(data) },
     },
-    // The manager reads the ConfigMap of its own namespace.
-    options: {
-      mode: 'sidecar',
-      config: configFromObjects(objects.filter((o) => o.metadata?.namespace === NODE.namespace)),
-    },
+    options: { mode: 'sidecar', config: configFromObjects(nodeObjects) },
   });
-  return {
-    ...plan,
-    pvName: pv.metadata!.name!,
-    cleanup: wantsCacheCleanup(plan.pod) ? planCleanCacheJob(plan.pod) : undefined,
-  };
+  return { ...plan, cleanup: wantsCacheCleanup(plan.pod) ? planCleanCacheJob(plan.pod) : undefined };
+}
+
+function planCase(objects: KubernetesObject[]): Planned {
+  const pvName = objects.find((o) => o.kind === 'PersistentVolume')!.metadata!.name!;
+  const nodeObjects = objects.filter((o) => o.metadata?.namespace === NODE.namespace);
+  return { pvName, ...planPublish(publishRequestOf(objects), nodeObjects) };
 }
 
 export function renderMountPodGolden(c: MountPodCase): string {
