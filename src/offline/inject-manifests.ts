@@ -28,7 +28,7 @@ export function parseManifests(text: string, source: string): KubernetesObject[]
 }
 
 /** Where a workload keeps its pod template. */
-function podTemplateOf(obj: KubernetesObject): V1PodTemplateSpec | undefined {
+export function podTemplateOf(obj: KubernetesObject): V1PodTemplateSpec | undefined {
   const spec = (obj as { spec?: Record<string, unknown> }).spec;
   switch (obj.kind) {
     case 'Deployment':
@@ -47,7 +47,8 @@ function podTemplateOf(obj: KubernetesObject): V1PodTemplateSpec | undefined {
   }
 }
 
-function describe(obj: KubernetesObject): string {
+/** How a denial names the object: `Kind namespace/name`. */
+export function describeObject(obj: KubernetesObject): string {
   const m = obj.metadata ?? {};
   return `${obj.kind} ${m.namespace ? `${m.namespace}/` : ''}${m.name ?? m.generateName ?? '<unnamed>'}`;
 }
@@ -93,7 +94,7 @@ function run(
   try {
     return injectWithView(pod, namespace, view, options);
   } catch (err) {
-    if (err instanceof DenyError) throw new DenyError(err.code, `${describe(object)}: ${err.message}`);
+    if (err instanceof DenyError) throw new DenyError(err.code, `${describeObject(object)}: ${err.message}`);
     throw err;
   }
 }

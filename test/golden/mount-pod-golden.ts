@@ -1,0 +1,135 @@
+// Mount Pod goldens: test/testdata/mount-pod/<case>.yaml (a JuiceFS PV, its
+// node-publish Secret and optionally the juicefs-csi-driver-config ConfigMap)
+// → <case>.mount-pod.yaml: the plan the node makes when a pod on it publishes
+// the PV in Mount Pod mode (the Mount Pod with its hash, labels and
+// annotations, its host mount point, and the cache cleanup Job when the PV
+// asks for one), or the denial.
+import type { KubernetesObject, V1Job, V1PersistentVolume, V1Pod, V1Secret } from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { configFromObjects } from '../../src/config/options.js';
+import { ATTR } from '../../src/contract/keys.js';
+import { summariseSecret } from '../../src/contract/secret-copy.js';
+import { DenyError } from '../../src/inject/errors.js';
+import { parseManifests, stringifyManifests } from '../../src/offline/inject-manifests.js';
+import { planCleanCacheJob, wantsCacheCleanup } from '../../src/node/clean-cache.js';
+import { planMountPod } from '../../src/node/mount-pod.js';
+import { TESTDATA } from './golden.js';
+
+export const MOUNT_POD_TESTDATA = path.join(TESTDATA, 'mount-pod');
+export const MOUNT_POD_GOLDEN_SUFFIX = '.mount-pod.yaml';
+
+/** Where the node runs its Mount Pods in these cases (the CLI's default namespace). */
+const NODE = { name: 'node-1', namespace: 'juicefs-system' };
+
+export interface MountPodCase {
+  name: string;
+  goldenPath: string;
+  objects: KubernetesObject[];
+}
+
+export function readMountPodCase(name: string): MountPodCase {
+  const file = path.join(MOUNT_POD_TESTDATA, `${name}.yaml`);
+  return {
+    name,
+    goldenPath: path.join(MOUNT_POD_TESTDATA, `${name}${MOUNT_POD_GOLDEN_SUFFIX}`),
+    objects: parseManifests(readFileSync(file, 'utf8'), path.basename(file)),
+  };
+}
+
+interface Planned {
+  pvName: string;
+  pod: V1Pod;
+  hash: string;
+  mountPoint: string;
+  warnings: string[];
+  cleanup?: V1Job;
+}
+
+/** What the kubelet sends in NodePublishVolume for a case's PV (the fields the Mount Pod manager reads). */
+interface PublishRequest {
+  volumeId: string;
+  readOnly: boolean;
+  volumeContext: Record<string, string>;
+  mountFlags: string[];
+  secrets: Record<string, string>;
+}
+
+function publishRequestOf(objects: KubernetesObject[]): PublishRequest {
+  const pv = objects.find((o) => o.kind === 'PersistentVolume') as V1PersistentVolume;
+  const csi = pv.spec!.csi!;
+  const ref = csi.nodePublishSecretRef!;
+  const secret = objects.find(
+    (o) => o.kind === 'Secret' && o.metadata?.name === ref.name && o.metadata?.namespace === ref.namespace,
+  ) as V1Secret;
+  const modes = pv.spec!.accessModes ?? [];
+  return {
+    volumeId: csi.volumeHandle,
+    // A ReadOnlyMany-only PV is published MULTI_NODE_READER_ONLY, which the node service takes as read-only.
+    readOnly: csi.readOnly === true || (modes.length > 0 && modes.every((m) => m === 'ReadOnlyMany')),
+    volumeContext: csi.volumeAttributes ?? {},
+    mountFlags: pv.spec!.mountOptions ?? [],
+    secrets: {
+      ...Object.fromEntries(
+        Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]),
+      ),
+      ...secret.stringData,
+    },
+  };
+}
+
+/**
+ * The one place these goldens call product code: what the Mount Pod manager
+ * (src/node/mount-pods.ts `publish`) does with a publish request before it
+ * writes to the API, with the ConfigMap among the objects of its namespace.
+ */
+function planPublish(req: PublishRequest, nodeObjects: KubernetesObject[]): Omit<Planned, 'pvName'> {
+  // As MountPodManager.ensureSecret names the Secret copy it makes in its namespace (not exported).
+  const data = Object.fromEntries(Object.entries(req.secrets).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
+  const digest = createHash('sha256')
+    .update(JSON.stringify(Object.entries(data).sort()))
+    .digest('hex')
+    .slice(0, 8);
+  const secretName = `juicefs-${req.volumeId}`.slice(0, 230).replace(/[^a-z0-9.-]/g, '-') + `-${digest}-secret`;
+  const plan = planMountPod({
+    nodeName: NODE.name,
+    namespace: NODE.namespace,
+    volume: {
+      podVolumeName: 'data',
+      pvcName: '',
+      pvcLabels: {},
+      pvcAnnotations: {},
+      pvName: req.volumeId,
+      subdir: req.volumeContext[ATTR.subPath],
+      readOnly: req.readOnly,
+      attributes: req.volumeContext,
+      mountOptions: req.mountFlags,
+      secret: { name: secretName, ...summariseSecret(data) },
+    },
+    options: { mode: 'sidecar', config: configFromObjects(nodeObjects) },
+  });
+  return { ...plan, cleanup: wantsCacheCleanup(plan.pod) ? planCleanCacheJob(plan.pod) : undefined };
+}
+
+function planCase(objects: KubernetesObject[]): Planned {
+  const pvName = objects.find((o) => o.kind === 'PersistentVolume')!.metadata!.name!;
+  const nodeObjects = objects.filter((o) => o.metadata?.namespace === NODE.namespace);
+  return { pvName, ...planPublish(publishRequestOf(objects), nodeObjects) };
+}
+
+export function renderMountPodGolden(c: MountPodCase): string {
+  let p: Planned;
+  try {
+    p = planCase(c.objects);
+  } catch (err) {
+    if (err instanceof DenyError) return `# denied (${err.code}): ${err.message}\n`;
+    throw err;
+  }
+  const header = [
+    `# Mount Pod of PersistentVolume ${p.pvName} on ${NODE.name}: hash ${p.hash}, mount point ${p.mountPoint}`,
+    ...p.warnings.map((w) => `# warning: ${w}`),
+    ...(p.cleanup ? ['# its deletion runs the cache cleanup Job that follows it'] : []),
+  ];
+  return `${header.join('\n')}\n${stringifyManifests(p.cleanup ? [p.pod, p.cleanup] : [p.pod])}`;
+}
