@@ -12,9 +12,9 @@ import {
   POD_UID_ENV,
   SIDECAR_NAME,
 } from '../contract/keys.js';
-import { filterUserAnnotations } from './allowlist.js';
-import { buildFormatContainer, buildSidecar, needsFormat } from './containers.js';
-import { computeMountSettings } from './settings.js';
+import { filterUserAnnotations } from '../mount/allowlist.js';
+import { buildFormatContainer, buildSidecar, needsFormat } from '../mount/containers.js';
+import { computeMountSettings } from '../mount/settings.js';
 import type { InjectOptions, InjectOutcome, ResolvedVolume } from './types.js';
 
 /** Container path where the serverless (emptyDir) shared volume is mounted in the sidecar. */

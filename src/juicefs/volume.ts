@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { SECRET_KEYS } from '../contract/keys.js';
 import { parseEnvs } from '../contract/secret-copy.js';
-import { splitOptionList } from '../inject/mount-options.js';
+import { splitOptionList } from '../mount/mount-options.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import type { JuicefsCli } from './cli.js';
 import { isJuicefsMount, readMounts } from './mounts.js';

@@ -46,7 +46,7 @@ import {
   referenceKey,
   referencesOf,
   volumeLabel,
-} from './mount-pod.js';
+} from './mount-pod-plan.js';
 
 const STATFS_TIMEOUT_MS = 5000;
 

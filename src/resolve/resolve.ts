@@ -13,7 +13,7 @@ import type {
 import { ATTR, CSI_DRIVER_NAME, SC_SECRET_PARAMS } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
 import { SecretFormatError, secretCopyName, summariseSecret, type SecretSummary } from '../contract/secret-copy.js';
-import { DenyError } from '../inject/errors.js';
+import { DenyError } from '../contract/deny.js';
 import type { ResolvedVolume, SecretInfo } from '../inject/types.js';
 
 export interface ClusterView {

@@ -10,7 +10,7 @@ import t from 'tap';
 import { readMounts } from '../../src/juicefs/mounts.js';
 import { applyObjects, CLI } from '../../src/local/components.js';
 import { PROJECT_ROOT } from '../../src/local/project-root.js';
-import { isPodReady, mountPointOf, referencesOf } from '../../src/node/mount-pod.js';
+import { isPodReady, mountPointOf, referencesOf } from '../../src/node/mount-pod-plan.js';
 import { parseManifests } from '../../src/offline/inject-manifests.js';
 import { eventually } from '../env/harness.js';
 

@@ -11,7 +11,7 @@ import path from 'node:path';
 import t from 'tap';
 import { mountAt, readMounts } from '../../src/juicefs/mounts.js';
 import { waitForSocket } from '../../src/local/components.js';
-import { isPodReady, mountPointOf, referencesOf } from '../../src/node/mount-pod.js';
+import { isPodReady, mountPointOf, referencesOf } from '../../src/node/mount-pod-plan.js';
 import { eventually } from '../env/harness.js';
 import { MOUNT_POD_NAMESPACE as NS, startNodeHarness } from '../env/node-harness.js';
 

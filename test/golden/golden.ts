@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configFromObjects, namespaceMode } from '../../src/config/options.js';
-import { DenyError } from '../../src/inject/errors.js';
+import { DenyError } from '../../src/contract/deny.js';
 import type { InjectOptions } from '../../src/inject/types.js';
 import {
   injectObjects,

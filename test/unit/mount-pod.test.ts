@@ -4,7 +4,7 @@ import t from 'tap';
 import { DEFAULT_GLOBAL_CONFIG } from '../../src/config/schema.js';
 import type { ResolvedVolume } from '../../src/inject/types.js';
 import { planCleanCacheJob, wantsCacheCleanup } from '../../src/node/clean-cache.js';
-import { annotationPatch, planMountPod, referenceKey, referencesOf } from '../../src/node/mount-pod.js';
+import { annotationPatch, planMountPod, referenceKey, referencesOf } from '../../src/node/mount-pod-plan.js';
 import fjp from 'fast-json-patch';
 
 const volume: ResolvedVolume = {

@@ -4,10 +4,10 @@
 // shell scripts here are constants that read env vars, never spliced text.
 import type { V1Container, V1EnvVar, V1VolumeMount } from '@kubernetes/client-node';
 import { METRICS_PORT, MOUNT_POINT_ENV, SECRET_COPY_ENV_PREFIX, SECRET_KEYS } from '../contract/keys.js';
-import { DenyError } from './errors.js';
+import { DenyError } from '../contract/deny.js';
 import { parseOption, renderOptions } from './mount-options.js';
 import type { MountSettings } from './settings.js';
-import type { SecretInfo } from './types.js';
+import type { SecretInfo } from '../inject/types.js';
 
 export const ENV_METAURL = 'JFS_METAURL';
 const ENV_NAME = 'JFS_NAME';

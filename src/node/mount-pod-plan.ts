@@ -20,8 +20,8 @@ import {
   METRICS_PORT,
   SIDECAR_NAME,
 } from '../contract/keys.js';
-import { buildFormatContainer, buildSidecar, mountArgs, needsFormat } from '../inject/containers.js';
-import { computeMountSettings, type MountSettings } from '../inject/settings.js';
+import { buildFormatContainer, buildSidecar, mountArgs, needsFormat } from '../mount/containers.js';
+import { computeMountSettings, type MountSettings } from '../mount/settings.js';
 import type { InjectOptions, ResolvedVolume } from '../inject/types.js';
 
 const LABEL_VALUE_MAX = 63;

@@ -15,7 +15,7 @@ import {
 } from '../contract/keys.js';
 import { parseQuantity } from '../contract/quantity.js';
 import { filterUserAnnotations, type UserTuning } from './allowlist.js';
-import { DenyError } from './errors.js';
+import { DenyError } from '../contract/deny.js';
 import {
   CACHE_DIR_KEY,
   METRICS_KEY,
@@ -26,7 +26,7 @@ import {
   splitOptionList,
   type ParsedOption,
 } from './mount-options.js';
-import type { InjectOptions, ResolvedVolume } from './types.js';
+import type { InjectOptions, ResolvedVolume } from '../inject/types.js';
 
 export interface MountSettings {
   image: string;
