@@ -111,20 +111,21 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
   const addedContainers: V1Container[] = [];
   const addedVolumes: V1Volume[] = [];
 
-  volumes.forEach((volume, index) => {
-    const settings = computeMountSettings(volume, options, podTuning.accepted);
-    warnings.push(...settings.warnings);
-    const where = `PersistentVolumeClaim ${volume.pvcName}`;
+  volumes.forEach(({ source, binding }, index) => {
+    const where = `PersistentVolumeClaim ${binding.pvc.name}`;
+    const pvcTuning = filterUserAnnotations(binding.pvc.annotations, options.config.annotationBounds, where);
+    const settings = computeMountSettings(source, binding.pvc, options, [pvcTuning.accepted, podTuning.accepted]);
+    warnings.push(...pvcTuning.warnings, ...settings.warnings);
 
     // The PVC volume keeps its name and becomes the shared volume.
-    const podVolume = spec.volumes!.find((v) => v.name === volume.podVolumeName)!;
+    const podVolume = spec.volumes!.find((v) => v.name === binding.podVolumeName)!;
     for (const key of Object.keys(podVolume))
       if (key !== 'name') delete (podVolume as unknown as Record<string, unknown>)[key];
     if (hostPathMode) podVolume.hostPath = { path: MOUNT_ROOT, type: 'DirectoryOrCreate' };
     else podVolume.emptyDir = {};
 
-    const usedByInit = appInits.filter((c) => rewireMounts(c, volume.podVolumeName, hostPathMode));
-    appContainers.forEach((c) => rewireMounts(c, volume.podVolumeName, hostPathMode));
+    const usedByInit = appInits.filter((c) => rewireMounts(c, binding.podVolumeName, hostPathMode));
+    appContainers.forEach((c) => rewireMounts(c, binding.podVolumeName, hostPathMode));
     if (!native && usedByInit.length) {
       warnings.push(
         `${where}: init container(s) ${usedByInit.map((c) => c.name).join(', ')} mount a JuiceFS volume, but with classic placement the mount starts after init containers`,
@@ -134,11 +135,11 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
     const sidecarMounts: V1VolumeMount[] = [];
     let mountPoint: string;
     if (hostPathMode) {
-      sidecarMounts.push({ name: volume.podVolumeName, mountPath: MOUNT_ROOT, mountPropagation: 'Bidirectional' });
-      mountPoint = `${MOUNT_ROOT}/$(${POD_UID_ENV})/${volume.podVolumeName}`;
+      sidecarMounts.push({ name: binding.podVolumeName, mountPath: MOUNT_ROOT, mountPropagation: 'Bidirectional' });
+      mountPoint = `${MOUNT_ROOT}/$(${POD_UID_ENV})/${binding.podVolumeName}`;
     } else {
-      mountPoint = `${SERVERLESS_MOUNT_BASE}/${volume.podVolumeName}`;
-      sidecarMounts.push({ name: volume.podVolumeName, mountPath: mountPoint, mountPropagation: 'Bidirectional' });
+      mountPoint = `${SERVERLESS_MOUNT_BASE}/${binding.podVolumeName}`;
+      sidecarMounts.push({ name: binding.podVolumeName, mountPath: mountPoint, mountPropagation: 'Bidirectional' });
     }
     for (const dir of settings.cacheDirs) {
       if (dir === 'memory') continue;
@@ -149,15 +150,15 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
       sidecarMounts.push({ name, mountPath: dir });
     }
 
-    if (needsFormat(volume.secret)) {
+    if (needsFormat(source.secret.keys)) {
       addedInits.push(
-        buildFormatContainer(containerNames.claim(FORMAT_INIT_NAME, index), settings, volume.secret, where),
+        buildFormatContainer(containerNames.claim(FORMAT_INIT_NAME, index), settings, source.secret, where),
       );
     }
     const sidecar = buildSidecar({
       name: containerNames.claim(SIDECAR_NAME, index),
       settings,
-      secret: volume.secret,
+      secret: source.secret,
       leadingEnv: hostPathMode ? [POD_UID_VAR] : [],
       mountPoint,
       volumeMounts: sidecarMounts,

@@ -1,32 +1,35 @@
-// The one table of what a namespace user may set (DESIGN.md, "No privilege
-// through the back door"). PVC and pod annotations may tune the sidecar's
-// resources within the admin's bounds; every other JuiceFS key they carry is
-// ignored with a warning.
+// What a namespace user may set (DESIGN.md, "No privilege through the back
+// door"): the keys the settings table (src/contract/attributes.ts) marks
+// `setBy: 'user'`, in PVC and pod annotations, within the admin's bounds;
+// every other JuiceFS key they carry is ignored with a warning.
 import type { AnnotationBounds } from '../config/schema.js';
-import { ATTR, JUICEFS_KEY_PREFIX, RESOURCE_ATTRS, type ResourceAttr } from '../contract/keys.js';
+import {
+  ATTRIBUTE_SPECS,
+  AttributeError,
+  RESOURCE_FIELDS,
+  USER_KEYS,
+  type ResourceAttr,
+} from '../contract/attributes.js';
+import { JUICEFS_KEY_PREFIX } from '../contract/keys.js';
 import { parseQuantity } from '../contract/quantity.js';
 
-type Validator = (value: string, bounds: AnnotationBounds) => string | undefined;
-
-function bounded(kind: 'cpu' | 'memory', allowRemoval: boolean): Validator {
-  return (value, bounds) => {
-    const q = parseQuantity(value);
-    if (q === undefined) return `"${value}" is not a resource quantity`;
-    if (q <= 0) return allowRemoval ? undefined : 'a limit cannot be removed from a namespace annotation';
-    const maxText = kind === 'cpu' ? bounds.maxCpu : bounds.maxMemory;
-    const max = parseQuantity(maxText)!;
-    if (q > max) return `${value} is above the admin's bound of ${maxText}`;
-    return undefined;
-  };
+/** Why a user's value of a user key is refused, or undefined when it is within the admin's bounds. */
+function problemWith(key: ResourceAttr, value: string, bounds: AnnotationBounds): string | undefined {
+  try {
+    ATTRIBUTE_SPECS.find((s) => s.key === key)!.parse(value);
+  } catch (err) {
+    if (err instanceof AttributeError) return err.problem;
+    throw err;
+  }
+  const field = RESOURCE_FIELDS.find((f) => f.key === key);
+  if (!field) return undefined;
+  const q = parseQuantity(value)!;
+  // Removing a request lowers what the pod asks for; removing a limit would lift the admin's bound.
+  if (q <= 0) return field.list === 'requests' ? undefined : 'a limit cannot be removed from a namespace annotation';
+  const maxText = field.resource === 'cpu' ? bounds.maxCpu : bounds.maxMemory;
+  if (q > parseQuantity(maxText)!) return `${value} is above the admin's bound of ${maxText}`;
+  return undefined;
 }
-
-/** key → validator; a key that is not here is not the user's to set. */
-const USER_TUNABLE: Record<ResourceAttr, Validator> = {
-  [ATTR.cpuRequest]: bounded('cpu', true),
-  [ATTR.cpuLimit]: bounded('cpu', false),
-  [ATTR.memoryRequest]: bounded('memory', true),
-  [ATTR.memoryLimit]: bounded('memory', false),
-};
 
 export interface UserTuning {
   accepted: Partial<Record<ResourceAttr, string>>;
@@ -35,8 +38,8 @@ export interface UserTuning {
 
 /**
  * Filters annotations a namespace user wrote (on a PVC or a pod) down to the
- * allowed resource keys that pass their validators. `where` names the object
- * in the warnings.
+ * user keys that pass their parsers and the admin's bounds. `where` names the
+ * object in the warnings.
  */
 export function filterUserAnnotations(
   annotations: Record<string, string> | undefined,
@@ -45,8 +48,8 @@ export function filterUserAnnotations(
 ): UserTuning {
   const out: UserTuning = { accepted: {}, warnings: [] };
   for (const [key, value] of Object.entries(annotations ?? {})) {
-    if ((RESOURCE_ATTRS as readonly string[]).includes(key)) {
-      const problem = USER_TUNABLE[key as ResourceAttr](value, bounds);
+    if (USER_KEYS.includes(key)) {
+      const problem = problemWith(key as ResourceAttr, value, bounds);
       if (problem) out.warnings.push(`${where}: annotation ${key} ignored: ${problem}`);
       else out.accepted[key as ResourceAttr] = value;
     } else if (key.startsWith(JUICEFS_KEY_PREFIX)) {

@@ -3,19 +3,21 @@
 // and the user's bounded tuning. One code path for the sidecar and the Mount Pod.
 import type { V1EnvVar, V1ResourceRequirements } from '@kubernetes/client-node';
 import path from 'node:path';
-import type { ResourceList } from '../config/schema.js';
+import type { GlobalConfig, ResourcesPatch } from '../config/schema.js';
 import { patchesFor } from '../config/selector.js';
 import {
-  ATTR,
-  DEFAULT_CACHE_DIR,
-  DEFAULT_CE_MOUNT_IMAGE,
-  DEFAULT_RESOURCES,
-  SECRET_KEYS,
+  AttributeError,
+  DEFAULT_RESOURCE_VALUES,
+  parseVolumeAttributes,
+  RESOURCE_FIELDS,
   type ResourceAttr,
-} from '../contract/keys.js';
-import { parseQuantity } from '../contract/quantity.js';
-import { filterUserAnnotations, type UserTuning } from './allowlist.js';
+  type VolumeAttributes,
+} from '../contract/attributes.js';
 import { DenyError } from '../contract/deny.js';
+import { DEFAULT_CACHE_DIR, DEFAULT_CE_MOUNT_IMAGE, SECRET_KEYS } from '../contract/keys.js';
+import { parseQuantity } from '../contract/quantity.js';
+import { normaliseSubdir, SubdirError } from '../contract/subdir.js';
+import type { UserTuning } from './allowlist.js';
 import {
   CACHE_DIR_KEY,
   METRICS_KEY,
@@ -26,7 +28,7 @@ import {
   splitOptionList,
   type ParsedOption,
 } from './mount-options.js';
-import type { InjectOptions, ResolvedVolume } from '../inject/types.js';
+import type { PvcIdentity, VolumeSource } from './volume.js';
 
 export interface MountSettings {
   image: string;
@@ -40,54 +42,45 @@ export interface MountSettings {
   env: V1EnvVar[];
   labels: Record<string, string>;
   annotations: Record<string, string>;
+  /** The volume's attributes, parsed by the table (src/contract/attributes.ts); Mount Pod-only ones included. */
+  attributes: VolumeAttributes;
   warnings: string[];
+}
+
+/** What the settings depend on beyond the volume: the global config and the deployment's default image. */
+export interface MountContext {
+  config: GlobalConfig;
+  /** Mount image from the webhook/node flag or env; undefined means the built-in default. */
+  defaultMountImage?: string;
 }
 
 type Layer = Partial<Record<ResourceAttr, string>>;
 
-function attributeLayer(attrs: Record<string, string>, where: string): Layer {
+function attributeLayer(attrs: VolumeAttributes): Layer {
   const layer: Layer = {};
-  for (const key of [ATTR.cpuRequest, ATTR.cpuLimit, ATTR.memoryRequest, ATTR.memoryLimit] as const) {
-    const v = attrs[key];
-    if (v === undefined) continue;
-    if (parseQuantity(v) === undefined)
-      throw new DenyError('invalid-pv', `${where}: ${key} "${v}" is not a resource quantity`);
-    layer[key] = v;
-  }
+  for (const { key, name } of RESOURCE_FIELDS) if (attrs[name] !== undefined) layer[key] = attrs[name];
   return layer;
 }
 
-function patchLayer(requests: ResourceList | undefined, limits: ResourceList | undefined): Layer {
+function patchLayer(resources: ResourcesPatch | undefined): Layer {
   const layer: Layer = {};
-  if (requests?.cpu !== undefined) layer[ATTR.cpuRequest] = requests.cpu;
-  if (requests?.memory !== undefined) layer[ATTR.memoryRequest] = requests.memory;
-  if (limits?.cpu !== undefined) layer[ATTR.cpuLimit] = limits.cpu;
-  if (limits?.memory !== undefined) layer[ATTR.memoryLimit] = limits.memory;
+  for (const { key, list, resource } of RESOURCE_FIELDS) {
+    const v = resources?.[list]?.[resource];
+    if (v !== undefined) layer[key] = v;
+  }
   return layer;
 }
 
 /** Applies layers in order; a value ≤ 0 removes that entry. */
 function resolveResources(layers: Layer[]): V1ResourceRequirements {
-  const merged: Layer = {
-    [ATTR.cpuRequest]: DEFAULT_RESOURCES.requests.cpu,
-    [ATTR.memoryRequest]: DEFAULT_RESOURCES.requests.memory,
-    [ATTR.cpuLimit]: DEFAULT_RESOURCES.limits.cpu,
-    [ATTR.memoryLimit]: DEFAULT_RESOURCES.limits.memory,
-  };
+  const merged: Layer = { ...DEFAULT_RESOURCE_VALUES };
   for (const layer of layers) Object.assign(merged, layer);
-  const pick = (key: ResourceAttr): string | undefined => {
-    const v = merged[key];
-    return v !== undefined && (parseQuantity(v) ?? 0) > 0 ? v : undefined;
-  };
   const requests: Record<string, string> = {};
   const limits: Record<string, string> = {};
-  const setIf = (target: Record<string, string>, name: string, v: string | undefined) => {
-    if (v !== undefined) target[name] = v;
-  };
-  setIf(requests, 'cpu', pick(ATTR.cpuRequest));
-  setIf(requests, 'memory', pick(ATTR.memoryRequest));
-  setIf(limits, 'cpu', pick(ATTR.cpuLimit));
-  setIf(limits, 'memory', pick(ATTR.memoryLimit));
+  for (const { key, list, resource } of RESOURCE_FIELDS) {
+    const v = merged[key];
+    if (v !== undefined && (parseQuantity(v) ?? 0) > 0) (list === 'requests' ? requests : limits)[resource] = v;
+  }
   // The API server refuses a request above its limit; such a request is
   // lowered to the limit rather than producing a pod that cannot be created.
   for (const name of ['cpu', 'memory']) {
@@ -101,14 +94,26 @@ function resolveResources(layers: Layer[]): V1ResourceRequirements {
   return out;
 }
 
-/** Normalises a subdirectory: relative, no `..`, no empty result (the root is undefined). */
-export function normaliseSubdir(raw: string | undefined, where: string): string | undefined {
+/** The one subdirectory rule (src/contract/subdir.ts), as a denial naming the volume. */
+function subdirOf(raw: string | undefined, where: string): string | undefined {
   if (raw === undefined) return undefined;
-  if (/[\u0000-\u001f]/.test(raw)) throw new DenyError('invalid-pv', `${where}: subdirectory has control characters`);
-  const parts = raw.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..'))
-    throw new DenyError('invalid-pv', `${where}: subdirectory "${raw}" escapes the volume ("..")`);
-  return parts.length ? parts.join('/') : undefined;
+  try {
+    return normaliseSubdir(raw);
+  } catch (err) {
+    if (err instanceof SubdirError) throw new DenyError('invalid-pv', `${where}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** The table's parse of a volume's attributes, an invalid one a denial naming the key. */
+export function volumeAttributes(source: VolumeSource): VolumeAttributes {
+  try {
+    return parseVolumeAttributes(source.attributes);
+  } catch (err) {
+    if (err instanceof AttributeError)
+      throw new DenyError('invalid-pv', `PersistentVolume ${source.pvName}: ${err.message}`);
+    throw err;
+  }
 }
 
 function parseOptions(texts: string[], where: string): ParsedOption[] {
@@ -119,30 +124,6 @@ function parseOptions(texts: string[], where: string): ParsedOption[] {
   });
 }
 
-/** A map attribute: a JSON object, or `k=v` pairs separated by commas. */
-function parseMapAttribute(text: string | undefined, key: string, where: string): Record<string, string> {
-  if (!text || !text.trim()) return {};
-  if (text.trim().startsWith('{')) {
-    try {
-      const v = JSON.parse(text) as unknown;
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
-      return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, val]) => [k, String(val)]));
-    } catch (err) {
-      throw new DenyError('invalid-pv', `${where}: ${key} is not a JSON map (${(err as Error).message})`);
-    }
-  }
-  const out: Record<string, string> = {};
-  for (const pair of text
-    .split(',')
-    .map((p) => p.trim())
-    .filter(Boolean)) {
-    const eq = pair.indexOf('=');
-    if (eq <= 0) throw new DenyError('invalid-pv', `${where}: ${key} entry "${pair}" is not key=value`);
-    out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
-  }
-  return out;
-}
-
 function mergeEnv(lists: V1EnvVar[][]): V1EnvVar[] {
   const byName = new Map<string, V1EnvVar>();
   for (const list of lists) for (const e of list) byName.set(e.name, e);
@@ -150,17 +131,20 @@ function mergeEnv(lists: V1EnvVar[][]): V1EnvVar[] {
 }
 
 /**
- * The settings of one volume. `podTuning` is what the pod's own (user-written)
- * annotations allow (bounded, like PVC annotations). Throws DenyError when an
- * admin-controlled source is malformed.
+ * The settings of one volume. `claim` is the PVC that claims it (what
+ * `mountPodPatch[].pvcSelector` matches), when known; `userTuning` is what
+ * namespace users' annotations (PVC, pod) passed the allow-list with, lowest
+ * precedence first. Throws DenyError when an admin-controlled source is
+ * malformed.
  */
 export function computeMountSettings(
-  volume: ResolvedVolume,
-  options: InjectOptions,
-  podTuning: UserTuning['accepted'],
+  volume: VolumeSource,
+  claim: PvcIdentity | undefined,
+  context: MountContext,
+  userTuning: UserTuning['accepted'][],
 ): MountSettings {
   const where = `PersistentVolume ${volume.pvName}`;
-  const { config } = options;
+  const { config } = context;
   const warnings: string[] = [];
   const secretKeys = new Set(volume.secret.keys);
   if (!secretKeys.has(SECRET_KEYS.metaurl)) {
@@ -172,32 +156,29 @@ export function computeMountSettings(
     }
     throw new DenyError('invalid-secret', `Secret of ${where}: key "${SECRET_KEYS.metaurl}" is missing`);
   }
-  const patches = patchesFor(config.mountPodPatch, {
-    name: volume.pvcName,
-    labels: volume.pvcLabels,
-    storageClassName: volume.storageClassName,
-  });
+  const attributes = volumeAttributes(volume);
+  // Without a PVC (a static PV no claim names) the selectors see a PVC without name or labels.
+  const patches = claim
+    ? patchesFor(config.mountPodPatch, {
+        name: claim.name,
+        labels: claim.labels,
+        storageClassName: claim.storageClassName,
+      })
+    : patchesFor(config.mountPodPatch, { name: '', labels: {} });
 
-  let image = options.defaultMountImage ?? DEFAULT_CE_MOUNT_IMAGE;
-  if (volume.attributes[ATTR.mountImage]) image = volume.attributes[ATTR.mountImage];
+  let image = context.defaultMountImage ?? DEFAULT_CE_MOUNT_IMAGE;
+  if (attributes.mountImage) image = attributes.mountImage;
   for (const p of patches) if (p.ceMountImage) image = p.ceMountImage;
 
-  const pvcTuning = filterUserAnnotations(
-    volume.pvcAnnotations,
-    config.annotationBounds,
-    `PersistentVolumeClaim ${volume.pvcName}`,
-  );
-  warnings.push(...pvcTuning.warnings);
   const resources = resolveResources([
-    attributeLayer(volume.attributes, where),
-    ...patches.map((p) => patchLayer(p.resources?.requests, p.resources?.limits)),
-    pvcTuning.accepted,
-    podTuning,
+    attributeLayer(attributes),
+    ...patches.map((p) => patchLayer(p.resources)),
+    ...userTuning,
   ]);
 
   const merged = mergeOptions([
     parseOptions(volume.mountOptions, where),
-    parseOptions(splitOptionList(volume.attributes[ATTR.mountOptions]), where),
+    parseOptions(splitOptionList(attributes.mountOptions), where),
     ...patches.map((p) => parseOptions(p.mountOptions ?? [], 'ConfigMap mountPodPatch')),
   ]);
   let readOnly = volume.readOnly;
@@ -220,8 +201,8 @@ export function computeMountSettings(
       cacheDirs = dirs;
     } else passed.push(opt);
   }
-  const base = normaliseSubdir(optionSubdir, where);
-  const own = normaliseSubdir(volume.subdir, where);
+  const base = subdirOf(optionSubdir, where);
+  const own = subdirOf(volume.subdir, where);
   const subdir = base && own ? `${base}/${own}` : (own ?? base);
 
   return {
@@ -232,14 +213,9 @@ export function computeMountSettings(
     subdir,
     cacheDirs,
     env: mergeEnv(patches.map((p) => p.env ?? [])),
-    labels: Object.assign(
-      parseMapAttribute(volume.attributes[ATTR.mountLabels], ATTR.mountLabels, where),
-      ...patches.map((p) => p.labels ?? {}),
-    ),
-    annotations: Object.assign(
-      parseMapAttribute(volume.attributes[ATTR.mountAnnotations], ATTR.mountAnnotations, where),
-      ...patches.map((p) => p.annotations ?? {}),
-    ),
+    labels: Object.assign({}, attributes.mountLabels, ...patches.map((p) => p.labels ?? {})),
+    annotations: Object.assign({}, attributes.mountAnnotations, ...patches.map((p) => p.annotations ?? {})),
+    attributes,
     warnings,
   };
 }

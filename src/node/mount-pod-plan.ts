@@ -5,7 +5,6 @@ import type { V1Pod } from '@kubernetes/client-node';
 import fjp, { type Operation } from 'fast-json-patch';
 import { createHash } from 'node:crypto';
 import {
-  ATTR,
   CACHE_VOLUME_PREFIX,
   FORMAT_INIT_NAME,
   MOUNT_POD_ANN_CLEAN_CACHE,
@@ -21,8 +20,8 @@ import {
   SIDECAR_NAME,
 } from '../contract/keys.js';
 import { buildFormatContainer, buildSidecar, mountArgs, needsFormat } from '../mount/containers.js';
-import { computeMountSettings, type MountSettings } from '../mount/settings.js';
-import type { InjectOptions, ResolvedVolume } from '../inject/types.js';
+import { computeMountSettings, type MountContext, type MountSettings } from '../mount/settings.js';
+import type { PvcIdentity, VolumeSource } from '../mount/volume.js';
 
 const LABEL_VALUE_MAX = 63;
 const NAME_MAX = 63;
@@ -40,7 +39,7 @@ export function referencesOf(pod: V1Pod): string[] {
 }
 
 /** What decides whether an existing Mount Pod can serve a publish: everything that shapes the mount. */
-export function settingsHash(volume: ResolvedVolume, settings: MountSettings): string {
+export function settingsHash(volume: VolumeSource, settings: MountSettings): string {
   const material = JSON.stringify({
     image: settings.image,
     args: mountArgs(settings, METRICS_PORT),
@@ -76,8 +75,10 @@ export function isPodReady(pod: V1Pod | undefined): boolean {
 export interface MountPodInput {
   nodeName: string;
   namespace: string;
-  volume: ResolvedVolume;
-  options: InjectOptions;
+  volume: VolumeSource;
+  /** The PVC that claims the PV (from its claimRef), when there is one: `mountPodPatch` selectors match it. */
+  claim?: PvcIdentity;
+  options: MountContext;
 }
 
 export interface MountPodPlan {
@@ -90,7 +91,8 @@ export interface MountPodPlan {
 
 export function planMountPod(input: MountPodInput): MountPodPlan {
   const { volume, nodeName, namespace } = input;
-  const settings = computeMountSettings(volume, input.options, {});
+  // PVC annotations do not tune a Mount Pod (it is not one pod's); the claim only selects mountPodPatch entries.
+  const settings = computeMountSettings(volume, input.claim, input.options, []);
   const hash = settingsHash(volume, settings);
   const mountPoint = `${MOUNT_ROOT}/${volume.pvName}-${hash}`;
   const container = buildSidecar({
@@ -108,7 +110,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
     metricsPort: METRICS_PORT,
     placement: 'mount-pod',
   });
-  const deleteDelay = volume.attributes[ATTR.deleteDelay];
+  const { deleteDelay, cleanCache } = settings.attributes;
   const pod: V1Pod = {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -124,7 +126,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
       annotations: {
         ...settings.annotations,
         ...(deleteDelay ? { [MOUNT_POD_ANN_DELETE_DELAY]: deleteDelay } : {}),
-        ...(volume.attributes[ATTR.cleanCache] === 'true' ? { [MOUNT_POD_ANN_CLEAN_CACHE]: 'true' } : {}),
+        ...(cleanCache ? { [MOUNT_POD_ANN_CLEAN_CACHE]: 'true' } : {}),
       },
     },
     spec: {
@@ -135,7 +137,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
       automountServiceAccountToken: false,
       terminationGracePeriodSeconds: 30,
       // The same idempotent format step as the sidecar's, when the Secret names an object storage.
-      ...(needsFormat(volume.secret)
+      ...(needsFormat(volume.secret.keys)
         ? {
             initContainers: [
               buildFormatContainer(FORMAT_INIT_NAME, settings, volume.secret, `PersistentVolume ${volume.pvName}`),

@@ -30,12 +30,14 @@ import {
   MOUNT_POD_LABEL_VOLUME_ID,
 } from '../contract/keys.js';
 import { secretCopyData, summariseSecret } from '../contract/secret-copy.js';
+import { DenyError } from '../contract/deny.js';
 import { Code, CsiError } from '../csi/server.js';
 import { isStatus, unlessNotFound } from '../k8s/errors.js';
-import type { ResolvedVolume } from '../inject/types.js';
 import { JUICEFS_FS_TYPE, mountAt, type MountEntry } from '../juicefs/mounts.js';
 import { ResilientInformer } from '../k8s/informer.js';
+import type { VolumeSource } from '../mount/volume.js';
 import { KeyedLock } from '../util/keyed-lock.js';
+import { claimOfVolume } from './claim.js';
 import { planCleanCacheJob, wantsCacheCleanup } from './clean-cache.js';
 import { kubeletPodUid, rebind, targetState, unmountTarget } from './bind.js';
 import {
@@ -151,11 +153,7 @@ export class MountPodManager {
       );
     await this.lock.run(volumeLabel(req.volumeId), async () => {
       const secret = await this.ensureSecret(req.volumeId, req.secrets);
-      const volume: ResolvedVolume = {
-        podVolumeName: 'data',
-        pvcName: '',
-        pvcLabels: {},
-        pvcAnnotations: {},
+      const volume: VolumeSource = {
         pvName: req.volumeId,
         subdir: req.volumeContext[ATTR.subPath],
         readOnly: req.readOnly,
@@ -163,20 +161,21 @@ export class MountPodManager {
         mountOptions: req.mountFlags,
         secret: { name: secret.name, ...summariseSecret(secret.data) },
       };
+      // The PVC of the PV's claimRef: mountPodPatch entries select Mount Pods by it, as they do sidecars.
+      const claim = await claimOfVolume(this.core, req.volumeId);
       let plan;
       try {
         plan = planMountPod({
           nodeName: this.opts.nodeName,
           namespace: this.opts.namespace,
           volume,
-          options: {
-            mode: 'sidecar',
-            config: await this.globalConfig(),
-            defaultMountImage: this.opts.defaultMountImage,
-          },
+          claim,
+          options: { config: await this.globalConfig(), defaultMountImage: this.opts.defaultMountImage },
         });
       } catch (err) {
-        throw new CsiError(Code.INVALID_ARGUMENT, (err as Error).message);
+        // A malformed admin setting (PV attribute, option, Secret) names its key; a programming error is not relabelled.
+        if (err instanceof DenyError) throw new CsiError(Code.INVALID_ARGUMENT, err.message);
+        throw err;
       }
       const name = plan.pod.metadata!.name!;
       await this.addReference(plan.pod, referenceKey(req.targetPath), req.targetPath);
