@@ -5,13 +5,14 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { SYSTEM_NAMESPACE } from '../contract/keys.js';
 import { applyObjects, loopbackWebhookConfiguration, readManifest, WebhookProcess } from './components.js';
 import { ControlPlane, ensureBinaries, freePort } from './control-plane.js';
 import { startNodeStack } from './node-stack.js';
 import { startControllerStack } from './controller-stack.js';
 import { PROJECT_ROOT } from './project-root.js';
 
-export const WEBHOOK_NAMESPACE = 'juicefs-system';
+export const WEBHOOK_NAMESPACE = SYSTEM_NAMESPACE;
 /** The one node of the local cluster, played by the kubelet stand-in. */
 export const LOCAL_NODE = 'jfs-local-node';
 

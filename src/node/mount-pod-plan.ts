@@ -19,12 +19,11 @@ import {
   METRICS_PORT,
   SIDECAR_NAME,
 } from '../contract/keys.js';
+// A Mount Pod's name is its hostname too: a DNS label, like the label values.
+import { dnsName, LABEL_VALUE_MAX } from '../contract/names.js';
 import { buildFormatContainer, buildSidecar, mountArgs, needsFormat } from '../mount/containers.js';
 import { computeMountSettings, type MountContext, type MountSettings } from '../mount/settings.js';
 import type { PvcIdentity, VolumeSource } from '../mount/volume.js';
-
-const LABEL_VALUE_MAX = 63;
-const NAME_MAX = 63;
 
 /** Annotation key of one reference: `juicefs-` + sha256(target path), cut to 63 characters. */
 export function referenceKey(targetPath: string): string {
@@ -50,16 +49,9 @@ export function settingsHash(volume: VolumeSource, settings: MountSettings): str
   return createHash('sha256').update(material).digest('hex').slice(0, 10);
 }
 
-export function dnsLabel(text: string, max: number): string {
-  const clean = text.toLowerCase().replace(/[^a-z0-9-]/g, '-');
-  if (clean.length <= max) return clean.replace(/^-+|-+$/g, '');
-  const hash = createHash('sha256').update(text).digest('hex').slice(0, 8);
-  return `${clean.slice(0, max - 9).replace(/-+$/, '')}-${hash}`;
-}
-
 /** The `volume-id` label value of a PV's Mount Pods (also the node's lock key for that volume). */
 export function volumeLabel(pvName: string): string {
-  return dnsLabel(pvName, LABEL_VALUE_MAX);
+  return dnsName(pvName, LABEL_VALUE_MAX);
 }
 
 /** Where a Mount Pod mounts its volume on the host (its container's JFS_MOUNT_POINT). */
@@ -115,7 +107,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
-      name: dnsLabel(`juicefs-${nodeName}-${volume.pvName}-${hash}`, NAME_MAX),
+      name: dnsName(`juicefs-${nodeName}-${volume.pvName}-${hash}`, LABEL_VALUE_MAX),
       namespace,
       labels: {
         ...settings.labels,

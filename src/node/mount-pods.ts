@@ -12,7 +12,6 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import type { Operation } from 'fast-json-patch';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import path from 'node:path';
@@ -29,7 +28,7 @@ import {
   MOUNT_POD_LABEL_APP,
   MOUNT_POD_LABEL_VOLUME_ID,
 } from '../contract/keys.js';
-import { secretCopyData, summariseSecret } from '../contract/secret-copy.js';
+import { mountPodSecretName, secretCopyData, summariseSecret } from '../contract/secret-copy.js';
 import { DenyError } from '../contract/deny.js';
 import { Code, CsiError } from '../csi/server.js';
 import { isStatus, unlessNotFound } from '../k8s/errors.js';
@@ -124,11 +123,7 @@ export class MountPodManager {
     const source = Object.fromEntries(
       Object.entries(secrets).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')]),
     );
-    const digest = createHash('sha256')
-      .update(JSON.stringify(Object.entries(source).sort()))
-      .digest('hex')
-      .slice(0, 8);
-    const name = `juicefs-${volumeId}`.slice(0, 230).replace(/[^a-z0-9.-]/g, '-') + `-${digest}-secret`;
+    const name = mountPodSecretName(volumeId, source);
     const data = secretCopyData(source);
     try {
       await this.core.createNamespacedSecret({
