@@ -214,7 +214,10 @@ export function parseVolumeAttributes(attributes: Record<string, string>): Volum
   return out as VolumeAttributes;
 }
 
-const WHO = { admin: 'admin', user: 'admin; namespace users too, within `annotationBounds`' } as const;
+const WHO = {
+  admin: 'admin',
+  user: 'admin; namespace users too, in PVC and pod annotations, within `annotationBounds`',
+} as const;
 const WHERE = {
   sidecar: 'sidecar',
   'mount-pod': 'Mount Pod',
