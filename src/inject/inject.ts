@@ -15,7 +15,8 @@ import {
 import { filterUserAnnotations } from '../mount/allowlist.js';
 import { buildFormatContainer, buildSidecar, needsFormat } from '../mount/containers.js';
 import { computeMountSettings } from '../mount/settings.js';
-import type { InjectOptions, InjectOutcome, ResolvedVolume } from './types.js';
+import type { ResolvedVolume } from '../resolve/types.js';
+import type { InjectOptions, InjectOutcome } from './types.js';
 
 /** Container path where the serverless (emptyDir) shared volume is mounted in the sidecar. */
 export const SERVERLESS_MOUNT_BASE = '/jfs';

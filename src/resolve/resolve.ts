@@ -14,7 +14,7 @@ import { ATTR, CSI_DRIVER_NAME, SC_SECRET_PARAMS } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
 import { SecretFormatError, secretCopyName, summariseSecret, type SecretSummary } from '../contract/secret-copy.js';
 import { DenyError } from '../contract/deny.js';
-import type { ResolvedVolume } from '../inject/types.js';
+import type { ResolvedVolume } from './types.js';
 import type { PvcIdentity, SecretInfo } from '../mount/volume.js';
 
 export interface ClusterView {

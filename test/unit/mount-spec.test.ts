@@ -8,7 +8,7 @@ import { mountPodSecretName } from '../../src/contract/secret-copy.js';
 import { isCanonicalSubdir, normaliseSubdir, SubdirError } from '../../src/contract/subdir.js';
 import { checkSubdir } from '../../src/controller/controller-service.js';
 import { injectPod } from '../../src/inject/inject.js';
-import type { ResolvedVolume } from '../../src/inject/types.js';
+import type { ResolvedVolume } from '../../src/resolve/types.js';
 import { expandEnvReferences, FormatError, formatCommand } from '../../src/mount/format.js';
 import type { PvcIdentity, VolumeSource } from '../../src/mount/volume.js';
 import { planMountPod } from '../../src/node/mount-pod-plan.js';
