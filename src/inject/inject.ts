@@ -13,6 +13,7 @@ import {
   SIDECAR_NAME,
 } from '../contract/keys.js';
 import { filterUserAnnotations } from '../mount/allowlist.js';
+import { cacheVolumes } from '../mount/cache-volumes.js';
 import { buildFormatContainer, buildSidecar, needsFormat } from '../mount/containers.js';
 import { computeMountSettings } from '../mount/settings.js';
 import type { ResolvedVolume } from '../resolve/types.js';
@@ -142,14 +143,13 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
       mountPoint = `${SERVERLESS_MOUNT_BASE}/${binding.podVolumeName}`;
       sidecarMounts.push({ name: binding.podVolumeName, mountPath: mountPoint, mountPropagation: 'Bidirectional' });
     }
-    for (const dir of settings.cacheDirs) {
-      if (dir === 'memory') continue;
-      const name = volumeNames.claim(`${CACHE_VOLUME_PREFIX}-${index}`);
-      addedVolumes.push(
-        hostPathMode ? { name, hostPath: { path: dir, type: 'DirectoryOrCreate' } } : { name, emptyDir: {} },
-      );
-      sidecarMounts.push({ name, mountPath: dir });
-    }
+    const cache = cacheVolumes(
+      settings,
+      () => volumeNames.claim(`${CACHE_VOLUME_PREFIX}-${index}`),
+      hostPathMode ? 'hostPath' : 'emptyDir',
+    );
+    addedVolumes.push(...cache.volumes);
+    sidecarMounts.push(...cache.mounts);
 
     if (needsFormat(source.secret.keys)) {
       addedInits.push(

@@ -21,6 +21,7 @@ import {
 } from '../contract/keys.js';
 // A Mount Pod's name is its hostname too: a DNS label, like the label values.
 import { dnsName, LABEL_VALUE_MAX } from '../contract/names.js';
+import { cacheVolumes } from '../mount/cache-volumes.js';
 import { buildFormatContainer, buildSidecar, mountArgs, needsFormat } from '../mount/containers.js';
 import { computeMountSettings, type MountContext, type MountSettings } from '../mount/settings.js';
 import type { PvcIdentity, VolumeSource } from '../mount/volume.js';
@@ -87,18 +88,14 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
   const settings = computeMountSettings(volume, input.claim, input.options, []);
   const hash = settingsHash(volume, settings);
   const mountPoint = `${MOUNT_ROOT}/${volume.pvName}-${hash}`;
+  const cache = cacheVolumes(settings, (i) => `${CACHE_VOLUME_PREFIX}-${i}`, 'hostPath');
   const container = buildSidecar({
     name: SIDECAR_NAME,
     settings,
     secret: volume.secret,
     leadingEnv: [],
     mountPoint,
-    volumeMounts: [
-      { name: 'jfs-dir', mountPath: MOUNT_ROOT, mountPropagation: 'Bidirectional' },
-      ...settings.cacheDirs
-        .filter((d) => d !== 'memory')
-        .map((d, i) => ({ name: `${CACHE_VOLUME_PREFIX}-${i}`, mountPath: d })),
-    ],
+    volumeMounts: [{ name: 'jfs-dir', mountPath: MOUNT_ROOT, mountPropagation: 'Bidirectional' }, ...cache.mounts],
     metricsPort: METRICS_PORT,
     placement: 'mount-pod',
   });
@@ -137,15 +134,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
           }
         : {}),
       containers: [container],
-      volumes: [
-        { name: 'jfs-dir', hostPath: { path: MOUNT_ROOT, type: 'DirectoryOrCreate' } },
-        ...settings.cacheDirs
-          .filter((d) => d !== 'memory')
-          .map((d, i) => ({
-            name: `${CACHE_VOLUME_PREFIX}-${i}`,
-            hostPath: { path: d, type: 'DirectoryOrCreate' as const },
-          })),
-      ],
+      volumes: [{ name: 'jfs-dir', hostPath: { path: MOUNT_ROOT, type: 'DirectoryOrCreate' } }, ...cache.volumes],
     },
   };
   return { pod, hash, mountPoint, warnings: settings.warnings };

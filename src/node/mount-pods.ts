@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { parseGlobalConfig } from '../config/schema.js';
+import { ConfigError, parseGlobalConfig } from '../config/schema.js';
 import { parseDuration } from '../contract/duration.js';
 import {
   ATTR,
@@ -168,8 +168,9 @@ export class MountPodManager {
           options: { config: await this.globalConfig(), defaultMountImage: this.opts.defaultMountImage },
         });
       } catch (err) {
-        // A malformed admin setting (PV attribute, option, Secret) names its key; a programming error is not relabelled.
-        if (err instanceof DenyError) throw new CsiError(Code.INVALID_ARGUMENT, err.message);
+        // A malformed admin setting (PV attribute, option, Secret, ConfigMap) names its key; a programming error is not relabelled.
+        if (err instanceof DenyError || err instanceof ConfigError)
+          throw new CsiError(Code.INVALID_ARGUMENT, err.message);
         throw err;
       }
       const name = plan.pod.metadata!.name!;
