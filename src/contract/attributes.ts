@@ -100,6 +100,17 @@ function resource(key: ResourceAttr, what: string) {
   });
 }
 
+function mountPodMap(key: string, what: string) {
+  return spec<Record<string, string>>({
+    key,
+    setBy: 'admin',
+    appliesTo: 'mount-pod',
+    writtenIn: 'pv-and-storage-class',
+    summary: `${what} of the Mount Pod (JSON map, or \`k=v,k=v\`)`,
+    parse: (text) => parseMap(key, text),
+  });
+}
+
 export const ATTRIBUTES = {
   mountImage: spec<string | undefined>({
     key: ATTR.mountImage,
@@ -142,22 +153,8 @@ export const ATTRIBUTES = {
           ? false
           : fail(ATTR.cleanCache, text, 'is not "true" or "false"'),
   }),
-  mountLabels: spec<Record<string, string>>({
-    key: ATTR.mountLabels,
-    setBy: 'admin',
-    appliesTo: 'mount-pod',
-    writtenIn: 'pv-and-storage-class',
-    summary: 'labels of the Mount Pod (JSON map, or `k=v,k=v`)',
-    parse: (text) => parseMap(ATTR.mountLabels, text),
-  }),
-  mountAnnotations: spec<Record<string, string>>({
-    key: ATTR.mountAnnotations,
-    setBy: 'admin',
-    appliesTo: 'mount-pod',
-    writtenIn: 'pv-and-storage-class',
-    summary: 'annotations of the Mount Pod (JSON map, or `k=v,k=v`)',
-    parse: (text) => parseMap(ATTR.mountAnnotations, text),
-  }),
+  mountLabels: mountPodMap(ATTR.mountLabels, 'labels'),
+  mountAnnotations: mountPodMap(ATTR.mountAnnotations, 'annotations'),
   mountOptions: spec<string>({
     key: ATTR.mountOptions,
     setBy: 'admin',
