@@ -1,5 +1,9 @@
 // The shared mount spec: one subdirectory rule, one name sanitiser, one
 // format step, and the PVC identity that lets pvcSelector patches reach Mount Pods.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
 import t from 'tap';
 import { parseGlobalConfig } from '../../src/config/schema.js';
 import { hasControlCharacters, dnsName, labelValue } from '../../src/contract/names.js';
@@ -8,6 +12,8 @@ import { mountPodSecretName } from '../../src/contract/secret-copy.js';
 import { isCanonicalSubdir, normaliseSubdir, SubdirError } from '../../src/contract/subdir.js';
 import { checkSubdir } from '../../src/controller/controller-service.js';
 import { injectPod } from '../../src/inject/inject.js';
+import type { JuicefsCli } from '../../src/juicefs/cli.js';
+import { CredentialsError, credentialsFromSecrets, JuicefsVolumes } from '../../src/juicefs/volume.js';
 import type { ResolvedVolume } from '../../src/resolve/types.js';
 import { expandEnvReferences, FormatError, formatCommand } from '../../src/mount/format.js';
 import type { PvcIdentity, VolumeSource } from '../../src/mount/volume.js';
@@ -141,4 +147,48 @@ t.test('juicefs format is rendered once', async (t) => {
     ['--storage=file', '--x=$(JFS_STORAGE)', '$(UNKNOWN)', 'sqlite3://$(x)'],
     'expanded as kubelet expands a command, once',
   );
+});
+
+t.test("the controller's juicefs format is the init container's step, expanded", async (t) => {
+  const calls: { args: string[]; env?: Record<string, string> }[] = [];
+  const cli = {
+    run: async (args: string[], _secrets: string[], opts: { env?: Record<string, string> } = {}) => {
+      calls.push({ args, env: opts.env });
+      return { stdout: '', stderr: '' };
+    },
+  } as unknown as JuicefsCli;
+  const state = mkdtempSync(path.join(tmpdir(), 'jfs-format-'));
+  t.teardown(() => rmSync(state, { recursive: true, force: true }));
+  const volumes = new JuicefsVolumes(cli, state, pino({ level: 'silent' }));
+  const creds = credentialsFromSecrets({
+    metaurl: 'sqlite3:///x.db',
+    name: 'vol',
+    storage: 'file',
+    bucket: '/b/$(HOME)',
+    'access-key': 'ak',
+    'format-options': 'trash-days=1,--block-size=4096',
+  });
+  await volumes.ensureFormatted(creds);
+  t.same(calls[0].args, [
+    'format',
+    '--no-update',
+    '--storage=file',
+    '--bucket=/b/$(HOME)',
+    '--trash-days=1',
+    '--block-size=4096',
+    'sqlite3:///x.db',
+    'vol',
+  ]);
+  t.equal(calls[0].env?.ACCESS_KEY, 'ak');
+  await t.rejects(
+    volumes.ensureFormatted(
+      credentialsFromSecrets({ metaurl: 'm', name: 'v', storage: 'file', 'format-options': 'a b' }),
+    ),
+    CredentialsError,
+    'its format options are checked now',
+  );
+  await t.rejects(volumes.ensureFormatted(credentialsFromSecrets({ metaurl: 'm2', storage: 'file' })), {
+    name: 'CredentialsError',
+    message: 'secrets: key "name" is needed to format the volume',
+  });
 });
