@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parseGlobalConfig, ConfigError } from '../config/schema.js';
 import { configFromObjects } from '../config/options.js';
-import { DenyError } from '../inject/errors.js';
+import { DenyError } from '../contract/deny.js';
 import { injectObjects, ManifestError, parseManifests, stringifyManifests } from '../offline/inject-manifests.js';
 
 export interface InjectCommandOptions {

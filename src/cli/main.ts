@@ -6,6 +6,7 @@ import { pino, type Logger } from 'pino';
 import { PACKAGE_VERSION } from '../util/package-root.js';
 import { injectCommand } from './inject-command.js';
 import { parseDuration } from '../contract/duration.js';
+import { SYSTEM_NAMESPACE } from '../contract/keys.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -72,7 +73,7 @@ export function buildCli(): Command {
     .addOption(
       new Option('--namespace <ns>', 'namespace of the webhook, its Secret and ConfigMap')
         .env('POD_NAMESPACE')
-        .default('juicefs-system'),
+        .default(SYSTEM_NAMESPACE),
     )
     .option('--service-name <name>', 'Service in front of the webhook (certificate DNS names)', 'jfs-sidecar-webhook')
     .option(
@@ -160,7 +161,7 @@ export function buildCli(): Command {
     .addOption(
       new Option('--leader-election-namespace <ns>', 'namespace of the Lease (and of Mount Pods with --node-id)')
         .env('POD_NAMESPACE')
-        .default('juicefs-system'),
+        .default(SYSTEM_NAMESPACE),
     )
     .option(
       '--node-id <name>',
@@ -198,7 +199,7 @@ export function buildCli(): Command {
     .addOption(
       new Option('--namespace <ns>', 'namespace of Mount Pods, their Secrets and the global ConfigMap')
         .env('POD_NAMESPACE')
-        .default('juicefs-system'),
+        .default(SYSTEM_NAMESPACE),
     )
     .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
     .addOption(checkIntervalOption())

@@ -3,6 +3,7 @@
 // webhook, the offline inject command and the node service.
 import type { V1EnvVar, V1LabelSelector } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
+import { DEFAULT_RESOURCES } from '../contract/keys.js';
 import { parseQuantity } from '../contract/quantity.js';
 
 export interface ResourceList {
@@ -49,7 +50,7 @@ export const DEFAULT_GLOBAL_CONFIG: GlobalConfig = {
   mountPodPatch: [],
   // By default a user may tune up to the default limits, never beyond: raising
   // them is the admin's decision.
-  annotationBounds: { maxCpu: '2', maxMemory: '5Gi' },
+  annotationBounds: { maxCpu: DEFAULT_RESOURCES.limits.cpu, maxMemory: DEFAULT_RESOURCES.limits.memory },
 };
 
 export class ConfigError extends Error {

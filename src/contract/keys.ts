@@ -33,7 +33,7 @@ export const SECRET_KEYS = {
   token: 'token',
 } as const;
 
-/** Per-volume settings in PV volumeAttributes and StorageClass parameters. */
+/** Per-volume settings in PV volumeAttributes and StorageClass parameters; parsers, setters and scope in ./attributes.ts. */
 export const ATTR = {
   mountImage: 'juicefs/mount-image',
   cpuRequest: 'juicefs/mount-cpu-request',
@@ -48,10 +48,6 @@ export const ATTR = {
   subPath: 'subPath',
   pathPattern: 'pathPattern',
 } as const;
-
-/** The resource keys, the only ones a namespace user may set (PVC/pod annotations). */
-export const RESOURCE_ATTRS = [ATTR.cpuRequest, ATTR.cpuLimit, ATTR.memoryRequest, ATTR.memoryLimit] as const;
-export type ResourceAttr = (typeof RESOURCE_ATTRS)[number];
 
 /** Prefix of keys that belong to JuiceFS; user annotations with it are checked against the allow-list. */
 export const JUICEFS_KEY_PREFIX = 'juicefs';
@@ -70,6 +66,9 @@ export const MOUNT_ROOT = '/var/lib/juicefs/volume';
 export const DEFAULT_CACHE_DIR = '/var/jfsCache';
 
 export const METRICS_PORT = 9567;
+
+/** Namespace of the controller, the node service, the webhook, Mount Pods, their Secrets and the global ConfigMap. */
+export const SYSTEM_NAMESPACE = 'juicefs-system';
 
 /** Global config ConfigMap. */
 export const CONFIG_MAP_NAME = 'juicefs-csi-driver-config';

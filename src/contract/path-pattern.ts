@@ -1,7 +1,8 @@
 // The StorageClass `pathPattern` parameter: the PV's subdirectory rendered from
 // the PVC, e.g. "${.PVC.namespace}-${.PVC.name}" or "${.PVC.labels.team}/data".
 // Shared by the controller (which creates the directory) and the webhook
-// (which mounts it before the PV exists, for WaitForFirstConsumer).
+// (which mounts it before the PV exists, for WaitForFirstConsumer). The
+// rendered text goes through the one subdirectory rule (./subdir.ts).
 
 export interface PvcFields {
   name: string;
@@ -11,6 +12,8 @@ export interface PvcFields {
 }
 
 const PLACEHOLDER = /\$\{\s*\.PVC\.(name|namespace|labels\.([^}\s]+)|annotations\.([^}\s]+))\s*\}/g;
+
+import { normaliseSubdir, SubdirError } from './subdir.js';
 
 export class PathPatternError extends Error {
   override name = 'PathPatternError';
@@ -28,9 +31,19 @@ export function renderPathPattern(pattern: string, pvc: PvcFields): string {
     return v;
   });
   if (rendered.includes('${')) throw new PathPatternError(`pathPattern "${pattern}": unknown placeholder`);
-  const parts = rendered.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.length === 0 || parts.includes('..')) {
+  let subdir: string | undefined;
+  try {
+    subdir = normaliseSubdir(rendered);
+  } catch (err) {
+    if (!(err instanceof SubdirError)) throw err;
+  }
+  if (subdir === undefined) {
     throw new PathPatternError(`pathPattern "${pattern}" renders to "${rendered}", which is not a subdirectory`);
   }
-  return parts.join('/');
+  return subdir;
+}
+
+/** Whether every placeholder of a pattern is one renderPathPattern knows (checked before any PVC is known). */
+export function checkPathPattern(pattern: string): boolean {
+  return !pattern.replace(PLACEHOLDER, 'x').includes('${');
 }

@@ -5,14 +5,26 @@
 import { createHash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { SECRET_COPY_ENV_PREFIX, SECRET_KEYS } from './keys.js';
-
-const MAX_NAME = 253;
+import { dnsName, OBJECT_NAME_MAX as MAX_NAME } from './names.js';
 
 export function secretCopyName(pvcName: string): string {
   const plain = `juicefs-${pvcName}-secret`;
   if (plain.length <= MAX_NAME) return plain;
   const hash = createHash('sha256').update(pvcName).digest('hex').slice(0, 10);
   return `juicefs-${pvcName.slice(0, MAX_NAME - 'juicefs--secret'.length - 11)}-${hash}-secret`;
+}
+
+/**
+ * Name of a Mount Pod's Secret (Mount Pod mode): by volume handle and by
+ * content (base64 data, as in Secret.data), so that changed credentials make a
+ * new Secret and a new Mount Pod, never a change under a running one.
+ */
+export function mountPodSecretName(volumeId: string, data: Record<string, string>): string {
+  const digest = createHash('sha256')
+    .update(JSON.stringify(Object.entries(data).sort()))
+    .digest('hex')
+    .slice(0, 8);
+  return `${dnsName(`juicefs-${volumeId}`, 230, { dots: true })}-${digest}-secret`;
 }
 
 const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;

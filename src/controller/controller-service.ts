@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { ATTR } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
+import { isCanonicalSubdir } from '../contract/subdir.js';
 import { Code, CsiError, requiredString, type ServiceImpl } from '../csi/server.js';
 import {
   CredentialsError,
@@ -55,14 +56,13 @@ function creds(secrets: unknown): VolumeCredentials {
   }
 }
 
-/** A subdirectory the controller may own: relative, inside the volume, not the root, not its own registry. */
+/**
+ * A subdirectory the controller may own: the one subdirectory rule
+ * (contract/subdir.ts) in its canonical form, since the controller records it
+ * and later removes it; never the root, never its own registry.
+ */
 export function checkSubdir(dir: string): string {
-  if (
-    !dir ||
-    dir.startsWith('/') ||
-    dir.split('/').some((p) => p === '..' || p === '.' || p === '') ||
-    /[\u0000-\u001f]/.test(dir)
-  ) {
+  if (!isCanonicalSubdir(dir)) {
     throw new CsiError(Code.INVALID_ARGUMENT, `subdirectory "${dir}" is empty, absolute or escapes the volume`);
   }
   if (dir === REGISTRY_DIR.split('/')[0] || dir.startsWith(`${REGISTRY_DIR.split('/')[0]}/`)) {

@@ -15,6 +15,7 @@ import {
 import type { Logger } from 'pino';
 import { namespaceMode } from '../config/options.js';
 import { SECRET_COPY_LABEL } from '../contract/keys.js';
+import { labelValue } from '../contract/names.js';
 import { secretCopyData, secretCopyName } from '../contract/secret-copy.js';
 import { unlessNotFound } from '../k8s/errors.js';
 import { ResilientInformer } from '../k8s/informer.js';
@@ -150,10 +151,7 @@ export class SecretSync {
     if (!source)
       throw new Error(`source Secret ${ref.namespace}/${ref.name} not found (or its namespace is not watched)`);
     const data = secretCopyData(source.data);
-    const label = `${ref.namespace}.${ref.name}`
-      .slice(0, 63)
-      .replace(/[^A-Za-z0-9._-]/g, '-')
-      .replace(/[^A-Za-z0-9]+$/, '');
+    const label = labelValue(`${ref.namespace}.${ref.name}`);
     const body: V1Secret = {
       apiVersion: 'v1',
       kind: 'Secret',

@@ -12,10 +12,12 @@ import {
   POD_UID_ENV,
   SIDECAR_NAME,
 } from '../contract/keys.js';
-import { filterUserAnnotations } from './allowlist.js';
-import { buildFormatContainer, buildSidecar, needsFormat } from './containers.js';
-import { computeMountSettings } from './settings.js';
-import type { InjectOptions, InjectOutcome, ResolvedVolume } from './types.js';
+import { filterUserAnnotations } from '../mount/allowlist.js';
+import { cacheVolumes } from '../mount/cache-volumes.js';
+import { buildFormatContainer, buildSidecar, needsFormat } from '../mount/containers.js';
+import { computeMountSettings } from '../mount/settings.js';
+import type { ResolvedVolume } from '../resolve/types.js';
+import type { InjectOptions, InjectOutcome } from './types.js';
 
 /** Container path where the serverless (emptyDir) shared volume is mounted in the sidecar. */
 export const SERVERLESS_MOUNT_BASE = '/jfs';
@@ -111,20 +113,21 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
   const addedContainers: V1Container[] = [];
   const addedVolumes: V1Volume[] = [];
 
-  volumes.forEach((volume, index) => {
-    const settings = computeMountSettings(volume, options, podTuning.accepted);
-    warnings.push(...settings.warnings);
-    const where = `PersistentVolumeClaim ${volume.pvcName}`;
+  volumes.forEach(({ source, binding }, index) => {
+    const where = `PersistentVolumeClaim ${binding.pvc.name}`;
+    const pvcTuning = filterUserAnnotations(binding.pvc.annotations, options.config.annotationBounds, where);
+    const settings = computeMountSettings(source, binding.pvc, options, [pvcTuning.accepted, podTuning.accepted]);
+    warnings.push(...pvcTuning.warnings, ...settings.warnings);
 
     // The PVC volume keeps its name and becomes the shared volume.
-    const podVolume = spec.volumes!.find((v) => v.name === volume.podVolumeName)!;
+    const podVolume = spec.volumes!.find((v) => v.name === binding.podVolumeName)!;
     for (const key of Object.keys(podVolume))
       if (key !== 'name') delete (podVolume as unknown as Record<string, unknown>)[key];
     if (hostPathMode) podVolume.hostPath = { path: MOUNT_ROOT, type: 'DirectoryOrCreate' };
     else podVolume.emptyDir = {};
 
-    const usedByInit = appInits.filter((c) => rewireMounts(c, volume.podVolumeName, hostPathMode));
-    appContainers.forEach((c) => rewireMounts(c, volume.podVolumeName, hostPathMode));
+    const usedByInit = appInits.filter((c) => rewireMounts(c, binding.podVolumeName, hostPathMode));
+    appContainers.forEach((c) => rewireMounts(c, binding.podVolumeName, hostPathMode));
     if (!native && usedByInit.length) {
       warnings.push(
         `${where}: init container(s) ${usedByInit.map((c) => c.name).join(', ')} mount a JuiceFS volume, but with classic placement the mount starts after init containers`,
@@ -134,30 +137,29 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
     const sidecarMounts: V1VolumeMount[] = [];
     let mountPoint: string;
     if (hostPathMode) {
-      sidecarMounts.push({ name: volume.podVolumeName, mountPath: MOUNT_ROOT, mountPropagation: 'Bidirectional' });
-      mountPoint = `${MOUNT_ROOT}/$(${POD_UID_ENV})/${volume.podVolumeName}`;
+      sidecarMounts.push({ name: binding.podVolumeName, mountPath: MOUNT_ROOT, mountPropagation: 'Bidirectional' });
+      mountPoint = `${MOUNT_ROOT}/$(${POD_UID_ENV})/${binding.podVolumeName}`;
     } else {
-      mountPoint = `${SERVERLESS_MOUNT_BASE}/${volume.podVolumeName}`;
-      sidecarMounts.push({ name: volume.podVolumeName, mountPath: mountPoint, mountPropagation: 'Bidirectional' });
+      mountPoint = `${SERVERLESS_MOUNT_BASE}/${binding.podVolumeName}`;
+      sidecarMounts.push({ name: binding.podVolumeName, mountPath: mountPoint, mountPropagation: 'Bidirectional' });
     }
-    for (const dir of settings.cacheDirs) {
-      if (dir === 'memory') continue;
-      const name = volumeNames.claim(`${CACHE_VOLUME_PREFIX}-${index}`);
-      addedVolumes.push(
-        hostPathMode ? { name, hostPath: { path: dir, type: 'DirectoryOrCreate' } } : { name, emptyDir: {} },
-      );
-      sidecarMounts.push({ name, mountPath: dir });
-    }
+    const cache = cacheVolumes(
+      settings,
+      () => volumeNames.claim(`${CACHE_VOLUME_PREFIX}-${index}`),
+      hostPathMode ? 'hostPath' : 'emptyDir',
+    );
+    addedVolumes.push(...cache.volumes);
+    sidecarMounts.push(...cache.mounts);
 
-    if (needsFormat(volume.secret)) {
+    if (needsFormat(source.secret.keys)) {
       addedInits.push(
-        buildFormatContainer(containerNames.claim(FORMAT_INIT_NAME, index), settings, volume.secret, where),
+        buildFormatContainer(containerNames.claim(FORMAT_INIT_NAME, index), settings, source.secret, where),
       );
     }
     const sidecar = buildSidecar({
       name: containerNames.claim(SIDECAR_NAME, index),
       settings,
-      secret: volume.secret,
+      secret: source.secret,
       leadingEnv: hostPathMode ? [POD_UID_VAR] : [],
       mountPoint,
       volumeMounts: sidecarMounts,

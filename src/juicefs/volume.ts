@@ -7,7 +7,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { SECRET_KEYS } from '../contract/keys.js';
 import { parseEnvs } from '../contract/secret-copy.js';
-import { splitOptionList } from '../inject/mount-options.js';
+import { ENV_METAURL, expandEnvReferences, FormatError, formatCommand } from '../mount/format.js';
+import { splitOptionList } from '../mount/mount-options.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import type { JuicefsCli } from './cli.js';
 import { isJuicefsMount, readMounts } from './mounts.js';
@@ -106,12 +107,24 @@ export class JuicefsVolumes {
   async ensureFormatted(c: VolumeCredentials): Promise<void> {
     const key = this.key(c);
     if (this.formatted.has(key) || (!c.storage && !c.bucket)) return;
-    if (!c.name) throw new CredentialsError(`secrets: key "${SECRET_KEYS.name}" is needed to format the volume`);
-    const args = ['format', '--no-update'];
-    if (c.storage) args.push(`--storage=${c.storage}`);
-    if (c.bucket) args.push(`--bucket=${c.bucket}`);
-    for (const o of c.formatOptions) args.push(`--${o.replace(/^-+/, '')}`);
-    args.push(c.metaurl, c.name);
+    // The same step as the format init container's (mount/format.ts), expanded here as kubelet expands it.
+    const values: Record<string, string | undefined> = {
+      [SECRET_KEYS.name]: c.name,
+      [SECRET_KEYS.storage]: c.storage,
+      [SECRET_KEYS.bucket]: c.bucket,
+      [SECRET_KEYS.accessKey]: c.accessKey,
+      [SECRET_KEYS.secretKey]: c.secretKey,
+    };
+    const keys = Object.keys(values).filter((k) => values[k]);
+    let step;
+    try {
+      step = formatCommand(keys, c.formatOptions);
+    } catch (err) {
+      if (err instanceof FormatError) throw new CredentialsError(`secrets: ${err.message}`);
+      throw err;
+    }
+    const refs = Object.fromEntries([[ENV_METAURL, c.metaurl], ...step.env.map((e) => [e.name, values[e.key]!])]);
+    const args = expandEnvReferences(step.args.slice(1), refs);
     await this.cli.run(args, secretsOf(c), { env: envOf(c) });
     this.formatted.add(key);
   }

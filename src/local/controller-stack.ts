@@ -4,10 +4,11 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
+import { SYSTEM_NAMESPACE } from '../contract/keys.js';
 import { applyObjects, ManagedProcess, readManifest, waitForSocket } from './components.js';
 import { ensureBinaries, type ControlPlane } from './control-plane.js';
 
-export const CONTROLLER_NAMESPACE = 'juicefs-system';
+export const CONTROLLER_NAMESPACE = SYSTEM_NAMESPACE;
 
 export interface ControllerStack {
   socket: string;

@@ -6,11 +6,12 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { SYSTEM_NAMESPACE } from '../contract/keys.js';
 import { applyObjects, ManagedProcess, readManifest, waitForSocket } from './components.js';
 import type { ControlPlane } from './control-plane.js';
 import { KubeletStandIn } from './kubelet-standin.js';
 
-export const NODE_NAMESPACE = 'juicefs-system';
+export const NODE_NAMESPACE = SYSTEM_NAMESPACE;
 
 export interface NodeStackOptions {
   nodeName: string;

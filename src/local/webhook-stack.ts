@@ -5,10 +5,11 @@
 // controller-stack.ts and node-stack.ts are for the controller and the node).
 import type { KubeConfig, V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
 import path from 'node:path';
+import { SYSTEM_NAMESPACE } from '../contract/keys.js';
 import { applyObjects, readManifest, WebhookProcess } from './components.js';
 import { freePort, type ControlPlane } from './control-plane.js';
 
-export const WEBHOOK_NAMESPACE = 'juicefs-system';
+export const WEBHOOK_NAMESPACE = SYSTEM_NAMESPACE;
 
 /** The shipped MutatingWebhookConfiguration, pointed at a webhook on loopback; everything else as shipped. */
 export function loopbackWebhookConfiguration(port: number): V1MutatingWebhookConfiguration {

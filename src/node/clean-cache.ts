@@ -11,7 +11,7 @@ import {
   MOUNT_POD_LABEL_APP,
   MOUNT_POD_LABEL_VOLUME_ID,
 } from '../contract/keys.js';
-import { ENV_METAURL } from '../inject/containers.js';
+import { ENV_METAURL } from '../mount/containers.js';
 
 /**
  * The cache of a volume lives in <cache-dir>/<volume UUID>/raw; the UUID comes

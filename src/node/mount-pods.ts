@@ -12,12 +12,11 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import type { Operation } from 'fast-json-patch';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { parseGlobalConfig } from '../config/schema.js';
+import { ConfigError, parseGlobalConfig } from '../config/schema.js';
 import { parseDuration } from '../contract/duration.js';
 import {
   ATTR,
@@ -29,13 +28,15 @@ import {
   MOUNT_POD_LABEL_APP,
   MOUNT_POD_LABEL_VOLUME_ID,
 } from '../contract/keys.js';
-import { secretCopyData, summariseSecret } from '../contract/secret-copy.js';
+import { mountPodSecretName, secretCopyData, summariseSecret } from '../contract/secret-copy.js';
+import { DenyError } from '../contract/deny.js';
 import { Code, CsiError } from '../csi/server.js';
 import { isStatus, unlessNotFound } from '../k8s/errors.js';
-import type { ResolvedVolume } from '../inject/types.js';
 import { JUICEFS_FS_TYPE, mountAt, type MountEntry } from '../juicefs/mounts.js';
 import { ResilientInformer } from '../k8s/informer.js';
+import type { VolumeSource } from '../mount/volume.js';
 import { KeyedLock } from '../util/keyed-lock.js';
+import { claimOfVolume } from './claim.js';
 import { planCleanCacheJob, wantsCacheCleanup } from './clean-cache.js';
 import { kubeletPodUid, rebind, targetState, unmountTarget } from './bind.js';
 import {
@@ -46,7 +47,7 @@ import {
   referenceKey,
   referencesOf,
   volumeLabel,
-} from './mount-pod.js';
+} from './mount-pod-plan.js';
 
 const STATFS_TIMEOUT_MS = 5000;
 
@@ -122,11 +123,7 @@ export class MountPodManager {
     const source = Object.fromEntries(
       Object.entries(secrets).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')]),
     );
-    const digest = createHash('sha256')
-      .update(JSON.stringify(Object.entries(source).sort()))
-      .digest('hex')
-      .slice(0, 8);
-    const name = `juicefs-${volumeId}`.slice(0, 230).replace(/[^a-z0-9.-]/g, '-') + `-${digest}-secret`;
+    const name = mountPodSecretName(volumeId, source);
     const data = secretCopyData(source);
     try {
       await this.core.createNamespacedSecret({
@@ -151,11 +148,7 @@ export class MountPodManager {
       );
     await this.lock.run(volumeLabel(req.volumeId), async () => {
       const secret = await this.ensureSecret(req.volumeId, req.secrets);
-      const volume: ResolvedVolume = {
-        podVolumeName: 'data',
-        pvcName: '',
-        pvcLabels: {},
-        pvcAnnotations: {},
+      const volume: VolumeSource = {
         pvName: req.volumeId,
         subdir: req.volumeContext[ATTR.subPath],
         readOnly: req.readOnly,
@@ -163,20 +156,22 @@ export class MountPodManager {
         mountOptions: req.mountFlags,
         secret: { name: secret.name, ...summariseSecret(secret.data) },
       };
+      // The PVC of the PV's claimRef: mountPodPatch entries select Mount Pods by it, as they do sidecars.
+      const claim = await claimOfVolume(this.core, req.volumeId);
       let plan;
       try {
         plan = planMountPod({
           nodeName: this.opts.nodeName,
           namespace: this.opts.namespace,
           volume,
-          options: {
-            mode: 'sidecar',
-            config: await this.globalConfig(),
-            defaultMountImage: this.opts.defaultMountImage,
-          },
+          claim,
+          options: { config: await this.globalConfig(), defaultMountImage: this.opts.defaultMountImage },
         });
       } catch (err) {
-        throw new CsiError(Code.INVALID_ARGUMENT, (err as Error).message);
+        // A malformed admin setting (PV attribute, option, Secret, ConfigMap) names its key; a programming error is not relabelled.
+        if (err instanceof DenyError || err instanceof ConfigError)
+          throw new CsiError(Code.INVALID_ARGUMENT, err.message);
+        throw err;
       }
       const name = plan.pod.metadata!.name!;
       await this.addReference(plan.pod, referenceKey(req.targetPath), req.targetPath);

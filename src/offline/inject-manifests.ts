@@ -2,9 +2,9 @@
 // the same documents out, in order, with every pod and pod template injected.
 import type { KubernetesObject, V1Pod, V1PodTemplateSpec } from '@kubernetes/client-node';
 import { parseAllDocuments, stringify } from 'yaml';
-import { DenyError } from '../inject/errors.js';
+import { DenyError } from '../contract/deny.js';
 import type { InjectOptions, InjectOutcome } from '../inject/types.js';
-import { injectWithView } from '../resolve/inject-with-view.js';
+import { injectWithView } from '../inject/inject-with-view.js';
 import { ObjectView } from '../resolve/object-view.js';
 
 export class ManifestError extends Error {

@@ -13,8 +13,9 @@ import type {
 import { ATTR, CSI_DRIVER_NAME, SC_SECRET_PARAMS } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
 import { SecretFormatError, secretCopyName, summariseSecret, type SecretSummary } from '../contract/secret-copy.js';
-import { DenyError } from '../inject/errors.js';
-import type { ResolvedVolume, SecretInfo } from '../inject/types.js';
+import { DenyError } from '../contract/deny.js';
+import type { ResolvedVolume } from './types.js';
+import type { PvcIdentity, SecretInfo } from '../mount/volume.js';
 
 export interface ClusterView {
   getPvc(namespace: string, name: string): V1PersistentVolumeClaim | undefined;
@@ -111,6 +112,17 @@ export function sourceSecretOf(
   return classSecretRef(sc, pvc, `pvc-${pvc.metadata.uid}`);
 }
 
+/** What mountPodPatch selectors match and the allow-list reads: the PVC's name, labels, annotations and class. */
+export function pvcIdentity(pvc: V1PersistentVolumeClaim): PvcIdentity {
+  return {
+    name: pvc.metadata!.name!,
+    namespace: pvc.metadata?.namespace ?? '',
+    labels: pvc.metadata?.labels ?? {},
+    annotations: pvc.metadata?.annotations ?? {},
+    storageClassName: pvc.spec?.storageClassName,
+  };
+}
+
 function fromBoundPv(
   volume: V1Volume,
   pvc: V1PersistentVolumeClaim,
@@ -130,17 +142,15 @@ function fromBoundPv(
   };
   const pvcName = pvc.metadata!.name!;
   return {
-    podVolumeName: volume.name,
-    pvcName,
-    pvcLabels: pvc.metadata?.labels ?? {},
-    pvcAnnotations: pvc.metadata?.annotations ?? {},
-    storageClassName: pvc.spec?.storageClassName,
-    pvName,
-    subdir: csi.volumeAttributes?.[ATTR.subPath],
-    readOnly: isReadOnly(volume, pvc) || csi.readOnly === true,
-    attributes,
-    mountOptions: pv.spec?.mountOptions ?? [],
-    secret: resolveSecret(ref, pvcName, where, view),
+    source: {
+      pvName,
+      subdir: csi.volumeAttributes?.[ATTR.subPath],
+      readOnly: isReadOnly(volume, pvc) || csi.readOnly === true,
+      attributes,
+      mountOptions: pv.spec?.mountOptions ?? [],
+      secret: resolveSecret(ref, pvcName, where, view),
+    },
+    binding: { podVolumeName: volume.name, pvc: pvcIdentity(pvc) },
   };
 }
 
@@ -180,17 +190,15 @@ function fromStorageClass(
       `${where}: parameters name no node-publish (or provisioner) secret and namespace`,
     );
   return {
-    podVolumeName: volume.name,
-    pvcName,
-    pvcLabels: pvc.metadata?.labels ?? {},
-    pvcAnnotations: pvc.metadata?.annotations ?? {},
-    storageClassName: scName,
-    pvName,
-    subdir,
-    readOnly: isReadOnly(volume, pvc),
-    attributes: params,
-    mountOptions: sc.mountOptions ?? [],
-    secret: resolveSecret(ref, pvcName, where, view),
+    source: {
+      pvName,
+      subdir,
+      readOnly: isReadOnly(volume, pvc),
+      attributes: params,
+      mountOptions: sc.mountOptions ?? [],
+      secret: resolveSecret(ref, pvcName, where, view),
+    },
+    binding: { podVolumeName: volume.name, pvc: { ...pvcIdentity(pvc), storageClassName: scName } },
   };
 }
 

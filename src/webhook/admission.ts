@@ -4,10 +4,10 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import fjp from 'fast-json-patch';
 import type { Logger } from 'pino';
-import { DenyError } from '../inject/errors.js';
+import { DenyError } from '../contract/deny.js';
 import { describePod } from '../inject/inject.js';
 import type { InjectOptions } from '../inject/types.js';
-import { injectWithView } from '../resolve/inject-with-view.js';
+import { injectWithView } from '../inject/inject-with-view.js';
 import type { ClusterView } from '../resolve/resolve.js';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';

@@ -10,7 +10,7 @@ import t from 'tap';
 import { readMounts } from '../../src/juicefs/mounts.js';
 import { applyObjects, CLI } from '../../src/local/components.js';
 import { PACKAGE_ROOT as PROJECT_ROOT } from '../../src/util/package-root.js';
-import { isPodReady, mountPointOf, referencesOf } from '../../src/node/mount-pod.js';
+import { isPodReady, mountPointOf, referencesOf } from '../../src/node/mount-pod-plan.js';
 import { parseManifests } from '../../src/offline/inject-manifests.js';
 import { eventually } from '../env/harness.js';
 

@@ -10,7 +10,7 @@ import t from 'tap';
 import { MOUNT_ROOT } from '../../src/contract/keys.js';
 import { mountAt, readMounts } from '../../src/juicefs/mounts.js';
 import { targetState } from '../../src/node/bind.js';
-import { mountPointOf, referencesOf } from '../../src/node/mount-pod.js';
+import { mountPointOf, referencesOf } from '../../src/node/mount-pod-plan.js';
 import { eventually } from '../env/harness.js';
 import { startNodeHarness } from '../env/node-harness.js';
 

@@ -11,7 +11,7 @@ import path from 'node:path';
 import t from 'tap';
 import { mountAt, readMounts } from '../../src/juicefs/mounts.js';
 import { waitForSocket } from '../../src/local/components.js';
-import { isPodReady, mountPointOf, referencesOf } from '../../src/node/mount-pod.js';
+import { isPodReady, mountPointOf, referencesOf } from '../../src/node/mount-pod-plan.js';
 import { eventually } from '../env/harness.js';
 import { MOUNT_POD_NAMESPACE as NS, startNodeHarness } from '../env/node-harness.js';
 
@@ -356,6 +356,65 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     t.equal(job.spec?.template.spec?.nodeName, NODE, "the Job ran on the Mount Pod's node");
     t.notOk(existsSync(raw), "this volume's cache blocks are gone");
     t.ok(existsSync(other), "another volume's cache in the same folder is left alone");
+  });
+
+  await t.test('a mountPodPatch pvcSelector reaches the Mount Pod of a PV through its claim', async (t) => {
+    const ns = 'selected';
+    await core.createNamespace({ body: { metadata: { name: ns } } });
+    await core.createNamespacedConfigMap({
+      namespace: NS,
+      body: {
+        metadata: { name: 'juicefs-csi-driver-config' },
+        data: {
+          'config.yaml': 'mountPodPatch:\n  - pvcSelector: {matchLabels: {tier: gold}}\n    labels: {patched: gold}\n',
+        },
+      },
+    });
+    await core.createPersistentVolume({
+      body: {
+        metadata: { name: 'pv-sel' },
+        spec: {
+          capacity: { storage: '10Gi' },
+          accessModes: ['ReadWriteMany'],
+          persistentVolumeReclaimPolicy: 'Retain',
+          storageClassName: '',
+          claimRef: { name: 'gold', namespace: ns },
+          csi: { driver: 'csi.juicefs.com', volumeHandle: 'pv-sel', volumeAttributes: { subPath: 'pv-sel' } },
+        },
+      },
+    });
+    await core.createNamespacedPersistentVolumeClaim({
+      namespace: ns,
+      body: {
+        metadata: { name: 'gold', labels: { tier: 'gold' } },
+        spec: {
+          accessModes: ['ReadWriteMany'],
+          storageClassName: '',
+          volumeName: 'pv-sel',
+          resources: { requests: { storage: '10Gi' } },
+        },
+      },
+    });
+    const target = path.join(dir, 'pods/s/volumes/pv-sel/mount');
+    await publish('pv-sel', target, { subPath: 'pv-sel' });
+    const pod = (await mountPodOf('pv-sel'))!;
+    t.equal(pod.metadata?.labels?.patched, 'gold', "the patch selected the Mount Pod by its PVC's labels");
+    const unclaimed = path.join(dir, 'pods/u/volumes/pv-free/mount');
+    await publish('pv-free', unclaimed);
+    t.notOk((await mountPodOf('pv-free'))?.metadata?.labels?.patched, 'a volume without that PVC is not patched');
+    await t.rejects(
+      publish('pv-bad', path.join(dir, 'pods/x/volumes/pv-bad/mount'), { 'juicefs/mount-delete-delay': 'soon' }),
+      { code: 3, message: /juicefs\/mount-delete-delay "soon"/ },
+      'a bad delete delay is INVALID_ARGUMENT naming the key, not a delay of 0',
+    );
+    await unpublish('pv-sel', target);
+    await unpublish('pv-free', unclaimed);
+    await core.deleteNamespacedConfigMap({ name: 'juicefs-csi-driver-config', namespace: NS });
+    await eventually(
+      async () => !(await mountPodOf('pv-sel')) && !(await mountPodOf('pv-free')),
+      60_000,
+      'their Mount Pods deleted',
+    );
   });
 
   await t.test('juicefs/mount-delete-delay keeps the Mount Pod a while, and a new publish takes it back', async (t) => {

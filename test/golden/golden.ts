@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { parseAllDocuments, stringify } from 'yaml';
 import type { Test } from 'tap';
 import { configFromObjects, namespaceMode } from '../../src/config/options.js';
-import { DenyError } from '../../src/inject/errors.js';
+import { DenyError } from '../../src/contract/deny.js';
 import { describePod } from '../../src/inject/inject.js';
 import type { InjectOptions } from '../../src/inject/types.js';
 import {

@@ -4,24 +4,31 @@
 // the PV in Mount Pod mode (the Mount Pod with its hash, labels and
 // annotations, its host mount point, and the cache cleanup Job when the PV
 // asks for one), or the denial.
-import type { KubernetesObject, V1Job, V1PersistentVolume, V1Pod, V1Secret } from '@kubernetes/client-node';
-import { createHash } from 'node:crypto';
+import type {
+  KubernetesObject,
+  V1Job,
+  V1PersistentVolume,
+  V1PersistentVolumeClaim,
+  V1Pod,
+  V1Secret,
+} from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { configFromObjects } from '../../src/config/options.js';
-import { ATTR } from '../../src/contract/keys.js';
-import { summariseSecret } from '../../src/contract/secret-copy.js';
-import { DenyError } from '../../src/inject/errors.js';
+import { ATTR, SYSTEM_NAMESPACE } from '../../src/contract/keys.js';
+import { mountPodSecretName, summariseSecret } from '../../src/contract/secret-copy.js';
+import { DenyError } from '../../src/contract/deny.js';
 import { parseManifests, stringifyManifests } from '../../src/offline/inject-manifests.js';
 import { planCleanCacheJob, wantsCacheCleanup } from '../../src/node/clean-cache.js';
-import { planMountPod } from '../../src/node/mount-pod.js';
+import { planMountPod } from '../../src/node/mount-pod-plan.js';
+import { pvcIdentity } from '../../src/resolve/resolve.js';
 import { TESTDATA } from './golden.js';
 
 export const MOUNT_POD_TESTDATA = path.join(TESTDATA, 'mount-pod');
 export const MOUNT_POD_GOLDEN_SUFFIX = '.mount-pod.yaml';
 
 /** Where the node runs its Mount Pods in these cases (the CLI's default namespace). */
-const NODE = { name: 'node-1', namespace: 'juicefs-system' };
+const NODE = { name: 'node-1', namespace: SYSTEM_NAMESPACE };
 
 export interface MountPodCase {
   name: string;
@@ -84,22 +91,17 @@ function publishRequestOf(objects: KubernetesObject[]): PublishRequest {
  * (src/node/mount-pods.ts `publish`) does with a publish request before it
  * writes to the API, with the ConfigMap among the objects of its namespace.
  */
-function planPublish(req: PublishRequest, nodeObjects: KubernetesObject[]): Omit<Planned, 'pvName'> {
-  // As MountPodManager.ensureSecret names the Secret copy it makes in its namespace (not exported).
+function planPublish(
+  req: PublishRequest,
+  claim: V1PersistentVolumeClaim | undefined,
+  nodeObjects: KubernetesObject[],
+): Omit<Planned, 'pvName'> {
   const data = Object.fromEntries(Object.entries(req.secrets).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
-  const digest = createHash('sha256')
-    .update(JSON.stringify(Object.entries(data).sort()))
-    .digest('hex')
-    .slice(0, 8);
-  const secretName = `juicefs-${req.volumeId}`.slice(0, 230).replace(/[^a-z0-9.-]/g, '-') + `-${digest}-secret`;
+  const secretName = mountPodSecretName(req.volumeId, data);
   const plan = planMountPod({
     nodeName: NODE.name,
     namespace: NODE.namespace,
     volume: {
-      podVolumeName: 'data',
-      pvcName: '',
-      pvcLabels: {},
-      pvcAnnotations: {},
       pvName: req.volumeId,
       subdir: req.volumeContext[ATTR.subPath],
       readOnly: req.readOnly,
@@ -107,15 +109,29 @@ function planPublish(req: PublishRequest, nodeObjects: KubernetesObject[]): Omit
       mountOptions: req.mountFlags,
       secret: { name: secretName, ...summariseSecret(data) },
     },
-    options: { mode: 'sidecar', config: configFromObjects(nodeObjects) },
+    claim: claim ? pvcIdentity(claim) : undefined,
+    options: { config: configFromObjects(nodeObjects) },
   });
   return { ...plan, cleanup: wantsCacheCleanup(plan.pod) ? planCleanCacheJob(plan.pod) : undefined };
+}
+
+/** The PVC the PV's claimRef names, among the case's objects (as the node reads it from the API). */
+function claimOf(objects: KubernetesObject[]): V1PersistentVolumeClaim | undefined {
+  const pv = objects.find((o) => o.kind === 'PersistentVolume') as V1PersistentVolume;
+  const ref = pv.spec?.claimRef;
+  return objects.find(
+    (o) =>
+      o.kind === 'PersistentVolumeClaim' &&
+      o.metadata?.name === ref?.name &&
+      o.metadata?.namespace === ref?.namespace &&
+      (!ref?.uid || o.metadata?.uid === ref.uid),
+  ) as V1PersistentVolumeClaim | undefined;
 }
 
 function planCase(objects: KubernetesObject[]): Planned {
   const pvName = objects.find((o) => o.kind === 'PersistentVolume')!.metadata!.name!;
   const nodeObjects = objects.filter((o) => o.metadata?.namespace === NODE.namespace);
-  return { pvName, ...planPublish(publishRequestOf(objects), nodeObjects) };
+  return { pvName, ...planPublish(publishRequestOf(objects), claimOf(objects), nodeObjects) };
 }
 
 export function renderMountPodGolden(c: MountPodCase): string {

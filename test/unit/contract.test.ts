@@ -13,8 +13,8 @@ import {
   summariseSecret,
 } from '../../src/contract/secret-copy.js';
 import { checkSubdir } from '../../src/controller/controller-service.js';
-import { filterUserAnnotations } from '../../src/inject/allowlist.js';
-import { mergeOptions, parseOption, renderOptions } from '../../src/inject/mount-options.js';
+import { filterUserAnnotations } from '../../src/mount/allowlist.js';
+import { mergeOptions, parseOption, renderOptions } from '../../src/mount/mount-options.js';
 
 t.test('quantities', async (t) => {
   t.equal(parseQuantity('500m'), 0.5);

@@ -22,13 +22,13 @@ const LAYERS: string[][] = [
   // The ConfigMap schema and PVC selectors: parsed with the contract's keys and quantities.
   ['config'],
   // The mount spec (settings → client container, options, format step), shared by sidecar and Mount Pod;
-  // built from the contract and the config. Absent until the mount spec lands: the rank is kept for it.
+  // built from the contract and the config.
   ['mount'],
-  // The pure injector: pod + resolved volumes → injected pod. Its types.ts declares ResolvedVolume.
-  ['inject'],
-  // PVC → PV / StorageClass → Secret over a ClusterView, producing inject's ResolvedVolume;
-  // inject-with-view.ts composes resolving and injecting, so resolve sits above inject.
+  // PVC → PV / StorageClass → Secret over a ClusterView, producing ResolvedVolume (its source and pod binding).
   ['resolve'],
+  // The pure injector: pod + resolved volumes → injected pod; inject-with-view.ts composes resolving and
+  // injecting (the seam the webhook and the offline command share), so inject sits above resolve.
+  ['inject'],
   // Adapters to the outside world: the API (k8s: informer caches implementing resolve's ClusterView),
   // the juicefs client and /proc mounts (juicefs: uses inject's option parsing), the CSI gRPC plumbing (csi).
   ['k8s', 'juicefs', 'csi'],

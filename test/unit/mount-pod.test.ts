@@ -2,16 +2,18 @@
 // stable hash, reference keys.
 import t from 'tap';
 import { DEFAULT_GLOBAL_CONFIG } from '../../src/config/schema.js';
-import type { ResolvedVolume } from '../../src/inject/types.js';
+import type { VolumeSource } from '../../src/mount/volume.js';
 import { planCleanCacheJob, wantsCacheCleanup } from '../../src/node/clean-cache.js';
-import { annotationPatch, planMountPod, referenceKey, referencesOf } from '../../src/node/mount-pod.js';
+import { annotationPatch, planMountPod, referenceKey, referencesOf } from '../../src/node/mount-pod-plan.js';
 import fjp from 'fast-json-patch';
 
-const volume: ResolvedVolume = {
-  podVolumeName: 'data',
-  pvcName: 'data',
-  pvcLabels: { tier: 'gold' },
-  pvcAnnotations: { 'juicefs/mount-image': 'evil' },
+const claim = {
+  name: 'data',
+  namespace: 'team-a',
+  labels: { tier: 'gold' },
+  annotations: { 'juicefs/mount-image': 'evil' },
+};
+const volume: VolumeSource = {
   pvName: 'pvc-1234',
   subdir: 'pvc-1234',
   readOnly: false,
@@ -22,7 +24,7 @@ const volume: ResolvedVolume = {
 const options = { mode: 'sidecar' as const, config: DEFAULT_GLOBAL_CONFIG };
 
 t.test('a Mount Pod for one PV on one node', async (t) => {
-  const plan = planMountPod({ nodeName: 'node-a', namespace: 'juicefs-system', volume, options });
+  const plan = planMountPod({ nodeName: 'node-a', namespace: 'juicefs-system', volume, claim, options });
   const pod = plan.pod;
   t.equal(pod.spec?.nodeName, 'node-a');
   t.same(

@@ -5,7 +5,6 @@ import type { V1Pod } from '@kubernetes/client-node';
 import fjp, { type Operation } from 'fast-json-patch';
 import { createHash } from 'node:crypto';
 import {
-  ATTR,
   CACHE_VOLUME_PREFIX,
   FORMAT_INIT_NAME,
   MOUNT_POD_ANN_CLEAN_CACHE,
@@ -20,12 +19,12 @@ import {
   METRICS_PORT,
   SIDECAR_NAME,
 } from '../contract/keys.js';
-import { buildFormatContainer, buildSidecar, mountArgs, needsFormat } from '../inject/containers.js';
-import { computeMountSettings, type MountSettings } from '../inject/settings.js';
-import type { InjectOptions, ResolvedVolume } from '../inject/types.js';
-
-const LABEL_VALUE_MAX = 63;
-const NAME_MAX = 63;
+// A Mount Pod's name is its hostname too: a DNS label, like the label values.
+import { dnsName, LABEL_VALUE_MAX } from '../contract/names.js';
+import { cacheVolumes } from '../mount/cache-volumes.js';
+import { buildFormatContainer, buildSidecar, mountArgs, needsFormat } from '../mount/containers.js';
+import { computeMountSettings, type MountContext, type MountSettings } from '../mount/settings.js';
+import type { PvcIdentity, VolumeSource } from '../mount/volume.js';
 
 /** Annotation key of one reference: `juicefs-` + sha256(target path), cut to 63 characters. */
 export function referenceKey(targetPath: string): string {
@@ -40,7 +39,7 @@ export function referencesOf(pod: V1Pod): string[] {
 }
 
 /** What decides whether an existing Mount Pod can serve a publish: everything that shapes the mount. */
-export function settingsHash(volume: ResolvedVolume, settings: MountSettings): string {
+export function settingsHash(volume: VolumeSource, settings: MountSettings): string {
   const material = JSON.stringify({
     image: settings.image,
     args: mountArgs(settings, METRICS_PORT),
@@ -51,16 +50,9 @@ export function settingsHash(volume: ResolvedVolume, settings: MountSettings): s
   return createHash('sha256').update(material).digest('hex').slice(0, 10);
 }
 
-export function dnsLabel(text: string, max: number): string {
-  const clean = text.toLowerCase().replace(/[^a-z0-9-]/g, '-');
-  if (clean.length <= max) return clean.replace(/^-+|-+$/g, '');
-  const hash = createHash('sha256').update(text).digest('hex').slice(0, 8);
-  return `${clean.slice(0, max - 9).replace(/-+$/, '')}-${hash}`;
-}
-
 /** The `volume-id` label value of a PV's Mount Pods (also the node's lock key for that volume). */
 export function volumeLabel(pvName: string): string {
-  return dnsLabel(pvName, LABEL_VALUE_MAX);
+  return dnsName(pvName, LABEL_VALUE_MAX);
 }
 
 /** Where a Mount Pod mounts its volume on the host (its container's JFS_MOUNT_POINT). */
@@ -76,8 +68,10 @@ export function isPodReady(pod: V1Pod | undefined): boolean {
 export interface MountPodInput {
   nodeName: string;
   namespace: string;
-  volume: ResolvedVolume;
-  options: InjectOptions;
+  volume: VolumeSource;
+  /** The PVC that claims the PV (from its claimRef), when there is one: `mountPodPatch` selectors match it. */
+  claim?: PvcIdentity;
+  options: MountContext;
 }
 
 export interface MountPodPlan {
@@ -90,30 +84,27 @@ export interface MountPodPlan {
 
 export function planMountPod(input: MountPodInput): MountPodPlan {
   const { volume, nodeName, namespace } = input;
-  const settings = computeMountSettings(volume, input.options, {});
+  // PVC annotations do not tune a Mount Pod (it is not one pod's); the claim only selects mountPodPatch entries.
+  const settings = computeMountSettings(volume, input.claim, input.options, []);
   const hash = settingsHash(volume, settings);
   const mountPoint = `${MOUNT_ROOT}/${volume.pvName}-${hash}`;
+  const cache = cacheVolumes(settings, (i) => `${CACHE_VOLUME_PREFIX}-${i}`, 'hostPath');
   const container = buildSidecar({
     name: SIDECAR_NAME,
     settings,
     secret: volume.secret,
     leadingEnv: [],
     mountPoint,
-    volumeMounts: [
-      { name: 'jfs-dir', mountPath: MOUNT_ROOT, mountPropagation: 'Bidirectional' },
-      ...settings.cacheDirs
-        .filter((d) => d !== 'memory')
-        .map((d, i) => ({ name: `${CACHE_VOLUME_PREFIX}-${i}`, mountPath: d })),
-    ],
+    volumeMounts: [{ name: 'jfs-dir', mountPath: MOUNT_ROOT, mountPropagation: 'Bidirectional' }, ...cache.mounts],
     metricsPort: METRICS_PORT,
     placement: 'mount-pod',
   });
-  const deleteDelay = volume.attributes[ATTR.deleteDelay];
+  const { deleteDelay, cleanCache } = settings.attributes;
   const pod: V1Pod = {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
-      name: dnsLabel(`juicefs-${nodeName}-${volume.pvName}-${hash}`, NAME_MAX),
+      name: dnsName(`juicefs-${nodeName}-${volume.pvName}-${hash}`, LABEL_VALUE_MAX),
       namespace,
       labels: {
         ...settings.labels,
@@ -124,7 +115,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
       annotations: {
         ...settings.annotations,
         ...(deleteDelay ? { [MOUNT_POD_ANN_DELETE_DELAY]: deleteDelay } : {}),
-        ...(volume.attributes[ATTR.cleanCache] === 'true' ? { [MOUNT_POD_ANN_CLEAN_CACHE]: 'true' } : {}),
+        ...(cleanCache ? { [MOUNT_POD_ANN_CLEAN_CACHE]: 'true' } : {}),
       },
     },
     spec: {
@@ -135,7 +126,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
       automountServiceAccountToken: false,
       terminationGracePeriodSeconds: 30,
       // The same idempotent format step as the sidecar's, when the Secret names an object storage.
-      ...(needsFormat(volume.secret)
+      ...(needsFormat(volume.secret.keys)
         ? {
             initContainers: [
               buildFormatContainer(FORMAT_INIT_NAME, settings, volume.secret, `PersistentVolume ${volume.pvName}`),
@@ -143,15 +134,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
           }
         : {}),
       containers: [container],
-      volumes: [
-        { name: 'jfs-dir', hostPath: { path: MOUNT_ROOT, type: 'DirectoryOrCreate' } },
-        ...settings.cacheDirs
-          .filter((d) => d !== 'memory')
-          .map((d, i) => ({
-            name: `${CACHE_VOLUME_PREFIX}-${i}`,
-            hostPath: { path: d, type: 'DirectoryOrCreate' as const },
-          })),
-      ],
+      volumes: [{ name: 'jfs-dir', hostPath: { path: MOUNT_ROOT, type: 'DirectoryOrCreate' } }, ...cache.volumes],
     },
   };
   return { pod, hash, mountPoint, warnings: settings.warnings };

@@ -1,9 +1,9 @@
 // Resolve then inject: the one sequence behind the webhook and the offline
 // `inject` command. DenyError from resolution or injection propagates.
 import type { V1Pod } from '@kubernetes/client-node';
-import { injectPod, skipBeforeResolving } from '../inject/inject.js';
-import type { InjectOptions, InjectOutcome } from '../inject/types.js';
-import { resolveVolumes, type ClusterView } from './resolve.js';
+import { resolveVolumes, type ClusterView } from '../resolve/resolve.js';
+import { injectPod, skipBeforeResolving } from './inject.js';
+import type { InjectOptions, InjectOutcome } from './types.js';
 
 export function injectWithView(
   pod: V1Pod,

@@ -4,15 +4,13 @@
 // shell scripts here are constants that read env vars, never spliced text.
 import type { V1Container, V1EnvVar, V1VolumeMount } from '@kubernetes/client-node';
 import { METRICS_PORT, MOUNT_POINT_ENV, SECRET_COPY_ENV_PREFIX, SECRET_KEYS } from '../contract/keys.js';
-import { DenyError } from './errors.js';
-import { parseOption, renderOptions } from './mount-options.js';
+import { DenyError } from '../contract/deny.js';
+import { ENV_METAURL, FormatError, formatCommand } from './format.js';
+import { renderOptions } from './mount-options.js';
 import type { MountSettings } from './settings.js';
-import type { SecretInfo } from './types.js';
+import type { SecretInfo } from './volume.js';
 
-export const ENV_METAURL = 'JFS_METAURL';
-const ENV_NAME = 'JFS_NAME';
-const ENV_STORAGE = 'JFS_STORAGE';
-const ENV_BUCKET = 'JFS_BUCKET';
+export { ENV_METAURL, needsFormat } from './format.js';
 
 /** True when /proc/mounts shows a JuiceFS FUSE mount at $JFS_MOUNT_POINT. */
 export const MOUNT_READY_SCRIPT = `grep -qF " $${MOUNT_POINT_ENV} fuse.juicefs " /proc/mounts`;
@@ -95,46 +93,23 @@ export function buildSidecar(spec: SidecarSpec): V1Container {
   return container;
 }
 
-/** Whether the Secret asks for `juicefs format` (it names an object storage). */
-export function needsFormat(secret: SecretInfo): boolean {
-  return secret.keys.includes(SECRET_KEYS.storage) || secret.keys.includes(SECRET_KEYS.bucket);
-}
-
-/** The idempotent format step: `--no-update` leaves an existing volume as it is. */
+/** The idempotent format step (./format.ts): `--no-update` leaves an existing volume as it is. */
 export function buildFormatContainer(
   name: string,
   settings: MountSettings,
   secret: SecretInfo,
   where: string,
 ): V1Container {
-  const keys = new Set(secret.keys);
-  if (!keys.has(SECRET_KEYS.name)) {
-    throw new DenyError(
-      'invalid-secret',
-      `Secret ${secret.name} of ${where}: key "${SECRET_KEYS.name}" is needed to format the volume`,
-    );
+  let step;
+  try {
+    step = formatCommand(secret.keys, secret.formatOptions);
+  } catch (err) {
+    if (err instanceof FormatError)
+      throw new DenyError('invalid-secret', `Secret ${secret.name} of ${where}: ${err.message}`);
+    throw err;
   }
-  const env: V1EnvVar[] = [...clientEnv(secret), secretEnv(ENV_NAME, secret, SECRET_KEYS.name)];
-  const args = ['juicefs', 'format', '--no-update'];
-  if (keys.has(SECRET_KEYS.storage)) {
-    env.push(secretEnv(ENV_STORAGE, secret, SECRET_KEYS.storage));
-    args.push(`--storage=$(${ENV_STORAGE})`);
-  }
-  if (keys.has(SECRET_KEYS.bucket)) {
-    env.push(secretEnv(ENV_BUCKET, secret, SECRET_KEYS.bucket));
-    args.push(`--bucket=$(${ENV_BUCKET})`);
-  }
-  // juicefs reads object-storage credentials from these env vars.
-  if (keys.has(SECRET_KEYS.accessKey)) env.push(secretEnv('ACCESS_KEY', secret, SECRET_KEYS.accessKey));
-  if (keys.has(SECRET_KEYS.secretKey)) env.push(secretEnv('SECRET_KEY', secret, SECRET_KEYS.secretKey));
-  const formatOptions = secret.formatOptions.map((text) => {
-    const parsed = parseOption(text);
-    if (typeof parsed === 'string')
-      throw new DenyError('invalid-secret', `Secret ${secret.name} of ${where}: format-options: ${parsed}`);
-    return parsed;
-  });
-  args.push(...renderOptions(formatOptions));
-  args.push(`$(${ENV_METAURL})`, `$(${ENV_NAME})`);
+  const env = [...clientEnv(secret), ...step.env.map((e) => secretEnv(e.name, secret, e.key))];
+  const args = step.args;
   return {
     name,
     image: settings.image,

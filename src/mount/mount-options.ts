@@ -8,9 +8,9 @@ export interface ParsedOption {
   value?: string;
 }
 
+import { hasControlCharacters } from '../contract/names.js';
+
 const OPTION = /^([A-Za-z0-9][A-Za-z0-9_.-]*)(?:=(.*))?$/s;
-// Control characters (newlines included) have no place in a mount option.
-const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /** Parses one option; returns an error text when it is not a plain key[=value]. */
 export function parseOption(text: string): ParsedOption | string {
@@ -18,7 +18,8 @@ export function parseOption(text: string): ParsedOption | string {
   const stripped = trimmed.replace(/^--?/, '');
   const m = OPTION.exec(stripped);
   if (!m) return `mount option "${text}" is not of the form key[=value]`;
-  if (m[2] !== undefined && CONTROL.test(m[2])) return `mount option "${m[1]}" has control characters in its value`;
+  if (m[2] !== undefined && hasControlCharacters(m[2]))
+    return `mount option "${m[1]}" has control characters in its value`;
   return m[2] === undefined ? { key: m[1] } : { key: m[1], value: m[2] };
 }
 

@@ -1,0 +1,232 @@
+// The one table of per-volume settings (DESIGN.md, "Compatibility contract"
+// and "No privilege through the back door"): each PV volumeAttributes /
+// StorageClass parameters key → its parser, who may set it, and where it
+// applies. The settings parser, the user allow-list, the ConfigMap's default
+// bounds, the Mount Pod plan and the README's table are all driven by it.
+import { parseDuration } from './duration.js';
+import { ATTR, DEFAULT_RESOURCES } from './keys.js';
+import { hasControlCharacters } from './names.js';
+import { checkPathPattern } from './path-pattern.js';
+import { parseQuantity } from './quantity.js';
+
+/** An attribute value that its parser refuses; the message names the key and the value. */
+export class AttributeError extends Error {
+  override name = 'AttributeError';
+  constructor(
+    readonly key: string,
+    /** What is wrong, without the key (e.g. `"x" is not a resource quantity`). */
+    readonly problem: string,
+  ) {
+    super(`${key} ${problem}`);
+  }
+}
+
+export interface AttributeSpec<T> {
+  key: string;
+  /**
+   * admin: PV volumeAttributes and StorageClass parameters only;
+   * user: also PVC and pod annotations, by namespace users, within the admin's `annotationBounds`.
+   */
+  setBy: 'admin' | 'user';
+  /** Which client it shapes: the sidecar, the Mount Pod, both; `provisioning`: the controller's CreateVolume (and the webhook's WaitForFirstConsumer). */
+  appliesTo: 'sidecar' | 'mount-pod' | 'both' | 'provisioning';
+  /** Where an admin writes it. */
+  writtenIn: 'pv-and-storage-class' | 'storage-class';
+  /** One line for the README. */
+  summary: string;
+  /** The value, or AttributeError naming the key. */
+  parse(text: string): T;
+}
+
+function spec<T>(s: AttributeSpec<T>): AttributeSpec<T> {
+  return s;
+}
+
+const fail = (key: string, text: string, why: string): never => {
+  throw new AttributeError(key, `"${text}" ${why}`);
+};
+
+function quantity(key: string): (text: string) => string {
+  return (text) => (parseQuantity(text) === undefined ? fail(key, text, 'is not a resource quantity') : text);
+}
+
+/** A map attribute: a JSON object, or `k=v` pairs separated by commas. */
+function parseMap(key: string, text: string): Record<string, string> {
+  if (!text.trim()) return {};
+  if (text.trim().startsWith('{')) {
+    try {
+      const v = JSON.parse(text) as unknown;
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
+      return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, val]) => [k, String(val)]));
+    } catch (err) {
+      throw new AttributeError(key, `is not a JSON map (${(err as Error).message})`);
+    }
+  }
+  const out: Record<string, string> = {};
+  for (const pair of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new AttributeError(key, `entry "${pair}" is not key=value`);
+    out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+/** The four resource keys, the one place they are listed: the table's name of each, and which entry of the container's resources it sets. */
+export const RESOURCE_FIELDS = [
+  { key: ATTR.cpuRequest, name: 'cpuRequest', list: 'requests', resource: 'cpu' },
+  { key: ATTR.cpuLimit, name: 'cpuLimit', list: 'limits', resource: 'cpu' },
+  { key: ATTR.memoryRequest, name: 'memoryRequest', list: 'requests', resource: 'memory' },
+  { key: ATTR.memoryLimit, name: 'memoryLimit', list: 'limits', resource: 'memory' },
+] as const;
+export type ResourceAttr = (typeof RESOURCE_FIELDS)[number]['key'];
+export const RESOURCE_ATTRS: readonly ResourceAttr[] = RESOURCE_FIELDS.map((f) => f.key);
+
+/** The default of each resource key (DEFAULT_RESOURCES, by key). */
+export const DEFAULT_RESOURCE_VALUES: Record<ResourceAttr, string> = Object.fromEntries(
+  RESOURCE_FIELDS.map((f) => [f.key, DEFAULT_RESOURCES[f.list][f.resource]]),
+) as Record<ResourceAttr, string>;
+
+function resource(key: ResourceAttr, what: string) {
+  return spec<string>({
+    key,
+    setBy: 'user',
+    appliesTo: 'both',
+    writtenIn: 'pv-and-storage-class',
+    summary: `${what} of the client (a quantity; ≤ 0 removes the entry; default ${DEFAULT_RESOURCE_VALUES[key]})`,
+    parse: quantity(key),
+  });
+}
+
+function mountPodMap(key: string, what: string) {
+  return spec<Record<string, string>>({
+    key,
+    setBy: 'admin',
+    appliesTo: 'mount-pod',
+    writtenIn: 'pv-and-storage-class',
+    summary: `${what} of the Mount Pod (JSON map, or \`k=v,k=v\`)`,
+    parse: (text) => parseMap(key, text),
+  });
+}
+
+export const ATTRIBUTES = {
+  mountImage: spec<string | undefined>({
+    key: ATTR.mountImage,
+    setBy: 'admin',
+    appliesTo: 'both',
+    writtenIn: 'pv-and-storage-class',
+    summary: 'image of the client (empty: the default)',
+    parse: (text) => {
+      if (!text) return undefined;
+      if (/\s/.test(text) || hasControlCharacters(text)) fail(ATTR.mountImage, text, 'is not an image reference');
+      return text;
+    },
+  }),
+  cpuRequest: resource(ATTR.cpuRequest, 'CPU request'),
+  cpuLimit: resource(ATTR.cpuLimit, 'CPU limit'),
+  memoryRequest: resource(ATTR.memoryRequest, 'memory request'),
+  memoryLimit: resource(ATTR.memoryLimit, 'memory limit'),
+  deleteDelay: spec<string | undefined>({
+    key: ATTR.deleteDelay,
+    setBy: 'admin',
+    appliesTo: 'mount-pod',
+    writtenIn: 'pv-and-storage-class',
+    summary: 'how long a Mount Pod outlives its last reference (a Go duration, e.g. `1m30s`)',
+    parse: (text) => {
+      if (!text) return undefined;
+      if (parseDuration(text) === undefined) fail(ATTR.deleteDelay, text, 'is not a duration (e.g. 30s, 1m30s)');
+      return text;
+    },
+  }),
+  cleanCache: spec<boolean>({
+    key: ATTR.cleanCache,
+    setBy: 'admin',
+    appliesTo: 'mount-pod',
+    writtenIn: 'pv-and-storage-class',
+    summary: '`"true"`: a Job removes the volume\'s cache once its Mount Pod is gone',
+    parse: (text) =>
+      text === 'true'
+        ? true
+        : text === 'false' || text === ''
+          ? false
+          : fail(ATTR.cleanCache, text, 'is not "true" or "false"'),
+  }),
+  mountLabels: mountPodMap(ATTR.mountLabels, 'labels'),
+  mountAnnotations: mountPodMap(ATTR.mountAnnotations, 'annotations'),
+  mountOptions: spec<string>({
+    key: ATTR.mountOptions,
+    setBy: 'admin',
+    appliesTo: 'both',
+    writtenIn: 'pv-and-storage-class',
+    summary: '`juicefs mount` options, `k=v,k` (each one checked as PV `mountOptions` are)',
+    // Each option is parsed by the mount spec (src/mount/mount-options.ts), which names it in its error.
+    parse: (text) => text,
+  }),
+  subPath: spec<string>({
+    key: ATTR.subPath,
+    setBy: 'admin',
+    appliesTo: 'both',
+    writtenIn: 'pv-and-storage-class',
+    summary: 'subdirectory of the JuiceFS volume to mount (set by the controller on the PVs it creates)',
+    // The subdirectory rule (./subdir.ts) applies where it is mounted, to the result of subPath and the subdir option together.
+    parse: (text) => text,
+  }),
+  pathPattern: spec<string>({
+    key: ATTR.pathPattern,
+    setBy: 'admin',
+    appliesTo: 'provisioning',
+    writtenIn: 'storage-class',
+    summary: 'subdirectory of a new PV from its PVC, e.g. `${.PVC.namespace}-${.PVC.name}`',
+    parse: (text) => {
+      if (!checkPathPattern(text)) fail(ATTR.pathPattern, text, 'has an unknown placeholder');
+      return text;
+    },
+  }),
+} as const;
+
+export type AttributeName = keyof typeof ATTRIBUTES;
+type ValueOf<N extends AttributeName> = ReturnType<(typeof ATTRIBUTES)[N]['parse']>;
+/** Every attribute of the table a volume sets, parsed. */
+export type VolumeAttributes = { [N in AttributeName]?: ValueOf<N> };
+
+export const ATTRIBUTE_SPECS: readonly AttributeSpec<unknown>[] = Object.values(ATTRIBUTES);
+
+/** The keys a namespace user may set (PVC and pod annotations), within the admin's bounds. */
+export const USER_KEYS: readonly string[] = ATTRIBUTE_SPECS.filter((s) => s.setBy === 'user').map((s) => s.key);
+
+/**
+ * Parses every key of the table that `attributes` carries (other keys, e.g.
+ * the provisioner's secret parameters, are not the mount's). Throws
+ * AttributeError naming the first invalid key: an admin's mistake is never
+ * silently replaced by a default.
+ */
+export function parseVolumeAttributes(attributes: Record<string, string>): VolumeAttributes {
+  const out: Record<string, unknown> = {};
+  for (const [name, s] of Object.entries(ATTRIBUTES) as [AttributeName, AttributeSpec<unknown>][]) {
+    const text = attributes[s.key];
+    if (text !== undefined) out[name] = s.parse(text);
+  }
+  return out as VolumeAttributes;
+}
+
+const WHO = {
+  admin: 'admin',
+  user: 'admin; namespace users too, in PVC and pod annotations, within `annotationBounds`',
+} as const;
+const WHERE = {
+  sidecar: 'sidecar',
+  'mount-pod': 'Mount Pod',
+  both: 'sidecar and Mount Pod',
+  provisioning: 'CreateVolume (and WaitForFirstConsumer injection)',
+} as const;
+const WRITTEN = { 'pv-and-storage-class': 'PV, StorageClass', 'storage-class': 'StorageClass' } as const;
+
+/** The README's table of volume settings, rendered from ATTRIBUTES (a unit test keeps the README equal to it). */
+export function renderAttributeTable(): string {
+  const rows = ATTRIBUTE_SPECS.map(
+    (s) => `| \`${s.key}\` | ${WRITTEN[s.writtenIn]} | ${WHO[s.setBy]} | ${WHERE[s.appliesTo]} | ${s.summary} |`,
+  );
+  return ['| key | written in | set by | applies to | value |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
+}

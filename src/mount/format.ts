@@ -1,0 +1,67 @@
+// The idempotent `juicefs format --no-update` step, rendered once: as the
+// argv of the sidecar's or Mount Pod's format init container (Secret values
+// reach it only through env and Kubernetes' $(VAR) expansion), and, expanded
+// here as kubelet would, as the controller's own command line.
+import { SECRET_KEYS } from '../contract/keys.js';
+import { parseOption, renderOptions } from './mount-options.js';
+
+/** Env var of the client that holds the metaurl (the Secret's `metaurl` key). */
+export const ENV_METAURL = 'JFS_METAURL';
+const ENV_NAME = 'JFS_NAME';
+const ENV_STORAGE = 'JFS_STORAGE';
+const ENV_BUCKET = 'JFS_BUCKET';
+
+export class FormatError extends Error {
+  override name = 'FormatError';
+}
+
+/** Whether a Secret with these keys asks for `juicefs format` (it names an object storage). */
+export function needsFormat(keys: readonly string[]): boolean {
+  return keys.includes(SECRET_KEYS.storage) || keys.includes(SECRET_KEYS.bucket);
+}
+
+export interface FormatCommand {
+  /** `juicefs format …`, reading Secret values as $(VAR) (the metaurl as $(JFS_METAURL)). */
+  args: string[];
+  /** The env vars it reads besides JFS_METAURL, each from a Secret key; juicefs reads ACCESS_KEY and SECRET_KEY itself. */
+  env: { name: string; key: string }[];
+}
+
+/** The format step for a Secret with these keys and `format-options`; FormatError when it cannot be formatted. */
+export function formatCommand(keys: readonly string[], formatOptions: readonly string[]): FormatCommand {
+  const has = new Set(keys);
+  if (!has.has(SECRET_KEYS.name)) throw new FormatError(`key "${SECRET_KEYS.name}" is needed to format the volume`);
+  const env: FormatCommand['env'] = [{ name: ENV_NAME, key: SECRET_KEYS.name }];
+  const args = ['juicefs', 'format', '--no-update'];
+  if (has.has(SECRET_KEYS.storage)) {
+    env.push({ name: ENV_STORAGE, key: SECRET_KEYS.storage });
+    args.push(`--storage=$(${ENV_STORAGE})`);
+  }
+  if (has.has(SECRET_KEYS.bucket)) {
+    env.push({ name: ENV_BUCKET, key: SECRET_KEYS.bucket });
+    args.push(`--bucket=$(${ENV_BUCKET})`);
+  }
+  if (has.has(SECRET_KEYS.accessKey)) env.push({ name: 'ACCESS_KEY', key: SECRET_KEYS.accessKey });
+  if (has.has(SECRET_KEYS.secretKey)) env.push({ name: 'SECRET_KEY', key: SECRET_KEYS.secretKey });
+  const options = formatOptions.map((text) => {
+    const parsed = parseOption(text);
+    if (typeof parsed === 'string') throw new FormatError(`format-options: ${parsed}`);
+    return parsed;
+  });
+  args.push(...renderOptions(options));
+  args.push(`$(${ENV_METAURL})`, `$(${ENV_NAME})`);
+  return { args, env };
+}
+
+/**
+ * Kubernetes' expansion of a container's command: `$(VAR)` of a known VAR is
+ * its value, `$$` is `$`, anything else stays as written. For running a
+ * rendered command outside Kubernetes (no shell sees the result).
+ */
+export function expandEnvReferences(args: readonly string[], values: Record<string, string>): string[] {
+  return args.map((arg) =>
+    arg.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)/g, (whole, name?: string) =>
+      name === undefined ? '$' : Object.prototype.hasOwnProperty.call(values, name) ? values[name] : whole,
+    ),
+  );
+}

@@ -1,0 +1,221 @@
+// Mount settings of one JuiceFS volume: image, resources, options, env, cache
+// directories, labels and annotations, from the admin's sources in precedence
+// and the user's bounded tuning. One code path for the sidecar and the Mount Pod.
+import type { V1EnvVar, V1ResourceRequirements } from '@kubernetes/client-node';
+import path from 'node:path';
+import type { GlobalConfig, ResourcesPatch } from '../config/schema.js';
+import { patchesFor } from '../config/selector.js';
+import {
+  AttributeError,
+  DEFAULT_RESOURCE_VALUES,
+  parseVolumeAttributes,
+  RESOURCE_FIELDS,
+  type ResourceAttr,
+  type VolumeAttributes,
+} from '../contract/attributes.js';
+import { DenyError } from '../contract/deny.js';
+import { DEFAULT_CACHE_DIR, DEFAULT_CE_MOUNT_IMAGE, SECRET_KEYS } from '../contract/keys.js';
+import { parseQuantity } from '../contract/quantity.js';
+import { normaliseSubdir, SubdirError } from '../contract/subdir.js';
+import type { UserTuning } from './allowlist.js';
+import {
+  CACHE_DIR_KEY,
+  METRICS_KEY,
+  READ_ONLY_KEYS,
+  SUBDIR_KEY,
+  mergeOptions,
+  parseOption,
+  splitOptionList,
+  type ParsedOption,
+} from './mount-options.js';
+import type { PvcIdentity, VolumeSource } from './volume.js';
+
+export interface MountSettings {
+  image: string;
+  resources: V1ResourceRequirements;
+  /** Options passed to `juicefs mount` (subdir, cache-dir and read-only are separate fields). */
+  options: ParsedOption[];
+  readOnly: boolean;
+  /** Subdirectory to mount, relative to the volume root; undefined mounts the root. */
+  subdir?: string;
+  cacheDirs: string[];
+  env: V1EnvVar[];
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  /** The volume's attributes, parsed by the table (src/contract/attributes.ts); Mount Pod-only ones included. */
+  attributes: VolumeAttributes;
+  warnings: string[];
+}
+
+/** What the settings depend on beyond the volume: the global config and the deployment's default image. */
+export interface MountContext {
+  config: GlobalConfig;
+  /** Mount image from the webhook/node flag or env; undefined means the built-in default. */
+  defaultMountImage?: string;
+}
+
+type Layer = Partial<Record<ResourceAttr, string>>;
+
+function attributeLayer(attrs: VolumeAttributes): Layer {
+  const layer: Layer = {};
+  for (const { key, name } of RESOURCE_FIELDS) if (attrs[name] !== undefined) layer[key] = attrs[name];
+  return layer;
+}
+
+function patchLayer(resources: ResourcesPatch | undefined): Layer {
+  const layer: Layer = {};
+  for (const { key, list, resource } of RESOURCE_FIELDS) {
+    const v = resources?.[list]?.[resource];
+    if (v !== undefined) layer[key] = v;
+  }
+  return layer;
+}
+
+/** Applies layers in order; a value ≤ 0 removes that entry. */
+function resolveResources(layers: Layer[]): V1ResourceRequirements {
+  const merged: Layer = { ...DEFAULT_RESOURCE_VALUES };
+  for (const layer of layers) Object.assign(merged, layer);
+  const requests: Record<string, string> = {};
+  const limits: Record<string, string> = {};
+  for (const { key, list, resource } of RESOURCE_FIELDS) {
+    const v = merged[key];
+    if (v !== undefined && (parseQuantity(v) ?? 0) > 0) (list === 'requests' ? requests : limits)[resource] = v;
+  }
+  // The API server refuses a request above its limit; such a request is
+  // lowered to the limit rather than producing a pod that cannot be created.
+  for (const name of ['cpu', 'memory']) {
+    if (requests[name] && limits[name] && parseQuantity(requests[name])! > parseQuantity(limits[name])!) {
+      requests[name] = limits[name];
+    }
+  }
+  const out: V1ResourceRequirements = {};
+  if (Object.keys(requests).length) out.requests = requests;
+  if (Object.keys(limits).length) out.limits = limits;
+  return out;
+}
+
+/** The one subdirectory rule (src/contract/subdir.ts), as a denial naming the volume. */
+function subdirOf(raw: string | undefined, where: string): string | undefined {
+  if (raw === undefined) return undefined;
+  try {
+    return normaliseSubdir(raw);
+  } catch (err) {
+    if (err instanceof SubdirError) throw new DenyError('invalid-pv', `${where}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** The table's parse of a volume's attributes, an invalid one a denial naming the key. */
+export function volumeAttributes(source: VolumeSource): VolumeAttributes {
+  try {
+    return parseVolumeAttributes(source.attributes);
+  } catch (err) {
+    if (err instanceof AttributeError)
+      throw new DenyError('invalid-pv', `PersistentVolume ${source.pvName}: ${err.message}`);
+    throw err;
+  }
+}
+
+function parseOptions(texts: string[], where: string): ParsedOption[] {
+  return texts.map((t) => {
+    const parsed = parseOption(t);
+    if (typeof parsed === 'string') throw new DenyError('invalid-pv', `${where}: ${parsed}`);
+    return parsed;
+  });
+}
+
+function mergeEnv(lists: V1EnvVar[][]): V1EnvVar[] {
+  const byName = new Map<string, V1EnvVar>();
+  for (const list of lists) for (const e of list) byName.set(e.name, e);
+  return [...byName.values()];
+}
+
+/**
+ * The settings of one volume. `claim` is the PVC that claims it (what
+ * `mountPodPatch[].pvcSelector` matches), when known; `userTuning` is what
+ * namespace users' annotations (PVC, pod) passed the allow-list with, lowest
+ * precedence first. Throws DenyError when an admin-controlled source is
+ * malformed.
+ */
+export function computeMountSettings(
+  volume: VolumeSource,
+  claim: PvcIdentity | undefined,
+  context: MountContext,
+  userTuning: UserTuning['accepted'][],
+): MountSettings {
+  const where = `PersistentVolume ${volume.pvName}`;
+  const { config } = context;
+  const warnings: string[] = [];
+  const secretKeys = new Set(volume.secret.keys);
+  if (!secretKeys.has(SECRET_KEYS.metaurl)) {
+    if (secretKeys.has(SECRET_KEYS.token)) {
+      throw new DenyError(
+        'unsupported',
+        `Secret of ${where}: JuiceFS Enterprise Edition (token without metaurl) is not supported by this injector`,
+      );
+    }
+    throw new DenyError('invalid-secret', `Secret of ${where}: key "${SECRET_KEYS.metaurl}" is missing`);
+  }
+  const attributes = volumeAttributes(volume);
+  // Without a PVC (a static PV no claim names) the selectors see a PVC without name or labels.
+  const patches = claim
+    ? patchesFor(config.mountPodPatch, {
+        name: claim.name,
+        labels: claim.labels,
+        storageClassName: claim.storageClassName,
+      })
+    : patchesFor(config.mountPodPatch, { name: '', labels: {} });
+
+  let image = context.defaultMountImage ?? DEFAULT_CE_MOUNT_IMAGE;
+  if (attributes.mountImage) image = attributes.mountImage;
+  for (const p of patches) if (p.ceMountImage) image = p.ceMountImage;
+
+  const resources = resolveResources([
+    attributeLayer(attributes),
+    ...patches.map((p) => patchLayer(p.resources)),
+    ...userTuning,
+  ]);
+
+  const merged = mergeOptions([
+    parseOptions(volume.mountOptions, where),
+    parseOptions(splitOptionList(attributes.mountOptions), where),
+    ...patches.map((p) => parseOptions(p.mountOptions ?? [], 'ConfigMap mountPodPatch')),
+  ]);
+  let readOnly = volume.readOnly;
+  let optionSubdir: string | undefined;
+  let cacheDirs = [DEFAULT_CACHE_DIR];
+  const passed: ParsedOption[] = [];
+  for (const opt of merged) {
+    if (READ_ONLY_KEYS.has(opt.key)) readOnly = true;
+    else if (opt.key === SUBDIR_KEY) optionSubdir = opt.value;
+    else if (opt.key === METRICS_KEY)
+      continue; // the metrics address is part of the contract
+    else if (opt.key === CACHE_DIR_KEY) {
+      const dirs = (opt.value ?? '').split(':').filter((d) => d);
+      if (!dirs.length || dirs.some((d) => d !== 'memory' && !path.posix.isAbsolute(d))) {
+        throw new DenyError(
+          'invalid-pv',
+          `${where}: cache-dir "${opt.value ?? ''}" must be absolute paths separated by ":"`,
+        );
+      }
+      cacheDirs = dirs;
+    } else passed.push(opt);
+  }
+  const base = subdirOf(optionSubdir, where);
+  const own = subdirOf(volume.subdir, where);
+  const subdir = base && own ? `${base}/${own}` : (own ?? base);
+
+  return {
+    image,
+    resources,
+    options: passed,
+    readOnly,
+    subdir,
+    cacheDirs,
+    env: mergeEnv(patches.map((p) => p.env ?? [])),
+    labels: Object.assign({}, attributes.mountLabels, ...patches.map((p) => p.labels ?? {})),
+    annotations: Object.assign({}, attributes.mountAnnotations, ...patches.map((p) => p.annotations ?? {})),
+    attributes,
+    warnings,
+  };
+}
