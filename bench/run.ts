@@ -129,8 +129,8 @@ async function createLatency(): Promise<CreateSeries> {
         apiVersion: 'v1',
         kind: 'Namespace',
         metadata: { name: BENCH_NS, labels: { 'juicefs.com/enable-injection': 'true' } },
-      } as KubernetesObject,
-      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: `${BENCH_NS}-plain` } } as KubernetesObject,
+      },
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: `${BENCH_NS}-plain` } },
       ...objs,
       ...objs
         .filter((o) => o.kind === 'PersistentVolumeClaim')
@@ -206,7 +206,7 @@ async function provisionThroughput(
     const core = admin.makeApiClient(CoreV1Api);
     await applyObjects(admin, [
       ...readManifest('namespace.yaml'),
-      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'prov' } } as KubernetesObject,
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'prov' } },
       {
         apiVersion: 'v1',
         kind: 'Secret',

@@ -56,7 +56,9 @@ export async function generateBundle(opts: GenerateOptions): Promise<CertBundle>
   return { caCert: ca.cert, caKey: ca.private, cert: serving.cert, key: serving.private };
 }
 
-/** Whether a serving certificate still fits: signed by the CA, covering the hosts, not within `renewBeforeMs` of expiry. */
+/**
+ * Whether a serving certificate still fits: signed by the CA, covering the hosts, not within `renewBeforeMs` of expiry.
+ */
 export function bundleIsUsable(bundle: CertBundle, hosts: string[], renewBeforeMs: number, now = new Date()): boolean {
   try {
     const cert = new X509Certificate(bundle.cert);

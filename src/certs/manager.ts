@@ -137,7 +137,10 @@ export class SecretCertSource implements CertSource {
     if (this.timer) clearInterval(this.timer);
   }
 
-  /** Reads the shared Secret, renews it when due (racing replicas settle through resourceVersion), and publishes the CA bundle. */
+  /**
+   * Reads the shared Secret, renews it when due (racing replicas settle through resourceVersion), and publishes the CA
+   * bundle.
+   */
   async ensure(): Promise<ServingCert> {
     const { namespace, secretName: name, hosts, log } = this.opts;
     for (let attempt = 0; attempt < 5; attempt++) {
@@ -198,7 +201,8 @@ export class SecretCertSource implements CertSource {
       }
       const webhooks = config.webhooks ?? [];
       if (webhooks.every((w) => w.clientConfig.caBundle === encoded)) return;
-      // A JSON patch guarded by resourceVersion: a concurrent writer (another replica) makes it fail, and we look again.
+      // A JSON patch guarded by resourceVersion: a concurrent writer (another replica) makes it fail, and we look
+      // again.
       const ops = [
         { op: 'test', path: '/metadata/resourceVersion', value: config.metadata?.resourceVersion },
         ...webhooks.map((_w, i) => ({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: encoded })),

@@ -10,6 +10,52 @@ import { SYSTEM_NAMESPACE } from '../contract/keys.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
+// What commander hands each command's action: one field per option, named as commander camel-cases them.
+interface LogFlags {
+  logLevel: string;
+}
+interface WebhookFlags extends LogFlags {
+  kubeconfig?: string;
+  host: string;
+  port: number;
+  namespace: string;
+  serviceName: string;
+  webhookConfigName: string;
+  certSecretName: string;
+  certDir?: string;
+  extraHost: string[];
+  secretNamespace: string[];
+  mountImage?: string;
+  onError: 'deny' | 'allow';
+}
+interface InjectFlags {
+  filename: string[];
+  config?: string;
+  serverless: boolean;
+  mountImage?: string;
+}
+interface ControllerFlags extends LogFlags {
+  endpoint: string;
+  juicefs: string;
+  stateDir: string;
+  kubeconfig?: string;
+  secretSync: boolean;
+  secretNamespace: string[];
+  leaderElect: boolean;
+  leaderElectionNamespace: string;
+  nodeId?: string;
+  mountImage?: string;
+  checkInterval: number;
+}
+interface NodeFlags extends LogFlags {
+  endpoint: string;
+  nodeId: string;
+  kubeconfig?: string;
+  namespace: string;
+  mountImage?: string;
+  checkInterval: number;
+}
+
 /** --check-interval of the Node service (node, controller --node-id): a Go duration, in ms. */
 const checkIntervalOption = () =>
   new Option('--check-interval <duration>', 'how often Mount Pod targets and references are checked (Go duration)')
@@ -101,7 +147,7 @@ export function buildCli(): Command {
         .default('deny'),
     )
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
-    .action(async (o) => {
+    .action(async (o: WebhookFlags) => {
       const { runWebhook } = await import('../webhook/run.js');
       const log = pino({ level: o.logLevel, base: { component: 'webhook' } });
       const running = await runWebhook({
@@ -119,7 +165,7 @@ export function buildCli(): Command {
         onError: o.onError,
         log,
       });
-      closeOnSignal(running.close, log, 'shutting down: draining requests in flight');
+      closeOnSignal(() => running.close(), log, 'shutting down: draining requests in flight');
     });
 
   program
@@ -134,7 +180,7 @@ export function buildCli(): Command {
     .option('--config <file>', 'global config.yaml (default: a juicefs-csi-driver-config ConfigMap among the inputs)')
     .option('--serverless', 'serverless mode: emptyDir instead of hostPath', false)
     .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
-    .action((o) => {
+    .action((o: InjectFlags) => {
       process.exitCode = injectCommand(
         { files: o.filename, config: o.config, serverless: o.serverless, mountImage: o.mountImage },
         {
@@ -172,7 +218,7 @@ export function buildCli(): Command {
     )
     .addOption(checkIntervalOption())
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
-    .action(async (o) => {
+    .action(async (o: ControllerFlags) => {
       const { runController } = await import('../controller/run.js');
       const log = pino({ level: o.logLevel, base: { component: 'controller' } });
       const running = await runController({
@@ -187,7 +233,7 @@ export function buildCli(): Command {
         node: o.nodeId ? { nodeId: o.nodeId, mountImage: o.mountImage, checkIntervalMs: o.checkInterval } : undefined,
         log,
       });
-      closeOnSignal(running.close, log);
+      closeOnSignal(() => running.close(), log);
     });
 
   program
@@ -204,7 +250,7 @@ export function buildCli(): Command {
     .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
     .addOption(checkIntervalOption())
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
-    .action(async (o) => {
+    .action(async (o: NodeFlags) => {
       const { runNode } = await import('../node/run.js');
       const log = pino({ level: o.logLevel, base: { component: 'node' } });
       const server = await runNode({
@@ -216,7 +262,7 @@ export function buildCli(): Command {
         checkIntervalMs: o.checkInterval,
         log,
       });
-      closeOnSignal(server.close, log);
+      closeOnSignal(() => server.close(), log);
     });
 
   program
@@ -225,12 +271,12 @@ export function buildCli(): Command {
       'run a throwaway local control plane with the webhook registered (npm start); never touches your cluster',
     )
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
-    .action(async (o) => {
+    .action(async (o: LogFlags) => {
       const { startLocalCluster, tryThisHint } = await loadHarness();
       const log = pino({ level: o.logLevel, base: { component: 'local' } }, pino.destination({ dest: 2, sync: true }));
       const cluster = await startLocalCluster(log);
       process.stdout.write(`${tryThisHint(cluster.kubeconfig)}\n`);
-      closeOnSignal(cluster.stop, log, 'stopping the local cluster');
+      closeOnSignal(() => cluster.stop(), log, 'stopping the local cluster');
     });
 
   return program;

@@ -19,7 +19,6 @@ export function namespaceMode(ns: V1Namespace | undefined): InjectMode | undefin
 
 /** The global config from a juicefs-csi-driver-config ConfigMap among objects, else the defaults. */
 export function configFromObjects(objects: KubernetesObject[]): GlobalConfig {
-  const cm = objects.find((o) => o.kind === 'ConfigMap' && o.metadata?.name === CONFIG_MAP_NAME) as
-    V1ConfigMap | undefined;
+  const cm = objects.find((o): o is V1ConfigMap => o.kind === 'ConfigMap' && o.metadata?.name === CONFIG_MAP_NAME);
   return parseGlobalConfig(cm?.data?.[CONFIG_MAP_KEY]);
 }

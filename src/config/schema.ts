@@ -90,12 +90,12 @@ function parsePatch(raw: unknown, i: number): MountPodPatch {
   const patch: MountPodPatch = {};
   if (raw.pvcSelector !== undefined) {
     if (!isRecord(raw.pvcSelector)) throw new ConfigError(`${where}.pvcSelector: expected a map`);
-    patch.pvcSelector = raw.pvcSelector as PvcSelector;
+    patch.pvcSelector = raw.pvcSelector;
   }
   for (const key of ['ceMountImage', 'eeMountImage'] as const) {
     if (raw[key] !== undefined) {
       if (typeof raw[key] !== 'string') throw new ConfigError(`${where}.${key}: expected a string`);
-      patch[key] = raw[key] as string;
+      patch[key] = raw[key];
     }
   }
   if (raw.resources !== undefined) {
@@ -115,7 +115,7 @@ function parsePatch(raw: unknown, i: number): MountPodPatch {
     if (!Array.isArray(raw.mountOptions) || !raw.mountOptions.every((o) => typeof o === 'string')) {
       throw new ConfigError(`${where}.mountOptions: expected a list of strings`);
     }
-    patch.mountOptions = raw.mountOptions as string[];
+    patch.mountOptions = raw.mountOptions;
   }
   patch.labels = stringMap(raw.labels, `${where}.labels`);
   patch.annotations = stringMap(raw.annotations, `${where}.annotations`);

@@ -28,7 +28,10 @@ export interface AttributeSpec<T> {
    * user: also PVC and pod annotations, by namespace users, within the admin's `annotationBounds`.
    */
   setBy: 'admin' | 'user';
-  /** Which client it shapes: the sidecar, the Mount Pod, both; `provisioning`: the controller's CreateVolume (and the webhook's WaitForFirstConsumer). */
+  /**
+   * Which client it shapes: the sidecar, the Mount Pod, both; `provisioning`: the controller's CreateVolume (and the
+   * webhook's WaitForFirstConsumer).
+   */
   appliesTo: 'sidecar' | 'mount-pod' | 'both' | 'provisioning';
   /** Where an admin writes it. */
   writtenIn: 'pv-and-storage-class' | 'storage-class';
@@ -74,7 +77,10 @@ function parseMap(key: string, text: string): Record<string, string> {
   return out;
 }
 
-/** The four resource keys, the one place they are listed: the table's name of each, and which entry of the container's resources it sets. */
+/**
+ * The four resource keys, the one place they are listed: the table's name of each, and which entry of the container's
+ * resources it sets.
+ */
 export const RESOURCE_FIELDS = [
   { key: ATTR.cpuRequest, name: 'cpuRequest', list: 'requests', resource: 'cpu' },
   { key: ATTR.cpuLimit, name: 'cpuLimit', list: 'limits', resource: 'cpu' },
@@ -170,7 +176,8 @@ export const ATTRIBUTES = {
     appliesTo: 'both',
     writtenIn: 'pv-and-storage-class',
     summary: 'subdirectory of the JuiceFS volume to mount (set by the controller on the PVs it creates)',
-    // The subdirectory rule (./subdir.ts) applies where it is mounted, to the result of subPath and the subdir option together.
+    // The subdirectory rule (./subdir.ts) applies where it is mounted, to the result of subPath and the subdir option
+    // together.
     parse: (text) => text,
   }),
   pathPattern: spec<string>({
@@ -208,7 +215,7 @@ export function parseVolumeAttributes(attributes: Record<string, string>): Volum
     const text = attributes[s.key];
     if (text !== undefined) out[name] = s.parse(text);
   }
-  return out as VolumeAttributes;
+  return out;
 }
 
 const WHO = {

@@ -33,7 +33,10 @@ export const SECRET_KEYS = {
   token: 'token',
 } as const;
 
-/** Per-volume settings in PV volumeAttributes and StorageClass parameters; parsers, setters and scope in ./attributes.ts. */
+/**
+ * Per-volume settings in PV volumeAttributes and StorageClass parameters; parsers, setters and scope in
+ * ./attributes.ts.
+ */
 export const ATTR = {
   mountImage: 'juicefs/mount-image',
   cpuRequest: 'juicefs/mount-cpu-request',

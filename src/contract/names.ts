@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 
 /** Control characters (newlines included, DEL too) have no place in a path, an option or a name. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 export function hasControlCharacters(text: string): boolean {

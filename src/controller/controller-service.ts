@@ -36,7 +36,10 @@ export interface ControllerOptions {
   volumes: JuicefsVolumes;
   version: string;
   log: Logger;
-  /** Looks a PVC up, for pathPatterns that use its labels or annotations (the provisioner passes only name and namespace). */
+  /**
+   * Looks a PVC up, for pathPatterns that use its labels or annotations (the provisioner passes only name and
+   * namespace).
+   */
   getPvc?: (namespace: string, name: string) => Promise<V1PersistentVolumeClaim | undefined>;
 }
 
@@ -167,7 +170,8 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
               `volume ${name} exists with ${existing.capacityBytes} bytes at "${existing.subdir}"`,
             );
           }
-          // The record comes first: an interrupted create leaves a record a retry completes, never an unknown directory.
+          // The record comes first: an interrupted create leaves a record a retry completes, never an unknown
+          // directory.
           if (!existing)
             writeRecord(root, { id: name, subdir, capacityBytes: quotaBytes, createdAt: new Date().toISOString() });
           const dir = path.join(root, subdir);

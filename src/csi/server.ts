@@ -77,7 +77,7 @@ function adapt(service: string, impl: ServiceImpl, log: Logger): grpc.UntypedSer
             { rpc: `${service}/${method}`, ...fields, code: grpc.status[code], err: message, ms: Date.now() - started },
             'failed',
           );
-          callback({ code, details: message, metadata: new grpc.Metadata() } as grpc.ServiceError);
+          callback({ code, details: message, metadata: new grpc.Metadata() });
         },
       );
     };

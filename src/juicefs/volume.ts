@@ -103,7 +103,10 @@ export class JuicefsVolumes {
     }
   }
 
-  /** `juicefs format --no-update` when the credentials name an object storage: creates the volume once, never changes it. */
+  /**
+   * `juicefs format --no-update` when the credentials name an object storage: creates the volume once, never changes
+   * it.
+   */
   async ensureFormatted(c: VolumeCredentials): Promise<void> {
     const key = this.key(c);
     if (this.formatted.has(key) || (!c.storage && !c.bucket)) return;
@@ -123,7 +126,10 @@ export class JuicefsVolumes {
       if (err instanceof FormatError) throw new CredentialsError(`secrets: ${err.message}`);
       throw err;
     }
-    const refs = Object.fromEntries([[ENV_METAURL, c.metaurl], ...step.env.map((e) => [e.name, values[e.key]!])]);
+    const refs: Record<string, string> = Object.fromEntries([
+      [ENV_METAURL, c.metaurl],
+      ...step.env.map((e): [string, string] => [e.name, values[e.key]!]),
+    ]);
     const args = expandEnvReferences(step.args.slice(1), refs);
     await this.cli.run(args, secretsOf(c), { env: envOf(c) });
     this.formatted.add(key);

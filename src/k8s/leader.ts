@@ -61,7 +61,7 @@ export class LeaderElector {
       }
     }
     const spec = lease.spec ?? {};
-    const renewed = spec.renewTime ? new Date(spec.renewTime as unknown as string).getTime() : 0;
+    const renewed = spec.renewTime ? new Date(spec.renewTime).getTime() : 0;
     const expired = renewed + (spec.leaseDurationSeconds ?? this.duration) * 1000 < Date.now();
     const mine = spec.holderIdentity === identity;
     if (!mine && !expired && spec.holderIdentity) return false;

@@ -100,7 +100,7 @@ export class WebhookProcess {
           res.on('data', (c) => (text += c));
           res.on('end', () => {
             try {
-              resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) });
+              resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> });
             } catch {
               resolve({ status: res.statusCode ?? 0, body: {} });
             }

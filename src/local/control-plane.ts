@@ -81,7 +81,7 @@ export class ControlPlane {
     } catch (err) {
       const logs = cp.logs(60);
       await cp.stop();
-      throw new Error(`control plane failed to start: ${(err as Error).message}\n${logs}`);
+      throw new Error(`control plane failed to start: ${(err as Error).message}\n${logs}`, { cause: err });
     }
   }
 
@@ -99,8 +99,8 @@ export class ControlPlane {
     const logFile = path.join(this.dir, `${name}.log`);
     const log = createWriteStream(logFile);
     const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: false });
-    child.stdout!.pipe(log);
-    child.stderr!.pipe(log);
+    child.stdout.pipe(log);
+    child.stderr.pipe(log);
     this.procs.push({ name, child, logFile });
   }
 

@@ -40,7 +40,7 @@ export async function startNodeStack(cp: ControlPlane, opts: NodeStackOptions): 
   await applyObjects(admin, [
     ...readManifest('namespace.yaml'),
     ...readManifest('node/node.yaml').filter((o: KubernetesObject) => o.kind !== 'DaemonSet'),
-    { apiVersion: 'v1', kind: 'Node', metadata: { name: opts.nodeName } } as KubernetesObject,
+    { apiVersion: 'v1', kind: 'Node', metadata: { name: opts.nodeName } },
   ]);
   const nodeKubeconfig = await cp.serviceAccountKubeconfig(NODE_NAMESPACE, 'jfs-sidecar-node');
   const socket = path.join(opts.dir, 'node.sock');

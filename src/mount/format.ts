@@ -23,7 +23,9 @@ export function needsFormat(keys: readonly string[]): boolean {
 export interface FormatCommand {
   /** `juicefs format …`, reading Secret values as $(VAR) (the metaurl as $(JFS_METAURL)). */
   args: string[];
-  /** The env vars it reads besides JFS_METAURL, each from a Secret key; juicefs reads ACCESS_KEY and SECRET_KEY itself. */
+  /**
+   * The env vars it reads besides JFS_METAURL, each from a Secret key; juicefs reads ACCESS_KEY and SECRET_KEY itself.
+   */
   env: { name: string; key: string }[];
 }
 

@@ -213,8 +213,11 @@ export function computeMountSettings(
     subdir,
     cacheDirs,
     env: mergeEnv(patches.map((p) => p.env ?? [])),
-    labels: Object.assign({}, attributes.mountLabels, ...patches.map((p) => p.labels ?? {})),
-    annotations: Object.assign({}, attributes.mountAnnotations, ...patches.map((p) => p.annotations ?? {})),
+    labels: Object.assign({}, attributes.mountLabels, ...patches.map((p) => p.labels ?? {})) as Record<string, string>,
+    annotations: Object.assign({}, attributes.mountAnnotations, ...patches.map((p) => p.annotations ?? {})) as Record<
+      string,
+      string
+    >,
     attributes,
     warnings,
   };

@@ -31,7 +31,8 @@ export async function unmountAll(target: string): Promise<void> {
 /** Unmounts a target and removes its folder; nothing there is success. */
 export async function unmountTarget(target: string): Promise<void> {
   await unmountAll(target);
-  // Only an empty folder is removed: whatever else is there is not ours to delete. Safe to stat: nothing is mounted there now.
+  // Only an empty folder is removed: whatever else is there is not ours to delete. Safe to stat: nothing is mounted
+  // there now.
   if (existsSync(target)) rmdirSync(target);
 }
 

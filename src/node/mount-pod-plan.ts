@@ -149,7 +149,9 @@ export interface AnnotationChange {
   resourceVersion?: string;
 }
 
-/** A JSON patch of a Mount Pod's annotations, computed by diffing (fast-json-patch), led by its `test` preconditions. */
+/**
+ * A JSON patch of a Mount Pod's annotations, computed by diffing (fast-json-patch), led by its `test` preconditions.
+ */
 export function annotationPatch(pod: V1Pod, change: AnnotationChange): Operation[] {
   const before = pod.metadata?.annotations;
   const after: Record<string, string> = { ...before, ...change.set };

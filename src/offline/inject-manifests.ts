@@ -67,7 +67,7 @@ export function injectObjects(objects: KubernetesObject[], options: InjectOption
   return objects.map((object) => {
     const namespace = object.metadata?.namespace ?? 'default';
     if (object.kind === 'Pod') {
-      const outcome = run(object, object as V1Pod, namespace, view, options);
+      const outcome = run(object, object, namespace, view, options);
       return { object: outcome.kind === 'injected' ? outcome.pod : object, outcome };
     }
     const template = podTemplateOf(object);

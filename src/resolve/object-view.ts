@@ -22,16 +22,16 @@ export class ObjectView implements ClusterView {
       const m = o.metadata ?? {};
       switch (o.kind) {
         case 'PersistentVolumeClaim':
-          this.pvcs.set(key(m.namespace, m.name), o as V1PersistentVolumeClaim);
+          this.pvcs.set(key(m.namespace, m.name), o);
           break;
         case 'PersistentVolume':
-          this.pvs.set(m.name ?? '', o as V1PersistentVolume);
+          this.pvs.set(m.name ?? '', o);
           break;
         case 'StorageClass':
           this.classes.set(m.name ?? '', o as V1StorageClass);
           break;
         case 'Secret':
-          this.secrets.set(key(m.namespace, m.name), withData(o as V1Secret));
+          this.secrets.set(key(m.namespace, m.name), withData(o));
           break;
       }
     }

@@ -92,7 +92,7 @@ export function review(body: unknown, deps: AdmissionDeps): AdmissionResult {
         result: `skipped:${outcome.code}`,
       };
     }
-    const patch = fjp.compare(pod, outcome.pod as unknown as Record<string, unknown>);
+    const patch = fjp.compare(pod, outcome.pod);
     deps.log.info({ uid, pod: where, operations: patch.length, warnings: outcome.warnings.length }, 'injected');
     return {
       kind: 'review',

@@ -59,6 +59,8 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
       });
   // Caches start in the background: /readyz says when they have synced.
   const cacheStart = cache.start().catch((err) => log.error({ err: (err as Error).message }, 'caches failed to start'));
+  // Assigned once the certificate is there; the reload callback registered first reads it.
+  // eslint-disable-next-line prefer-const
   let app: ReturnType<typeof buildServer> | undefined;
   const tls = await certs.start((next) => {
     // New connections use the new certificate; open ones finish with the old.
@@ -87,7 +89,7 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
     close: () =>
       (closing ??= (async () => {
         certs.stop();
-        await app!.close(); // drains requests in flight
+        await app.close(); // drains requests in flight
         await cacheStart;
         await cache.stop();
       })()),

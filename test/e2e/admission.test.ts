@@ -70,7 +70,7 @@ t.test('admission through a real API server', async (t) => {
       );
   });
 
-  const podOf = (objs: KubernetesObject[]) => objs.find((o) => o.kind === 'Pod') as V1Pod | undefined;
+  const podOf = (objs: KubernetesObject[]) => objs.find((o): o is V1Pod => o.kind === 'Pod');
 
   /**
    * Creates a pod, retrying while `retry` says the refusal is only the webhook's
@@ -204,7 +204,7 @@ t.test('admission through a real API server', async (t) => {
       const objs = parseManifests(input, c.name);
       previous = objs;
       previousNs = ns;
-      await setGlobalConfig(objs.find((o) => o.kind === 'ConfigMap') as V1ConfigMap | undefined);
+      await setGlobalConfig(objs.find((o): o is V1ConfigMap => o.kind === 'ConfigMap'));
 
       const nsObj = objs.find((o) => o.kind === 'Namespace') ?? {
         apiVersion: 'v1',
@@ -289,9 +289,7 @@ t.test('admission through a real API server', async (t) => {
         .replaceAll('data-pv', `${name}-pv`),
       name,
     );
-    await applyObjects(admin, [
-      { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } } as KubernetesObject,
-    ]);
+    await applyObjects(admin, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } }]);
     await applyObjects(
       admin,
       objs.filter((o) => !['Namespace', 'Pod'].includes(o.kind!)),

@@ -2,7 +2,7 @@
 // on one socket (`controller --node-id`, as a combined driver), run as root
 // with real mounts: a real JuiceFS volume, a real control plane for the Mount
 // Pods, and the kubelet stand-in running them with the real client and FUSE.
-import { CoreV1Api, type KubernetesObject } from '@kubernetes/client-node';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,7 +34,7 @@ t.test(
     const admin = cp.adminKubeConfig();
     await applyObjects(admin, [
       ...readManifest('namespace.yaml'),
-      { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } } as KubernetesObject,
+      { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } },
     ]);
     const vol = makeVolume('sanity');
     const dir = mkdtempSync(path.join(tmpdir(), 'jfs-sanity-'));

@@ -71,7 +71,6 @@ t.test(
 
     let mountPoint: string | undefined;
     await t.test('Mount Pod mode: two pods share one Mount Pod, through the stand-in', async (t) => {
-      let pods: V1Pod[] = [];
       for (const name of ['writer', 'reader']) {
         await eventually(
           async () => isPodReady(await core.readNamespacedPod({ name, namespace: 'demo-mp' })),
@@ -79,7 +78,7 @@ t.test(
           `demo-mp/${name} Ready`,
         );
       }
-      pods = (
+      const pods: V1Pod[] = (
         await core.listNamespacedPod({
           namespace: 'juicefs-system',
           labelSelector: 'app.kubernetes.io/name=juicefs-mount',

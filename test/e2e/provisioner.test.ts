@@ -3,7 +3,6 @@
 // checked by mounting the JuiceFS volume with the real client through FUSE.
 import {
   CoreV1Api,
-  StorageV1Api,
   type KubernetesObject,
   type V1PersistentVolume,
   type V1PersistentVolumeClaim,
@@ -28,7 +27,6 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
   const cp = await startControlPlane(t, { controllerManager: true });
   const admin = cp.adminKubeConfig();
   const core = admin.makeApiClient(CoreV1Api);
-  const storage = admin.makeApiClient(StorageV1Api);
   const vol = makeVolume('prov');
   const dir = mkdtempSync(path.join(tmpdir(), 'jfs-prov-'));
   t.teardown(() => {
@@ -42,7 +40,7 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
       apiVersion: 'v1',
       kind: 'Namespace',
       metadata: { name: NS, labels: { 'juicefs.com/enable-injection': 'true' } },
-    } as KubernetesObject,
+    },
     {
       apiVersion: 'v1',
       kind: 'Secret',

@@ -31,7 +31,7 @@ export interface NodeHarness {
   /** A call on the node socket's Node service. */
   call: CsiCall;
   /** The node's Mount Pods (not yet being deleted ones too). */
-  mountPods(): Promise<V1Pod[]>;
+  mountPods: () => Promise<V1Pod[]>;
 }
 
 export async function startNodeHarness(

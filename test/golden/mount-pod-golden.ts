@@ -120,12 +120,12 @@ function claimOf(objects: KubernetesObject[]): V1PersistentVolumeClaim | undefin
   const pv = objects.find((o) => o.kind === 'PersistentVolume') as V1PersistentVolume;
   const ref = pv.spec?.claimRef;
   return objects.find(
-    (o) =>
+    (o): o is V1PersistentVolumeClaim =>
       o.kind === 'PersistentVolumeClaim' &&
       o.metadata?.name === ref?.name &&
       o.metadata?.namespace === ref?.namespace &&
       (!ref?.uid || o.metadata?.uid === ref.uid),
-  ) as V1PersistentVolumeClaim | undefined;
+  );
 }
 
 function planCase(objects: KubernetesObject[]): Planned {

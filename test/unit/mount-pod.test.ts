@@ -140,8 +140,8 @@ t.test('annotation patches are diffs, led by their preconditions', async (t) => 
     () => fjp.applyPatch(structuredClone({ ...pod, metadata: { ...pod.metadata, resourceVersion: '8' } }), ops),
     'a changed pod fails the test op',
   );
-  const fresh = fjp.applyPatch({ metadata: {} }, annotationPatch({ metadata: {} }, { set: { 'juicefs-a': '/t/a' } }))
-    .newDocument as { metadata: { annotations?: Record<string, string> } };
+  const empty: { metadata: { annotations?: Record<string, string> } } = { metadata: {} };
+  const fresh = fjp.applyPatch(empty, annotationPatch(empty, { set: { 'juicefs-a': '/t/a' } })).newDocument;
   t.same(fresh.metadata.annotations, { 'juicefs-a': '/t/a' }, 'a pod without annotations gets the map');
   const slashy = annotationPatch(
     { metadata: { annotations: { 'a/b': '1' } } },
