@@ -49,7 +49,12 @@ interface Running {
   child?: ChildProcess;
   env: Record<string, string>;
   stopping: boolean;
+  /** What the readiness probe says now: the container runs and its mount is up. */
   ready: boolean;
+  /** The Ready condition the API has from us; undefined before the first write and after a failed one. */
+  reported?: boolean;
+  /** A status write is under way (at most one per pod). */
+  writing: boolean;
   timer?: NodeJS.Timeout;
 }
 
@@ -350,7 +355,7 @@ export class KubeletStandIn {
     const uid = pod.metadata!.uid!;
     if (pod.metadata?.deletionTimestamp) return this.stop(uid, true, pod);
     if (this.running.has(uid)) return;
-    const state: Running = { pod, env: {}, stopping: false, ready: false };
+    const state: Running = { pod, env: {}, stopping: false, ready: false, writing: false };
     this.running.set(uid, state);
     const getSecret = await this.secretsOf(pod);
     const container = pod.spec!.containers[0];
@@ -365,7 +370,7 @@ export class KubeletStandIn {
     this.launch(state, container);
     state.timer = setInterval(() => void this.watchMount(state), 200);
     state.timer.unref();
-    await this.setStatus(pod, false);
+    await this.watchMount(state);
   }
 
   /** The Secrets a pod's env refers to, read once, as kubelet does before starting containers. */
@@ -424,23 +429,44 @@ export class KubeletStandIn {
         this.logFile(state.pod),
         `[stand-in] ${c.name} exited (${code ?? signal}); restarting it (restartPolicy Always)\n`,
       );
-      state.ready = false;
-      void this.setStatus(state.pod, false).catch(() => undefined);
+      void this.watchMount(state);
       setTimeout(() => !state.stopping && this.launch(state, c), 1000).unref();
     });
   }
 
+  /** The readiness probe of a Mount Pod (its mount is up) while its container runs, and the status it asks for. */
   private async watchMount(state: Running): Promise<void> {
     if (state.stopping) return;
-    const mounted = isJuicefsMount(state.env[MOUNT_POINT_ENV] ?? '');
-    if (mounted !== state.ready) {
-      state.ready = mounted;
-      await this.setStatus(state.pod, mounted).catch((err) =>
-        this.opts.log.warn({ err: (err as Error).message }, 'status update failed'),
-      );
+    const child = state.child;
+    const running = child !== undefined && child.exitCode === null && child.signalCode === null;
+    state.ready = running && isJuicefsMount(state.env[MOUNT_POINT_ENV] ?? '');
+    await this.reportStatus(state);
+  }
+
+  /**
+   * Brings the API's Ready condition to what is true now, as kubelet's status
+   * manager does: one write at a time per pod, always of the current state,
+   * written again when the API has another value or a write failed. Writes
+   * fired as the state changed (the old way) could land out of order — a
+   * slow "not ready" after the "ready" that followed it — and leave a pod
+   * with its mount up reported not Ready for good.
+   */
+  private async reportStatus(state: Running): Promise<void> {
+    if (state.writing || state.stopping || state.reported === state.ready) return;
+    state.writing = true;
+    const ready = state.ready;
+    try {
+      await this.setStatus(state.pod, ready);
+      state.reported = ready;
+    } catch (err) {
+      state.reported = undefined;
+      this.opts.log.warn({ pod: state.pod.metadata?.name, err: (err as Error).message }, 'status update failed');
+    } finally {
+      state.writing = false;
     }
   }
 
+  /** The Mount Pod's status; the UID makes the write fail on a pod re-created under the same name, as kubelet's does. */
   private async setStatus(pod: V1Pod, ready: boolean): Promise<void> {
     const now = new Date().toISOString();
     await this.core.patchNamespacedPodStatus(
@@ -448,6 +474,7 @@ export class KubeletStandIn {
         name: pod.metadata!.name!,
         namespace: pod.metadata!.namespace!,
         body: {
+          metadata: { uid: pod.metadata!.uid },
           status: {
             phase: 'Running',
             hostIP: '127.0.0.1',
