@@ -43,18 +43,15 @@ import { ResilientInformer } from '../k8s/informer.js';
 import { commandLine, resolveEnv } from '../node/expand.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { killGroup, trackChild } from './components.js';
+import { LatestValueWriter } from './latest-value-writer.js';
 
 interface Running {
   pod: V1Pod;
   child?: ChildProcess;
   env: Record<string, string>;
   stopping: boolean;
-  /** What the readiness probe says now: the container runs and its mount is up. */
-  ready: boolean;
-  /** The Ready condition the API has from us; undefined before the first write and after a failed one. */
-  reported?: boolean;
-  /** A status write is under way (at most one per pod). */
-  writing: boolean;
+  /** The pod's Ready condition to the API: one write at a time, always of the latest state. */
+  status: LatestValueWriter<boolean>;
   timer?: NodeJS.Timeout;
 }
 
@@ -189,18 +186,19 @@ export class KubeletStandIn {
         await this.setAppStatus(pod, { type: 'Ready', status: 'False', reason: 'VolumesNotReady', message }).catch(
           () => undefined,
         );
-        this.retryLater(pod);
+        this.retryLater(pod, (p) => this.syncAppPod(p));
       }
     });
   }
 
-  private retryLater(pod: V1Pod): void {
+  /** Syncs the pod again in a while (if it is still there, as the same pod), as kubelet's periodic sync does. */
+  private retryLater(pod: V1Pod, sync: (pod: V1Pod) => Promise<void>): void {
     const uid = pod.metadata!.uid!;
     if (this.retries.has(uid) || this.closed) return;
     const timer = setTimeout(() => {
       this.retries.delete(uid);
       const current = this.pods.get(pod.metadata!.name!, pod.metadata!.namespace);
-      if (current?.metadata?.uid === uid) void this.syncAppPod(current).catch(() => undefined);
+      if (current?.metadata?.uid === uid) void sync(current).catch(() => undefined);
     }, this.opts.retryMs ?? 2000);
     timer.unref();
     this.retries.set(uid, timer);
@@ -355,18 +353,32 @@ export class KubeletStandIn {
     const uid = pod.metadata!.uid!;
     if (pod.metadata?.deletionTimestamp) return this.stop(uid, true, pod);
     if (this.running.has(uid)) return;
-    const state: Running = { pod, env: {}, stopping: false, ready: false, writing: false };
+    const status = new LatestValueWriter<boolean>(
+      (ready) => this.setStatus(pod, ready),
+      (err) => this.opts.log.warn({ pod: pod.metadata?.name, err: (err as Error).message }, 'status update failed'),
+    );
+    const state: Running = { pod, env: {}, stopping: false, status };
     this.running.set(uid, state);
-    const getSecret = await this.secretsOf(pod);
     const container = pod.spec!.containers[0];
-    for (const init of pod.spec?.initContainers ?? []) {
-      if (state.stopping) return;
-      const code = await this.runToEnd(pod, init, resolveEnv(pod, init, getSecret));
-      if (code !== 0) throw new Error(`init container ${init.name} exited ${code}`);
+    try {
+      const getSecret = await this.secretsOf(pod);
+      for (const init of pod.spec?.initContainers ?? []) {
+        if (state.stopping) return;
+        const code = await this.runToEnd(pod, init, resolveEnv(pod, init, getSecret));
+        if (code !== 0) throw new Error(`init container ${init.name} exited ${code}`);
+      }
+      state.env = resolveEnv(pod, container, getSecret);
+    } catch (err) {
+      // Not started (a Secret not read, an init container failed): tried again later, as kubelet does,
+      // instead of a pod left for good with nothing running and never Ready.
+      if (!state.stopping) {
+        this.running.delete(uid);
+        this.retryLater(pod, (p) => this.syncMountPod(p));
+      }
+      throw err;
     }
     // The pod may have been deleted while its init containers ran: then nothing starts.
     if (state.stopping) return;
-    state.env = resolveEnv(pod, container, getSecret);
     this.launch(state, container);
     state.timer = setInterval(() => void this.watchMount(state), 200);
     state.timer.unref();
@@ -434,36 +446,18 @@ export class KubeletStandIn {
     });
   }
 
-  /** The readiness probe of a Mount Pod (its mount is up) while its container runs, and the status it asks for. */
+  /**
+   * The readiness probe of a Mount Pod — its container runs and its mount is
+   * up — and the Ready condition it asks for. The status goes through one
+   * writer per pod: writes fired as the state changed could land out of order
+   * (a slow "not ready" after the "ready" that followed it) and leave a pod
+   * whose mount is up not Ready for good.
+   */
   private async watchMount(state: Running): Promise<void> {
     if (state.stopping) return;
     const child = state.child;
     const running = child !== undefined && child.exitCode === null && child.signalCode === null;
-    state.ready = running && isJuicefsMount(state.env[MOUNT_POINT_ENV] ?? '');
-    await this.reportStatus(state);
-  }
-
-  /**
-   * Brings the API's Ready condition to what is true now, as kubelet's status
-   * manager does: one write at a time per pod, always of the current state,
-   * written again when the API has another value or a write failed. Writes
-   * fired as the state changed (the old way) could land out of order — a
-   * slow "not ready" after the "ready" that followed it — and leave a pod
-   * with its mount up reported not Ready for good.
-   */
-  private async reportStatus(state: Running): Promise<void> {
-    if (state.writing || state.stopping || state.reported === state.ready) return;
-    state.writing = true;
-    const ready = state.ready;
-    try {
-      await this.setStatus(state.pod, ready);
-      state.reported = ready;
-    } catch (err) {
-      state.reported = undefined;
-      this.opts.log.warn({ pod: state.pod.metadata?.name, err: (err as Error).message }, 'status update failed');
-    } finally {
-      state.writing = false;
-    }
+    await state.status.want(running && isJuicefsMount(state.env[MOUNT_POINT_ENV] ?? ''));
   }
 
   /** The Mount Pod's status; the UID makes the write fail on a pod re-created under the same name, as kubelet's does. */
@@ -496,6 +490,7 @@ export class KubeletStandIn {
     const state = this.running.get(uid);
     if (state && !state.stopping) {
       state.stopping = true;
+      state.status.close();
       if (state.timer) clearInterval(state.timer);
       const container = state.pod.spec!.containers[0];
       const preStop = container.lifecycle?.preStop?.exec?.command;
