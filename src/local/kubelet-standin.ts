@@ -43,13 +43,15 @@ import { KeyedLock } from '../util/keyed-lock.js';
 import { killGroup, trackChild } from './components.js';
 import { csiClient, type CsiCall } from './csi-client.js';
 import { commandLine, resolveEnv } from './expand.js';
+import { LatestValueWriter } from './latest-value-writer.js';
 
 interface Running {
   pod: V1Pod;
   child?: ChildProcess;
   env: Record<string, string>;
   stopping: boolean;
-  ready: boolean;
+  /** The pod's Ready condition to the API: one write at a time, always of the latest state. */
+  status: LatestValueWriter<boolean>;
   timer?: NodeJS.Timeout;
 }
 
@@ -184,18 +186,19 @@ export class KubeletStandIn {
         await this.setAppStatus(pod, { type: 'Ready', status: 'False', reason: 'VolumesNotReady', message }).catch(
           () => undefined,
         );
-        this.retryLater(pod);
+        this.retryLater(pod, (p) => this.syncAppPod(p));
       }
     });
   }
 
-  private retryLater(pod: V1Pod): void {
+  /** Syncs the pod again in a while (if it is still there, as the same pod), as kubelet's periodic sync does. */
+  private retryLater(pod: V1Pod, sync: (pod: V1Pod) => Promise<void>): void {
     const uid = pod.metadata!.uid!;
     if (this.retries.has(uid) || this.closed) return;
     const timer = setTimeout(() => {
       this.retries.delete(uid);
       const current = this.pods.get(pod.metadata!.name!, pod.metadata!.namespace);
-      if (current?.metadata?.uid === uid) void this.syncAppPod(current).catch(() => undefined);
+      if (current?.metadata?.uid === uid) void sync(current).catch(() => undefined);
     }, this.opts.retryMs ?? 2000);
     timer.unref();
     this.retries.set(uid, timer);
@@ -350,22 +353,36 @@ export class KubeletStandIn {
     const uid = pod.metadata!.uid!;
     if (pod.metadata?.deletionTimestamp) return this.stop(uid, true, pod);
     if (this.running.has(uid)) return;
-    const state: Running = { pod, env: {}, stopping: false, ready: false };
+    const status = new LatestValueWriter<boolean>(
+      (ready) => this.setStatus(pod, ready),
+      (err) => this.opts.log.warn({ pod: pod.metadata?.name, err: (err as Error).message }, 'status update failed'),
+    );
+    const state: Running = { pod, env: {}, stopping: false, status };
     this.running.set(uid, state);
-    const getSecret = await this.secretsOf(pod);
     const container = pod.spec!.containers[0];
-    for (const init of pod.spec?.initContainers ?? []) {
-      if (state.stopping) return;
-      const code = await this.runToEnd(pod, init, resolveEnv(pod, init, getSecret));
-      if (code !== 0) throw new Error(`init container ${init.name} exited ${code}`);
+    try {
+      const getSecret = await this.secretsOf(pod);
+      for (const init of pod.spec?.initContainers ?? []) {
+        if (state.stopping) return;
+        const code = await this.runToEnd(pod, init, resolveEnv(pod, init, getSecret));
+        if (code !== 0) throw new Error(`init container ${init.name} exited ${code}`);
+      }
+      state.env = resolveEnv(pod, container, getSecret);
+    } catch (err) {
+      // Not started (a Secret not read, an init container failed): tried again later, as kubelet does,
+      // instead of a pod left for good with nothing running and never Ready.
+      if (!state.stopping) {
+        this.running.delete(uid);
+        this.retryLater(pod, (p) => this.syncMountPod(p));
+      }
+      throw err;
     }
     // The pod may have been deleted while its init containers ran: then nothing starts.
     if (state.stopping) return;
-    state.env = resolveEnv(pod, container, getSecret);
     this.launch(state, container);
     state.timer = setInterval(() => void this.watchMount(state), 200);
     state.timer.unref();
-    await this.setStatus(pod, false);
+    await this.watchMount(state);
   }
 
   /** The Secrets a pod's env refers to, read once, as kubelet does before starting containers. */
@@ -424,23 +441,26 @@ export class KubeletStandIn {
         this.logFile(state.pod),
         `[stand-in] ${c.name} exited (${code ?? signal}); restarting it (restartPolicy Always)\n`,
       );
-      state.ready = false;
-      void this.setStatus(state.pod, false).catch(() => undefined);
+      void this.watchMount(state);
       setTimeout(() => !state.stopping && this.launch(state, c), 1000).unref();
     });
   }
 
+  /**
+   * The readiness probe of a Mount Pod — its container runs and its mount is
+   * up — and the Ready condition it asks for. The status goes through one
+   * writer per pod: writes fired as the state changed could land out of order
+   * (a slow "not ready" after the "ready" that followed it) and leave a pod
+   * whose mount is up not Ready for good.
+   */
   private async watchMount(state: Running): Promise<void> {
     if (state.stopping) return;
-    const mounted = isJuicefsMount(state.env[MOUNT_POINT_ENV] ?? '');
-    if (mounted !== state.ready) {
-      state.ready = mounted;
-      await this.setStatus(state.pod, mounted).catch((err) =>
-        this.opts.log.warn({ err: (err as Error).message }, 'status update failed'),
-      );
-    }
+    const child = state.child;
+    const running = child !== undefined && child.exitCode === null && child.signalCode === null;
+    await state.status.want(running && isJuicefsMount(state.env[MOUNT_POINT_ENV] ?? ''));
   }
 
+  /** The Mount Pod's status; the UID makes the write fail on a pod re-created under the same name, as kubelet's does. */
   private async setStatus(pod: V1Pod, ready: boolean): Promise<void> {
     const now = new Date().toISOString();
     await this.core.patchNamespacedPodStatus(
@@ -448,6 +468,7 @@ export class KubeletStandIn {
         name: pod.metadata!.name!,
         namespace: pod.metadata!.namespace!,
         body: {
+          metadata: { uid: pod.metadata!.uid },
           status: {
             phase: 'Running',
             hostIP: '127.0.0.1',
@@ -469,6 +490,7 @@ export class KubeletStandIn {
     const state = this.running.get(uid);
     if (state && !state.stopping) {
       state.stopping = true;
+      state.status.close();
       if (state.timer) clearInterval(state.timer);
       const container = state.pod.spec!.containers[0];
       const preStop = container.lifecycle?.preStop?.exec?.command;

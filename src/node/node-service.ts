@@ -5,7 +5,8 @@
 import type { Logger } from 'pino';
 import { Code, CsiError, requiredString, type ServiceImpl } from '../csi/server.js';
 import { unmountTarget } from './bind.js';
-import type { MountPodManager, Usage } from './mount-pods.js';
+import type { MountPodManager } from './mount-pod-manager.js';
+import type { Usage } from './volume-stats.js';
 
 export interface NodeOptions {
   nodeId: string;

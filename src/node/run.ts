@@ -6,7 +6,7 @@ import { identityService } from '../csi/identity-service.js';
 import { startCsiServer, type CsiServer, type ServiceImpl } from '../csi/server.js';
 import { kubeConfigIfAvailable } from '../k8s/kubeconfig.js';
 import { PACKAGE_VERSION } from '../util/package-root.js';
-import { MountPodManager } from './mount-pods.js';
+import { MountPodManager } from './mount-pod-manager.js';
 import { nodeService } from './node-service.js';
 
 export interface NodeServiceOptions {

@@ -1,0 +1,146 @@
+// NodePublishVolume and NodeUnpublishVolume in Mount Pod mode. Publish finds
+// or creates the PV's Mount Pod (reused while its settings hash matches),
+// records the target as a reference, waits for the mount, and bind-mounts it
+// into the target; unpublish unmounts the target and drops its reference. Both
+// run under the volume's lock: they share the volume's Mount Pod.
+import type { CoreV1Api } from '@kubernetes/client-node';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConfigError, parseGlobalConfig } from '../config/schema.js';
+import { ATTR, CONFIG_MAP_KEY, CONFIG_MAP_NAME, MOUNT_POD_APP_VALUE, MOUNT_POD_LABEL_APP } from '../contract/keys.js';
+import { DenyError } from '../contract/deny.js';
+import { mountPodSecretName, secretCopyData, summariseSecret } from '../contract/secret-copy.js';
+import { Code, CsiError } from '../csi/server.js';
+import { isStatus, unlessNotFound } from '../k8s/errors.js';
+import { JUICEFS_FS_TYPE, mountAt, type MountEntry } from '../juicefs/mounts.js';
+import type { VolumeSource } from '../mount/volume.js';
+import type { KeyedLock } from '../util/keyed-lock.js';
+import { rebind, targetState, unmountTarget } from './bind.js';
+import { claimOfVolume } from './claim.js';
+import { isPodReady, planMountPod, referenceKey, volumeLabel } from './mount-pod-plan.js';
+import type { MountPodReferences, MountPodScope } from './mount-pod-references.js';
+
+export interface PublisherOptions extends MountPodScope {
+  defaultMountImage?: string;
+  readyTimeoutMs?: number;
+}
+
+export interface PublishRequest {
+  volumeId: string;
+  targetPath: string;
+  readOnly: boolean;
+  volumeContext: Record<string, string>;
+  mountFlags: string[];
+  secrets: Record<string, string>;
+}
+
+export class VolumePublisher {
+  constructor(
+    private readonly core: CoreV1Api,
+    private readonly references: MountPodReferences,
+    /** The node's per-volume lock, shared with the background passes. */
+    private readonly lock: KeyedLock,
+    private readonly opts: PublisherOptions,
+  ) {}
+
+  private async globalConfig() {
+    const cm = await unlessNotFound(
+      this.core.readNamespacedConfigMap({ name: CONFIG_MAP_NAME, namespace: this.opts.namespace }),
+    );
+    return parseGlobalConfig(cm?.data?.[CONFIG_MAP_KEY]);
+  }
+
+  /** The Mount Pod's Secret in our namespace, named by volume and content, created when absent. */
+  private async ensureSecret(
+    volumeId: string,
+    secrets: Record<string, string>,
+  ): Promise<{ name: string; data: Record<string, string> }> {
+    const source = Object.fromEntries(
+      Object.entries(secrets).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')]),
+    );
+    const name = mountPodSecretName(volumeId, source);
+    const data = secretCopyData(source);
+    try {
+      await this.core.createNamespacedSecret({
+        namespace: this.opts.namespace,
+        body: {
+          metadata: { name, namespace: this.opts.namespace, labels: { [MOUNT_POD_LABEL_APP]: MOUNT_POD_APP_VALUE } },
+          type: 'Opaque',
+          data,
+        },
+      });
+    } catch (err) {
+      if (!isStatus(err, 409)) throw err; // same name, same content
+    }
+    return { name, data: source };
+  }
+
+  async publish(req: PublishRequest): Promise<void> {
+    if (!req.secrets.metaurl)
+      throw new CsiError(
+        Code.INVALID_ARGUMENT,
+        'secrets: key "metaurl" is missing (set nodePublishSecretRef on the PV)',
+      );
+    await this.lock.run(volumeLabel(req.volumeId), async () => {
+      const secret = await this.ensureSecret(req.volumeId, req.secrets);
+      const volume: VolumeSource = {
+        pvName: req.volumeId,
+        subdir: req.volumeContext[ATTR.subPath],
+        readOnly: req.readOnly,
+        attributes: req.volumeContext,
+        mountOptions: req.mountFlags,
+        secret: { name: secret.name, ...summariseSecret(secret.data) },
+      };
+      // The PVC of the PV's claimRef: mountPodPatch entries select Mount Pods by it, as they do sidecars.
+      const claim = await claimOfVolume(this.core, req.volumeId);
+      let plan;
+      try {
+        plan = planMountPod({
+          nodeName: this.opts.nodeName,
+          namespace: this.opts.namespace,
+          volume,
+          claim,
+          options: { config: await this.globalConfig(), defaultMountImage: this.opts.defaultMountImage },
+        });
+      } catch (err) {
+        // A malformed admin setting (PV attribute, option, Secret, ConfigMap) names its key;
+        // a programming error is not relabelled.
+        if (err instanceof DenyError || err instanceof ConfigError)
+          throw new CsiError(Code.INVALID_ARGUMENT, err.message);
+        throw err;
+      }
+      const name = plan.pod.metadata!.name!;
+      await this.references.addReference(plan.pod, referenceKey(req.targetPath), req.targetPath);
+      const source = await this.waitReady(name, plan.mountPoint);
+      // A repeated publish finds its bind in place; one left on a dead connection is replaced.
+      if (targetState(source, mountAt(req.targetPath)) !== 'ok')
+        await rebind(plan.mountPoint, req.targetPath, req.readOnly);
+      this.opts.log.info({ volume: req.volumeId, target: req.targetPath, mountPod: name }, 'published');
+    });
+  }
+
+  /** Waits until the Mount Pod is Ready and its mount is up; returns that mount. */
+  private async waitReady(name: string, mountPoint: string): Promise<MountEntry> {
+    const deadline = Date.now() + (this.opts.readyTimeoutMs ?? 120_000);
+    for (;;) {
+      const pod = await this.core.readNamespacedPod({ name, namespace: this.opts.namespace }).catch(() => undefined);
+      const mounted = mountAt(mountPoint);
+      if (isPodReady(pod) && mounted?.fsType === JUICEFS_FS_TYPE) return mounted;
+      if (Date.now() > deadline)
+        throw new CsiError(Code.DEADLINE_EXCEEDED, `Mount Pod ${name} not ready (mount at ${mountPoint}) in time`);
+      await sleep(200);
+    }
+  }
+
+  /** Unmounts the target, drops its reference, and deletes Mount Pods left with none. */
+  async unpublish(volumeId: string, target: string): Promise<void> {
+    // Under the volume's lock, so the background check never sees the reference without its bind and re-binds it.
+    await this.lock.run(volumeLabel(volumeId), async () => {
+      await unmountTarget(target);
+      const key = referenceKey(target);
+      for (const pod of await this.references.podsOnNode()) {
+        if (pod.metadata?.annotations?.[key] === target)
+          await this.references.dropReference(pod, target, 'unpublished');
+      }
+    });
+  }
+}

@@ -1,0 +1,125 @@
+// The node's background passes over its Mount Pods, each under the volume's
+// lock: the delete-delay sweep, the check (drop references of pods that are
+// gone, re-bind targets left on a dead connection), and re-creating a Mount Pod
+// deleted while targets still use it. Candidates come from the informer's
+// cache; each is read again under its volume's lock before anything is done.
+import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { MOUNT_POD_ANN_DELETE_AT } from '../contract/keys.js';
+import { JUICEFS_FS_TYPE, mountAt } from '../juicefs/mounts.js';
+import type { KeyedLock } from '../util/keyed-lock.js';
+import { kubeletPodUid, rebind, targetState, unmountTarget } from './bind.js';
+import { isPodReady, mountPointOf, referenceKey, referencesOf } from './mount-pod-plan.js';
+import { lockKeyOf, type MountPodReferences, type MountPodScope } from './mount-pod-references.js';
+
+export class MountPodRepair {
+  constructor(
+    private readonly core: CoreV1Api,
+    private readonly references: MountPodReferences,
+    /** The node's per-volume lock, shared with publish and unpublish. */
+    private readonly lock: KeyedLock,
+    /** This node's Mount Pods as the informer last saw them. */
+    private readonly cachedPodsOnNode: () => V1Pod[],
+    private readonly opts: MountPodScope,
+  ) {}
+
+  /** Deletes Mount Pods of this node whose delete delay has run out with still no reference. */
+  async sweep(now = Date.now()): Promise<void> {
+    // Candidates from the informer's cache; each is read again under its volume's lock before anything is done.
+    for (const pod of this.cachedPodsOnNode()) {
+      const at = pod.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_AT];
+      if (!at || referencesOf(pod).length > 0 || Date.parse(at) > now) continue;
+      await this.lock.run(lockKeyOf(pod), async () => {
+        // Looked at again under the volume's lock: a publish may have just taken it back.
+        const fresh = await this.references.read(pod.metadata!.name!);
+        if (fresh?.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_AT] !== at || referencesOf(fresh).length > 0) return;
+        await this.references.deletePod(pod.metadata!.name!);
+        this.opts.log.info({ mountPod: pod.metadata!.name }, 'delete delay over: Mount Pod deleted');
+      });
+    }
+  }
+
+  /**
+   * The background check, under each volume's lock:
+   * - a reference whose pod is gone (kubelet path naming a pod no longer on
+   *   this node, or a target folder that no longer exists) is dropped and its
+   *   target unmounted;
+   * - a referenced target not bound to the Mount Pod's current mount (the
+   *   client restarted, or the Mount Pod was re-created) is re-bound once the
+   *   Mount Pod is Ready again.
+   */
+  async check(): Promise<void> {
+    // Candidates from the informer's cache; each is read again under its volume's lock before anything is done.
+    const mountPods = this.cachedPodsOnNode().filter(
+      (p) => !p.metadata?.deletionTimestamp && referencesOf(p).length > 0,
+    );
+    if (mountPods.length === 0) return;
+    // Listed after the Mount Pods (and only when a kubelet target needs it): a reference there was added for a pod this list shows.
+    const needsPods = mountPods.some((p) => referencesOf(p).some((target) => kubeletPodUid(target)));
+    const appPods = needsPods
+      ? (await this.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${this.opts.nodeName}` })).items
+      : [];
+    const liveUids = new Set(appPods.map((p) => p.metadata?.uid));
+    for (const listed of mountPods) {
+      await this.lock.run(lockKeyOf(listed), async () => {
+        let pod = await this.references.read(listed.metadata!.name!);
+        if (!pod || pod.metadata?.deletionTimestamp) return;
+        const mountPoint = mountPointOf(pod);
+        const source = mountPoint ? mountAt(mountPoint) : undefined;
+        const serving = isPodReady(pod) && source?.fsType === JUICEFS_FS_TYPE ? source : undefined;
+        for (const target of referencesOf(pod)) {
+          const bound = mountAt(target);
+          const uid = kubeletPodUid(target);
+          // Safe to stat the parent: targets are mount points, their folders are not.
+          const gone = uid ? !liveUids.has(uid) : !bound && !existsSync(path.dirname(target));
+          if (gone) {
+            await unmountTarget(target);
+            await this.references.dropReference(pod, target, 'pod gone');
+            pod = await this.references.read(pod.metadata!.name!);
+            if (!pod) return;
+            continue;
+          }
+          if (!serving || targetState(serving, bound) === 'ok') continue;
+          await rebind(mountPoint!, target, bound?.readOnly ?? false);
+          this.opts.log.info(
+            { mountPod: pod.metadata!.name, target, was: bound ? 'stale' : 'unmounted' },
+            "target re-bound to the Mount Pod's mount",
+          );
+        }
+      });
+    }
+  }
+
+  /**
+   * A Mount Pod deleted while targets still use it (evicted, deleted by hand,
+   * its node drained) is created again with the references whose targets are
+   * still mounted; check() re-binds them once it is Ready.
+   */
+  async recreate(deleted: V1Pod): Promise<void> {
+    const name = deleted.metadata!.name!;
+    await this.lock.run(lockKeyOf(deleted), async () => {
+      const targets = referencesOf(deleted).filter((t) => mountAt(t));
+      if (targets.length === 0) return;
+      const body: V1Pod = {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: {
+          name,
+          namespace: this.opts.namespace,
+          labels: deleted.metadata?.labels,
+          annotations: Object.fromEntries(
+            Object.entries(deleted.metadata?.annotations ?? {}).filter(([k]) => k !== MOUNT_POD_ANN_DELETE_AT),
+          ),
+        },
+        spec: deleted.spec,
+      };
+      // Joins a Mount Pod a publish may have created meanwhile.
+      for (const target of targets) await this.references.addReference(body, referenceKey(target), target);
+      this.opts.log.warn(
+        { mountPod: name, references: targets.length },
+        'Mount Pod deleted while in use: created again',
+      );
+    });
+  }
+}
