@@ -46,7 +46,7 @@ export async function volumeStats(
   if (source?.fsType !== JUICEFS_FS_TYPE || targetState(source, bound) !== 'ok') {
     return {
       abnormal: true,
-      message: `Mount Pod ${pod.metadata!.name} is not serving this target (client restarting or target stale); it is re-bound once the client is back`,
+      message: `Mount Pod ${pod.metadata.name} is not serving this target (client restarting or target stale); it is re-bound once the client is back`,
     };
   }
   let timer: NodeJS.Timeout | undefined;
