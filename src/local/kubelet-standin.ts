@@ -460,7 +460,7 @@ export class KubeletStandIn {
     await state.status.want(running && isJuicefsMount(state.env[MOUNT_POINT_ENV] ?? ''));
   }
 
-  /** The Mount Pod's status; the UID makes the write fail on a pod re-created under the same name, as kubelet's does. */
+  /** The Mount Pod's status; with its UID, so the write fails on a pod re-created under the same name (as kubelet's). */
   private async setStatus(pod: V1Pod, ready: boolean): Promise<void> {
     const now = new Date().toISOString();
     await this.core.patchNamespacedPodStatus(

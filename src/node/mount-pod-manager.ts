@@ -76,9 +76,7 @@ export class MountPodManager {
     return this.repair.check();
   }
 
-  /**
-   * Watches this node's Mount Pods (re-creation, re-binding on Ready) and runs the sweep and the check periodically.
-   */
+  /** Watches this node's Mount Pods (re-creation, re-binding on Ready); runs the sweep and the check periodically. */
   async start(intervalMs = 5000): Promise<void> {
     this.informer.on('delete', (pod) => {
       if (referencesOf(pod).length > 0) {

@@ -55,8 +55,8 @@ export class MountPodRepair {
       (p) => !p.metadata?.deletionTimestamp && referencesOf(p).length > 0,
     );
     if (mountPods.length === 0) return;
-    // Listed after the Mount Pods (and only when a kubelet target needs it): a reference there was added for a pod this
-    // list shows.
+    // Listed after the Mount Pods (and only when a kubelet target needs it):
+    // a reference there was added for a pod this list shows.
     const needsPods = mountPods.some((p) => referencesOf(p).some((target) => kubeletPodUid(target)));
     const appPods = needsPods
       ? (await this.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${this.opts.nodeName}` })).items

@@ -2,7 +2,9 @@
 // calls in random interleavings (up to 8 in flight) across 3 PVs, one with a
 // delete delay, and a Mount Pod crash in the middle. Afterwards no Mount Pod is
 // without references, no reference is without its target, no mount is stale
-// or left over. Seeded: JFS_RELIABILITY_SEED=<n> replays a run.
+// or left over. Seeded: JFS_RELIABILITY_SEED=<n> replays a run's operations
+// (the schedule is drawn from the seed alone, before the run, so how long each
+// call takes cannot change which calls are made).
 import type { V1Pod } from '@kubernetes/client-node';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -66,41 +68,59 @@ t.test(
     const mountPods = async (): Promise<V1Pod[]> =>
       (await allMountPods()).filter((p) => !p.metadata?.deletionTimestamp);
 
+    // The schedule, from the seed alone: each unpublish names a target an earlier operation published.
+    type Operation = { kind: 'publish' | 'unpublish'; pv: string; target: string };
+    const schedule: Operation[] = [];
+    const planned = new Map<string, string>();
+    for (let i = 0; i < OPERATIONS; i++) {
+      const live = [...planned.keys()];
+      if (live.length > 0 && (random() < 0.45 || live.length >= 24)) {
+        const target = live[Math.floor(random() * live.length)];
+        schedule.push({ kind: 'unpublish', pv: planned.get(target)!, target });
+        planned.delete(target);
+      } else {
+        const pv = PVS[Math.floor(random() * PVS.length)];
+        const target = path.join(dir, 'targets', `t${i}`, 'mount');
+        schedule.push({ kind: 'publish', pv, target });
+        planned.set(target, pv);
+      }
+    }
+
     // What kubelet would believe: target → PV, for every publish that returned OK and was not unpublished since.
     const published = new Map<string, string>();
-    const busy = new Set<string>();
+    /** Each target's publish call, which its unpublish waits for (kubelet never unpublishes a publish under way). */
+    const publishing = new Map<string, Promise<unknown>>();
     const latencies = { publish: [] as number[], unpublish: [] as number[] };
     let next = 0;
     let crashed = false;
     const started = Date.now();
 
     const operation = async (i: number) => {
-      // A Mount Pod's container crashes in the middle of the run; its targets must come back.
-      if (i === Math.floor(OPERATIONS / 2) && !crashed) {
-        const victim = (await mountPods()).find((p) => referencesOf(p).length > 0);
-        if (victim) crashed = standIn.killContainer(victim.metadata!.name!);
-      }
-      const idle = [...published.keys()].filter((k) => !busy.has(k));
-      const doUnpublish = idle.length > 0 && (random() < 0.45 || published.size >= 24);
-      if (doUnpublish) {
-        const target = idle[Math.floor(random() * idle.length)];
-        busy.add(target);
-        const t0 = Date.now();
-        await unpublish(published.get(target)!, target);
-        latencies.unpublish.push(Date.now() - t0);
-        published.delete(target);
-        busy.delete(target);
-      } else {
-        const pv = PVS[Math.floor(random() * PVS.length)];
-        const target = path.join(dir, 'targets', `t${i}`, 'mount');
-        mkdirSync(path.dirname(target), { recursive: true });
-        busy.add(target);
-        const t0 = Date.now();
-        await publish(pv, target);
-        latencies.publish.push(Date.now() - t0);
-        published.set(target, pv);
-        busy.delete(target);
-      }
+      const { kind, pv, target } = schedule[i];
+      const run = async () => {
+        // A Mount Pod's container crashes in the middle of the run; its targets must come back.
+        if (i === Math.floor(OPERATIONS / 2) && !crashed) {
+          const victim = (await mountPods()).find((p) => referencesOf(p).length > 0);
+          if (victim) crashed = standIn.killContainer(victim.metadata!.name!);
+        }
+        if (kind === 'unpublish') {
+          await publishing.get(target);
+          const t0 = Date.now();
+          await unpublish(pv, target);
+          latencies.unpublish.push(Date.now() - t0);
+          published.delete(target);
+        } else {
+          mkdirSync(path.dirname(target), { recursive: true });
+          const t0 = Date.now();
+          await publish(pv, target);
+          latencies.publish.push(Date.now() - t0);
+          published.set(target, pv);
+        }
+      };
+      const call = run();
+      // Recorded before anything else runs, so a later unpublish of this target always waits for it.
+      if (kind === 'publish') publishing.set(target, call);
+      await call;
     };
     await Promise.all(
       Array.from({ length: IN_FLIGHT }, async () => {

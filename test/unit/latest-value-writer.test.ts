@@ -56,9 +56,10 @@ t.test('a failed write is written again on the next want', async (t) => {
   const landed: boolean[] = [];
   const errors: unknown[] = [];
   const writer = new LatestValueWriter(
-    async (v: boolean) => {
-      if (fail) throw new Error('API busy');
+    (v: boolean) => {
+      if (fail) return Promise.reject(new Error('API busy'));
       landed.push(v);
+      return Promise.resolve();
     },
     (err) => errors.push(err),
   );
