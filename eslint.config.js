@@ -37,7 +37,12 @@ export default tseslint.config(
       // tap collects the promise of every t.test() itself.
       '@typescript-eslint/no-floating-promises': [
         'error',
-        { allowForKnownSafeCalls: [{ from: 'package', name: ['test', 'skip', 'only', 'todo'], package: '@tapjs/core' }, { from: 'package', name: ['test', 'skip', 'only', 'todo'], package: '@tapjs/test' }] },
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', name: ['test', 'skip', 'only', 'todo'], package: '@tapjs/core' },
+            { from: 'package', name: ['test', 'skip', 'only', 'todo'], package: '@tapjs/test' },
+          ],
+        },
       ],
     },
   },

@@ -137,7 +137,10 @@ export class KubeletStandIn {
     await this.pods.start();
   }
 
-  /** Stops playing kubelet and leaves the machine as it found it: app pods' targets unpublished, Mount Pod processes stopped. */
+  /**
+   * Stops playing kubelet and leaves the machine as it found it: app pods' targets unpublished, Mount Pod processes
+   * stopped.
+   */
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.retries.values()) clearTimeout(t);
@@ -432,8 +435,8 @@ export class KubeletStandIn {
       spawn(cmd, args, { env: this.processEnv(state.env), stdio: ['ignore', 'pipe', 'pipe'], detached: true }),
       { group: true },
     );
-    child.stdout!.on('data', (d) => appendFileSync(this.logFile(state.pod), d));
-    child.stderr!.on('data', (d) => appendFileSync(this.logFile(state.pod), d));
+    child.stdout!.on('data', (d: Buffer) => appendFileSync(this.logFile(state.pod), d));
+    child.stderr!.on('data', (d: Buffer) => appendFileSync(this.logFile(state.pod), d));
     state.child = child;
     child.on('exit', (code, signal) => {
       if (state.stopping) return;
@@ -460,7 +463,9 @@ export class KubeletStandIn {
     await state.status.want(running && isJuicefsMount(state.env[MOUNT_POINT_ENV] ?? ''));
   }
 
-  /** The Mount Pod's status; with its UID, so the write fails on a pod re-created under the same name (as kubelet's). */
+  /**
+   * The Mount Pod's status; with its UID, so the write fails on a pod re-created under the same name (as kubelet's).
+   */
   private async setStatus(pod: V1Pod, ready: boolean): Promise<void> {
     const now = new Date().toISOString();
     await this.core.patchNamespacedPodStatus(
