@@ -16,6 +16,7 @@ import { ControlPlane, ensureBinaries } from '../src/local/control-plane.js';
 import { startControllerStack, type ControllerStack } from '../src/local/controller-stack.js';
 import { startWebhookStack, type WebhookStack } from '../src/local/webhook-stack.js';
 import { BENCH_NS, pairs, podUsing, reviewFor } from './fixtures.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SIZES = (process.env.BENCH_SIZES ?? '100,10000,100000').split(',').map(Number);
@@ -143,7 +144,7 @@ async function createLatency(): Promise<CreateSeries> {
           await core.readNamespacedServiceAccount({ name: 'default', namespace: ns });
           break;
         } catch {
-          await new Promise((r) => setTimeout(r, 100));
+          await sleep(100);
         }
       }
     }
@@ -253,7 +254,7 @@ async function provisionThroughput(
       for (const pvc of list.items)
         if (pvc.status?.phase === 'Bound' && !boundAt.has(pvc.metadata!.name!))
           boundAt.set(pvc.metadata!.name!, Date.now());
-      await new Promise((r) => setTimeout(r, 250));
+      await sleep(250);
     }
     const seconds = (Date.now() - t0) / 1000;
     const lat = [...boundAt].map(([n, at]) => (at - created.get(n)!) / 1000);

@@ -9,6 +9,7 @@ import {
   type ObjectCallback,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface InformerOptions<T extends KubernetesObject> {
   kubeConfig: KubeConfig;
@@ -74,7 +75,7 @@ export class ResilientInformer<T extends KubernetesObject> {
           { path: this.opts.path, err: describeError(err), retryInMs: this.backoffMs },
           'informer list failed',
         );
-        await new Promise((r) => setTimeout(r, this.nextBackoff()));
+        await sleep(this.nextBackoff());
       }
     }
   }

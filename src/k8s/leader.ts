@@ -5,6 +5,7 @@
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { isStatus, unlessNotFound } from './errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface LeaderOptions {
   kubeConfig: KubeConfig;
@@ -92,14 +93,14 @@ export class LeaderElector {
         this.opts.log.warn({ err: (err as Error).message }, 'lease attempt failed');
         return false;
       });
-      if (!this.leading) await new Promise((r) => setTimeout(r, interval));
+      if (!this.leading) await sleep(interval);
     }
     if (this.stopped) return;
     this.opts.log.info({ lease: `${this.opts.namespace}/${this.opts.name}`, identity: this.opts.identity }, 'leading');
     onStarted();
     let lastRenew = Date.now();
     while (!this.stopped) {
-      await new Promise((r) => setTimeout(r, interval));
+      await sleep(interval);
       const ok = await this.tryAcquireOrRenew().catch(() => false);
       if (ok) lastRenew = Date.now();
       else if (Date.now() - lastRenew > (this.duration * 1000 * 2) / 3) {

@@ -10,6 +10,7 @@ import { parseManifests } from '../offline/inject-manifests.js';
 import { unlessNotFound } from '../k8s/errors.js';
 import { freePort, stopProcess } from './control-plane.js';
 import { PACKAGE_ROOT } from '../util/package-root.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export const MANIFESTS = path.join(PACKAGE_ROOT, 'manifests');
 export const CLI = path.join(PACKAGE_ROOT, 'dist/src/cli/main.js');
@@ -86,7 +87,7 @@ export class WebhookProcess {
     while (!(await this.ready())) {
       if (child.exitCode !== null) throw new Error(`webhook exited with code ${child.exitCode}`);
       if (Date.now() > deadline) throw new Error('webhook did not become ready within 60s');
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
     }
   }
 
@@ -227,6 +228,6 @@ export async function waitForSocket(sock: string, timeoutMs = 30_000): Promise<v
   const deadline = Date.now() + timeoutMs;
   while (!existsSync(sock)) {
     if (Date.now() > deadline) throw new Error(`${sock} did not appear within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
 }

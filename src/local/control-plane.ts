@@ -12,6 +12,7 @@ import path from 'node:path';
 import { detachMountsUnder } from './mounts.js';
 import { PACKAGE_ROOT } from '../util/package-root.js';
 import { makeCa, makeClient, makeServiceAccountKey, makeServing, type Pem } from './pki.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const BUILD_SCRIPT = path.join(PACKAGE_ROOT, 'test/env/build.sh');
 
@@ -281,7 +282,7 @@ current-context: local
         // not yet
       }
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 250));
+      await sleep(250);
     }
   }
 

@@ -28,6 +28,7 @@ import { parseManifests } from '../../src/offline/inject-manifests.js';
 import { findMismatch, withoutServiceAccountToken } from '../env/compare.js';
 import { eventually, startControlPlane } from '../env/harness.js';
 import { listCases, TESTDATA } from '../golden/golden.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const WEBHOOK_NS = 'juicefs-system';
 
@@ -88,7 +89,7 @@ t.test('admission through a real API server', async (t) => {
         return await core.createNamespacedPod({ namespace, body: pod, dryRun });
       } catch (err) {
         if (!retry(err) || Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 200));
+        await sleep(200);
       }
     }
   }

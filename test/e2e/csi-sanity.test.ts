@@ -18,6 +18,7 @@ import { readMounts } from '../../src/juicefs/mounts.js';
 import { detachMountsUnder } from '../../src/local/mounts.js';
 import { eventually, startControlPlane } from '../env/harness.js';
 import { makeVolume, withFuseMount } from '../env/juicefs.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const NODE = 'sanity-node';
 const NS = 'juicefs-system';
@@ -148,7 +149,7 @@ t.test(
     t.notOk(controllerLog.includes(vol.metaurl), 'not even the metaurl');
 
     // Everything csi-sanity created it also deleted: no directory is left in the volume but the registry.
-    await new Promise((r) => setTimeout(r, 6000)); // the controller's mount lingers 5 s
+    await sleep(6000); // the controller's mount lingers 5 s
     await withFuseMount(vol, (mnt) => {
       t.same(
         readdirSync(mnt).filter((e) => e !== '.trash' && e !== '.stats' && e !== '.config' && e !== '.accesslog'),

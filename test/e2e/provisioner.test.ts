@@ -17,6 +17,7 @@ import { startWebhookStack } from '../../src/local/webhook-stack.js';
 import { REGISTRY_DIR } from '../../src/controller/registry.js';
 import { eventually, startControlPlane } from '../env/harness.js';
 import { makeVolume, withFuseMount } from '../env/juicefs.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const NS = 'apps';
 const SYSTEM = 'juicefs-system';
@@ -224,7 +225,7 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
     const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const killer = async (signal: { done: boolean }) => {
       while (!signal.done) {
-        await new Promise((r) => setTimeout(r, 1000 + rand() * 3000));
+        await sleep(1000 + rand() * 3000);
         if (signal.done) break;
         await stack.crashAndRestart();
         kills++;
@@ -249,7 +250,7 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
     t.comment(`20 cycles with ${kills} controller crashes in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     t.ok(kills >= 5, `the controller was killed ${kills} times`);
 
-    await new Promise((r) => setTimeout(r, 6000)); // let the controller's mount linger out
+    await sleep(6000); // let the controller's mount linger out
     const pvs = (await core.listPersistentVolume()).items.filter((pv) => pv.spec?.csi?.driver === 'csi.juicefs.com');
     const used = new Set(pvs.map((pv) => pv.spec!.csi!.volumeAttributes!.subPath));
     await inVolume((mnt) => {

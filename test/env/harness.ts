@@ -1,6 +1,7 @@
 // The tap side of the control-plane harness: one control plane per test file,
 // torn down with the file (also when it fails), its logs printed on failure.
 import { ControlPlane, type ControlPlaneOptions } from '../../src/local/control-plane.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface TapLike {
   teardown(fn: () => unknown): void;
@@ -36,6 +37,6 @@ export async function eventually<T>(
     }
     if (Date.now() > deadline)
       throw new Error(`timed out waiting for ${what}${lastErr ? `: ${(lastErr as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
 }

@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import t from 'tap';
 import { bundleIsUsable, generateBundle, mergeCaBundle, splitPem } from '../../src/certs/generate.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const hosts = ['jfs-sidecar-webhook.juicefs-system.svc', '127.0.0.1'];
 
@@ -50,6 +51,6 @@ t.test('--cert-dir: files are used as they are and reloaded when they change', a
   writeFileSync(path.join(dir, 'tls.key'), second.key);
   writeFileSync(path.join(dir, 'tls.crt'), second.cert);
   const deadline = Date.now() + 15_000;
-  while (!changed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+  while (!changed && Date.now() < deadline) await sleep(250);
   t.equal(changed, second.cert, 'the new certificate is handed over');
 });
