@@ -7,6 +7,7 @@ import { PACKAGE_VERSION } from '../util/package-root.js';
 import { injectCommand } from './inject-command.js';
 import { parseDuration } from '../contract/duration.js';
 import { SYSTEM_NAMESPACE } from '../contract/keys.js';
+import type { WebhookRunOptions } from '../webhook/run.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -14,20 +15,11 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 interface LogFlags {
   logLevel: string;
 }
-interface WebhookFlags extends LogFlags {
-  kubeconfig?: string;
-  host: string;
-  port: number;
-  namespace: string;
-  serviceName: string;
-  webhookConfigName: string;
-  certSecretName: string;
-  certDir?: string;
-  extraHost: string[];
-  secretNamespace: string[];
-  mountImage?: string;
-  onError: 'deny' | 'allow';
-}
+type WebhookFlags = LogFlags &
+  Omit<WebhookRunOptions, 'extraHosts' | 'secretNamespaces' | 'log'> & {
+    extraHost: string[];
+    secretNamespace: string[];
+  };
 interface InjectFlags {
   filename: string[];
   config?: string;
