@@ -4,7 +4,7 @@
 import type { V1EnvVar, V1LabelSelector } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_RESOURCES } from '../contract/keys.js';
-import { parseQuantity } from '../contract/quantity.js';
+import { compareQuantities, isPositive, parseQuantity } from '../contract/quantity.js';
 
 export interface ResourceList {
   cpu?: string;
@@ -84,7 +84,57 @@ function resourceList(v: unknown, where: string): ResourceList | undefined {
   return out;
 }
 
-function parsePatch(raw: unknown, i: number): MountPodPatch {
+/**
+ * Whether a selector reads what a namespace user writes (PVC labels, PVC
+ * name): such an entry is one any PVC can opt into (or, with NotIn or
+ * DoesNotExist, out of) by copying labels or a name, in any namespace.
+ */
+export function selectsByUserFacts(selector: PvcSelector | undefined): boolean {
+  if (!selector) return false;
+  return (
+    selector.matchName !== undefined ||
+    Object.keys(selector.matchLabels ?? {}).length > 0 ||
+    (selector.matchExpressions ?? []).length > 0
+  );
+}
+
+/** Fields a user-selectable entry may not carry (docs/adr/0005-user-selectable-patches.md). */
+const PRIVILEGED_PATCH_FIELDS = [
+  'ceMountImage',
+  'eeMountImage',
+  'env',
+  'mountOptions',
+  'labels',
+  'annotations',
+] as const;
+
+/** A user-selectable entry's resources stay within what users may ask for themselves (annotationBounds). */
+function checkUserSelectable(patch: MountPodPatch, where: string, bounds: AnnotationBounds): void {
+  for (const field of PRIVILEGED_PATCH_FIELDS) {
+    if (patch[field] !== undefined) {
+      throw new ConfigError(
+        `${where}.${field}: an entry whose pvcSelector matches PVC labels or names (which any namespace user can copy) may set only resources, within annotationBounds; select by matchStorageClassName instead`,
+      );
+    }
+  }
+  for (const list of ['requests', 'limits'] as const) {
+    for (const [resource, value] of Object.entries(patch.resources?.[list] ?? {}) as [keyof ResourceList, string][]) {
+      const q = parseQuantity(value)!;
+      const at = `${where}.resources.${list}.${resource}`;
+      if (!isPositive(q) && list === 'limits') {
+        throw new ConfigError(`${at}: an entry selected by PVC labels or names cannot remove a limit`);
+      }
+      const max = resource === 'cpu' ? bounds.maxCpu : bounds.maxMemory;
+      if (compareQuantities(q, parseQuantity(max)!) > 0) {
+        throw new ConfigError(
+          `${at}: ${value} is above annotationBounds (${max}); an entry selected by PVC labels or names is bounded as namespace users are`,
+        );
+      }
+    }
+  }
+}
+
+function parsePatch(raw: unknown, i: number, bounds: AnnotationBounds): MountPodPatch {
   const where = `mountPodPatch[${i}]`;
   if (!isRecord(raw)) throw new ConfigError(`${where}: expected a map`);
   const patch: MountPodPatch = {};
@@ -117,8 +167,11 @@ function parsePatch(raw: unknown, i: number): MountPodPatch {
     }
     patch.mountOptions = raw.mountOptions;
   }
-  patch.labels = stringMap(raw.labels, `${where}.labels`);
-  patch.annotations = stringMap(raw.annotations, `${where}.annotations`);
+  const labels = stringMap(raw.labels, `${where}.labels`);
+  if (labels) patch.labels = labels;
+  const annotations = stringMap(raw.annotations, `${where}.annotations`);
+  if (annotations) patch.annotations = annotations;
+  if (selectsByUserFacts(patch.pvcSelector)) checkUserSelectable(patch, where, bounds);
   return patch;
 }
 
@@ -139,10 +192,6 @@ export function parseGlobalConfig(text: string | undefined): GlobalConfig {
       throw new ConfigError('enableNativeSidecar: expected true or false');
     config.enableNativeSidecar = raw.enableNativeSidecar;
   }
-  if (raw.mountPodPatch !== undefined && raw.mountPodPatch !== null) {
-    if (!Array.isArray(raw.mountPodPatch)) throw new ConfigError('mountPodPatch: expected a list');
-    config.mountPodPatch = raw.mountPodPatch.map(parsePatch);
-  }
   if (raw.annotationBounds !== undefined) {
     const b = stringMap(raw.annotationBounds, 'annotationBounds') ?? {};
     for (const [k, v] of Object.entries(b)) {
@@ -150,6 +199,10 @@ export function parseGlobalConfig(text: string | undefined): GlobalConfig {
       if (parseQuantity(v) === undefined) throw new ConfigError(`annotationBounds.${k}: "${v}" is not a quantity`);
       config.annotationBounds[k] = v;
     }
+  }
+  if (raw.mountPodPatch !== undefined && raw.mountPodPatch !== null) {
+    if (!Array.isArray(raw.mountPodPatch)) throw new ConfigError('mountPodPatch: expected a list');
+    config.mountPodPatch = raw.mountPodPatch.map((p, i) => parsePatch(p, i, config.annotationBounds));
   }
   return config;
 }

@@ -36,6 +36,7 @@ export function renderPathPattern(pattern: string, pvc: PvcFields): string {
     subdir = normaliseSubdir(rendered);
   } catch (err) {
     if (!(err instanceof SubdirError)) throw err;
+    throw new PathPatternError(`pathPattern "${pattern}" renders to a bad subdirectory: ${err.message}`);
   }
   if (subdir === undefined) {
     throw new PathPatternError(`pathPattern "${pattern}" renders to "${rendered}", which is not a subdirectory`);

@@ -1,33 +1,54 @@
-// Kubernetes resource quantities ("500m", "1Gi", "2", "1e3"), parsed to a plain
-// number (cores or bytes) so that bounds can be compared and "≤ 0 removes the
-// entry" can be decided. Only what a resource quantity may legally be is accepted.
+// Kubernetes resource quantities ("500m", "1Gi", "2", "1e3"), parsed exactly:
+// a quantity is a fraction of BigInts, so that bounds are compared as the API
+// server compares them (1.0000000000000001 > 1, 1e3 = 1k, 999999999999999999Ei
+// is a finite number) and "≤ 0 removes the entry" is decided without rounding.
+// Only what a resource quantity may legally be is accepted.
 
-const QUANTITY = /^([+-]?[0-9.]+)([eE][+-]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
+const QUANTITY = /^([+-]?)([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
 
-const SUFFIX: Record<string, number> = {
-  '': 1,
-  m: 1e-3,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  P: 1e15,
-  E: 1e18,
-  Ki: 2 ** 10,
-  Mi: 2 ** 20,
-  Gi: 2 ** 30,
-  Ti: 2 ** 40,
-  Pi: 2 ** 50,
-  Ei: 2 ** 60,
-};
+/** Decimal exponent of each decimal suffix; binary ones are powers of two. */
+const DECIMAL: Record<string, number> = { '': 0, m: -3, k: 3, M: 6, G: 9, T: 12, P: 15, E: 18 };
+const BINARY: Record<string, bigint> = { Ki: 10n, Mi: 20n, Gi: 30n, Ti: 40n, Pi: 50n, Ei: 60n };
 
-/** The value of a quantity, or undefined when the text is not a quantity. */
-export function parseQuantity(text: string): number | undefined {
+/** An exponent this large is no resource (and 10^it would be costly to build). */
+const MAX_EXPONENT = 1000;
+
+/** value = num / den, den > 0. */
+export interface Quantity {
+  num: bigint;
+  den: bigint;
+}
+
+/** The exact value of a quantity, or undefined when the text is not a quantity. */
+export function parseQuantity(text: string): Quantity | undefined {
   const m = QUANTITY.exec(text.trim());
   if (!m) return undefined;
-  const base = Number(m[1]);
-  if (!Number.isFinite(base)) return undefined;
-  const suffix = m[2] ?? '';
-  if (/^[eE]/.test(suffix)) return base * 10 ** Number(suffix.slice(1));
-  return base * SUFFIX[suffix];
+  const [, sign, number, suffix = ''] = m;
+  const [whole, fraction = ''] = number.split('.');
+  let num = BigInt(`${whole}${fraction}` || '0');
+  let exponent = -fraction.length;
+  if (sign === '-') num = -num;
+  // `Ei` is a binary suffix, not an exponent (a float parse once read it as 10^NaN, above no bound).
+  if (/^[eE][+-]?[0-9]/.test(suffix)) exponent += Number(suffix.slice(1));
+  else if (suffix in DECIMAL) exponent += DECIMAL[suffix];
+  else num *= 2n ** BINARY[suffix];
+  if (Math.abs(exponent) > MAX_EXPONENT) return undefined;
+  return exponent >= 0 ? { num: num * 10n ** BigInt(exponent), den: 1n } : { num, den: 10n ** BigInt(-exponent) };
+}
+
+/** Whether the text is a quantity. */
+export function isQuantity(text: string): boolean {
+  return parseQuantity(text) !== undefined;
+}
+
+/** -1, 0 or 1 as a < b, a = b, a > b (exactly). */
+export function compareQuantities(a: Quantity, b: Quantity): -1 | 0 | 1 {
+  const l = a.num * b.den;
+  const r = b.num * a.den;
+  return l < r ? -1 : l > r ? 1 : 0;
+}
+
+/** Whether a quantity is above zero. */
+export function isPositive(q: Quantity): boolean {
+  return q.num > 0n;
 }

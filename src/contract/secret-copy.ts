@@ -4,6 +4,7 @@
 // side effects.
 import { createHash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
+import { describeClientEnv, isClientEnvName } from './client-env.js';
 import { SECRET_COPY_ENV_PREFIX, SECRET_KEYS } from './keys.js';
 import { dnsName, OBJECT_NAME_MAX as MAX_NAME } from './names.js';
 
@@ -52,6 +53,11 @@ export function parseEnvs(text: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
     if (!ENV_NAME.test(k)) throw new SecretFormatError(`key "envs": "${k}" is not a valid env var name`);
+    if (!isClientEnvName(k)) {
+      throw new SecretFormatError(
+        `key "envs": variable "${k}" may not be set: the privileged client takes from "envs" only variables a JuiceFS client reads (${describeClientEnv()})`,
+      );
+    }
     out[k] = typeof val === 'string' ? val : JSON.stringify(val);
   }
   return out;

@@ -13,6 +13,8 @@ export class SubdirError extends Error {
 /** The canonical subdirectory (`a/b`), or undefined for the volume's root; throws SubdirError. */
 export function normaliseSubdir(raw: string): string | undefined {
   if (hasControlCharacters(raw)) throw new SubdirError('subdirectory has control characters');
+  // Kubernetes would expand $(VAR) in a container's command: no path from data may carry one.
+  if (raw.includes('$(')) throw new SubdirError(`subdirectory "${raw}" contains "$("`);
   const parts = raw.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw new SubdirError(`subdirectory "${raw}" escapes the volume ("..")`);
   return parts.length ? parts.join('/') : undefined;

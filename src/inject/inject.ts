@@ -16,6 +16,7 @@ import { filterUserAnnotations } from '../mount/allowlist.js';
 import { cacheVolumes } from '../mount/cache-volumes.js';
 import { buildFormatContainer, buildSidecar, needsFormat } from '../mount/containers.js';
 import { computeMountSettings } from '../mount/settings.js';
+import { checkAddedContainers } from './post-check.js';
 import type { ResolvedVolume } from '../resolve/types.js';
 import type { InjectOptions, InjectOutcome } from './types.js';
 
@@ -170,6 +171,7 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
     (native ? addedInits : addedContainers).push(sidecar);
   });
 
+  checkAddedContainers(input.spec ?? { containers: [] }, [...addedInits, ...addedContainers]);
   spec.initContainers = [...addedInits, ...appInits];
   if (spec.initContainers.length === 0) delete spec.initContainers;
   spec.containers = [...addedContainers, ...appContainers];

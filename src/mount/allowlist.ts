@@ -11,7 +11,7 @@ import {
   type ResourceAttr,
 } from '../contract/attributes.js';
 import { JUICEFS_KEY_PREFIX } from '../contract/keys.js';
-import { parseQuantity } from '../contract/quantity.js';
+import { compareQuantities, isPositive, parseQuantity } from '../contract/quantity.js';
 
 /** Why a user's value of a user key is refused, or undefined when it is within the admin's bounds. */
 function problemWith(key: ResourceAttr, value: string, bounds: AnnotationBounds): string | undefined {
@@ -25,9 +25,10 @@ function problemWith(key: ResourceAttr, value: string, bounds: AnnotationBounds)
   if (!field) return undefined;
   const q = parseQuantity(value)!;
   // Removing a request lowers what the pod asks for; removing a limit would lift the admin's bound.
-  if (q <= 0) return field.list === 'requests' ? undefined : 'a limit cannot be removed from a namespace annotation';
+  if (!isPositive(q))
+    return field.list === 'requests' ? undefined : 'a limit cannot be removed from a namespace annotation';
   const maxText = field.resource === 'cpu' ? bounds.maxCpu : bounds.maxMemory;
-  if (q > parseQuantity(maxText)!) return `${value} is above the admin's bound of ${maxText}`;
+  if (compareQuantities(q, parseQuantity(maxText)!) > 0) return `${value} is above the admin's bound of ${maxText}`;
   return undefined;
 }
 

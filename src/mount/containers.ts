@@ -23,18 +23,30 @@ function secretEnv(envName: string, secret: SecretInfo, key: string): V1EnvVar {
   return { name: envName, valueFrom: { secretKeyRef: { name: secret.name, key } } };
 }
 
-/** Env of the client: metaurl and the Secret's `envs`, all by reference. */
-function clientEnv(secret: SecretInfo): V1EnvVar[] {
-  const env = [secretEnv(ENV_METAURL, secret, SECRET_KEYS.metaurl)];
-  for (const name of secret.envNames) env.push(secretEnv(name, secret, `${SECRET_COPY_ENV_PREFIX}${name}`));
-  return env;
+/** The Secret's `envs` (allow-listed in src/contract/client-env.ts), by reference. */
+function secretEnvs(secret: SecretInfo): V1EnvVar[] {
+  return secret.envNames.map((name) => secretEnv(name, secret, `${SECRET_COPY_ENV_PREFIX}${name}`));
+}
+
+/**
+ * A container's env: what the volume's sources give (Secret `envs`, the
+ * ConfigMap patch), then the injector's own variables last, so that they win
+ * (kubelet takes the last of a name) and no source can pre-empt one of them.
+ * Sources' entries of an injector-owned name are dropped, not duplicated.
+ */
+export function orderEnv(sources: V1EnvVar[], own: V1EnvVar[]): V1EnvVar[] {
+  const owned = new Set(own.map((e) => e.name));
+  return [...sources.filter((e) => !owned.has(e.name)), ...own];
 }
 
 export interface SidecarSpec {
   name: string;
   settings: MountSettings;
   secret: SecretInfo;
-  /** Env that come first (e.g. the pod UID for per-pod host paths). */
+  /**
+   * The injector's env the mount point may reference (e.g. the pod UID for per-pod host paths), set after the
+   * sources' env.
+   */
   leadingEnv: V1EnvVar[];
   /** Mount point inside the container; may use $(VAR) of leadingEnv. */
   mountPoint: string;
@@ -48,13 +60,19 @@ export interface SidecarSpec {
   placement: 'native' | 'classic' | 'mount-pod';
 }
 
+/** `$$` keeps Kubernetes' $(VAR) expansion from reading env (credentials) into a value from data. */
+export function escapeExpansion(text: string): string {
+  return text.replaceAll('$', '$$$$');
+}
+
 export function mountArgs(settings: MountSettings, metricsPort: number): string[] {
   const args = ['juicefs', 'mount'];
-  if (settings.subdir) args.push(`--subdir=${settings.subdir}`);
+  if (settings.subdir) args.push(`--subdir=${escapeExpansion(settings.subdir)}`);
   args.push(`--metrics=0.0.0.0:${metricsPort}`);
-  args.push(`--cache-dir=${settings.cacheDirs.join(':')}`);
+  args.push(`--cache-dir=${escapeExpansion(settings.cacheDirs.join(':'))}`);
   if (settings.readOnly) args.push('--read-only');
   args.push(...renderOptions(settings.options));
+  // The positionals are the injector's own env: the metaurl (admin's Secret) and an absolute mount point.
   args.push(`$(${ENV_METAURL})`, `$(${MOUNT_POINT_ENV})`);
   return args;
 }
@@ -65,12 +83,14 @@ export function buildSidecar(spec: SidecarSpec): V1Container {
     name: spec.name,
     image: settings.image,
     command: mountArgs(settings, spec.metricsPort),
-    env: [
-      ...spec.leadingEnv,
-      { name: MOUNT_POINT_ENV, value: spec.mountPoint },
-      ...clientEnv(spec.secret),
-      ...settings.env,
-    ],
+    env: orderEnv(
+      [...secretEnvs(spec.secret), ...settings.env],
+      [
+        ...spec.leadingEnv,
+        { name: MOUNT_POINT_ENV, value: spec.mountPoint },
+        secretEnv(ENV_METAURL, spec.secret, SECRET_KEYS.metaurl),
+      ],
+    ),
     ports: [{ name: `jfs-metrics-${spec.metricsPort - METRICS_PORT}`, containerPort: spec.metricsPort }],
     resources: settings.resources,
     securityContext: { privileged: true },
@@ -108,13 +128,15 @@ export function buildFormatContainer(
       throw new DenyError('invalid-secret', `Secret ${secret.name} of ${where}: ${err.message}`);
     throw err;
   }
-  const env = [...clientEnv(secret), ...step.env.map((e) => secretEnv(e.name, secret, e.key))];
-  const args = step.args;
+  const own = [
+    secretEnv(ENV_METAURL, secret, SECRET_KEYS.metaurl),
+    ...step.env.map((e) => secretEnv(e.name, secret, e.key)),
+  ];
   return {
     name,
     image: settings.image,
-    command: args,
-    env: [...env, ...settings.env],
+    command: step.args,
+    env: orderEnv([...secretEnvs(secret), ...settings.env], own),
     resources: settings.resources,
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };

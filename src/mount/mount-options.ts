@@ -32,6 +32,33 @@ export function splitOptionList(text: string | undefined): string[] {
     .filter((s) => s.length > 0);
 }
 
+/**
+ * The flags of `juicefs mount` (Community Edition, the union over v1.0–v1.4 of
+ * cmd/flags.go, cmd/mount.go and cmd/mount_unix.go, global flags included).
+ * juicefs exits with "unknown option" on any other `--flag`, so an option that
+ * would render as one is refused at admission instead of crash-looping the
+ * client.
+ */
+export const JUICEFS_MOUNT_FLAGS: ReadonlySet<string> = new Set(
+  (
+    'all-squash atime-mode attr-cache background backup-meta backup-skip-trash bucket buffer-size cache-dir ' +
+    'cache-eviction cache-expire cache-items cache-large-write cache-mode cache-partial-only cache-scan-interval ' +
+    'cache-size check-storage consul custom-labels d debug dir-entry-cache disable-transparent-hugepage ' +
+    'download-limit enable-cap enable-ioctl enable-selinux enable-xattr entry-cache f fast-statfs force foreground ' +
+    'free-space-ratio get-timeout heartbeat hide-internal io-retries log log-id log-level max-deletes max-downloads ' +
+    'max-fuse-io max-readahead max-stage-write max-uploads metrics negative-entry-cache network-interfaces no-agent ' +
+    'no-bgjob no-color no-syslog no-usage-report non-default-permission o open-cache open-cache-limit prefetch ' +
+    'prefix-internal put-timeout pyroscope q quiet read-only readdir-cache root-squash skip-dir-mtime skip-dir-nlink ' +
+    'sort-dir storage storage-class subdir tag trace umask update-fstab upload-delay upload-hours upload-limit v ' +
+    'verbose verify-cache-checksum writeback writeback-threshold-size'
+  ).split(' '),
+);
+
+/** Whether an option renders as a FUSE option (`-o key[=value]`) rather than a juicefs flag. */
+export function isFuseOption(key: string): boolean {
+  return key.includes('_');
+}
+
 /** Options handled by the injector itself rather than passed through. */
 export const READ_ONLY_KEYS = new Set(['ro', 'read-only']);
 export const SUBDIR_KEY = 'subdir';
@@ -67,7 +94,7 @@ export function renderOptions(options: ParsedOption[]): string[] {
   for (const { key, value } of options) {
     // `$$` keeps Kubernetes' $(VAR) expansion from reading env (credentials) into an option.
     const text = (value === undefined ? key : `${key}=${value}`).replaceAll('$', '$$$$');
-    if (key.includes('_')) argv.push('-o', text);
+    if (isFuseOption(key)) argv.push('-o', text);
     else argv.push(`--${text}`);
   }
   return argv;

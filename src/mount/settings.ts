@@ -15,11 +15,13 @@ import {
 } from '../contract/attributes.js';
 import { DenyError } from '../contract/deny.js';
 import { DEFAULT_CACHE_DIR, DEFAULT_CE_MOUNT_IMAGE, SECRET_KEYS } from '../contract/keys.js';
-import { parseQuantity } from '../contract/quantity.js';
+import { compareQuantities, isPositive, parseQuantity } from '../contract/quantity.js';
 import { normaliseSubdir, SubdirError } from '../contract/subdir.js';
 import type { UserTuning } from './allowlist.js';
 import {
   CACHE_DIR_KEY,
+  isFuseOption,
+  JUICEFS_MOUNT_FLAGS,
   METRICS_KEY,
   READ_ONLY_KEYS,
   SUBDIR_KEY,
@@ -79,12 +81,17 @@ function resolveResources(layers: Layer[]): V1ResourceRequirements {
   const limits: Record<string, string> = {};
   for (const { key, list, resource } of RESOURCE_FIELDS) {
     const v = merged[key];
-    if (v !== undefined && (parseQuantity(v) ?? 0) > 0) (list === 'requests' ? requests : limits)[resource] = v;
+    if (v !== undefined && isPositive(parseQuantity(v) ?? { num: 0n, den: 1n }))
+      (list === 'requests' ? requests : limits)[resource] = v;
   }
   // The API server refuses a request above its limit; such a request is
   // lowered to the limit rather than producing a pod that cannot be created.
   for (const name of ['cpu', 'memory']) {
-    if (requests[name] && limits[name] && parseQuantity(requests[name])! > parseQuantity(limits[name])!) {
+    if (
+      requests[name] &&
+      limits[name] &&
+      compareQuantities(parseQuantity(requests[name])!, parseQuantity(limits[name])!) > 0
+    ) {
       requests[name] = limits[name];
     }
   }
@@ -120,6 +127,12 @@ function parseOptions(texts: string[], where: string): ParsedOption[] {
   return texts.map((t) => {
     const parsed = parseOption(t);
     if (typeof parsed === 'string') throw new DenyError('invalid-pv', `${where}: ${parsed}`);
+    if (!isFuseOption(parsed.key) && !JUICEFS_MOUNT_FLAGS.has(parsed.key) && !READ_ONLY_KEYS.has(parsed.key)) {
+      throw new DenyError(
+        'invalid-pv',
+        `${where}: mount option "${parsed.key}" is no flag of juicefs mount (which would exit with "unknown option"); FUSE options are the ones with "_", e.g. allow_other`,
+      );
+    }
     return parsed;
   });
 }
@@ -192,10 +205,10 @@ export function computeMountSettings(
       continue; // the metrics address is part of the contract
     else if (opt.key === CACHE_DIR_KEY) {
       const dirs = (opt.value ?? '').split(':').filter((d) => d);
-      if (!dirs.length || dirs.some((d) => d !== 'memory' && !path.posix.isAbsolute(d))) {
+      if (!dirs.length || dirs.some((d) => d !== 'memory' && (!path.posix.isAbsolute(d) || d.includes('$(')))) {
         throw new DenyError(
           'invalid-pv',
-          `${where}: cache-dir "${opt.value ?? ''}" must be absolute paths separated by ":"`,
+          `${where}: cache-dir "${opt.value ?? ''}" must be absolute paths separated by ":", without "$("`,
         );
       }
       cacheDirs = dirs;

@@ -366,7 +366,8 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
       body: {
         metadata: { name: 'juicefs-csi-driver-config' },
         data: {
-          'config.yaml': 'mountPodPatch:\n  - pvcSelector: {matchLabels: {tier: gold}}\n    labels: {patched: gold}\n',
+          'config.yaml':
+            'mountPodPatch:\n  - pvcSelector: {matchLabels: {tier: gold}}\n    resources: {requests: {cpu: 300m}}\n',
         },
       },
     });
@@ -398,10 +399,18 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     const target = path.join(dir, 'pods/s/volumes/pv-sel/mount');
     await publish('pv-sel', target, { subPath: 'pv-sel' });
     const pod = (await mountPodOf('pv-sel'))!;
-    t.equal(pod.metadata?.labels?.patched, 'gold', "the patch selected the Mount Pod by its PVC's labels");
+    t.equal(
+      pod.spec?.containers[0].resources?.requests?.cpu,
+      '300m',
+      "the patch selected the Mount Pod by its PVC's labels",
+    );
     const unclaimed = path.join(dir, 'pods/u/volumes/pv-free/mount');
     await publish('pv-free', unclaimed);
-    t.notOk((await mountPodOf('pv-free'))?.metadata?.labels?.patched, 'a volume without that PVC is not patched');
+    t.not(
+      (await mountPodOf('pv-free'))?.spec?.containers[0].resources?.requests?.cpu,
+      '300m',
+      'a volume without that PVC is not patched',
+    );
     await t.rejects(
       publish('pv-bad', path.join(dir, 'pods/x/volumes/pv-bad/mount'), { 'juicefs/mount-delete-delay': 'soon' }),
       { code: 3, message: /juicefs\/mount-delete-delay "soon"/ },

@@ -37,12 +37,12 @@ const claim: PvcIdentity = {
 const config = parseGlobalConfig(`
 mountPodPatch:
   - pvcSelector: {matchLabels: {tier: gold}}
+    resources: {limits: {cpu: "1500m"}}
+  - pvcSelector: {matchStorageClassName: juicefs-sc}
     labels: {patched: gold}
-    resources: {limits: {cpu: "4"}}
-  - pvcSelector: {matchName: data, matchStorageClassName: juicefs-sc}
     annotations: {by-name: "yes"}
     mountOptions: [writeback]
-  - pvcSelector: {matchName: other}
+  - pvcSelector: {matchStorageClassName: other-sc}
     ceMountImage: never/used
 `);
 
@@ -50,14 +50,15 @@ t.test('a pvcSelector patch reaches the Mount Pod of a PV whose claim it selects
   const plan = planMountPod({ nodeName: 'n', namespace: 'ns', volume: source, claim, options: { config } });
   const pod = plan.pod;
   const c = pod.spec!.containers[0];
-  t.equal(pod.metadata?.labels?.patched, 'gold', 'label selector matched the PVC labels');
-  t.equal(pod.metadata?.annotations?.['by-name'], 'yes', 'matchName and matchStorageClassName matched the PVC');
-  t.equal(c.resources?.limits?.cpu, '4', 'resources patched');
+  t.equal(pod.metadata?.labels?.patched, 'gold', 'matchStorageClassName matched the PVC');
+  t.equal(pod.metadata?.annotations?.['by-name'], 'yes', 'matchStorageClassName matched the PVC');
+  t.equal(c.resources?.limits?.cpu, '1500m', 'label selector matched the PVC labels: resources patched');
   t.ok(c.command?.includes('--writeback'), 'mount options patched');
   t.not(c.image, 'never/used', 'an entry selecting another PVC does not apply');
 
   const unclaimed = planMountPod({ nodeName: 'n', namespace: 'ns', volume: source, options: { config } });
-  t.notOk(unclaimed.pod.metadata?.labels?.patched, 'a PV without a claim is not selected by labels');
+  t.notOk(unclaimed.pod.metadata?.labels?.patched, 'a PV without a claim is not selected by its class');
+  t.not(unclaimed.pod.spec!.containers[0].resources?.limits?.cpu, '1500m', 'nor by labels');
   t.notOk(unclaimed.pod.metadata?.annotations?.['by-name']);
   t.not(unclaimed.hash, plan.hash, 'the patch is part of the settings hash');
   const other = planMountPod({
@@ -67,7 +68,7 @@ t.test('a pvcSelector patch reaches the Mount Pod of a PV whose claim it selects
     claim: { ...claim, labels: { tier: 'bronze' } },
     options: { config },
   });
-  t.notOk(other.pod.metadata?.labels?.patched, 'labels that do not match select nothing');
+  t.not(other.pod.spec!.containers[0].resources?.limits?.cpu, '1500m', 'labels that do not match select nothing');
 });
 
 t.test('the sidecar and the Mount Pod take the same patches for the same PVC', async (t) => {
