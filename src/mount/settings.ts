@@ -205,13 +205,18 @@ export function computeMountSettings(
       continue; // the metrics address is part of the contract
     else if (opt.key === CACHE_DIR_KEY) {
       const dirs = (opt.value ?? '').split(':').filter((d) => d);
-      if (!dirs.length || dirs.some((d) => d !== 'memory' && (!path.posix.isAbsolute(d) || d.includes('$(')))) {
+      // Each directory becomes a host path and a mount of the client: the API server refuses `..` in a host
+      // path and two mounts at one path, and $( would be expanded in the client's command.
+      const bad = (d: string) =>
+        d !== 'memory' && (!path.posix.isAbsolute(d) || d.includes('$(') || d.split('/').includes('..'));
+      const canonical = dirs.map((d) => (d === 'memory' ? d : path.posix.normalize(d).replace(/(.)\/+$/, '$1')));
+      if (!dirs.length || dirs.some(bad) || new Set(canonical).size !== canonical.length) {
         throw new DenyError(
           'invalid-pv',
-          `${where}: cache-dir "${opt.value ?? ''}" must be absolute paths separated by ":", without "$("`,
+          `${where}: cache-dir "${opt.value ?? ''}" must be distinct absolute paths separated by ":", without ".." or "$("`,
         );
       }
-      cacheDirs = dirs;
+      cacheDirs = canonical;
     } else passed.push(opt);
   }
   const base = subdirOf(optionSubdir, where);

@@ -304,7 +304,8 @@ t.test('class 8: a pod that would be invalid after injection is denied', async (
     initContainers: [{ name: 'init', image: 'i', ports: [{ containerPort: 9567 }] }],
   });
   deny(initPort, source(), /"init" declares port 9567/);
-  deny(pod(), source({ mountOptions: ['cache-dir=/c:/c/'] }), /two volumes at \/c/);
+  deny(pod(), source({ mountOptions: ['cache-dir=/c:/c/'] }), /distinct absolute paths/);
+  deny(pod(), source({ mountOptions: ['cache-dir=/c/../etc'] }), /without "\.\."/);
   deny(
     pod(),
     source({ mountOptions: ['cache-dir=/var/lib/juicefs/volume'] }),
