@@ -11,6 +11,20 @@ const ENV_NAME = 'JFS_NAME';
 const ENV_STORAGE = 'JFS_STORAGE';
 const ENV_BUCKET = 'JFS_BUCKET';
 
+/**
+ * The flags of `juicefs format` (Community Edition, the union over v1.0–v1.4 of
+ * cmd/format.go, global flags included): juicefs exits with "unknown option"
+ * on any other, so `format-options` naming one is refused instead of leaving
+ * the format step failing in every pod.
+ */
+export const JUICEFS_FORMAT_FLAGS: ReadonlySet<string> = new Set(
+  (
+    'access-key block-size bucket capacity compress enable-acl encrypt-algo encrypt-rsa-key force hash-prefix ' +
+    'inodes kerberos-config-file no-update ranger-rest-url ranger-service secret-key session-token shards storage ' +
+    'storage-class tag trash-days verbose debug v quiet q trace log-level log-id no-agent pyroscope no-color'
+  ).split(' '),
+);
+
 export class FormatError extends Error {
   override name = 'FormatError';
 }
@@ -48,6 +62,10 @@ export function formatCommand(keys: readonly string[], formatOptions: readonly s
   const options = formatOptions.map((text) => {
     const parsed = parseOption(text);
     if (typeof parsed === 'string') throw new FormatError(`format-options: ${parsed}`);
+    if (!JUICEFS_FORMAT_FLAGS.has(parsed.key))
+      throw new FormatError(
+        `format-options: "${parsed.key}" is no flag of juicefs format (which would exit with "unknown option")`,
+      );
     return parsed;
   });
   args.push(...renderOptions(options));

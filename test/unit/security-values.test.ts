@@ -13,7 +13,7 @@ import { parseEnvs, SecretFormatError } from '../../src/contract/secret-copy.js'
 import { normaliseSubdir, SubdirError } from '../../src/contract/subdir.js';
 import { injectPod } from '../../src/inject/inject.js';
 import { filterUserAnnotations } from '../../src/mount/allowlist.js';
-import { ENV_METAURL, expandEnvReferences } from '../../src/mount/format.js';
+import { ENV_METAURL, expandEnvReferences, FormatError, formatCommand } from '../../src/mount/format.js';
 import { mountArgs } from '../../src/mount/containers.js';
 import { computeMountSettings } from '../../src/mount/settings.js';
 import type { PvcIdentity, VolumeSource } from '../../src/mount/volume.js';
@@ -273,6 +273,14 @@ t.test('class 8: options juicefs does not know are denied, not rendered as flags
     ok.options.map((o) => o.key),
     ['allow_other', 'cache-size', 'writeback'],
   );
+});
+
+t.test('class 8: format-options juicefs format does not know are refused', async (t) => {
+  t.throws(() => formatCommand(['name', 'metaurl', 'storage'], ['trash-days=1', 'nonsense=1']), FormatError);
+  t.throws(() => formatCommand(['name', 'metaurl', 'storage'], ['cache-size=1']), FormatError, 'a mount flag');
+  const ok = formatCommand(['name', 'metaurl', 'storage'], ['trash-days=1', 'block-size=4096', 'compress=lz4']);
+  t.ok(ok.args.includes('--compress=lz4'));
+  t.ok(formatCommand(['name', 'metaurl'], ['tag=a$(JFS_METAURL)']).args.includes('--tag=a$$(JFS_METAURL)'));
 });
 
 t.test('class 8: a pod that would be invalid after injection is denied', async (t) => {
