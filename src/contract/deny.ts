@@ -4,6 +4,7 @@
 export type DenyCode =
   | 'pvc-not-found'
   | 'pv-not-found'
+  | 'pv-not-bound'
   | 'storage-class-not-found'
   | 'secret-not-found'
   | 'invalid-pvc'
