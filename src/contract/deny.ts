@@ -13,7 +13,8 @@ export type DenyCode =
   | 'invalid-secret'
   | 'invalid-config'
   | 'unsupported'
-  | 'invalid-pod';
+  | 'invalid-pod'
+  | 'ephemeral-container';
 
 export class DenyError extends Error {
   constructor(
