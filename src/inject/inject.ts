@@ -12,6 +12,7 @@ import {
   POD_UID_ENV,
   SIDECAR_NAME,
 } from '../contract/keys.js';
+import { DenyError } from '../contract/deny.js';
 import { filterUserAnnotations } from '../mount/allowlist.js';
 import { cacheVolumes } from '../mount/cache-volumes.js';
 import { buildFormatContainer, buildSidecar, needsFormat } from '../mount/containers.js';
@@ -93,6 +94,24 @@ function rewireMounts(container: V1Container, volumeName: string, hostPathMode: 
   return touched;
 }
 
+/**
+ * A mount of a volume the pod does not have would be invalid, unless the
+ * injector adds a volume of that name: a user's container mounting
+ * `jfs-cache-0` ahead of time would get the node's cache folder (other
+ * volumes' cached blocks). Such a pod is denied before anything is added.
+ */
+function refuseDanglingMounts(spec: NonNullable<V1Pod['spec']>): void {
+  const volumes = new Set((spec.volumes ?? []).map((v) => v.name));
+  for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
+    const mount = (c.volumeMounts ?? []).find((m) => !volumes.has(m.name));
+    if (mount)
+      throw new DenyError(
+        'invalid-pod',
+        `container ${c.name} mounts volume "${mount.name}", which the pod does not have (names of the volumes the JuiceFS injector adds cannot be mounted ahead of them)`,
+      );
+  }
+}
+
 /** Skips decided by the pod alone, before any of its volumes is resolved. */
 export function skipBeforeResolving(pod: V1Pod): InjectOutcome | undefined {
   const labels = pod.metadata?.labels ?? {};
@@ -115,6 +134,7 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
   const pod = structuredClone(input);
   const spec = (pod.spec ??= { containers: [] });
   const podWhere = describePod(pod);
+  refuseDanglingMounts(spec);
   // The pod's own annotations are checked once; each volume's settings take what passed.
   const podTuning = filterUserAnnotations(pod.metadata?.annotations, options.config.annotationBounds, podWhere);
   const warnings = [...podTuning.warnings];
