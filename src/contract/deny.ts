@@ -4,6 +4,7 @@
 export type DenyCode =
   | 'pvc-not-found'
   | 'pv-not-found'
+  | 'pv-not-bound'
   | 'storage-class-not-found'
   | 'secret-not-found'
   | 'invalid-pvc'
@@ -12,7 +13,8 @@ export type DenyCode =
   | 'invalid-secret'
   | 'invalid-config'
   | 'unsupported'
-  | 'invalid-pod';
+  | 'invalid-pod'
+  | 'ephemeral-container';
 
 export class DenyError extends Error {
   constructor(

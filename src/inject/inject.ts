@@ -12,6 +12,7 @@ import {
   POD_UID_ENV,
   SIDECAR_NAME,
 } from '../contract/keys.js';
+import { DenyError } from '../contract/deny.js';
 import { filterUserAnnotations } from '../mount/allowlist.js';
 import { cacheVolumes } from '../mount/cache-volumes.js';
 import { buildFormatContainer, buildSidecar, needsFormat } from '../mount/containers.js';
@@ -49,16 +50,31 @@ class NameRegistry {
   }
 }
 
-function ensureEnv(container: V1Container, env: V1EnvVar): void {
-  const list = (container.env ??= []);
-  const at = list.findIndex((e) => e.name === env.name);
+/**
+ * Makes `env` the container's only definition of its name, first in the list;
+ * returns whether the user had defined that name. Every user entry of the name
+ * goes: the kubelet takes the last entry of a name (and an `env` entry over
+ * any `envFrom` key), so one left behind would steer what `$(VAR)` expands to.
+ * With ours the only `env` entry of the name, no `envFrom` source or prefix
+ * can override it either ("Values defined by an Env with a duplicate key will
+ * take precedence", EnvFromSource), and a pod's env cannot be changed after
+ * creation.
+ */
+function ensureEnv(container: V1Container, env: V1EnvVar): boolean {
+  const list = container.env ?? [];
+  const same = JSON.stringify(env);
+  const theirs = list.filter((e) => e.name === env.name && JSON.stringify(e) !== same);
   // Prepended so that $(VAR) references in the container's own env and mounts can use it.
-  if (at >= 0) list.splice(at, 1);
-  list.unshift(env);
+  container.env = [env, ...list.filter((e) => e.name !== env.name)];
+  return theirs.length > 0;
 }
 
-/** Rewires one app (or init) container's mounts of a replaced volume. Returns whether it mounted it. */
-function rewireMounts(container: V1Container, volumeName: string, hostPathMode: boolean): boolean {
+/**
+ * Rewires one app (or init) container's mounts of a replaced volume. Returns
+ * whether it mounted it; warns when it had to drop the user's own definition
+ * of the pod UID variable.
+ */
+function rewireMounts(container: V1Container, volumeName: string, hostPathMode: boolean, warnings: string[]): boolean {
   let touched = false;
   for (const mount of container.volumeMounts ?? []) {
     if (mount.name !== volumeName) continue;
@@ -72,8 +88,29 @@ function rewireMounts(container: V1Container, volumeName: string, hostPathMode: 
       delete mount.subPath;
     }
   }
-  if (touched && hostPathMode) ensureEnv(container, POD_UID_VAR);
+  if (touched && hostPathMode && ensureEnv(container, POD_UID_VAR))
+    warnings.push(
+      `container ${container.name}: its own ${POD_UID_ENV} env entries were removed; the injector defines that variable`,
+    );
   return touched;
+}
+
+/**
+ * A mount of a volume the pod does not have would be invalid, unless the
+ * injector adds a volume of that name: a user's container mounting
+ * `jfs-cache-0` ahead of time would get the node's cache folder (other
+ * volumes' cached blocks). Such a pod is denied before anything is added.
+ */
+function refuseDanglingMounts(spec: NonNullable<V1Pod['spec']>): void {
+  const volumes = new Set((spec.volumes ?? []).map((v) => v.name));
+  for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
+    const mount = (c.volumeMounts ?? []).find((m) => !volumes.has(m.name));
+    if (mount)
+      throw new DenyError(
+        'invalid-pod',
+        `container ${c.name} mounts volume "${mount.name}", which the pod does not have (names of the volumes the JuiceFS injector adds cannot be mounted ahead of them)`,
+      );
+  }
 }
 
 /** Skips decided by the pod alone, before any of its volumes is resolved. */
@@ -98,6 +135,7 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
   const pod = structuredClone(input);
   const spec = (pod.spec ??= { containers: [] });
   const podWhere = describePod(pod);
+  refuseDanglingMounts(spec);
   // The pod's own annotations are checked once; each volume's settings take what passed.
   const podTuning = filterUserAnnotations(pod.metadata?.annotations, options.config.annotationBounds, podWhere);
   const warnings = [...podTuning.warnings];
@@ -127,8 +165,8 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
     if (hostPathMode) podVolume.hostPath = { path: MOUNT_ROOT, type: 'DirectoryOrCreate' };
     else podVolume.emptyDir = {};
 
-    const usedByInit = appInits.filter((c) => rewireMounts(c, binding.podVolumeName, hostPathMode));
-    appContainers.forEach((c) => rewireMounts(c, binding.podVolumeName, hostPathMode));
+    const usedByInit = appInits.filter((c) => rewireMounts(c, binding.podVolumeName, hostPathMode, warnings));
+    appContainers.forEach((c) => rewireMounts(c, binding.podVolumeName, hostPathMode, warnings));
     if (!native && usedByInit.length) {
       warnings.push(
         `${where}: init container(s) ${usedByInit.map((c) => c.name).join(', ')} mount a JuiceFS volume, but with classic placement the mount starts after init containers`,

@@ -6,7 +6,7 @@ import type { CoreV1Api, V1PersistentVolume } from '@kubernetes/client-node';
 import { CSI_DRIVER_NAME } from '../contract/keys.js';
 import { unlessNotFound } from '../k8s/errors.js';
 import type { PvcIdentity } from '../mount/volume.js';
-import { pvcIdentity } from '../resolve/resolve.js';
+import { notClaimedBy, pvcIdentity } from '../resolve/resolve.js';
 
 function serves(pv: V1PersistentVolume | undefined, volumeId: string): boolean {
   return pv?.spec?.csi?.driver === CSI_DRIVER_NAME && pv.spec.csi.volumeHandle === volumeId;
@@ -21,12 +21,13 @@ async function pvOf(core: CoreV1Api, volumeId: string): Promise<V1PersistentVolu
 
 /** The claiming PVC's identity, or undefined when there is none. */
 export async function claimOfVolume(core: CoreV1Api, volumeId: string): Promise<PvcIdentity | undefined> {
-  const ref = (await pvOf(core, volumeId))?.spec?.claimRef;
-  if (!ref?.name || !ref.namespace) return undefined;
+  const pv = await pvOf(core, volumeId);
+  const ref = pv?.spec?.claimRef;
+  if (!pv || !ref?.name || !ref.namespace) return undefined;
   const pvc = await unlessNotFound(
     core.readNamespacedPersistentVolumeClaim({ name: ref.name, namespace: ref.namespace }),
   );
   // A claimRef left by a deleted PVC (or pointing at a newer PVC of that name) names no claim of this PV.
-  if (!pvc || (ref.uid && pvc.metadata?.uid !== ref.uid)) return undefined;
+  if (!pvc || notClaimedBy(pv, pvc)) return undefined;
   return pvcIdentity(pvc);
 }

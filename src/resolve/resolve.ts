@@ -94,9 +94,36 @@ function classSecretRef(sc: V1StorageClass, pvc: V1PersistentVolumeClaim, pvName
 }
 
 /**
+ * Why `pv` is not this PVC's volume, or undefined when it is. `spec.volumeName`
+ * is the PVC's own word, which its namespace's user writes; the PV's
+ * `claimRef` is the binding's (the PV controller's, or the admin's when they
+ * pre-bind), so only a claimRef naming this PVC (namespace, name, and uid when
+ * set) makes the PV this PVC's. A PV without claimRef is not bound yet: the PV
+ * controller may still refuse the binding, or bind the PV to another claim
+ * first, so it is no PVC's until then (the kubelet, too, mounts a PVC only once
+ * bound).
+ */
+export function notClaimedBy(pv: V1PersistentVolume, pvc: V1PersistentVolumeClaim): string | undefined {
+  const ref = pv.spec?.claimRef;
+  const pvName = pv.metadata?.name ?? '';
+  const claim = `${pvc.metadata?.namespace ?? ''}/${pvc.metadata?.name ?? ''}`;
+  if (!ref) {
+    return `PersistentVolume ${pvName} is not bound to PersistentVolumeClaim ${claim} yet (it has no claimRef); create the pod once the claim is Bound, or have the admin pre-bind the PV with spec.claimRef`;
+  }
+  if (ref.namespace !== pvc.metadata?.namespace || ref.name !== pvc.metadata?.name) {
+    return `PersistentVolume ${pvName} is bound to another claim, not to PersistentVolumeClaim ${claim}`;
+  }
+  if (ref.uid && ref.uid !== pvc.metadata?.uid) {
+    return `PersistentVolume ${pvName} is bound to an earlier PersistentVolumeClaim ${claim} (uid ${ref.uid}), not to this one`;
+  }
+  return undefined;
+}
+
+/**
  * The source Secret behind a PVC when it is a JuiceFS volume (bound to a
- * JuiceFS PV, or unbound of a JuiceFS StorageClass); undefined otherwise.
- * The controller keeps the per-PVC copy of exactly this Secret.
+ * JuiceFS PV whose claimRef names it, or unbound of a JuiceFS StorageClass);
+ * undefined otherwise. The controller keeps the per-PVC copy of exactly this
+ * Secret, so a PVC naming a PV that is not its own gets no copy.
  */
 export function sourceSecretOf(
   pvc: V1PersistentVolumeClaim,
@@ -105,7 +132,8 @@ export function sourceSecretOf(
   const pvName = pvc.spec?.volumeName;
   if (pvName) {
     const pv = view.getPv(pvName);
-    return pv?.spec?.csi?.driver === CSI_DRIVER_NAME ? pvSecretRef(pv) : undefined;
+    if (pv?.spec?.csi?.driver !== CSI_DRIVER_NAME || notClaimedBy(pv, pvc)) return undefined;
+    return pvSecretRef(pv);
   }
   const sc = pvc.spec?.storageClassName ? view.getStorageClass(pvc.spec.storageClassName) : undefined;
   if (sc?.provisioner !== CSI_DRIVER_NAME || !pvc.metadata?.uid) return undefined;
@@ -131,6 +159,8 @@ function fromBoundPv(
 ): ResolvedVolume | undefined {
   const csi = pv.spec?.csi;
   if (csi?.driver !== CSI_DRIVER_NAME) return undefined;
+  const notOurs = notClaimedBy(pv, pvc);
+  if (notOurs) throw new DenyError('pv-not-bound', notOurs);
   const pvName = pv.metadata!.name!;
   const where = `PersistentVolume ${pvName}`;
   const ref = pvSecretRef(pv);

@@ -5,6 +5,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import fjp from 'fast-json-patch';
 import type { Logger } from 'pino';
 import { DenyError } from '../contract/deny.js';
+import { ephemeralContainersDenial } from '../inject/ephemeral.js';
 import { describePod } from '../inject/inject.js';
 import type { InjectOptions } from '../inject/types.js';
 import { injectWithView } from '../inject/inject-with-view.js';
@@ -70,7 +71,11 @@ export function review(body: unknown, deps: AdmissionDeps): AdmissionResult {
   if (typeof uid !== 'string' || uid === '') return { kind: 'bad-request', message: 'request.uid is missing' };
 
   const kind = request.kind;
-  const isPod = isRecord(kind) && kind.group === '' && kind.kind === 'Pod' && request.subResource === undefined;
+  const isPodKind = isRecord(kind) && kind.group === '' && kind.kind === 'Pod';
+  if (isPodKind && request.subResource === 'ephemeralcontainers' && request.operation === 'UPDATE') {
+    return reviewEphemeralContainers(uid, request, deps);
+  }
+  const isPod = isPodKind && request.subResource === undefined;
   if (!isPod || request.operation !== 'CREATE') {
     // Only pod CREATE is ours; anything else the configuration routed here is let through unchanged.
     return { kind: 'review', review: reply(uid, { allowed: true }), result: 'ignored' };
@@ -121,6 +126,23 @@ export function review(body: unknown, deps: AdmissionDeps): AdmissionResult {
     }
     return deny(uid, 'internal', `${where}: JuiceFS sidecar injection failed: ${message}`, deps, 500);
   }
+}
+
+/** pods/ephemeralcontainers: nothing to inject, only what src/inject/ephemeral.ts refuses. */
+function reviewEphemeralContainers(
+  uid: string,
+  request: Record<string, unknown>,
+  deps: AdmissionDeps,
+): AdmissionResult {
+  const pod = request.object;
+  if (!isRecord(pod)) return deny(uid, 'invalid-pod', 'request.object is not a pod', deps, 400);
+  const old = isRecord(request.oldObject) ? (request.oldObject as V1Pod) : undefined;
+  const denial = ephemeralContainersDenial(pod, old);
+  if (!denial) return { kind: 'review', review: reply(uid, { allowed: true }), result: 'ignored' };
+  const namespace = typeof request.namespace === 'string' ? request.namespace : undefined;
+  const typedPod = pod as V1Pod;
+  const where = describePod({ ...typedPod, metadata: { ...typedPod.metadata, namespace } });
+  return deny(uid, denial.code, `${where}: ${denial.message}`, deps, 403);
 }
 
 const STATUS_REASON: Record<number, string> = { 400: 'BadRequest', 403: 'Forbidden', 500: 'InternalError' };
