@@ -233,6 +233,7 @@ t.test('after admission, the injected sidecar is not the namespace user’s', as
     for (const [what, ops] of [
       ['the sidecar command', [{ op: 'replace', path: `${sidecar}/command`, value: ['sh', '-c', 'id'] }]],
       ['the app image', [{ op: 'replace', path: `/spec/containers/${appAt}/image`, value: 'attacker/image' }]],
+      ['the tolerations', [{ op: 'add', path: '/spec/tolerations/-', value: { key: 'x', operator: 'Exists' } }]],
     ] as [string, object[]][]) {
       const err = await jsonPatch(upgrader, 'app', ops).then(
         () => undefined,
@@ -316,5 +317,22 @@ t.test('after admission, the injected sidecar is not the namespace user’s', as
     const unnamed = await connect(userKc, name, 'exec');
     t.not(unnamed.status, 403, `${unnamed.status} ${unnamed.message}`);
     t.match(unnamed.message, /container name must be specified/);
+  });
+  await t.test('without the upgraders ConfigMap, updates of injected pods fail closed', async (t) => {
+    await core.deleteNamespacedConfigMap({ name: 'jfs-sidecar-upgraders', namespace: WEBHOOK_NAMESPACE });
+    const appAt = pod.spec!.containers.findIndex((c) => c.name === 'app');
+    // The API server's parameter informer sees the deletion shortly.
+    const message = await eventually(
+      () =>
+        jsonPatch(user, 'app', [
+          { op: 'replace', path: `/spec/containers/${appAt}/image`, value: 'busybox:1.36' },
+        ]).then(
+          () => undefined,
+          (e: unknown) => apiMessage(e),
+        ),
+      20_000,
+      'an update to be refused',
+    );
+    t.match(message, /jfs-sidecar-injected-pods/, message);
   });
 });
