@@ -12,6 +12,9 @@ export const LABEL_ENABLE_SERVERLESS_INJECTION = 'juicefs.com/enable-serverless-
 export const LABEL_DISABLE_INJECTION = 'disable.sidecar.juicefs.com/inject';
 export const LABEL_INJECTION_DONE = 'done.sidecar.juicefs.com/inject';
 
+/** Pod annotation kubectl reads to pick the container of exec, attach, logs and cp when none is named. */
+export const ANNOTATION_DEFAULT_CONTAINER = 'kubectl.kubernetes.io/default-container';
+
 /** Names the injector gives to what it adds. */
 export const SIDECAR_NAME = 'jfs-mount';
 export const FORMAT_INIT_NAME = 'jfs-format';

@@ -3,6 +3,7 @@
 // the same pod (golden files, idempotency, reinvocation).
 import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import {
+  ANNOTATION_DEFAULT_CONTAINER,
   CACHE_VOLUME_PREFIX,
   FORMAT_INIT_NAME,
   LABEL_DISABLE_INJECTION,
@@ -216,5 +217,11 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
   spec.volumes = [...(spec.volumes ?? []), ...addedVolumes];
   const meta = (pod.metadata ??= {});
   meta.labels = { ...(meta.labels ?? {}), [LABEL_INJECTION_DONE]: 'true' };
+  // kubectl exec/attach/logs without -c take this container; with classic placement the sidecar would otherwise
+  // come first. The user's own choice stands when it names one of their containers.
+  const chosen = meta.annotations?.[ANNOTATION_DEFAULT_CONTAINER];
+  if (appContainers.length && !appContainers.some((c) => c.name === chosen)) {
+    meta.annotations = { ...(meta.annotations ?? {}), [ANNOTATION_DEFAULT_CONTAINER]: appContainers[0].name };
+  }
   return { kind: 'injected', pod, warnings };
 }

@@ -44,11 +44,14 @@ export interface WebhookStack {
 
 export async function startWebhookStack(cp: ControlPlane, opts: WebhookStackOptions): Promise<WebhookStack> {
   const admin = cp.adminKubeConfig();
-  // The shipped ServiceAccount, RBAC and global ConfigMap; the Deployment's container runs here as a process.
+  // The shipped ServiceAccount, RBAC, global ConfigMap and after-admission policies; the Deployment's container
+  // runs here as a process.
   await applyObjects(admin, [
     ...readManifest('namespace.yaml'),
     ...readManifest('rbac.yaml'),
     ...readManifest('config.yaml'),
+    // What keeps injected pods as admitted (pod UPDATE, exec): policies the API server runs itself.
+    ...readManifest('after-admission.yaml'),
   ]);
   const port = await freePort();
   await registerLoopbackWebhook(admin, port);
