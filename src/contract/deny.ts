@@ -10,6 +10,7 @@ export type DenyCode =
   | 'invalid-pv'
   | 'invalid-storage-class'
   | 'invalid-secret'
+  | 'secret-copy-not-ready'
   | 'invalid-config'
   | 'unsupported'
   | 'invalid-pod';
