@@ -219,6 +219,8 @@ export class SecretSync {
         ],
       },
       data: secretCopyData(source.data),
+      // Not even the user who can edit Secrets here can change its data; they can only delete it (ADR 0010).
+      immutable: true,
     };
     const mine = existing !== undefined && existing.metadata?.uid === sealedUid;
     if (existing && !mine) {
@@ -238,34 +240,47 @@ export class SecretSync {
       }
       // Labelled as a copy, or at the name of a copy this controller sealed, yet not the one it made (replaced,
       // forged, or from a version before seals): it goes, and a copy of the controller's own takes its place.
-      await this.core.deleteNamespacedSecret({
-        name: copyName,
-        namespace,
-        body: { preconditions: { uid: existing.metadata!.uid! } },
-      });
+      await this.deleteCopy(existing);
       await this.report(
         pvc,
         'SecretCopyReplaced',
         `Secret ${namespace}/${copyName} was not the copy jfs-sidecar made: replaced`,
       );
-    }
-    if (!mine) {
-      const created = await this.core.createNamespacedSecret({ namespace, body });
-      await this.writeSeal(pvc, secretCopySeal(subject, created.metadata!.uid!));
-      this.opts.log.info({ pvc: k, secret: copyName, source: `${ref.namespace}/${ref.name}` }, 'secret copy created');
+    } else if (existing && (!sameData(existing.data, body.data!) || existing.immutable !== true)) {
+      // The copy is immutable (its data cannot be edited, not even by the controller): new data is a new copy.
+      await this.deleteCopy(existing);
+      this.opts.log.info({ pvc: k, secret: copyName }, 'secret copy renewed (source changed)');
     } else if (
-      !sameData(existing.data, body.data!) ||
-      existing.type !== body.type ||
-      existing.metadata?.labels?.[SECRET_COPY_LABEL] !== body.metadata!.labels![SECRET_COPY_LABEL] ||
-      existing.metadata?.ownerReferences?.length !== 1 ||
-      existing.metadata.ownerReferences[0].uid !== pvc.metadata!.uid
+      existing &&
+      (existing.metadata?.labels?.[SECRET_COPY_LABEL] !== body.metadata!.labels![SECRET_COPY_LABEL] ||
+        existing.metadata?.ownerReferences?.length !== 1 ||
+        existing.metadata.ownerReferences[0].uid !== pvc.metadata!.uid)
     ) {
+      // Someone stripped the label or the owner (metadata stays mutable): put them back.
       body.metadata!.resourceVersion = existing.metadata?.resourceVersion;
       body.metadata!.uid = existing.metadata?.uid;
       await this.core.replaceNamespacedSecret({ name: copyName, namespace, body });
       this.opts.log.info({ pvc: k, secret: copyName }, 'secret copy restored');
+      this.reported.delete(k);
+      return;
+    }
+    if (!mine || existing.immutable !== true || !sameData(existing.data, body.data!)) {
+      const created = await this.core.createNamespacedSecret({ namespace, body });
+      await this.writeSeal(pvc, secretCopySeal(subject, created.metadata!.uid!));
+      this.opts.log.info({ pvc: k, secret: copyName, source: `${ref.namespace}/${ref.name}` }, 'secret copy created');
     }
     this.reported.delete(k);
+  }
+
+  /** Deletes exactly this object (uid precondition): never a Secret that took its place meanwhile. */
+  private async deleteCopy(existing: V1Secret): Promise<void> {
+    await unlessNotFound(
+      this.core.deleteNamespacedSecret({
+        name: existing.metadata!.name!,
+        namespace: existing.metadata!.namespace!,
+        body: { preconditions: { uid: existing.metadata!.uid! } },
+      }),
+    );
   }
 
   /** Sets (or, with undefined, removes) the seal annotation on the PVC when it differs. */

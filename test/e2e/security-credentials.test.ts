@@ -202,27 +202,30 @@ t.test('a namespace user cannot choose, keep or widen the per-PVC Secret copy', 
     t.match(pvc.metadata?.annotations?.[SECRET_COPY_SEAL_ANNOTATION], new RegExp(`^${copy.metadata!.uid}\\.`));
   });
 
-  await t.test('an edited copy is restored within seconds', async (t) => {
+  await t.test('the copy cannot be edited, and a changed or replaced copy is restored within seconds', async (t) => {
     const copy = (await readCopy('pre'))!;
+    t.equal(copy.immutable, true, 'the copy is immutable');
     const edit = async (mutate: (s: V1Secret) => void) => {
       const current = await user.readNamespacedSecret({ name: 'juicefs-pre-secret', namespace: NS });
       mutate(current);
       await user.replaceNamespacedSecret({ name: 'juicefs-pre-secret', namespace: NS, body: current });
     };
-    await edit((s) => {
-      s.data = { ...s.data, metaurl: b64(USER_METAURL), 'envs.LD_PRELOAD': b64('/data/evil.so') };
-    });
-    let back = await restored('pre');
-    t.notOk(back.data?.['envs.LD_PRELOAD'], 'data edit undone');
-    t.equal(back.metadata?.uid, copy.metadata?.uid, 'the same copy, restored');
+    await t.rejects(
+      edit((s) => {
+        s.data = { ...s.data, metaurl: b64(USER_METAURL), 'envs.LD_PRELOAD': b64('/data/evil.so') };
+      }),
+      { code: 422 },
+      "the user's edit of the data is refused by the API server",
+    );
+    t.equal(unb64((await readCopy('pre'))?.data?.metaurl), ADMIN_METAURL, 'data unchanged');
 
     await edit((s) => {
       s.metadata!.labels = {};
       s.metadata!.ownerReferences = [];
-      s.data = { metaurl: b64(USER_METAURL) };
     });
-    back = await restored('pre');
-    t.equal(back.metadata?.ownerReferences?.[0]?.name, 'pre', 'label and owner stripped: restored too');
+    const back = await restored('pre');
+    t.equal(back.metadata?.ownerReferences?.[0]?.name, 'pre', 'label and owner stripped: restored');
+    t.equal(back.metadata?.uid, copy.metadata?.uid, 'the same copy');
 
     await user.deleteNamespacedSecret({ name: 'juicefs-pre-secret', namespace: NS });
     await user
@@ -233,6 +236,34 @@ t.test('a namespace user cannot choose, keep or widen the per-PVC Secret copy', 
       .catch(() => undefined); // the controller may already have put its copy back
     const replaced = await restored('pre', copy.metadata!.uid);
     t.equal(unb64(replaced.data?.metaurl), ADMIN_METAURL, "deleted and re-made by the user: the controller's again");
+    t.notOk(replaced.data?.['envs.LD_PRELOAD']);
+    const pvc = await core.readNamespacedPersistentVolumeClaim({ name: 'pre', namespace: NS });
+    t.match(pvc.metadata?.annotations?.[SECRET_COPY_SEAL_ANNOTATION], new RegExp(`^${replaced.metadata!.uid}\\.`));
+  });
+
+  await t.test("the admin's new credentials make a new sealed copy", async (t) => {
+    const before = (await readCopy('pre'))!;
+    const rotated = 'redis://:rotated-password@redis.example:6379/1';
+    await applyObjects(admin, [secret(SYSTEM, 'jfs-admin', { name: 'vol', metaurl: rotated })]);
+    const copy = await eventually(
+      async () => {
+        const s = await readCopy('pre');
+        return s && unb64(s.data?.metaurl) === rotated ? s : undefined;
+      },
+      10_000,
+      'the renewed copy',
+    );
+    t.not(copy.metadata?.uid, before.metadata?.uid, 'a new object (the copy is immutable)');
+    t.equal(copy.immutable, true);
+    const sealed = await eventually(
+      async () => {
+        const pvc = await core.readNamespacedPersistentVolumeClaim({ name: 'pre', namespace: NS });
+        return pvc.metadata?.annotations?.[SECRET_COPY_SEAL_ANNOTATION]?.startsWith(`${copy.metadata!.uid}.`);
+      },
+      10_000,
+      'the seal of the renewed copy',
+    );
+    t.ok(sealed);
   });
 
   await t.test('only JuiceFS Secrets of listed namespaces are copied; never the webhook certificate', async (t) => {
