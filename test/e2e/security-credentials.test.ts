@@ -142,11 +142,27 @@ t.test('a namespace user cannot choose, keep or widen the per-PVC Secret copy', 
 
   await applyObjects(admin, [
     pv('pre', { name: 'jfs-admin', namespace: SYSTEM }),
+    pv('quick', { name: 'jfs-admin', namespace: SYSTEM }),
     pv('forged', { name: 'jfs-admin', namespace: SYSTEM }),
     pv('cert', { name: 'jfs-sidecar-webhook-certs', namespace: SYSTEM }),
     pv('notjfs', { name: 'not-jfs', namespace: SYSTEM }),
     pv('unlisted', { name: 'creds', namespace: 'other' }),
   ] as KubernetesObject[]);
+
+  await t.test('a PVC and its pod created back to back: admission waits for the seal', async (t) => {
+    await claim('quick');
+    // Only the webhook's own PVC cache may lag (that denial is pvc-not-found); an unsealed PVC is waited for.
+    const r = await eventually(
+      async () => {
+        const r = await tryPod('quick');
+        return r.denied?.includes('not found') ? undefined : r;
+      },
+      10_000,
+      'the PVC in the webhook cache',
+    );
+    t.ok(r.pod, `admitted without a retry by the user (${r.denied ?? 'ok'})`);
+    t.same(r.pod && copyRef(r.pod), { name: 'juicefs-quick-secret', key: 'metaurl' });
+  });
 
   await t.test('a copy the user created first is neither adopted nor given to a pod', async (t) => {
     const hostile: V1Secret = {
