@@ -123,7 +123,7 @@ async function createLatency(): Promise<CreateSeries> {
   let webhook: WebhookStack | undefined;
   try {
     const admin = cp.adminKubeConfig();
-    webhook = await startWebhookStack(cp, { secretNamespaces: ['juicefs-system'] });
+    webhook = await startWebhookStack(cp, { secretNamespaces: ['juicefs-system'], withoutController: true });
     const objs = pairs(10);
     await applyObjects(admin, [
       {

@@ -6,7 +6,7 @@ import { pino, type Logger } from 'pino';
 import { PACKAGE_VERSION } from '../util/package-root.js';
 import { injectCommand } from './inject-command.js';
 import { parseDuration } from '../contract/duration.js';
-import { SYSTEM_NAMESPACE } from '../contract/keys.js';
+import { SYSTEM_NAMESPACE, WEBHOOK_CERT_SECRET_NAME } from '../contract/keys.js';
 import type { WebhookRunOptions } from '../webhook/run.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -119,11 +119,7 @@ export function buildCli(): Command {
       'MutatingWebhookConfiguration to write the CA bundle into',
       'jfs-sidecar-webhook',
     )
-    .option(
-      '--cert-secret-name <name>',
-      'Secret holding the self-managed CA and certificate',
-      'jfs-sidecar-webhook-certs',
-    )
+    .option('--cert-secret-name <name>', 'Secret holding the self-managed CA and certificate', WEBHOOK_CERT_SECRET_NAME)
     .option('--cert-dir <dir>', 'use tls.crt/tls.key from this folder (e.g. cert-manager) instead of self-managed ones')
     .option('--extra-host <host>', 'extra DNS name or IP for the serving certificate (repeatable)', collect, [])
     .option(
@@ -131,6 +127,10 @@ export function buildCli(): Command {
       'namespace whose JuiceFS Secrets may be read (repeatable; default: --namespace)',
       collect,
       [],
+    )
+    .option(
+      '--no-require-secret-copy-seal',
+      "admit pods before the controller has sealed the PVC's Secret copy (unsafe: ADR 0010; tests without a controller)",
     )
     .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
     .addOption(
@@ -153,6 +153,7 @@ export function buildCli(): Command {
         certDir: o.certDir,
         extraHosts: o.extraHost,
         secretNamespaces: o.secretNamespace,
+        requireSecretCopySeal: o.requireSecretCopySeal,
         mountImage: o.mountImage,
         onError: o.onError,
         log,

@@ -11,6 +11,7 @@ export type DenyCode =
   | 'invalid-pv'
   | 'invalid-storage-class'
   | 'invalid-secret'
+  | 'secret-copy-not-ready'
   | 'invalid-config'
   | 'unsupported'
   | 'invalid-pod'

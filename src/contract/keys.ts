@@ -103,4 +103,12 @@ export const SC_SECRET_PARAMS = {
 
 /** Per-PVC copy of the volume Secret kept by the controller in the PVC's namespace (sidecar mode). */
 export const SECRET_COPY_LABEL = 'juicefs.com/secret-copy-of';
+/**
+ * On the PVC: the controller's seal over the copy it made (`<copy uid>.<HMAC keyed by the source Secret's uid>`).
+ * The webhook admits a pod only when the seal verifies, so a copy the controller did not make is never referenced
+ * (ADR 0010).
+ */
+export const SECRET_COPY_SEAL_ANNOTATION = 'juicefs.com/secret-copy-seal';
+/** The webhook's self-managed certificate Secret (default of --cert-secret-name): never a volume's Secret. */
+export const WEBHOOK_CERT_SECRET_NAME = 'jfs-sidecar-webhook-certs';
 export const SECRET_COPY_ENV_PREFIX = 'envs.';

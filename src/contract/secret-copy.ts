@@ -2,10 +2,10 @@
 // PVC's namespace so that the sidecar can reference credentials with
 // secretKeyRef (which cannot cross namespaces) and admission stays free of
 // side effects.
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { describeClientEnv, isClientEnvName } from './client-env.js';
-import { SECRET_COPY_ENV_PREFIX, SECRET_KEYS } from './keys.js';
+import { SECRET_COPY_ENV_PREFIX, SECRET_KEYS, WEBHOOK_CERT_SECRET_NAME } from './keys.js';
 import { dnsName, OBJECT_NAME_MAX as MAX_NAME } from './names.js';
 
 export function secretCopyName(pvcName: string): string {
@@ -94,4 +94,61 @@ export function summariseSecret(source: Record<string, string> | undefined): Sec
     .map((s) => s.trim())
     .filter(Boolean);
   return { keys, envNames, formatOptions };
+}
+
+/** What decides whether a Secret may back a JuiceFS volume: its place, name, type and keys (never its values). */
+export interface SecretShape {
+  namespace: string;
+  name: string;
+  type?: string;
+  data?: Record<string, string>;
+}
+
+/**
+ * Why a Secret must not back a JuiceFS volume (and so is never copied nor referenced), or undefined when it may:
+ * only an Opaque Secret with a `metaurl` (CE) or `token` (EE) key, and never the webhook's certificate Secret.
+ * The type rule keeps out ServiceAccount tokens (they too have a `token` key), TLS and registry Secrets.
+ */
+export function unfitSourceSecret(secret: SecretShape, certSecretName = WEBHOOK_CERT_SECRET_NAME): string | undefined {
+  const what = `Secret ${secret.namespace}/${secret.name}`;
+  if (secret.name === certSecretName) return `${what} is the webhook's certificate Secret, not a JuiceFS Secret`;
+  if (secret.type !== undefined && secret.type !== '' && secret.type !== 'Opaque')
+    return `${what} has type ${secret.type}; a JuiceFS Secret is Opaque`;
+  const keys = Object.keys(secret.data ?? {});
+  if (!keys.includes(SECRET_KEYS.metaurl) && !keys.includes(SECRET_KEYS.token))
+    return `${what} has neither "${SECRET_KEYS.metaurl}" nor "${SECRET_KEYS.token}": not a JuiceFS Secret`;
+  return undefined;
+}
+
+/** What a seal binds: the source Secret (its uid is the key), the PVC, and the copy the controller made. */
+export interface SealSubject {
+  sourceUid: string;
+  namespace: string;
+  pvcName: string;
+  pvcUid: string;
+  copyName: string;
+}
+
+function sealMac(subject: SealSubject, copyUid: string): string {
+  const message = [subject.namespace, subject.pvcName, subject.pvcUid, subject.copyName, copyUid].join('/');
+  return createHmac('sha256', subject.sourceUid).update(message).digest('hex').slice(0, 32);
+}
+
+/**
+ * The controller's seal for the copy it made (uid `copyUid`), written on the PVC. Keyed by the source Secret's
+ * uid, which a namespace user cannot read: they cannot make a seal for a copy of their own (ADR 0010).
+ */
+export function secretCopySeal(subject: SealSubject, copyUid: string): string {
+  return `${copyUid}.${sealMac(subject, copyUid)}`;
+}
+
+/** The uid of the copy a seal vouches for, or undefined when the seal is absent or not the controller's. */
+export function verifySecretCopySeal(seal: string | undefined, subject: SealSubject): string | undefined {
+  if (!seal || !subject.sourceUid || !subject.pvcUid) return undefined;
+  const dot = seal.lastIndexOf('.');
+  if (dot <= 0) return undefined;
+  const copyUid = seal.slice(0, dot);
+  const given = Buffer.from(seal.slice(dot + 1), 'utf8');
+  const wanted = Buffer.from(sealMac(subject, copyUid), 'utf8');
+  return given.length === wanted.length && timingSafeEqual(given, wanted) ? copyUid : undefined;
 }

@@ -15,6 +15,8 @@ export interface ClusterCacheOptions {
   secretNamespaces: string[];
   /** Namespace of the juicefs-csi-driver-config ConfigMap. */
   configNamespace: string;
+  /** Admit a pod only once the controller has sealed each PVC's Secret copy (ADR 0010); default true. */
+  requireSecretCopySeal?: boolean;
   log: Logger;
 }
 
@@ -24,8 +26,10 @@ export class ClusterCache implements ClusterView {
   private config: GlobalConfig = structuredClone(DEFAULT_GLOBAL_CONFIG);
   private configError: string | undefined;
   private configVersion = '';
+  readonly requireSecretCopySeal: boolean;
 
   constructor(private readonly opts: ClusterCacheOptions) {
+    this.requireSecretCopySeal = opts.requireSecretCopySeal ?? true;
     const core = opts.kubeConfig.makeApiClient(CoreV1Api);
     const base = { kubeConfig: opts.kubeConfig, log: opts.log };
     this.volumes = new VolumeInformers(opts);

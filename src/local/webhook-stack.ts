@@ -31,6 +31,11 @@ export interface WebhookStackOptions {
   secretNamespaces: string[];
   /** The webhook's output goes to webhook.log here; without it, it is dropped. */
   dir?: string;
+  /**
+   * No controller runs beside it (admission-only tests, bench): admit pods without the controller's seal on the
+   * PVC's Secret copy (`--no-require-secret-copy-seal`, ADR 0010).
+   */
+  withoutController?: boolean;
 }
 
 export interface WebhookStack {
@@ -63,6 +68,7 @@ export async function startWebhookStack(cp: ControlPlane, opts: WebhookStackOpti
     secretNamespaces: opts.secretNamespaces,
     port,
     logFile,
+    extraArgs: opts.withoutController ? ['--no-require-secret-copy-seal'] : [],
   });
   return { port, kubeconfig, webhook, logFile, stop: () => webhook.stop() };
 }

@@ -10,9 +10,16 @@ import type {
   V1StorageClass,
   V1Volume,
 } from '@kubernetes/client-node';
-import { ATTR, CSI_DRIVER_NAME, SC_SECRET_PARAMS } from '../contract/keys.js';
+import { ATTR, CSI_DRIVER_NAME, SC_SECRET_PARAMS, SECRET_COPY_SEAL_ANNOTATION } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
-import { SecretFormatError, secretCopyName, summariseSecret, type SecretSummary } from '../contract/secret-copy.js';
+import {
+  SecretFormatError,
+  secretCopyName,
+  summariseSecret,
+  unfitSourceSecret,
+  verifySecretCopySeal,
+  type SecretSummary,
+} from '../contract/secret-copy.js';
 import { DenyError } from '../contract/deny.js';
 import type { ResolvedVolume } from './types.js';
 import type { PvcIdentity, SecretInfo } from '../mount/volume.js';
@@ -24,6 +31,11 @@ export interface ClusterView {
   getSecret(namespace: string, name: string): V1Secret | undefined;
   /** Why a Secret might be missing from the view (e.g. a namespace the webhook does not watch). */
   secretHint?(namespace: string): string | undefined;
+  /**
+   * A pod is admitted only when each PVC carries the controller's seal over its Secret copy (the webhook in a
+   * cluster). The offline view has no controller, so it does not ask.
+   */
+  readonly requireSecretCopySeal?: boolean;
 }
 
 export interface SecretRef {
@@ -53,7 +65,7 @@ function summaryOf(secret: V1Secret): SecretSummary {
   return summary;
 }
 
-function resolveSecret(ref: SecretRef, pvcName: string, where: string, view: ClusterView): SecretInfo {
+function resolveSecret(ref: SecretRef, pvc: V1PersistentVolumeClaim, where: string, view: ClusterView): SecretInfo {
   const secret = view.getSecret(ref.namespace, ref.name);
   if (!secret) {
     const hint = view.secretHint?.(ref.namespace);
@@ -62,8 +74,29 @@ function resolveSecret(ref: SecretRef, pvcName: string, where: string, view: Clu
       `Secret ${ref.namespace}/${ref.name} (of ${where}) not found${hint ? `: ${hint}` : ''}`,
     );
   }
+  const unfit = unfitSourceSecret({ ...ref, type: secret.type, data: secret.data });
+  if (unfit) throw new DenyError('invalid-secret', `${where}: ${unfit}`);
+  const pvcName = pvc.metadata!.name!;
+  const copyName = secretCopyName(pvcName);
+  if (view.requireSecretCopySeal) {
+    const subject = {
+      sourceUid: secret.metadata?.uid ?? '',
+      namespace: pvc.metadata?.namespace ?? '',
+      pvcName,
+      pvcUid: pvc.metadata?.uid ?? '',
+      copyName,
+    };
+    if (!verifySecretCopySeal(pvc.metadata?.annotations?.[SECRET_COPY_SEAL_ANNOTATION], subject))
+      throw new DenyError(
+        'secret-copy-not-ready',
+        `PersistentVolumeClaim ${subject.namespace}/${pvcName}: the controller has not sealed its copy ` +
+          `${copyName} of Secret ${ref.namespace}/${ref.name} (annotation ${SECRET_COPY_SEAL_ANNOTATION}); ` +
+          "retry shortly, and if it persists see the PVC's events (a Secret of that name not made by jfs-sidecar " +
+          'is never used)',
+      );
+  }
   try {
-    return { name: secretCopyName(pvcName), ...summaryOf(secret) };
+    return { name: copyName, ...summaryOf(secret) };
   } catch (err) {
     if (err instanceof SecretFormatError)
       throw new DenyError('invalid-secret', `Secret ${ref.namespace}/${ref.name}: ${err.message}`);
@@ -170,7 +203,6 @@ function fromBoundPv(
     ...(sc?.provisioner === CSI_DRIVER_NAME ? (sc.parameters ?? {}) : {}),
     ...(csi.volumeAttributes ?? {}),
   };
-  const pvcName = pvc.metadata!.name!;
   return {
     source: {
       pvName,
@@ -178,7 +210,7 @@ function fromBoundPv(
       readOnly: isReadOnly(volume, pvc) || csi.readOnly === true,
       attributes,
       mountOptions: pv.spec?.mountOptions ?? [],
-      secret: resolveSecret(ref, pvcName, where, view),
+      secret: resolveSecret(ref, pvc, where, view),
     },
     binding: { podVolumeName: volume.name, pvc: pvcIdentity(pvc) },
   };
@@ -226,7 +258,7 @@ function fromStorageClass(
       readOnly: isReadOnly(volume, pvc),
       attributes: params,
       mountOptions: sc.mountOptions ?? [],
-      secret: resolveSecret(ref, pvcName, where, view),
+      secret: resolveSecret(ref, pvc, where, view),
     },
     binding: { podVolumeName: volume.name, pvc: { ...pvcIdentity(pvc), storageClassName: scName } },
   };

@@ -10,6 +10,7 @@ import { describePod } from '../inject/inject.js';
 import type { InjectOptions } from '../inject/types.js';
 import { injectWithView } from '../inject/inject-with-view.js';
 import type { ClusterView } from '../resolve/resolve.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
@@ -143,6 +144,28 @@ function reviewEphemeralContainers(
   const typedPod = pod as V1Pod;
   const where = describePod({ ...typedPod, metadata: { ...typedPod.metadata, namespace } });
   return deny(uid, denial.code, `${where}: ${denial.message}`, deps, 403);
+}
+
+/** How long a review waits for the controller to seal a PVC created a moment before the pod (ADR 0010). */
+export const SEAL_WAIT_MS = 3_000;
+
+/**
+ * review(), but a pod denied only because its PVC is not sealed yet is reviewed again as the caches catch up, for up
+ * to `waitMs`: the controller seals a new PVC within moments, so `kubectl apply` of a PVC and its pod together
+ * still works, while a PVC that stays unsealed (a Secret the controller did not make) is denied.
+ */
+export async function reviewAwaitingSeal(
+  body: unknown,
+  deps: AdmissionDeps,
+  waitMs = SEAL_WAIT_MS,
+): Promise<AdmissionResult> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const result = review(body, deps);
+    if (result.kind !== 'review' || result.result !== 'denied:secret-copy-not-ready' || Date.now() >= deadline)
+      return result;
+    await sleep(200);
+  }
 }
 
 const STATUS_REASON: Record<number, string> = { 400: 'BadRequest', 403: 'Forbidden', 500: 'InternalError' };

@@ -17,6 +17,8 @@ export interface WebhookRunOptions {
   certDir?: string;
   extraHosts: string[];
   secretNamespaces: string[];
+  /** Admit a pod only once the controller has sealed each PVC's Secret copy (ADR 0010). */
+  requireSecretCopySeal: boolean;
   mountImage?: string;
   onError: OnError;
   log: Logger;
@@ -35,6 +37,7 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
     kubeConfig,
     secretNamespaces: opts.secretNamespaces.length ? opts.secretNamespaces : [opts.namespace],
     configNamespace: opts.namespace,
+    requireSecretCopySeal: opts.requireSecretCopySeal,
     log,
   });
   const hosts = [

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { GlobalConfig } from '../config/schema.js';
 import type { InjectMode, InjectOptions } from '../inject/types.js';
 import type { ClusterView } from '../resolve/resolve.js';
-import { review, type OnError } from './admission.js';
+import { reviewAwaitingSeal, type OnError } from './admission.js';
 import { createMetrics, type WebhookMetrics } from './metrics.js';
 
 export const MUTATE_PATHS: Record<string, InjectMode> = {
@@ -61,7 +61,12 @@ export function buildServer(opts: WebhookServerOptions): FastifyInstance {
     app.post(path, async (req, res) => {
       const end = metrics.latency.startTimer({ path });
       const options = (): InjectOptions => ({ mode, config: opts.config(), defaultMountImage: opts.defaultMountImage });
-      const result = review(req.body, { view: opts.view, options, onError: opts.onError, log: opts.log });
+      const result = await reviewAwaitingSeal(req.body, {
+        view: opts.view,
+        options,
+        onError: opts.onError,
+        log: opts.log,
+      });
       end();
       if (result.kind === 'bad-request') {
         metrics.admissions.inc({ path, result: 'bad-request' });

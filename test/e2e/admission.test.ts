@@ -61,7 +61,11 @@ t.test('admission through a real API server', async (t) => {
       subjects: [{ kind: 'ServiceAccount', name: 'jfs-sidecar-webhook', namespace: WEBHOOK_NS }],
     } as KubernetesObject,
   ]);
-  const stack = await startWebhookStack(cp, { dir: cp.dir, secretNamespaces: [WEBHOOK_NS, 'kube-system'] });
+  const stack = await startWebhookStack(cp, {
+    dir: cp.dir,
+    secretNamespaces: [WEBHOOK_NS, 'kube-system'],
+    withoutController: true,
+  });
   const { webhook, kubeconfig: webhookKubeconfig } = stack;
   t.teardown(() => stack.stop());
   t.teardown(() => {

@@ -85,7 +85,12 @@ t.test('after admission, the injected sidecar is not the namespace user’s', as
   // kube-controller-manager aggregates the built-in `edit` ClusterRole (and makes the default ServiceAccounts).
   const cp = await startControlPlane(t, { controllerManager: true });
   const admin = cp.adminKubeConfig();
-  const stack = await startWebhookStack(cp, { dir: cp.dir, secretNamespaces: [WEBHOOK_NAMESPACE] });
+  // The webhook alone: no controller seals Secret copies here (that is security-credentials.test.ts).
+  const stack = await startWebhookStack(cp, {
+    dir: cp.dir,
+    secretNamespaces: [WEBHOOK_NAMESPACE],
+    withoutController: true,
+  });
   t.teardown(() => stack.stop());
   t.teardown(() => {
     if (!t.passing())

@@ -36,7 +36,12 @@ t.test('values a namespace user or the data controls end in a clear denial', asy
   const admin = cp.adminKubeConfig();
   const core = admin.makeApiClient(CoreV1Api);
   await applyObjects(admin, readManifest('csidriver.yaml'));
-  const stack = await startWebhookStack(cp, { dir: cp.dir, secretNamespaces: [WEBHOOK_NAMESPACE] });
+  // The webhook alone: no controller seals Secret copies here (that is security-credentials.test.ts).
+  const stack = await startWebhookStack(cp, {
+    dir: cp.dir,
+    secretNamespaces: [WEBHOOK_NAMESPACE],
+    withoutController: true,
+  });
   t.teardown(() => stack.stop());
   t.teardown(() => {
     if (!t.passing())
