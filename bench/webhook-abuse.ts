@@ -29,7 +29,7 @@ export interface AbuseReport {
   rss: number[];
   /** Legitimate admissions during the abuse: ms, or undefined when it failed or took over 15 s. */
   legit: (number | undefined)[];
-  slowClosedBy: { at: number[]; stillOpen: number };
+  slowClosedBy: { at: number[]; stillOpen: number; failedToConnect: Record<string, number> };
   deep: { sent: number; statuses: Record<string, number>; msPerBody: number };
 }
 
@@ -82,6 +82,9 @@ function post(port: number, body: string, timeoutMs: number): Promise<{ status: 
   });
 }
 
+/** Why slowloris connections failed before the TLS handshake completed (the server's backlog, not its limits). */
+const slowErrors: Record<string, number> = {};
+
 /** One slowloris connection: resolves with the second at which the server closed it (or never, until stop). */
 function slowloris(port: number, started: number, stop: AbortSignal): Promise<number | undefined> {
   return new Promise((resolve) => {
@@ -99,8 +102,13 @@ function slowloris(port: number, started: number, stop: AbortSignal): Promise<nu
       sock.destroy();
       resolve(at);
     };
+    let connected = false;
+    sock.once('secureConnect', () => (connected = true));
     sock.on('data', () => undefined);
-    sock.on('error', () => finish((Date.now() - started) / 1000));
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      if (!connected) slowErrors[err.code ?? err.message] = (slowErrors[err.code ?? err.message] ?? 0) + 1;
+      finish((Date.now() - started) / 1000);
+    });
     sock.on('close', () => finish((Date.now() - started) / 1000));
     stop.addEventListener('abort', () => finish(undefined));
   });
@@ -187,7 +195,7 @@ export async function abuse(opts: AbuseOptions): Promise<AbuseReport> {
     connections,
     rss,
     legit,
-    slowClosedBy: { at, stillOpen: closed.length - at.length },
+    slowClosedBy: { at, stillOpen: closed.length - at.length, failedToConnect: { ...slowErrors } },
     deep: { sent, statuses, msPerBody: sent ? deepMs / sent : 0 },
   };
 }
@@ -204,7 +212,7 @@ export function abuseLines(r: AbuseReport): string[] {
     `legitimate admissions during the abuse (1/s, fresh TLS connection): ${ok.length} ok, ${failed} failed or > 15 s; median ${ok.length ? quantile(ok, 0.5).toFixed(1) : '-'} ms, max ${ok.length ? Math.max(...ok).toFixed(1) : '-'} ms`,
     `connections held by the server (each second): ${r.connections.join(' ')}`,
     `RSS (each second): first ${mb(r.rss[0])}, max ${mb(Math.max(...r.rss))}, last ${mb(r.rss[r.rss.length - 1])}`,
-    `slowloris connections closed by the server: ${r.slowClosedBy.at.length} (after ${r.slowClosedBy.at.length ? `${Math.min(...r.slowClosedBy.at).toFixed(1)}–${Math.max(...r.slowClosedBy.at).toFixed(1)} s` : '-'}); still open at the end: ${r.slowClosedBy.stillOpen}`,
+    `slowloris connections closed by the server: ${r.slowClosedBy.at.length} (after ${r.slowClosedBy.at.length ? `${Math.min(...r.slowClosedBy.at).toFixed(1)}–${Math.max(...r.slowClosedBy.at).toFixed(1)} s` : '-'}); still open at the end: ${r.slowClosedBy.stillOpen}; failed before the TLS handshake completed: ${JSON.stringify(r.slowClosedBy.failedToConnect)}`,
     `deep bodies: ${r.deep.sent} sent, ${r.deep.msPerBody.toFixed(0)} ms each on average; answers: ${JSON.stringify(r.deep.statuses)}`,
   ];
   return lines;
