@@ -16,8 +16,9 @@ interface LogFlags {
   logLevel: string;
 }
 type WebhookFlags = LogFlags &
-  Omit<WebhookRunOptions, 'extraHosts' | 'secretNamespaces' | 'log'> & {
+  Omit<WebhookRunOptions, 'extraHosts' | 'secretNamespaces' | 'clientNames' | 'log'> & {
     extraHost: string[];
+    clientName: string[];
     secretNamespace: string[];
   };
 interface InjectFlags {
@@ -133,6 +134,11 @@ export function buildCli(): Command {
       [],
     )
     .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
+    .option(
+      '--client-ca-file <file>',
+      'answer admission requests only with a client certificate this CA signed (the API server admission kubeconfig)',
+    )
+    .option('--client-name <cn>', 'accepted client certificate CN with --client-ca-file (repeatable)', collect, [])
     .addOption(
       new Option('--on-error <policy>', 'what to do with a pod the webhook fails to process')
         .choices(['deny', 'allow'])
@@ -154,6 +160,8 @@ export function buildCli(): Command {
         extraHosts: o.extraHost,
         secretNamespaces: o.secretNamespace,
         mountImage: o.mountImage,
+        clientCaFile: o.clientCaFile,
+        clientNames: o.clientName,
         onError: o.onError,
         log,
       });

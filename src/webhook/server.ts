@@ -5,6 +5,7 @@
 // connections is capped, and bodies are bounded in size and nesting before
 // they are parsed (docs/security/webhook-server.md).
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { GlobalConfig } from '../config/schema.js';
 import type { InjectMode, InjectOptions } from '../inject/types.js';
@@ -30,6 +31,12 @@ export interface WebhookServerOptions {
   onError: OnError;
   log: Logger;
   tls?: { cert: string; key: string };
+  /**
+   * Optional proof that the caller is the API server: admission paths answer only a client certificate signed by
+   * `ca` (and, when `names` is not empty, whose subject CN is one of them); others get a 401 and nothing else.
+   * Health, readiness and metrics stay open to the kubelet's probes and Prometheus, which present no certificate.
+   */
+  clientAuth?: { ca: string; names: string[] };
   /** Defaults: SERVER_LIMITS; tests shorten them. */
   limits?: Partial<ServerLimits>;
   metrics?: WebhookMetrics;
@@ -101,7 +108,14 @@ export function buildServer(opts: WebhookServerOptions): FastifyInstance {
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     ...(opts.tls
       ? {
-          https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const, ...nodeServerOptions },
+          https: {
+            cert: opts.tls.cert,
+            key: opts.tls.key,
+            minVersion: 'TLSv1.2' as const,
+            ...nodeServerOptions,
+            // Asked for, not required at the handshake: the probes on the same port have no certificate.
+            ...(opts.clientAuth ? { ca: opts.clientAuth.ca, requestCert: true, rejectUnauthorized: false } : {}),
+          },
         }
       : { http: nodeServerOptions }),
     // Requests in flight finish on close; new connections are refused.
@@ -158,6 +172,22 @@ export function buildServer(opts: WebhookServerOptions): FastifyInstance {
     if (err instanceof BodyRefused) void res.header('connection', 'close');
     void res.code(status).send({ error, message: err.message });
   });
+  const clientAuth = opts.clientAuth;
+  if (clientAuth) {
+    app.addHook('onRequest', async (req, res) => {
+      if (!(req.routeOptions.url && req.routeOptions.url in MUTATE_PATHS)) return;
+      const socket = req.raw.socket as TLSSocket;
+      const cn = socket.authorized ? socket.getPeerCertificate().subject?.CN : undefined;
+      const name = Array.isArray(cn) ? cn[0] : cn;
+      if (name !== undefined && (!clientAuth.names.length || clientAuth.names.includes(name))) return;
+      metrics.admissions.inc({ path: req.routeOptions.url, result: 'unauthenticated' });
+      opts.log.warn(
+        { path: req.routeOptions.url, remote: req.ip, cn: name },
+        'admission request without an accepted client certificate',
+      );
+      await res.code(401).send({ error: 'Unauthorized', message: 'a client certificate is required' });
+    });
+  }
   app.setNotFoundHandler((req, res) => {
     void res.code(404).send({ error: 'NotFound', message: `${req.method} ${req.url} is not served` });
   });
