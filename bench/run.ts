@@ -3,6 +3,8 @@
 //    PVC/PV pairs in its cluster view: p50/p99 latency, admissions/s, RSS.
 // 2. Pod CREATE latency through the local control plane with the webhook
 //    registered vs an unlabelled namespace, interleaved in one run.
+// 3. The webhook under slowloris and deep-nesting abuse (bench/webhook-abuse.ts).
+// BENCH_ONLY=abuse runs only 3 (BENCH_ABUSE_SLOW, BENCH_ABUSE_DEEP, BENCH_ABUSE_SECONDS).
 import { CoreV1Api, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
 import autocannon from 'autocannon';
 import { fork, spawnSync } from 'node:child_process';
@@ -16,6 +18,7 @@ import { ControlPlane, ensureBinaries } from '../src/local/control-plane.js';
 import { startControllerStack, type ControllerStack } from '../src/local/controller-stack.js';
 import { startWebhookStack, type WebhookStack } from '../src/local/webhook-stack.js';
 import { BENCH_NS, pairs, podUsing, reviewFor } from './fixtures.js';
+import { abuse, abuseLines } from './webhook-abuse.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -266,6 +269,16 @@ async function provisionThroughput(
   }
 }
 
+const abuseOptions = {
+  slow: Number(process.env.BENCH_ABUSE_SLOW ?? '500'),
+  deepWorkers: Number(process.env.BENCH_ABUSE_DEEP ?? '4'),
+  seconds: Number(process.env.BENCH_ABUSE_SECONDS ?? '20'),
+};
+if (process.env.BENCH_ONLY === 'abuse') {
+  process.stdout.write(`${abuseLines(await abuse(abuseOptions)).join('\n')}\n`);
+  process.exit(0);
+}
+
 const rows: Row[] = [];
 for (const n of SIZES) rows.push(await webhookAlone(n));
 const creates = await createLatency();
@@ -331,4 +344,6 @@ if (prov) {
     `all Bound in ${prov.seconds.toFixed(1)} s → ${prov.perSecond.toFixed(1)} PVCs/s; time to Bound per PVC: median ${prov.p50.toFixed(1)} s, p99 ${prov.p99.toFixed(1)} s`,
   );
 }
+lines.push('');
+lines.push(...abuseLines(await abuse(abuseOptions)));
 process.stdout.write(`${lines.join('\n')}\n`);

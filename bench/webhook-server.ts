@@ -1,6 +1,7 @@
 // Child process of the benchmark: the webhook server over HTTPS with N PVC/PV
 // pairs in an in-memory cluster view (Maps keyed like the informer caches).
-// Prints its port and RSS on stdout; exits on SIGTERM.
+// Prints its port and RSS on stdout; answers any IPC message with its RSS and
+// open connections; exits on SIGTERM.
 import { pino } from 'pino';
 import { generateBundle } from '../src/certs/generate.js';
 import { DEFAULT_GLOBAL_CONFIG } from '../src/config/schema.js';
@@ -25,5 +26,7 @@ global.gc?.();
 process.stdout.write(
   `${JSON.stringify({ port: typeof addr === 'object' && addr ? addr.port : 0, rss: process.memoryUsage().rss })}\n`,
 );
-process.on('message', () => process.send?.({ rss: process.memoryUsage().rss }));
+process.on('message', () =>
+  app.server.getConnections((_err, connections) => process.send?.({ rss: process.memoryUsage().rss, connections })),
+);
 process.once('SIGTERM', () => void app.close().then(() => process.exit(0)));

@@ -16,8 +16,9 @@ interface LogFlags {
   logLevel: string;
 }
 type WebhookFlags = LogFlags &
-  Omit<WebhookRunOptions, 'extraHosts' | 'secretNamespaces' | 'log'> & {
+  Omit<WebhookRunOptions, 'extraHosts' | 'secretNamespaces' | 'clientNames' | 'log'> & {
     extraHost: string[];
+    clientName: string[];
     secretNamespace: string[];
   };
 interface InjectFlags {
@@ -133,6 +134,11 @@ export function buildCli(): Command {
       "admit pods before the controller has sealed the PVC's Secret copy (unsafe: ADR 0010; tests without a controller)",
     )
     .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
+    .option(
+      '--client-ca-file <file>',
+      'answer admission requests only with a client certificate this CA signed (the API server admission kubeconfig)',
+    )
+    .option('--client-name <cn>', 'accepted client certificate CN with --client-ca-file (repeatable)', collect, [])
     .addOption(
       new Option('--on-error <policy>', 'what to do with a pod the webhook fails to process')
         .choices(['deny', 'allow'])
@@ -155,6 +161,8 @@ export function buildCli(): Command {
         secretNamespaces: o.secretNamespace,
         requireSecretCopySeal: o.requireSecretCopySeal,
         mountImage: o.mountImage,
+        clientCaFile: o.clientCaFile,
+        clientNames: o.clientName,
         onError: o.onError,
         log,
       });

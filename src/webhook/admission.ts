@@ -9,6 +9,7 @@ import { ephemeralContainersDenial } from '../inject/ephemeral.js';
 import { describePod } from '../inject/inject.js';
 import type { InjectOptions } from '../inject/types.js';
 import { injectWithView } from '../inject/inject-with-view.js';
+import { podShapeError } from './pod-shape.js';
 import type { ClusterView } from '../resolve/resolve.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -69,7 +70,9 @@ export function review(body: unknown, deps: AdmissionDeps): AdmissionResult {
   const request = body.request;
   if (!isRecord(request)) return { kind: 'bad-request', message: 'request is missing' };
   const uid = request.uid;
-  if (typeof uid !== 'string' || uid === '') return { kind: 'bad-request', message: 'request.uid is missing' };
+  if (typeof uid !== 'string' || uid === '') {
+    return { kind: 'bad-request', message: 'request.uid is missing or not a non-empty string' };
+  }
 
   const kind = request.kind;
   const isPodKind = isRecord(kind) && kind.group === '' && kind.kind === 'Pod';
@@ -86,6 +89,9 @@ export function review(body: unknown, deps: AdmissionDeps): AdmissionResult {
   if (!isRecord(pod) || !namespace) {
     return deny(uid, 'invalid-pod', 'request.object is not a pod in a namespace', deps, 400);
   }
+  // Fields of the wrong type would reach the injector, which is written for typed pods.
+  const shape = podShapeError(pod);
+  if (shape) return deny(uid, 'invalid-pod', `${namespace}: ${shape}`, deps, 400);
   const typedPod = pod as V1Pod;
   const where = `${describePod({ ...typedPod, metadata: { ...typedPod.metadata, namespace } })}`;
   try {

@@ -1,4 +1,5 @@
 // The webhook process: caches, certificates, HTTPS server, graceful shutdown.
+import { readFileSync } from 'node:fs';
 import { loadKubeConfig } from '../k8s/kubeconfig.js';
 import type { Logger } from 'pino';
 import { FileCertSource, SecretCertSource, type CertSource } from '../certs/manager.js';
@@ -20,6 +21,10 @@ export interface WebhookRunOptions {
   /** Admit a pod only once the controller has sealed each PVC's Secret copy (ADR 0010). */
   requireSecretCopySeal: boolean;
   mountImage?: string;
+  /** PEM file of the CA that signs the API server's client certificate; unset: no client authentication. */
+  clientCaFile?: string;
+  /** Accepted client certificate CNs (empty: any the CA signed). */
+  clientNames?: string[];
   onError: OnError;
   log: Logger;
 }
@@ -32,6 +37,9 @@ export interface RunningWebhook {
 
 export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhook> {
   const { log } = opts;
+  const clientAuth = opts.clientCaFile
+    ? { ca: readFileSync(opts.clientCaFile, 'utf8'), names: opts.clientNames ?? [] }
+    : undefined;
   const kubeConfig = loadKubeConfig(opts.kubeconfig);
   const cache = new ClusterCache({
     kubeConfig,
@@ -67,9 +75,12 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
   let app: ReturnType<typeof buildServer> | undefined;
   const tls = await certs.start((next) => {
     // New connections use the new certificate; open ones finish with the old.
-    (app?.server as unknown as { setSecureContext(o: { cert: string; key: string }): void })?.setSecureContext({
+    (
+      app?.server as unknown as { setSecureContext(o: { cert: string; key: string; ca?: string }): void }
+    )?.setSecureContext({
       cert: next.cert,
       key: next.key,
+      ...(clientAuth ? { ca: clientAuth.ca } : {}),
     });
   });
   app = buildServer({
@@ -81,6 +92,7 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
     onError: opts.onError,
     log,
     tls,
+    clientAuth,
   });
   await app.listen({ host: opts.host, port: opts.port });
   const address = app.server.address();
