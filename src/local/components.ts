@@ -3,7 +3,7 @@
 // and the control-plane tests).
 import { KubernetesObjectApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import path from 'node:path';
 import { parseManifests } from '../offline/inject-manifests.js';
@@ -142,6 +142,38 @@ export function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   } catch {
     // ESRCH: nothing left in the group
   }
+}
+
+/**
+ * Waits until no process of a child's process group is left (zombies, which
+ * nothing may reap here, do not count); returns the pids still there at the
+ * time-out.
+ */
+export async function waitGroupGone(child: ChildProcess, timeoutMs: number): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = child.pid ? liveGroupMembers(child.pid) : [];
+    if (left.length === 0 || Date.now() > deadline) return left;
+    await sleep(20);
+  }
+}
+
+/** The live (not zombie) processes of a process group, from /proc. */
+function liveGroupMembers(pgid: number): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses, so read after the last ')'.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z') pids.push(Number(entry));
+  }
+  return pids;
 }
 
 /**

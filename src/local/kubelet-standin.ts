@@ -37,10 +37,10 @@ import {
   MOUNT_POINT_ENV,
 } from '../contract/keys.js';
 import { isJuicefsMount } from '../juicefs/mounts.js';
-import { unlessNotFound } from '../k8s/errors.js';
+import { isStatus, unlessNotFound } from '../k8s/errors.js';
 import { ResilientInformer } from '../k8s/informer.js';
 import { KeyedLock } from '../util/keyed-lock.js';
-import { killGroup, trackChild } from './components.js';
+import { killGroup, trackChild, waitGroupGone } from './components.js';
 import { csiClient, type CsiCall } from './csi-client.js';
 import { commandLine, resolveEnv } from './expand.js';
 import { LatestValueWriter } from './latest-value-writer.js';
@@ -50,6 +50,8 @@ interface Running {
   child?: ChildProcess;
   env: Record<string, string>;
   stopping: boolean;
+  /** The stop under way or done: every stop of the pod waits for it. */
+  stopped?: Promise<void>;
   /** The pod's Ready condition to the API: one write at a time, always of the latest state. */
   status: LatestValueWriter<boolean>;
   timer?: NodeJS.Timeout;
@@ -81,6 +83,9 @@ const ACCESS_MODES: Record<string, string> = {
   ReadWriteMany: 'MULTI_NODE_MULTI_WRITER',
   ReadWriteOncePod: 'SINGLE_NODE_SINGLE_WRITER',
 };
+
+/** terminationGracePeriodSeconds of the stand-in's containers: SIGTERM, then SIGKILL after this. */
+const STOP_GRACE_MS = 5000;
 
 const isMountPod = (pod: V1Pod) => pod.metadata?.labels?.[MOUNT_POD_LABEL_APP] === MOUNT_POD_APP_VALUE;
 const isCleanCachePod = (pod: V1Pod) => pod.metadata?.labels?.[MOUNT_POD_LABEL_APP] === CLEAN_CACHE_APP_VALUE;
@@ -352,6 +357,14 @@ export class KubeletStandIn {
     return path.join(this.opts.logDir, `${pod.metadata!.name}.log`);
   }
 
+  /** A line of the stand-in's own in the pod's log, with the time and the pod's UID (a name can be reused). */
+  private note(pod: V1Pod, text: string): void {
+    appendFileSync(
+      this.logFile(pod),
+      `${new Date().toISOString()} [stand-in] pod ${pod.metadata!.uid!.slice(0, 8)}: ${text}\n`,
+    );
+  }
+
   private async syncMountPod(pod: V1Pod): Promise<void> {
     const uid = pod.metadata!.uid!;
     if (pod.metadata?.deletionTimestamp) return this.stop(uid, true, pod);
@@ -417,7 +430,7 @@ export class KubeletStandIn {
 
   private runToEnd(pod: V1Pod, c: V1Container, env: Record<string, string>): Promise<number | null> {
     const [cmd, ...args] = this.argv(c, env);
-    appendFileSync(this.logFile(pod), `[stand-in] running container ${c.name} to the end\n`);
+    this.note(pod, `running container ${c.name} to the end`);
     return new Promise((resolve) => {
       const child = spawn(cmd, args, { env: this.processEnv(env), stdio: ['ignore', 'ignore', 'ignore'] });
       child.on('exit', (code) => resolve(code));
@@ -427,9 +440,9 @@ export class KubeletStandIn {
 
   private launch(state: Running, c: V1Container): void {
     const [cmd, ...args] = this.argv(c, state.env);
-    appendFileSync(
-      this.logFile(state.pod),
-      `[stand-in] starting ${c.name}: ${path.basename(cmd)} ${args.filter((a) => !a.includes('://')).join(' ')}\n`,
+    this.note(
+      state.pod,
+      `starting ${c.name}: ${path.basename(cmd)} ${args.filter((a) => !a.includes('://')).join(' ')}`,
     );
     const child = trackChild(
       spawn(cmd, args, { env: this.processEnv(state.env), stdio: ['ignore', 'pipe', 'pipe'], detached: true }),
@@ -438,12 +451,10 @@ export class KubeletStandIn {
     child.stdout!.on('data', (d: Buffer) => appendFileSync(this.logFile(state.pod), d));
     child.stderr!.on('data', (d: Buffer) => appendFileSync(this.logFile(state.pod), d));
     state.child = child;
+    this.note(state.pod, `${c.name} is pid ${child.pid}`);
     child.on('exit', (code, signal) => {
       if (state.stopping) return;
-      appendFileSync(
-        this.logFile(state.pod),
-        `[stand-in] ${c.name} exited (${code ?? signal}); restarting it (restartPolicy Always)\n`,
-      );
+      this.note(state.pod, `${c.name} exited (${code ?? signal}); restarting it (restartPolicy Always)`);
       void this.watchMount(state);
       setTimeout(() => !state.stopping && this.launch(state, c), 1000).unref();
     });
@@ -490,43 +501,76 @@ export class KubeletStandIn {
     );
   }
 
-  /** Runs preStop, stops the process, and (when the API asked for deletion) finishes it, as kubelet does. */
+  /**
+   * Runs preStop, stops the container, and (when the API asked for deletion)
+   * finishes it, as kubelet does. Every call for a pod waits for the one stop
+   * under way: an update of a pod already being stopped (a status write that
+   * lands late, the informer's re-list) must not finish its deletion while its
+   * processes still run — the node service would then create the next Mount
+   * Pod, with the same name and mount point, beside the old client.
+   */
   private async stop(uid: string, finishDeletion: boolean, pod?: V1Pod): Promise<void> {
     const state = this.running.get(uid);
-    if (state && !state.stopping) {
-      state.stopping = true;
-      state.status.close();
-      if (state.timer) clearInterval(state.timer);
-      const container = state.pod.spec!.containers[0];
-      const preStop = container.lifecycle?.preStop?.exec?.command;
-      if (preStop) {
-        await new Promise<void>((resolve) => {
-          const child = spawn(preStop[0], preStop.slice(1), { env: this.processEnv(state.env), stdio: 'ignore' });
-          child.on('exit', () => resolve());
-          child.on('error', () => resolve());
-        });
-      }
-      const child = state.child;
-      if (child && child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        const t = setTimeout(() => killGroup(child, 'SIGKILL'), 5000);
-        await exited;
-        clearTimeout(t);
-      }
-      this.running.delete(uid);
+    if (state) {
+      state.stopped ??= this.stopContainer(state).finally(() => this.running.delete(uid));
+      await state.stopped;
     }
     if (finishDeletion && pod) await this.finishDeletion(pod).catch(() => undefined);
   }
 
+  /**
+   * preStop, SIGTERM, SIGKILL after the grace period; done once no process of
+   * the container is left — a container's processes all die with its first one
+   * (juicefs's mount process is a child of the supervisor the stand-in started).
+   */
+  private async stopContainer(state: Running): Promise<void> {
+    state.stopping = true;
+    state.status.close();
+    if (state.timer) clearInterval(state.timer);
+    const container = state.pod.spec!.containers[0];
+    const preStop = container.lifecycle?.preStop?.exec?.command;
+    if (preStop) {
+      this.note(state.pod, 'stopping: running the preStop hook');
+      await new Promise<void>((resolve) => {
+        const child = spawn(preStop[0], preStop.slice(1), { env: this.processEnv(state.env), stdio: 'ignore' });
+        child.on('exit', () => resolve());
+        child.on('error', () => resolve());
+      });
+    }
+    const child = state.child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      this.note(state.pod, `stopping: SIGTERM to pid ${child.pid}`);
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => killGroup(child, 'SIGKILL'), STOP_GRACE_MS);
+      await exited;
+      clearTimeout(t);
+    }
+    if (child) {
+      killGroup(child, 'SIGKILL');
+      const left = await waitGroupGone(child, STOP_GRACE_MS);
+      this.note(
+        state.pod,
+        `stopped (exit ${child.exitCode ?? child.signalCode}${left.length ? `; still running: ${left.join(' ')}` : ''})`,
+      );
+    } else this.note(state.pod, 'stopped (nothing was running)');
+  }
+
   /** What kubelet does once a deleted pod's containers are stopped: the final delete, grace period 0. */
   private async finishDeletion(pod: V1Pod): Promise<void> {
-    await unlessNotFound(
-      this.core.deleteNamespacedPod({
-        name: pod.metadata!.name!,
-        namespace: pod.metadata!.namespace!,
-        gracePeriodSeconds: 0,
-      }),
-    );
+    // With the pod's UID as a precondition, as kubelet's: never the pod created since under the same name.
+    try {
+      await unlessNotFound(
+        this.core.deleteNamespacedPod({
+          name: pod.metadata!.name!,
+          namespace: pod.metadata!.namespace!,
+          gracePeriodSeconds: 0,
+          body: { gracePeriodSeconds: 0, preconditions: { uid: pod.metadata!.uid } },
+        }),
+      );
+    } catch (err) {
+      if (!isStatus(err, 409)) throw err; // that pod is gone; the name is another pod's now
+    }
+    this.note(pod, 'deletion finished');
   }
 }

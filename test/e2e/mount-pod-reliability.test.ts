@@ -10,7 +10,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { MOUNT_ROOT } from '../../src/contract/keys.js';
-import { mountAt, readMounts } from '../../src/juicefs/mounts.js';
+import { mountAt, readMounts, type MountEntry } from '../../src/juicefs/mounts.js';
 import { targetState } from '../../src/node/bind.js';
 import { mountPointOf, referencesOf } from '../../src/node/mount-pod-plan.js';
 import { eventually } from '../env/harness.js';
@@ -44,13 +44,17 @@ t.test(
     const seed = Number(process.env.JFS_RELIABILITY_SEED ?? Date.now() % 1_000_000);
     t.comment(`seed ${seed} (JFS_RELIABILITY_SEED=${seed} replays this interleaving)`);
     const random = prng(seed);
+    // A volume name of this run's own: other runs of this suite on the machine use the same PV names and mount root.
     const {
       vol,
       dir,
       standIn,
       call,
       mountPods: allMountPods,
-    } = await startNodeHarness(t, { nodeName: NODE, volumeName: 'reliable' });
+    } = await startNodeHarness(t, { nodeName: NODE, volumeName: `reliable-${process.pid}` });
+    /** A mount of this run's volume at a Mount Pod mount point of one of its PVs. */
+    const ofThisRun = (m: MountEntry) =>
+      m.source === `JuiceFS:${vol.name}` && PVS.some((pv) => m.mountPoint.startsWith(`${MOUNT_ROOT}/${pv}-`));
     const context = (pv: string) => ({
       subPath: pv,
       ...(pv === 'pv-r3' ? { 'juicefs/mount-delete-delay': '1s' } : {}),
@@ -155,8 +159,7 @@ t.test(
       for (const m of readMounts()) {
         if (m.mountPoint.startsWith(`${dir}/targets/`) && !published.has(m.mountPoint))
           problems.push(`mount left at an unpublished target: ${m.mountPoint}`);
-        const mine = PVS.some((pv) => m.mountPoint.startsWith(`${MOUNT_ROOT}/${pv}-`));
-        if (mine && !pods.some((p) => mountPointOf(p) === m.mountPoint))
+        if (ofThisRun(m) && !pods.some((p) => mountPointOf(p) === m.mountPoint))
           problems.push(`Mount Pod mount with no Mount Pod: ${m.mountPoint}`);
       }
       return problems;
@@ -179,9 +182,7 @@ t.test(
     );
     t.same(await mountPods(), [], 'no Mount Pod once everything is unpublished');
     t.same(
-      readMounts().filter(
-        (m) => m.mountPoint.startsWith(`${dir}/`) || PVS.some((pv) => m.mountPoint.startsWith(`${MOUNT_ROOT}/${pv}-`)),
-      ),
+      readMounts().filter((m) => m.mountPoint.startsWith(`${dir}/`) || ofThisRun(m)),
       [],
       'no mount left on the machine',
     );

@@ -2,7 +2,7 @@
 // stack of `npm start` (src/local/node-stack.ts), a real JuiceFS volume, a
 // client of the node socket. Everything is torn down with the test.
 import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -34,6 +34,28 @@ export interface NodeHarness {
   mountPods: () => Promise<V1Pod[]>;
 }
 
+/** Lines of each Mount Pod's log printed on a failure (the whole files are kept). */
+const POD_LOG_LINES = 120;
+
+/**
+ * On a failure: the stand-in's log of each Mount Pod (its own lines — started,
+ * stopped, exited — and the client's output; one file per pod name, so a pod
+ * re-created under the same name continues it) is printed, and every log is
+ * copied to a folder that outlives the test's scratch folder.
+ */
+function keepStandInLogs(t: TapLike, dir: string): void {
+  const logs = readdirSync(dir).filter((f) => f.endsWith('.log'));
+  const kept = mkdtempSync(path.join(tmpdir(), 'jfs-node-logs-'));
+  for (const f of logs) copyFileSync(path.join(dir, f), path.join(kept, f));
+  for (const f of logs.filter((f) => f !== 'node.log')) {
+    const lines = readFileSync(path.join(dir, f), 'utf8').trimEnd().split('\n');
+    t.comment(
+      `stand-in log ${f} (last ${Math.min(lines.length, POD_LOG_LINES)} of ${lines.length} lines):\n${lines.slice(-POD_LOG_LINES).join('\n')}`,
+    );
+  }
+  t.comment(`logs kept in ${kept}`);
+}
+
 export async function startNodeHarness(
   t: TapLike,
   opts: { nodeName: string; volumeName: string; playAppPods?: boolean },
@@ -55,9 +77,12 @@ export async function startNodeHarness(
   });
   const client = csiClient(stack.socket, 'Node');
   t.teardown(async () => {
-    if (!t.passing()) t.comment(`node log:\n${stack.node.log(40)}`);
+    const failed = !t.passing();
+    if (failed) t.comment(`node log:\n${stack.node.log(40)}`);
     client.close();
     await stack.stop();
+    // After the stop, so the logs tell how each Mount Pod's processes ended too.
+    if (failed) keepStandInLogs(t, dir);
     detachMountsUnder(dir); // a failed test may leave a target mounted: never recurse into it
     rmSync(dir, { recursive: true, force: true });
     vol.remove();
