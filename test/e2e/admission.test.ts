@@ -26,7 +26,7 @@ import { applyObjects, readManifest } from '../../src/local/components.js';
 import { startWebhookStack } from '../../src/local/webhook-stack.js';
 import { parseManifests } from '../../src/offline/inject-manifests.js';
 import { findMismatch, withoutServiceAccountToken } from '../env/compare.js';
-import { eventually, startControlPlane } from '../env/harness.js';
+import { apiMessage, eventually, startControlPlane } from '../env/harness.js';
 import { listCases, TESTDATA } from '../golden/golden.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -96,18 +96,6 @@ t.test('admission through a real API server', async (t) => {
         await sleep(200);
       }
     }
-  }
-
-  function apiMessage(err: unknown): string {
-    const body = (err as { body?: unknown }).body;
-    if (typeof body === 'string') {
-      try {
-        return (JSON.parse(body) as { message?: string }).message ?? body;
-      } catch {
-        return body;
-      }
-    }
-    return (err as Error).message;
   }
 
   async function waitForConfig(version: string): Promise<void> {

@@ -21,7 +21,7 @@ import t from 'tap';
 import { applyObjects } from '../../src/local/components.js';
 import { startWebhookStack, WEBHOOK_NAMESPACE } from '../../src/local/webhook-stack.js';
 import { parseManifests } from '../../src/offline/inject-manifests.js';
-import { eventually, startControlPlane } from '../env/harness.js';
+import { apiMessage, eventually, namespaceUserObjects, startControlPlane } from '../env/harness.js';
 import { TESTDATA } from '../golden/golden.js';
 
 t.setTimeout(10 * 60 * 1000);
@@ -33,18 +33,6 @@ function kubeConfigFrom(file: string): KubeConfig {
   const kc = new KubeConfig();
   kc.loadFromFile(file);
   return kc;
-}
-
-function apiMessage(err: unknown): string {
-  const body = (err as { body?: unknown }).body;
-  if (typeof body === 'string') {
-    try {
-      return (JSON.parse(body) as { message?: string }).message ?? body;
-    } catch {
-      return body;
-    }
-  }
-  return (err as Error).message;
 }
 
 /** A CONNECT as kubectl sends it, minus the stream upgrade: admission first, then the API server looks for the node. */
@@ -114,14 +102,7 @@ t.test('after admission, the injected sidecar is not the namespace user’s', as
   );
   const namespaceUser = 'user';
   await applyObjects(admin, [
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: namespaceUser, namespace: NS } },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name: 'user-edit', namespace: NS },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'edit' },
-      subjects: [{ kind: 'ServiceAccount', name: namespaceUser, namespace: NS }],
-    },
+    ...namespaceUserObjects(NS, namespaceUser),
     // The upgrader: the controller's ServiceAccount, given here the pod rights the in-place upgrade will need.
     { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: UPGRADER, namespace: WEBHOOK_NAMESPACE } },
     {

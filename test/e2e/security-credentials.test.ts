@@ -19,7 +19,7 @@ import { SECRET_COPY_LABEL, SECRET_COPY_SEAL_ANNOTATION } from '../../src/contra
 import { applyObjects, readManifest } from '../../src/local/components.js';
 import { startControllerStack } from '../../src/local/controller-stack.js';
 import { startWebhookStack } from '../../src/local/webhook-stack.js';
-import { eventually, startControlPlane } from '../env/harness.js';
+import { apiMessage, eventually, namespaceUserObjects, startControlPlane } from '../env/harness.js';
 
 const NS = 'tenant';
 const SYSTEM = 'juicefs-system';
@@ -30,18 +30,6 @@ t.setTimeout(15 * 60 * 1000);
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString();
-
-function apiMessage(err: unknown): string {
-  const body = (err as { body?: unknown }).body;
-  if (typeof body === 'string') {
-    try {
-      return (JSON.parse(body) as { message?: string }).message ?? body;
-    } catch {
-      return body;
-    }
-  }
-  return (err as Error).message;
-}
 
 t.test('a namespace user cannot choose, keep or widen the per-PVC Secret copy', async (t) => {
   const cp = await startControlPlane(t, { controllerManager: true });
@@ -60,14 +48,7 @@ t.test('a namespace user cannot choose, keep or widen the per-PVC Secret copy', 
     secret(SYSTEM, 'not-jfs', { username: 'db', password: 'db-password' }),
     // A JuiceFS Secret, but in a namespace the admin did not list with --secret-namespace.
     secret('other', 'creds', { name: 'vol', metaurl: 'redis://:other-password@r/2' }),
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'user', namespace: NS } },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name: 'user-edit', namespace: NS },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'edit' },
-      subjects: [{ kind: 'ServiceAccount', name: 'user', namespace: NS }],
-    } as KubernetesObject,
+    ...namespaceUserObjects(NS),
   ]);
   const webhook = await startWebhookStack(cp, { dir, secretNamespaces: [SYSTEM] });
   const controller = await startControllerStack(cp, { dir, secretNamespaces: [SYSTEM] });

@@ -22,25 +22,13 @@ import { POD_UID_ENV } from '../../src/contract/keys.js';
 import { applyObjects, readManifest } from '../../src/local/components.js';
 import { startControllerStack } from '../../src/local/controller-stack.js';
 import { startWebhookStack } from '../../src/local/webhook-stack.js';
-import { eventually, startControlPlane } from '../env/harness.js';
+import { apiMessage, eventually, namespaceUserObjects, startControlPlane } from '../env/harness.js';
 
 const SYSTEM = 'juicefs-system';
 const VICTIM = 'victim';
 const ATTACKER = 'mallory';
 
 t.setTimeout(15 * 60 * 1000);
-
-function apiMessage(err: unknown): string {
-  const body = (err as { body?: unknown }).body;
-  if (typeof body === 'string') {
-    try {
-      return (JSON.parse(body) as { message?: string }).message ?? body;
-    } catch {
-      return body;
-    }
-  }
-  return (err as Error).message;
-}
 
 async function refusal(p: Promise<unknown>): Promise<string | undefined> {
   return p.then(
@@ -133,14 +121,7 @@ t.test('a namespace user against other tenants', async (t) => {
     staticPv('mallory-pv', 'mallory-data', { namespace: ATTACKER, name: 'mine' }),
     pvc(VICTIM, 'data', 'victim-pv'),
     // The namespace user: a ServiceAccount of their namespace with the built-in `edit` role there.
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'user', namespace: ATTACKER } },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name: 'user-edit', namespace: ATTACKER },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'edit' },
-      subjects: [{ kind: 'ServiceAccount', name: 'user', namespace: ATTACKER }],
-    } as KubernetesObject,
+    ...namespaceUserObjects(ATTACKER),
     // `edit` does not grant pods/ephemeralcontainers (checked below); clusters that allow kubectl debug add it.
     {
       apiVersion: 'rbac.authorization.k8s.io/v1',

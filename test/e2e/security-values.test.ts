@@ -12,7 +12,7 @@ import t from 'tap';
 import { applyObjects, readManifest } from '../../src/local/components.js';
 import { startWebhookStack, WEBHOOK_NAMESPACE } from '../../src/local/webhook-stack.js';
 import { CONFIG_MAP_KEY, CONFIG_MAP_NAME } from '../../src/contract/keys.js';
-import { eventually, startControlPlane } from '../env/harness.js';
+import { eventually, namespaceUserObjects, startControlPlane } from '../env/harness.js';
 
 t.setTimeout(10 * 60 * 1000);
 
@@ -97,14 +97,7 @@ t.test('values a namespace user or the data controls end in a clear denial', asy
         pathPattern: '${.PVC.namespace}/${.PVC.annotations.example.com/dir}',
       },
     } as KubernetesObject,
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'user', namespace: NS } },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name: 'user-edit', namespace: NS },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'edit' },
-      subjects: [{ kind: 'ServiceAccount', name: 'user', namespace: NS }],
-    } as KubernetesObject,
+    ...namespaceUserObjects(NS),
   ]);
 
   // From here on, everything is written by the namespace user.

@@ -1,5 +1,6 @@
 // The tap side of the control-plane harness: one control plane per test file,
 // torn down with the file (also when it fails), its logs printed on failure.
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { ControlPlane, type ControlPlaneOptions } from '../../src/local/control-plane.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -39,4 +40,35 @@ export async function eventually<T>(
       throw new Error(`timed out waiting for ${what}${lastErr ? `: ${(lastErr as Error).message}` : ''}`);
     await sleep(200);
   }
+}
+
+/** The API server's own message of a failed client-node call (its Status body), else the error's message. */
+export function apiMessage(err: unknown): string {
+  const body = (err as { body?: unknown }).body;
+  if (typeof body === 'string') {
+    try {
+      return (JSON.parse(body) as { message?: string }).message ?? body;
+    } catch {
+      return body;
+    }
+  }
+  return (err as Error).message;
+}
+
+/**
+ * The attacker of the security suites: a ServiceAccount of `namespace` with the built-in `edit` role there
+ * (pods, PVCs, Secrets, exec; no PVs, StorageClasses or other namespaces). Apply these, then act with
+ * `cp.serviceAccountKubeconfig(namespace, name)`.
+ */
+export function namespaceUserObjects(namespace: string, name = 'user'): KubernetesObject[] {
+  return [
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: `${name}-edit`, namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'edit' },
+      subjects: [{ kind: 'ServiceAccount', name, namespace }],
+    } as KubernetesObject,
+  ];
 }
