@@ -93,7 +93,7 @@ export function review(body: unknown, deps: AdmissionDeps): AdmissionResult {
   const shape = podShapeError(pod);
   if (shape) return deny(uid, 'invalid-pod', `${namespace}: ${shape}`, deps, 400);
   const typedPod = pod as V1Pod;
-  const where = `${describePod({ ...typedPod, metadata: { ...typedPod.metadata, namespace } })}`;
+  const where = podWhere(typedPod, namespace);
   try {
     const outcome = injectWithView(typedPod, namespace, deps.view, deps.options());
     if (outcome.kind === 'skipped') {
@@ -147,9 +147,12 @@ function reviewEphemeralContainers(
   const denial = ephemeralContainersDenial(pod, old);
   if (!denial) return { kind: 'review', review: reply(uid, { allowed: true }), result: 'ignored' };
   const namespace = typeof request.namespace === 'string' ? request.namespace : undefined;
-  const typedPod = pod as V1Pod;
-  const where = describePod({ ...typedPod, metadata: { ...typedPod.metadata, namespace } });
-  return deny(uid, denial.code, `${where}: ${denial.message}`, deps, 403);
+  return deny(uid, denial.code, `${podWhere(pod, namespace)}: ${denial.message}`, deps, 403);
+}
+
+/** "Pod ns/name" for messages and logs: the review's namespace, since a pod being created may not carry it. */
+function podWhere(pod: V1Pod, namespace: string | undefined): string {
+  return describePod({ ...pod, metadata: { ...pod.metadata, namespace } });
 }
 
 /** How long a review waits for the controller to seal a PVC created a moment before the pod (ADR 0010). */
@@ -165,13 +168,29 @@ export async function reviewAwaitingSeal(
   deps: AdmissionDeps,
   waitMs = SEAL_WAIT_MS,
 ): Promise<AdmissionResult> {
-  const deadline = Date.now() + waitMs;
-  for (;;) {
-    const result = review(body, deps);
-    if (result.kind !== 'review' || result.result !== 'denied:secret-copy-not-ready' || Date.now() >= deadline)
-      return result;
-    await sleep(200);
+  const started = Date.now();
+  const first = review(body, deps);
+  if (!awaitsSeal(first)) return first;
+  // The first attempt logged its denial; the retries are silent so that a wait is one log line, not fifteen.
+  const quiet = { ...deps, log: deps.log.child({}, { level: 'silent' }) };
+  let result = first;
+  while (awaitsSeal(result) && Date.now() - started < waitMs) {
+    await sleep(SEAL_POLL_MS);
+    result = review(body, quiet);
   }
+  if (!awaitsSeal(result) && result.kind === 'review') {
+    deps.log.info(
+      { uid: result.review.response.uid, result: result.result, waitedMs: Date.now() - started },
+      'reviewed again once the PVC was sealed',
+    );
+  }
+  return result;
+}
+
+const SEAL_POLL_MS = 200;
+
+function awaitsSeal(result: AdmissionResult): boolean {
+  return result.kind === 'review' && result.result === 'denied:secret-copy-not-ready';
 }
 
 const STATUS_REASON: Record<number, string> = { 400: 'BadRequest', 403: 'Forbidden', 500: 'InternalError' };
