@@ -19,9 +19,9 @@ import https from 'node:https';
 import path from 'node:path';
 import t from 'tap';
 import { applyObjects } from '../../src/local/components.js';
-import { startWebhookStack, WEBHOOK_NAMESPACE } from '../../src/local/webhook-stack.js';
+import { WEBHOOK_NAMESPACE } from '../../src/local/webhook-stack.js';
 import { parseManifests } from '../../src/offline/inject-manifests.js';
-import { apiMessage, eventually, namespaceUserObjects, startControlPlane } from '../env/harness.js';
+import { apiMessage, eventually, namespaceUserObjects, startControlPlane, startLoneWebhook } from '../env/harness.js';
 import { TESTDATA } from '../golden/golden.js';
 
 t.setTimeout(10 * 60 * 1000);
@@ -73,17 +73,7 @@ t.test('after admission, the injected sidecar is not the namespace user’s', as
   // kube-controller-manager aggregates the built-in `edit` ClusterRole (and makes the default ServiceAccounts).
   const cp = await startControlPlane(t, { controllerManager: true });
   const admin = cp.adminKubeConfig();
-  // The webhook alone: no controller seals Secret copies here (that is security-credentials.test.ts).
-  const stack = await startWebhookStack(cp, {
-    dir: cp.dir,
-    secretNamespaces: [WEBHOOK_NAMESPACE],
-    withoutController: true,
-  });
-  t.teardown(() => stack.stop());
-  t.teardown(() => {
-    if (!t.passing())
-      t.comment(`webhook log:\n${readFileSync(stack.logFile!, 'utf8').split('\n').slice(-40).join('\n')}`);
-  });
+  await startLoneWebhook(t, cp);
 
   // The one-pvc case, its Secret in the webhook's own namespace.
   const objs = parseManifests(

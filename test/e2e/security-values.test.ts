@@ -5,14 +5,12 @@
 // Secret gives the privileged client (`envs`) end in a clear denial from the
 // webhook, never in an API-server rejection or a sidecar that expands $(VAR).
 import { CoreV1Api, KubeConfig, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { applyObjects, readManifest } from '../../src/local/components.js';
-import { startWebhookStack, WEBHOOK_NAMESPACE } from '../../src/local/webhook-stack.js';
+import { WEBHOOK_NAMESPACE } from '../../src/local/webhook-stack.js';
 import { CONFIG_MAP_KEY, CONFIG_MAP_NAME } from '../../src/contract/keys.js';
-import { eventually, namespaceUserObjects, startControlPlane } from '../env/harness.js';
+import { eventually, namespaceUserObjects, startControlPlane, startLoneWebhook } from '../env/harness.js';
 
 t.setTimeout(10 * 60 * 1000);
 
@@ -36,19 +34,7 @@ t.test('values a namespace user or the data controls end in a clear denial', asy
   const admin = cp.adminKubeConfig();
   const core = admin.makeApiClient(CoreV1Api);
   await applyObjects(admin, readManifest('csidriver.yaml'));
-  // The webhook alone: no controller seals Secret copies here (that is security-credentials.test.ts).
-  const stack = await startWebhookStack(cp, {
-    dir: cp.dir,
-    secretNamespaces: [WEBHOOK_NAMESPACE],
-    withoutController: true,
-  });
-  t.teardown(() => stack.stop());
-  t.teardown(() => {
-    if (!t.passing())
-      t.comment(
-        `webhook log:\n${readFileSync(path.join(cp.dir, 'webhook.log'), 'utf8').split('\n').slice(-40).join('\n')}`,
-      );
-  });
+  const stack = await startLoneWebhook(t, cp);
 
   const secret = (name: string, envs: string) =>
     ({

@@ -2,7 +2,9 @@
 // torn down with the file (also when it fails), its logs printed on failure.
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { ControlPlane, type ControlPlaneOptions } from '../../src/local/control-plane.js';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { startWebhookStack, WEBHOOK_NAMESPACE, type WebhookStack } from '../../src/local/webhook-stack.js';
 
 export interface TapLike {
   teardown(fn: () => unknown): void;
@@ -71,4 +73,23 @@ export function namespaceUserObjects(namespace: string, name = 'user'): Kubernet
       subjects: [{ kind: 'ServiceAccount', name, namespace }],
     } as KubernetesObject,
   ];
+}
+
+/**
+ * The webhook alone, as shipped, for a suite: no controller seals Secret copies (security-credentials.test.ts
+ * tests the seal), stopped at teardown, its last log lines printed when the suite failed.
+ */
+export async function startLoneWebhook(t: TapLike, cp: ControlPlane): Promise<WebhookStack> {
+  const stack = await startWebhookStack(cp, {
+    dir: cp.dir,
+    secretNamespaces: [WEBHOOK_NAMESPACE],
+    withoutController: true,
+  });
+  t.teardown(() => stack.stop());
+  t.teardown(() => {
+    if (!t.passing() && stack.logFile) {
+      t.comment(`webhook log:\n${readFileSync(stack.logFile, 'utf8').split('\n').slice(-40).join('\n')}`);
+    }
+  });
+  return stack;
 }
