@@ -27,22 +27,36 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 const describe = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'a list' : `a ${typeof v}`);
 
+/** `Array<T>` and `{ [key: string]: T; }` type names, parsed once per name: this runs on every admission. */
+const containers = new Map<string, { list?: string; map?: string }>();
+
+function containerOf(type: string): { list?: string; map?: string } {
+  let parsed = containers.get(type);
+  if (!parsed) {
+    parsed = {
+      list: /^Array<(.+)>$/.exec(type)?.[1],
+      map: /^\{ \[key: string\]: (.+); \}$/.exec(type)?.[1],
+    };
+    containers.set(type, parsed);
+  }
+  return parsed;
+}
+
 /** The first field of `value` not of the OpenAPI type `type`, as "path must be …, not …"; undefined when none. */
 export function shapeError(value: unknown, type: string, path: string): string | undefined {
-  const array = /^Array<(.+)>$/.exec(type);
-  if (array) {
+  const { list, map } = containerOf(type);
+  if (list !== undefined) {
     if (!Array.isArray(value)) return `${path} must be a list, not ${describe(value)}`;
     for (let i = 0; i < value.length; i++) {
-      const err = shapeError(value[i], array[1], `${path}[${i}]`);
+      const err = shapeError(value[i], list, `${path}[${i}]`);
       if (err) return err;
     }
     return undefined;
   }
-  const map = /^\{ \[key: string\]: (.+); \}$/.exec(type);
-  if (map) {
+  if (map !== undefined) {
     if (!isRecord(value)) return `${path} must be a map, not ${describe(value)}`;
     for (const [k, v] of Object.entries(value)) {
-      const err = shapeError(v, map[1], `${path}[${JSON.stringify(k)}]`);
+      const err = shapeError(v, map, `${path}[${JSON.stringify(k)}]`);
       if (err) return err;
     }
     return undefined;
