@@ -2,7 +2,9 @@
 # Builds the real peers the tests and `npm start` run, from their Go modules,
 # into a cache outside the checkout keyed by version (and by the scratch
 # module's go.mod/go.sum), so fresh clones reuse them:
-#   kube-apiserver, kube-controller-manager  (k8s.io/kubernetes)
+#   kube-apiserver, kube-controller-manager  (k8s.io/kubernetes, module go/kube)
+#   kubelet, kube-scheduler, kubectl         (k8s.io/kubernetes at the same version, module go/kubelet:
+#                                             its own module, so the control plane's cache key stays put)
 #   etcd                                     (go.etcd.io/etcd/server/v3)
 #   juicefs                                  (github.com/juicedata/juicefs, cgo for SQLite)
 #   csi-sanity                               (github.com/kubernetes-csi/csi-test/v5)
@@ -26,11 +28,11 @@ components=()
 for arg in "$@"; do
   case "$arg" in
     --paths) print_paths=1 ;;
-    kube-apiserver|kube-controller-manager|etcd|juicefs|csi-sanity|csi-provisioner) components+=("$arg") ;;
+    kube-apiserver|kube-controller-manager|kubelet|kube-scheduler|kubectl|etcd|juicefs|csi-sanity|csi-provisioner) components+=("$arg") ;;
     *) echo "build.sh: unknown component '$arg'" >&2; exit 2 ;;
   esac
 done
-[ ${#components[@]} -gt 0 ] || components=(kube-apiserver kube-controller-manager etcd juicefs csi-sanity csi-provisioner)
+[ ${#components[@]} -gt 0 ] || components=(kube-apiserver kube-controller-manager kubelet kube-scheduler kubectl etcd juicefs csi-sanity csi-provisioner)
 
 log() { echo "[env:build] $*" >&2; }
 
@@ -78,6 +80,12 @@ asset() { # name, env var override
 
 kube_version=$(module_version kube k8s.io/kubernetes)
 kube_minor=$(echo "$kube_version" | cut -d. -f2)
+# The node's binaries must match the control plane's version (one skew fewer to reason about).
+kubelet_version=$(module_version kubelet k8s.io/kubernetes)
+if [ "$kubelet_version" != "$kube_version" ]; then
+  echo "build.sh: go/kubelet pins k8s.io/kubernetes $kubelet_version, go/kube $kube_version: keep them equal" >&2
+  exit 2
+fi
 kube_ldflags="-X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$kube_minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$kube_version -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$kube_minor"
 juicefs_version=$(module_version juicefs github.com/juicedata/juicefs)
 # The lite set of juicefs build tags, keeping SQLite metadata and file/S3 storage: most of the build time is elsewhere.
@@ -88,6 +96,7 @@ for c in "${components[@]}"; do
   case "$c" in
     kube-apiserver) asset kube-apiserver "${TEST_ASSET_KUBE_APISERVER:-}" || build kube-apiserver kube k8s.io/kubernetes/cmd/kube-apiserver "$kube_ldflags" "" ;;
     kube-controller-manager) asset kube-controller-manager "${TEST_ASSET_KUBE_CONTROLLER_MANAGER:-}" || build kube-controller-manager kube k8s.io/kubernetes/cmd/kube-controller-manager "$kube_ldflags" "" ;;
+    kubelet|kube-scheduler|kubectl) build "$c" kubelet "k8s.io/kubernetes/cmd/$c" "$kube_ldflags" "" ;;
     etcd) asset etcd "${TEST_ASSET_ETCD:-}" || build etcd etcd go.etcd.io/etcd/server/v3 "" "" ;;
     juicefs) CGO=1 build juicefs juicefs github.com/juicedata/juicefs "$juicefs_ldflags" "$juicefs_tags" ;;
     csi-sanity) build csi-sanity csi-sanity github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity "" "" ;;
