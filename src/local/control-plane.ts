@@ -1,8 +1,10 @@
 // A real Kubernetes control plane on loopback, as controller-runtime's envtest
 // runs one: etcd, kube-apiserver and kube-controller-manager built from their
 // Go modules by test/env/build.sh (or taken from KUBEBUILDER_ASSETS), with
-// generated certificates, RBAC, and a complete teardown.
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+// generated certificates, RBAC, and a complete teardown. Optionally
+// kube-scheduler; a real kubelet (real-node.ts) joins with certificates from
+// this control plane's CA.
+import { CoreV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
@@ -17,7 +19,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 const BUILD_SCRIPT = path.join(PACKAGE_ROOT, 'test/env/build.sh');
 
 export type Component =
-  'kube-apiserver' | 'kube-controller-manager' | 'etcd' | 'juicefs' | 'csi-sanity' | 'csi-provisioner';
+  | 'kube-apiserver'
+  | 'kube-controller-manager'
+  | 'kubelet'
+  | 'kube-scheduler'
+  | 'kubectl'
+  | 'etcd'
+  | 'juicefs'
+  | 'csi-sanity'
+  | 'csi-provisioner';
+
+/** The user the API server presents to kubelets (logs, exec, port-forward), bound to system:kubelet-api-admin. */
+export const APISERVER_KUBELET_CLIENT = 'kube-apiserver-kubelet-client';
 
 /** Paths of the binaries, building what is missing (progress goes to stderr). */
 export function ensureBinaries(components: Component[]): Record<Component, string> {
@@ -50,6 +63,8 @@ export async function freePort(): Promise<number> {
 export interface ControlPlaneOptions {
   /** Also run kube-controller-manager (PV/PVC binding, ReplicaSets, GC, namespace deletion). */
   controllerManager?: boolean;
+  /** Also run kube-scheduler, so that a pod without nodeName gets a node (a real kubelet's). */
+  scheduler?: boolean;
   /** Keep the temporary folder after stop (for debugging). */
   keepDir?: boolean;
   /** Extra kube-apiserver flags. */
@@ -68,6 +83,8 @@ export class ControlPlane {
   private ca!: Pem;
   apiserverPort = 0;
   adminKubeconfigPath = '';
+  /** The CA that signed every certificate here (PEM file): what a kubelet trusts for client certificates. */
+  caFile = '';
   private stopped = false;
 
   private constructor(private readonly opts: ControlPlaneOptions) {
@@ -108,6 +125,7 @@ export class ControlPlane {
   private async boot(): Promise<void> {
     const components: Component[] = ['etcd', 'kube-apiserver'];
     if (this.opts.controllerManager) components.push('kube-controller-manager');
+    if (this.opts.scheduler) components.push('kube-scheduler');
     const bins = ensureBinaries(components);
 
     this.ca = await makeCa('jfs-sidecar-test-ca');
@@ -119,8 +137,12 @@ export class ControlPlane {
     );
     const admin = await makeClient(this.ca, 'jfs-admin', ['system:masters']);
     const kcmClient = await makeClient(this.ca, 'system:kube-controller-manager', []);
+    // The API server's identity towards kubelets: a kubelet with webhook authn/authz (not anonymous) asks
+    // this API server whether that user may use nodes/proxy, nodes/log, …; the binding below says yes.
+    const kubeletClient = await makeClient(this.ca, APISERVER_KUBELET_CLIENT, []);
     const sa = makeServiceAccountKey();
     const caFile = this.file('ca.crt', this.ca.cert);
+    this.caFile = caFile;
     const caKeyFile = this.file('ca.key', this.ca.key);
     const saPub = this.file('sa.pub', sa.publicKey);
     const saKey = this.file('sa.key', sa.privateKey);
@@ -155,6 +177,13 @@ export class ControlPlane {
       '--allow-privileged=true',
       '--enable-priority-and-fairness=false',
       '--storage-media-type=application/json',
+      // A real node is named `localhost` and serves on 127.0.0.1 only: dialling it by name keeps
+      // logs/exec on loopback (its InternalIP, which kubelet requires to be non-loopback, is never dialled).
+      '--kubelet-preferred-address-types=Hostname,InternalIP',
+      `--kubelet-client-certificate=${this.file('apiserver-kubelet-client.crt', kubeletClient.cert)}`,
+      `--kubelet-client-key=${this.file('apiserver-kubelet-client.key', kubeletClient.key)}`,
+      // Kubelets' serving certificates come from this CA (issueServing), so the API server verifies them.
+      `--kubelet-certificate-authority=${caFile}`,
       ...(this.opts.apiserverArgs ?? []),
     ]);
     this.adminKubeconfigPath = this.file(
@@ -162,6 +191,30 @@ export class ControlPlane {
       this.kubeconfigYaml({ cert: admin.cert, key: admin.key }, 'jfs-admin'),
     );
     await this.waitReady(admin);
+    await this.adminKubeConfig()
+      .makeApiClient(RbacAuthorizationV1Api)
+      .createClusterRoleBinding({
+        body: {
+          metadata: { name: APISERVER_KUBELET_CLIENT },
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:kubelet-api-admin' },
+          subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: APISERVER_KUBELET_CLIENT }],
+        },
+      });
+
+    if (this.opts.scheduler) {
+      // The bootstrap RBAC binds the user system:kube-scheduler to its roles (and to the
+      // extension-apiserver-authentication reader its authentication-kubeconfig needs).
+      const schedClient = await makeClient(this.ca, 'system:kube-scheduler', []);
+      const schedKubeconfig = this.writeKubeconfig('kube-scheduler', schedClient);
+      this.spawn('kube-scheduler', bins['kube-scheduler'], [
+        `--kubeconfig=${schedKubeconfig}`,
+        `--authentication-kubeconfig=${schedKubeconfig}`,
+        `--authorization-kubeconfig=${schedKubeconfig}`,
+        '--leader-elect=false',
+        '--bind-address=127.0.0.1',
+        `--secure-port=${await freePort()}`,
+      ]);
+    }
 
     if (this.opts.controllerManager) {
       const kcmKubeconfig = this.file(
@@ -219,6 +272,21 @@ contexts:
     user: ${user}
 current-context: local
 `;
+  }
+
+  /** A client certificate from this control plane's CA: CN is the user, O the groups. */
+  issueClient(user: string, groups: string[]): Promise<Pem> {
+    return makeClient(this.ca, user, groups);
+  }
+
+  /** A serving certificate from this control plane's CA (which the API server trusts for kubelets). */
+  issueServing(cn: string, dns: string[], ips: string[]): Promise<Pem> {
+    return makeServing(this.ca, cn, dns, ips);
+  }
+
+  /** Writes `<name>.kubeconfig` for a client certificate into the control plane's folder; returns its path. */
+  writeKubeconfig(name: string, client: Pem): string {
+    return this.file(`${name}.kubeconfig`, this.kubeconfigYaml(client, name));
   }
 
   adminKubeConfig(): KubeConfig {
