@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import t, { type Test as Tap } from 'tap';
-import { ensureBinaries } from '../../src/local/control-plane.js';
+import { ensureBinaries, freePort } from '../../src/local/control-plane.js';
 import { readMounts } from '../../src/juicefs/mounts.js';
 import {
   DEFAULT_SANDBOX_IMAGE,
@@ -41,6 +41,7 @@ import { eventually, startControlPlane } from '../env/harness.js';
 
 const BUSYBOX = 'docker.io/library/busybox:1.36';
 const NS = 'real-node';
+const UNPULLABLE = 'docker.io/library/not-imported:1';
 
 /**
  * A single-layer `docker save` archive from a folder, with the system tar (test-only images until
@@ -125,6 +126,15 @@ function busyboxPod(name: string, script: string, restartPolicy: 'Never' | 'Alwa
       containers: [{ name: 'main', image: BUSYBOX, command: ['sh', '-c', script] }],
     },
   };
+}
+
+/** The kubelet's message for a pod whose image pull failed (undefined while it has not). */
+async function pullError(core: CoreV1Api, name: string): Promise<string | undefined> {
+  const pod = await core.readNamespacedPod({ name, namespace: NS });
+  const waiting = pod.status?.containerStatuses?.[0]?.state?.waiting;
+  return waiting && ['ErrImagePull', 'ImagePullBackOff'].includes(waiting.reason ?? '') && waiting.message
+    ? waiting.message
+    : undefined;
 }
 
 async function clientLog(kc: KubeConfig, pod: string): Promise<string> {
@@ -306,6 +316,17 @@ if (missing.length > 0) {
       // The kubelet authenticates and authorizes the API server; an anonymous caller is turned away.
       const port = n.status?.daemonEndpoints?.kubeletEndpoint?.Port;
       t.equal(await anonymousStatus(port ?? 0), 401, 'an anonymous request to the kubelet is refused');
+
+      // An image that was not imported is not fetched from anywhere outside this machine.
+      await core.createNamespacedPod({
+        namespace: NS,
+        body: {
+          ...busyboxPod('unpullable', 'true', 'Never'),
+          spec: { containers: [{ name: 'main', image: UNPULLABLE }] },
+        },
+      });
+      const pullMessage = await eventually(() => pullError(core, 'unpullable'), 60_000, 'the pull to fail');
+      t.match(pullMessage, /127\.0\.0\.1:9/, `the pull went to the closed loopback proxy: ${pullMessage}`);
     } catch (err) {
       t.comment(node.logs(60));
       throw err;
@@ -325,16 +346,33 @@ if (missing.length > 0) {
 
   t.test('killNow() with a pod running: no drain, the host is clean all the same', async (t) => {
     const before = hostNow();
-    const node = await startRealNode(cp, { importArchives: archives });
+    // A registry configuration (hosts.toml) is passed through to containerd's CRI: docker.io's mirror
+    // here is a loopback port where nothing listens.
+    const registryDir = mkdtempSync(path.join(tmpdir(), 'jfs-real-node-registry-'));
+    t.teardown(() => rmSync(registryDir, { recursive: true, force: true }));
+    const mirrorPort = await freePort();
+    mkdirSync(path.join(registryDir, 'docker.io'));
+    writeFileSync(
+      path.join(registryDir, 'docker.io/hosts.toml'),
+      `server = "https://registry-1.docker.io"\n[host."http://127.0.0.1:${mirrorPort}"]\n  capabilities = ["pull", "resolve"]\n`,
+    );
+    const node = await startRealNode(cp, { importArchives: archives, registryConfigDir: registryDir });
     t.teardown(() => node.stop());
+    await core.createNamespacedPod({
+      namespace: NS,
+      body: { ...busyboxPod('mirrored', 'true', 'Never'), spec: { containers: [{ name: 'main', image: UNPULLABLE }] } },
+    });
+    const pullMessage = await eventually(() => pullError(core, 'mirrored'), 60_000, 'the pull to fail');
+    t.match(pullMessage, new RegExp(`127\\.0\\.0\\.1:${mirrorPort}`), `the pull went to the mirror: ${pullMessage}`);
     await core.createNamespacedPod({ namespace: NS, body: busyboxPod('killed', 'exec sleep 3600', 'Always') });
     await eventually(async () => (await podPhase(core, 'killed')) === 'Running', 90_000, 'pod killed Running');
     t0 = Date.now();
     node.killNow();
     t.comment(`killNow() took ${Date.now() - t0} ms`);
     assertHostClean(t, before, node.dir);
-    // The pod object outlives its node; the next subtest's node must not find it.
-    await core.deleteNamespacedPod({ name: 'killed', namespace: NS, gracePeriodSeconds: 0 });
+    // The pod objects outlive their node; the next subtest's node must not find them.
+    for (const name of ['killed', 'mirrored'])
+      await core.deleteNamespacedPod({ name, namespace: NS, gracePeriodSeconds: 0 });
   });
 
   t.test('a node whose process was killed is undone by the next start', async (t) => {
