@@ -82,6 +82,11 @@ export interface RealNodeOptions {
   importArchives?: string[];
   /** Pods of these namespaces are deleted after the others on stop (they may serve the others' unmounts). */
   systemNamespaces?: string[];
+  /**
+   * The kubelet's --root-dir (default: `kubelet` in the run folder). Manifests written for a standard
+   * node name /var/lib/kubelet in their hostPaths; give that here to run them unchanged.
+   */
+  kubeletRootDir?: string;
   /** Keep the run folder (logs, configs) after stop. */
   keepDir?: boolean;
   /** How long to wait for another process's real node to stop (default 5 min). */
@@ -153,12 +158,13 @@ interface HostState {
   ownerPid: number;
   dir: string;
   keepDir: boolean;
+  kubeletRoot: string;
   containerdSocket: string;
   pids: { kubelet?: number; containerd?: number };
   createdHostPaths: string[];
   /** /proc/sys paths → value before the kubelet started. */
   sysctls: Record<string, string>;
-  /** Mount points under /var/lib/juicefs and /run/netns before start (anything new there is ours). */
+  /** Mount points under /var/lib/juicefs, /run/netns and the kubelet root before start (anything new there is ours). */
   mountsBefore: string[];
   netnsBefore: string[];
   /** We bind-mounted MOUNT_ROOT on itself (to make it shared). */
@@ -174,15 +180,17 @@ export async function startRealNode(cp: ControlPlane, opts: RealNodeOptions = {}
   const parent = opts.parentDir ?? tmpdir();
   mkdirSync(parent, { recursive: true });
   const dir = mkdtempSync(path.join(parent, 'jfs-real-node-'));
+  const kubeletRoot = path.resolve(opts.kubeletRootDir ?? path.join(dir, 'kubelet'));
   const state: HostState = {
     ownerPid: process.pid,
     dir,
     keepDir: !!opts.keepDir,
+    kubeletRoot,
     containerdSocket: path.join(dir, 'containerd/containerd.sock'),
     pids: {},
-    createdHostPaths: HOST_PATHS.filter((p) => !existsSync(p)),
+    createdHostPaths: [...new Set([...HOST_PATHS, kubeletRoot])].filter((p) => !under(p, dir) && !existsSync(p)),
     sysctls: {},
-    mountsBefore: mountPointsUnder(['/var/lib/juicefs', '/run/netns']),
+    mountsBefore: mountPointsUnder(['/var/lib/juicefs', '/run/netns', kubeletRoot]),
     netnsBefore: listDir('/run/netns'),
     mountRootBound: false,
   };
@@ -220,7 +228,7 @@ class RealNodeImpl implements RealNode {
     private readonly log: (msg: string) => void,
   ) {
     this.dir = state.dir;
-    this.kubeletRoot = path.join(this.dir, 'kubelet');
+    this.kubeletRoot = state.kubeletRoot;
     this.containerdSocket = state.containerdSocket;
     this.podLogsDir = path.join(this.dir, 'pod-logs');
   }
@@ -573,7 +581,7 @@ function undoHost(state: HostState, log: (msg: string) => void): string[] {
         (m) =>
           under(m, state.dir) ||
           under(m, '/run/containerd') ||
-          ((under(m, '/var/lib/juicefs') || under(m, '/run/netns')) && !before.has(m)),
+          ((under(m, '/var/lib/juicefs') || under(m, '/run/netns') || under(m, state.kubeletRoot)) && !before.has(m)),
       )
       .sort((a, b) => b.length - a.length);
   for (let round = 0; round < 3; round++) {

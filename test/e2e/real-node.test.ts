@@ -404,8 +404,14 @@ if (missing.length > 0) {
     t.ok(existsSync(LOCK_DIR), 'and its lock');
 
     t0 = Date.now();
-    const node = await startRealNode(cp, { importArchives: archives, log: (m) => t.comment(m) });
+    // The standard kubelet root this time (what manifests/ name in their hostPaths).
+    const node = await startRealNode(cp, {
+      importArchives: archives,
+      kubeletRootDir: '/var/lib/kubelet',
+      log: (m) => t.comment(m),
+    });
     t.comment(`start with the dead node's clean-up first: ${Date.now() - t0} ms`);
+    t.equal(node.kubeletRoot, '/var/lib/kubelet', 'the kubelet root is the one asked for');
     t.same(processesOf(left.nodeDir), [], "the dead node's processes are gone");
     t.notOk(existsSync(left.nodeDir), "the dead node's run folder is gone");
     const n = await core.readNode({ name: 'localhost' });
