@@ -47,7 +47,6 @@ export const POD_SUBNET = '10.88.93.0/24';
 export const LOCK_DIR = '/run/jfs-sidecar-real-node';
 
 const CNI_BIN_DIR = '/usr/lib/cni';
-const APT_PACKAGES = 'containerd runc containernetworking-plugins iproute2 fuse3';
 /** Folders containerd, CNI and the kubelet create whatever their configured roots say: removed on stop if new. */
 export const HOST_PATHS = [
   '/var/lib/kubelet', // device-plugins is hard-coded, whatever --root-dir says
@@ -127,29 +126,54 @@ export interface RealNode {
   killNow(): void;
 }
 
-/** What this machine lacks to run a real node, one line each (empty: nothing). */
-export function missingRealNodePrerequisites(): string[] {
-  const missing: string[] = [];
-  if (process.getuid?.() !== 0) missing.push('root (containerd, runc and the kubelet mount, make cgroups and netns)');
+/** One missing prerequisite, and the Debian package that provides it (if a package does). */
+interface Missing {
+  what: string;
+  apt?: string;
+}
+
+function missingPrerequisites(): Missing[] {
+  const missing: Missing[] = [];
+  if (process.getuid?.() !== 0)
+    missing.push({ what: 'root (containerd, runc and the kubelet mount, make cgroups and netns)' });
   if (!isCharDevice('/dev/fuse'))
-    missing.push('/dev/fuse (the FUSE device: `modprobe fuse`, or run the container with --device /dev/fuse)');
-  for (const cmd of ['containerd', 'ctr', 'containerd-shim-runc-v2', 'runc', 'ip'])
-    if (!which(cmd)) missing.push(`${cmd} (not on PATH)`);
+    missing.push({
+      what: '/dev/fuse (the FUSE device: `modprobe fuse`, or run the container with --device /dev/fuse)',
+      apt: 'fuse3',
+    });
+  const commands: [string, string][] = [
+    ['containerd', 'containerd'],
+    ['ctr', 'containerd'],
+    ['containerd-shim-runc-v2', 'containerd'],
+    ['runc', 'runc'],
+    ['ip', 'iproute2'],
+  ];
+  for (const [cmd, apt] of commands) if (!which(cmd)) missing.push({ what: `${cmd} (not on PATH)`, apt });
   for (const plugin of ['bridge', 'host-local', 'loopback'])
-    if (!isExecutable(path.join(CNI_BIN_DIR, plugin))) missing.push(`${CNI_BIN_DIR}/${plugin} (CNI plugin)`);
+    if (!isExecutable(path.join(CNI_BIN_DIR, plugin)))
+      missing.push({ what: `${CNI_BIN_DIR}/${plugin} (CNI plugin)`, apt: 'containernetworking-plugins' });
   if (!existsSync('/sys/fs/cgroup/memory') && !existsSync('/sys/fs/cgroup/cgroup.controllers'))
-    missing.push('a cgroup hierarchy (neither cgroup v1 memory nor cgroup v2 at /sys/fs/cgroup)');
-  if (!nodeIp()) missing.push('a non-loopback IPv4 address (the kubelet refuses a loopback node IP; nothing dials it)');
+    missing.push({ what: 'a cgroup hierarchy (neither cgroup v1 memory nor cgroup v2 at /sys/fs/cgroup)' });
+  if (!nodeIp())
+    missing.push({ what: 'a non-loopback IPv4 address (the kubelet refuses a loopback node IP; nothing dials it)' });
   return missing;
 }
 
-/** Throws one error that lists everything missing and how to install it. */
+/** What this machine lacks to run a real node, one line each (empty: nothing). */
+export function missingRealNodePrerequisites(): string[] {
+  return missingPrerequisites().map((m) => m.what);
+}
+
+/** Throws one error that lists everything missing and the apt-get command that installs what a package provides. */
 export function assertRealNodePrerequisites(): void {
-  const missing = missingRealNodePrerequisites();
+  const missing = missingPrerequisites();
   if (missing.length === 0) return;
+  const packages = [...new Set(missing.flatMap((m) => (m.apt ? [m.apt] : [])))];
   throw new Error(
-    `a real node (kubelet + containerd) cannot run here; missing:\n${missing.map((m) => `  - ${m}`).join('\n')}\n` +
-      `install (Debian, as root): apt-get update && apt-get install -y ${APT_PACKAGES}`,
+    `a real node (kubelet + containerd) cannot run here; missing:\n${missing.map((m) => `  - ${m.what}`).join('\n')}` +
+      (packages.length > 0
+        ? `\ninstall (Debian, as root): apt-get update && apt-get install -y ${packages.join(' ')}`
+        : ''),
   );
 }
 
