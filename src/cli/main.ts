@@ -6,7 +6,7 @@ import { pino, type Logger } from 'pino';
 import { PACKAGE_VERSION } from '../util/package-root.js';
 import { injectCommand } from './inject-command.js';
 import { parseDuration } from '../contract/duration.js';
-import { SYSTEM_NAMESPACE, WEBHOOK_CERT_SECRET_NAME } from '../contract/keys.js';
+import { DEFAULT_KUBELET_PLUGIN_ENDPOINT, SYSTEM_NAMESPACE, WEBHOOK_CERT_SECRET_NAME } from '../contract/keys.js';
 import type { WebhookRunOptions } from '../webhook/run.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -47,6 +47,8 @@ interface NodeFlags extends LogFlags {
   namespace: string;
   mountImage?: string;
   checkInterval: number;
+  registrationDir?: string;
+  kubeletPluginEndpoint: string;
 }
 
 /** --check-interval of the Node service (node, controller --node-id): a Go duration, in ms. */
@@ -250,6 +252,16 @@ export function buildCli(): Command {
     )
     .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
     .addOption(checkIntervalOption())
+    .option(
+      '--registration-dir <dir>',
+      "register with the kubelet through its plugin-registration API: the kubelet's plugins_registry folder as " +
+        'this process sees it (default: off, e.g. when node-driver-registrar runs beside it)',
+    )
+    .option(
+      '--kubelet-plugin-endpoint <path>',
+      'with --registration-dir: the CSI socket (--endpoint) as the kubelet sees it, a path on the host',
+      DEFAULT_KUBELET_PLUGIN_ENDPOINT,
+    )
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o: NodeFlags) => {
       const { runNode } = await import('../node/run.js');
@@ -261,6 +273,9 @@ export function buildCli(): Command {
         namespace: o.namespace,
         mountImage: o.mountImage,
         checkIntervalMs: o.checkInterval,
+        registration: o.registrationDir
+          ? { dir: o.registrationDir, kubeletEndpoint: o.kubeletPluginEndpoint }
+          : undefined,
         log,
       });
       closeOnSignal(() => server.close(), log);

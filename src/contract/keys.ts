@@ -69,6 +69,8 @@ export const DEFAULT_EE_MOUNT_IMAGE = 'juicedata/mount:ee-5.2.9';
 
 /** Host paths. */
 export const MOUNT_ROOT = '/var/lib/juicefs/volume';
+/** The node service's CSI socket as a kubelet at the default root (/var/lib/kubelet) sees it. */
+export const DEFAULT_KUBELET_PLUGIN_ENDPOINT = `/var/lib/kubelet/plugins/${CSI_DRIVER_NAME}/csi.sock`;
 export const DEFAULT_CACHE_DIR = '/var/jfsCache';
 
 export const METRICS_PORT = 9567;

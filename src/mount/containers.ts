@@ -2,7 +2,7 @@
 // optional `juicefs format` step. Commands are argv arrays; Secret values reach
 // them only through env secretKeyRef and Kubernetes' $(VAR) expansion. The few
 // shell scripts here are constants that read env vars, never spliced text.
-import type { V1Container, V1EnvVar, V1VolumeMount } from '@kubernetes/client-node';
+import type { V1Container, V1EnvVar, V1Lifecycle, V1VolumeMount } from '@kubernetes/client-node';
 import { METRICS_PORT, MOUNT_POINT_ENV, SECRET_COPY_ENV_PREFIX, SECRET_KEYS } from '../contract/keys.js';
 import { DenyError } from '../contract/deny.js';
 import { ENV_METAURL, FormatError, formatCommand } from './format.js';
@@ -18,6 +18,51 @@ export const MOUNT_READY_SCRIPT = `grep -qF " $${MOUNT_POINT_ENV} fuse.juicefs "
 export const WAIT_FOR_MOUNT_SCRIPT = `i=0; until ${MOUNT_READY_SCRIPT}; do i=$((i+1)); if [ "$i" -ge 300 ]; then exit 1; fi; sleep 1; done`;
 /** Unmounts before the client stops, so no stale mount point is left on the host. */
 export const UNMOUNT_SCRIPT = `umount -l "$${MOUNT_POINT_ENV}" 2>/dev/null; rmdir "$${MOUNT_POINT_ENV}" 2>/dev/null; true`;
+
+/**
+ * The sidecar's entrypoint (native and classic placement; ADR 0013): `sh -c` this, then `jfs-mount` ($0) and the
+ * `juicefs mount` flags; the metaurl and the mount point come from env, so no shell argv holds the credentials
+ * (juicefs masks them in its own). It runs the client and, on SIGTERM:
+ * 1. notes the FUSE connection of the mount point (its `0:NN` in mountinfo);
+ * 2. waits until no file is open in the volume (juicefs's own `.stats`: one handle, this read), twice 0.5 s apart;
+ *    the apps are still served meanwhile;
+ * 3. passes SIGTERM on (juicefs unmounts lazily and waits for its FUSE session to end) and unmounts the mount point;
+ * 4. if juicefs is still running 0.5 s later, the session is held only by other mounts of it (kubelet's subPath
+ *    binds, which it removes only once every container has stopped): aborts that connection, so juicefs ends the
+ *    session, flushes and exits 0. fusectl is mounted first when the container's fresh sysfs lacks it.
+ * Its exit code is juicefs's. No `$$` or `$(NAME)` of an env var here: kubelet would expand them in a command.
+ */
+export const CLIENT_ENTRYPOINT_SCRIPT = `stop=
+trap 'stop=\${stop:-1}' TERM INT
+"$@" "$${ENV_METAURL}" "$${MOUNT_POINT_ENV}" &
+pid=$!
+open_files() { sed -n 's/^juicefs_fuse_open_handlers \\([0-9]*\\)$/\\1/p' "$${MOUNT_POINT_ENV}/.stats" 2>/dev/null; }
+while :; do
+  wait "$pid"; rc=$?
+  kill -0 "$pid" 2>/dev/null || exit "$rc"
+  [ "$stop" = 1 ] || continue
+  stop=2
+  conn=
+  while read -r _ _ dev _ mp rest; do
+    case "$mp $dev $rest" in "$${MOUNT_POINT_ENV} 0:"*" - fuse.juicefs "*) conn=\${dev#0:} ;; esac
+  done </proc/self/mountinfo
+  quiet=0
+  while [ -n "$conn" ] && [ "$quiet" -lt 2 ]; do
+    n=$(open_files)
+    if [ "\${n:-0}" -le 1 ]; then quiet=$((quiet+1)); else quiet=0; fi
+    if [ "$quiet" -lt 2 ]; then sleep 0.5; fi
+  done
+  kill -TERM "$pid"
+  umount -l "$${MOUNT_POINT_ENV}" 2>/dev/null; rmdir "$${MOUNT_POINT_ENV}" 2>/dev/null
+  i=0; while [ "$i" -lt 5 ] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i+1)); done
+  if [ -n "$conn" ] && kill -0 "$pid" 2>/dev/null; then
+    f=/sys/fs/fuse/connections
+    [ -e "$f/$conn" ] || mount -t fusectl fusectl "$f" 2>/dev/null
+    echo "jfs-mount: no file open, FUSE session held by other mounts: aborting connection $conn" >&2
+    echo 1 >"$f/$conn/abort"
+  fi
+done
+`;
 
 function secretEnv(envName: string, secret: SecretInfo, key: string): V1EnvVar {
   return { name: envName, valueFrom: { secretKeyRef: { name: secret.name, key } } };
@@ -65,24 +110,49 @@ export function escapeExpansion(text: string): string {
   return text.replaceAll('$', '$$$$');
 }
 
-export function mountArgs(settings: MountSettings, metricsPort: number): string[] {
+/** `juicefs mount` and its flags, without the two positionals (the metaurl and the mount point). */
+export function mountFlags(settings: MountSettings, metricsPort: number): string[] {
   const args = ['juicefs', 'mount'];
   if (settings.subdir) args.push(`--subdir=${escapeExpansion(settings.subdir)}`);
   args.push(`--metrics=0.0.0.0:${metricsPort}`);
   args.push(`--cache-dir=${escapeExpansion(settings.cacheDirs.join(':'))}`);
   if (settings.readOnly) args.push('--read-only');
   args.push(...renderOptions(settings.options));
-  // The positionals are the injector's own env: the metaurl (admin's Secret) and an absolute mount point.
-  args.push(`$(${ENV_METAURL})`, `$(${MOUNT_POINT_ENV})`);
   return args;
+}
+
+/** The whole `juicefs mount` argv; the positionals are the injector's env (the admin's metaurl, the mount point). */
+export function mountArgs(settings: MountSettings, metricsPort: number): string[] {
+  return [...mountFlags(settings, metricsPort), `$(${ENV_METAURL})`, `$(${MOUNT_POINT_ENV})`];
+}
+
+/**
+ * The client's command: a Mount Pod runs juicefs itself (its volume is bound only by the node service, which unbinds
+ * every target before it deletes the pod); a sidecar runs it under CLIENT_ENTRYPOINT_SCRIPT, which stops it promptly.
+ */
+function clientCommand(spec: SidecarSpec): string[] {
+  if (spec.placement === 'mount-pod') return mountArgs(spec.settings, spec.metricsPort);
+  return ['sh', '-c', CLIENT_ENTRYPOINT_SCRIPT, spec.name, ...mountFlags(spec.settings, spec.metricsPort)];
+}
+
+/**
+ * Hooks: a Mount Pod unmounts in preStop. A sidecar's entrypoint unmounts on SIGTERM instead, which kubelet always
+ * sends (at least 2 s before SIGKILL): kubelet runs a native sidecar's preStop before the apps have stopped, too early.
+ * Classic placement holds the next containers in postStart until the mount is up.
+ */
+function clientLifecycle(placement: SidecarSpec['placement']): V1Lifecycle | undefined {
+  if (placement === 'mount-pod') return { preStop: { exec: { command: ['sh', '-c', UNMOUNT_SCRIPT] } } };
+  if (placement === 'classic') return { postStart: { exec: { command: ['sh', '-c', WAIT_FOR_MOUNT_SCRIPT] } } };
+  return undefined;
 }
 
 export function buildSidecar(spec: SidecarSpec): V1Container {
   const { settings } = spec;
+  const lifecycle = clientLifecycle(spec.placement);
   const container: V1Container = {
     name: spec.name,
     image: settings.image,
-    command: mountArgs(settings, spec.metricsPort),
+    command: clientCommand(spec),
     env: orderEnv(
       [...secretEnvs(spec.secret), ...settings.env],
       [
@@ -95,7 +165,7 @@ export function buildSidecar(spec: SidecarSpec): V1Container {
     resources: settings.resources,
     securityContext: { privileged: true },
     volumeMounts: spec.volumeMounts,
-    lifecycle: { preStop: { exec: { command: ['sh', '-c', UNMOUNT_SCRIPT] } } },
+    ...(lifecycle && { lifecycle }),
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
   const mountedProbe = { exec: { command: ['sh', '-c', MOUNT_READY_SCRIPT] }, periodSeconds: 1 };
@@ -103,10 +173,7 @@ export function buildSidecar(spec: SidecarSpec): V1Container {
     // A native sidecar: kubelet starts the next containers only once this probe passes.
     container.restartPolicy = 'Always';
     container.startupProbe = { ...mountedProbe, failureThreshold: 300 };
-  } else if (spec.placement === 'classic') {
-    // Classic placement: kubelet waits for postStart before starting the next container.
-    container.lifecycle!.postStart = { exec: { command: ['sh', '-c', WAIT_FOR_MOUNT_SCRIPT] } };
-  } else {
+  } else if (spec.placement === 'mount-pod') {
     // A Mount Pod is Ready while its mount is up; the node service waits for that.
     container.readinessProbe = { ...mountedProbe, failureThreshold: 3 };
   }

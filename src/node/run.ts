@@ -8,6 +8,7 @@ import { kubeConfigIfAvailable } from '../k8s/kubeconfig.js';
 import { PACKAGE_VERSION } from '../util/package-root.js';
 import { MountPodManager } from './mount-pod-manager.js';
 import { nodeService } from './node-service.js';
+import { startRegistration } from './registration.js';
 
 export interface NodeServiceOptions {
   nodeId: string;
@@ -22,6 +23,11 @@ export interface NodeServiceOptions {
 
 export interface NodeRunOptions extends NodeServiceOptions {
   endpoint: string;
+  /**
+   * Serve the kubelet's plugin registration (src/node/registration.ts): the kubelet's plugins_registry folder as
+   * this process sees it, and the CSI socket as the kubelet sees it. Without it, something else registers the driver.
+   */
+  registration?: { dir: string; kubeletEndpoint: string };
 }
 
 /** The Node service and, with API access, its Mount Pod manager (started). */
@@ -53,9 +59,19 @@ export async function runNode(opts: NodeRunOptions): Promise<CsiServer> {
     { Identity: identityService(PACKAGE_VERSION, false), Node: node.service },
     opts.log,
   );
+  // After the CSI server listens: the kubelet calls NodeGetInfo on it while registering.
+  const registration = opts.registration
+    ? await startRegistration({ ...opts.registration, log: opts.log }).catch(async (err: unknown) => {
+        await server.close();
+        await node.close();
+        throw err;
+      })
+    : undefined;
   return {
     endpoint: server.endpoint,
     close: async () => {
+      // First: removing the registration socket makes the kubelet deregister the driver before its socket goes.
+      await registration?.close();
       await server.close();
       await node.close();
     },
