@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 const BUILD_SCRIPT = path.join(PACKAGE_ROOT, 'test/env/build.sh');
 
 export type Component =
-  'kube-apiserver' | 'kube-controller-manager' | 'etcd' | 'juicefs' | 'csi-sanity' | 'csi-provisioner';
+  'kube-apiserver' | 'kube-controller-manager' | 'etcd' | 'juicefs' | 'juicefs-prev' | 'csi-sanity' | 'csi-provisioner';
 
 /** Paths of the binaries, building what is missing (progress goes to stderr). */
 export function ensureBinaries(components: Component[]): Record<Component, string> {
