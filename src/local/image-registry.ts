@@ -96,10 +96,14 @@ function serveBlob(req: IncomingMessage, res: ServerResponse, image: RegistryIma
  * sends it as `?ns=docker.io` when it pulls docker.io/… through a configured host; without `ns`, the
  * path's name is the full one (127.0.0.1:PORT/docker.io/library/busybox:latest).
  */
-export async function startImageRegistry(
-  images: RegistryImage[],
-  opts: { port?: number } = {},
-): Promise<ImageRegistry> {
+export interface RegistryOptions {
+  /** Default 0: any free port. */
+  port?: number;
+  /** Called once per answered request (tests, debugging). */
+  onRequest?: (r: { method: string; url: string; status: number }) => void;
+}
+
+export async function startImageRegistry(images: RegistryImage[], opts: RegistryOptions = {}): Promise<ImageRegistry> {
   const repos = new Map<string, Repository>();
   for (const image of images)
     for (const ref of image.refs) {
@@ -143,7 +147,13 @@ export async function startImageRegistry(
     res.end(head ? undefined : body);
   };
 
-  const server = createServer(handle);
+  const server = createServer((req, res) => {
+    if (opts.onRequest)
+      res.once('finish', () =>
+        opts.onRequest?.({ method: req.method ?? '', url: req.url ?? '', status: res.statusCode }),
+      );
+    handle(req, res);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());

@@ -274,6 +274,8 @@ export function busyboxBase(busybox = '/bin/busybox'): Step[] {
     { dir: 'dev' },
     { dir: 'home/nonroot' },
     { file: busybox, to: 'bin/busybox', mode: 0o755 },
+    // Nothing for busybox-static; the libraries of a dynamic busybox if that is what /bin/busybox is.
+    ...sharedLibraries(busybox),
     ...applets.map((a) => ({ link: '/bin/busybox', to: a })),
     {
       text:

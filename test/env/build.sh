@@ -31,7 +31,7 @@ for arg in "$@"; do
     *) echo "build.sh: unknown component '$arg'" >&2; exit 2 ;;
   esac
 done
-[ ${#components[@]} -gt 0 ] || components=(kube-apiserver kube-controller-manager etcd juicefs csi-sanity csi-provisioner)
+[ ${#components[@]} -gt 0 ] || components=(kube-apiserver kube-controller-manager etcd juicefs juicefs-prev csi-sanity csi-provisioner)
 
 log() { echo "[env:build] $*" >&2; }
 
