@@ -17,6 +17,7 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  realpathSync,
   renameSync,
   rmSync,
   statSync,
@@ -29,7 +30,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { DEFAULT_CE_MOUNT_IMAGE } from '../contract/keys.js';
 import { PACKAGE_ROOT, PACKAGE_VERSION } from '../util/package-root.js';
-import { ensureBinaries } from './control-plane.js';
+import { ensureBinaries, type Component } from './control-plane.js';
 import { writeImageArchive, type ArchiveInfo, type ImageConfig } from './oci-archive.js';
 
 /** Bumped when the way an image is laid out changes, so old cache entries are not reused. */
@@ -157,10 +158,31 @@ export class Hasher {
   }
 }
 
+const versions = new Map<string, string>();
+
+/** The first line a tool prints about its version (once per process and binary). */
 function toolVersion(cmd: string, args: string[]): string {
+  const id = [cmd, ...args].join(' ');
+  const known = versions.get(id);
+  if (known !== undefined) return known;
   const res = spawnSync(cmd, args, { encoding: 'utf8' });
   if (res.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${res.stderr || res.error?.message}`);
-  return res.stdout.split('\n')[0].trim();
+  const version = res.stdout.split('\n')[0].trim();
+  versions.set(id, version);
+  return version;
+}
+
+/** npm's version from its package.json (`npm --version` costs a third of a second, every warm start). */
+function npmVersion(): string {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    const bin = path.join(dir, 'npm');
+    if (!dir || !existsSync(bin)) continue;
+    // npm's bin is a link to <npm>/bin/npm-cli.js
+    const pkg = path.join(path.dirname(path.dirname(realpathSync(bin))), 'package.json');
+    if (existsSync(pkg)) return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
+    break;
+  }
+  return toolVersion('npm', ['--version']);
 }
 
 /**
@@ -177,7 +199,7 @@ export function specKey(spec: ImageSpec, hasher = new Hasher()): string {
       const [pkg, lock] = ['package.json', 'package-lock.json'].map((f) =>
         hasher.file(path.join(step.npmProduction, f)),
       );
-      return { to: step.to, pkg, lock, npm: toolVersion('npm', ['--version']) };
+      return { to: step.to, pkg, lock, npm: npmVersion() };
     }
     return step;
   });
@@ -343,6 +365,21 @@ function mountSpec(juicefs: string, ref: string): ImageSpec {
   };
 }
 
+/** The build.sh binaries each image holds: asked for in one build.sh run per ensureImages. */
+const NEEDS: Record<ImageName, Component[]> = {
+  pause: [],
+  busybox: [],
+  mount: ['juicefs'],
+  'mount-prev': ['juicefs-prev'],
+  'jfs-sidecar': ['juicefs'],
+  'csi-provisioner': ['csi-provisioner'],
+};
+const binaries: Partial<Record<Component, string>> = {};
+
+function binary(c: Component): string {
+  return (binaries[c] ??= ensureBinaries([c])[c]);
+}
+
 /** Each image's spec, made on demand (the binaries it needs are built by test/env/build.sh when missing). */
 export const IMAGE_SPECS: Record<ImageName, () => ImageSpec> = {
   pause: () => ({
@@ -353,12 +390,12 @@ export const IMAGE_SPECS: Record<ImageName, () => ImageSpec> = {
     steps: [{ cc: path.join(PACKAGE_ROOT, 'src/local/pause.c'), to: 'pause' }],
   }),
   busybox: () => ({ name: 'busybox', refs: BUSYBOX_IMAGES, config: { Cmd: ['sh'] }, steps: busyboxBase() }),
-  mount: () => mountSpec(ensureBinaries(['juicefs']).juicefs, MOUNT_IMAGE),
-  'mount-prev': () => mountSpec(ensureBinaries(['juicefs-prev'])['juicefs-prev'], PREVIOUS_MOUNT_IMAGE),
+  mount: () => mountSpec(binary('juicefs'), MOUNT_IMAGE),
+  'mount-prev': () => mountSpec(binary('juicefs-prev'), PREVIOUS_MOUNT_IMAGE),
   'jfs-sidecar': () => {
     if (!existsSync(path.join(PACKAGE_ROOT, 'dist/src/cli/main.js')))
       throw new Error('the project image ships dist/: run `npm run build` first');
-    const { juicefs } = ensureBinaries(['juicefs']);
+    const juicefs = binary('juicefs');
     return {
       name: 'jfs-sidecar',
       refs: [PROJECT_IMAGE],
@@ -379,7 +416,7 @@ export const IMAGE_SPECS: Record<ImageName, () => ImageSpec> = {
     };
   },
   'csi-provisioner': () => {
-    const bin = ensureBinaries(['csi-provisioner'])['csi-provisioner'];
+    const bin = binary('csi-provisioner');
     // build.sh keys its folder by the module's version: csi-provisioner-v6.3.0-<pins>.
     const version = /csi-provisioner-(v\d+\.\d+\.\d+)-/.exec(bin)?.[1];
     if (!version) throw new Error(`cannot tell the csi-provisioner version from ${bin}`);
@@ -469,8 +506,12 @@ export async function ensureImages(opts: EnsureImagesOptions = {}): Promise<Imag
   mkdirSync(cacheDir, { recursive: true });
   const hasher = new Hasher(path.join(cacheDir, 'input-hashes.json'));
   const images: BuiltImage[] = [];
+  const names = IMAGE_NAMES.filter((n) => !opts.only || opts.only.includes(n));
+  // build.sh checks (or builds) them all at once; a later change of its output is seen by the next process.
+  const components = [...new Set(names.flatMap((n) => NEEDS[n]))];
+  if (components.length) Object.assign(binaries, ensureBinaries(components));
   try {
-    for (const name of IMAGE_NAMES.filter((n) => !opts.only || opts.only.includes(n))) {
+    for (const name of names) {
       const { built: _built, ...image } = await buildImage(IMAGE_SPECS[name](), cacheDir, { hasher, log });
       images.push({ ...image, name });
     }
