@@ -262,6 +262,43 @@ state = "${dir}/state"
     t.match(noDev.stdout, /^fastify$/m);
   });
 
+  await t.test('(d) each mount image mounts a JuiceFS volume with FUSE (privileged, as a sidecar runs)', async (t) => {
+    for (const [i, ref] of [MOUNT_IMAGE, PREVIOUS_MOUNT_IMAGE].entries()) {
+      const vol = path.join(dir, `vol${i}`);
+      mkdirSync(vol);
+      // SQLite metadata and file storage in a host folder; the container has loopback only (no usage report).
+      const script = [
+        'set -e',
+        'juicefs format --storage file --bucket /vol/data/ sqlite3:///vol/meta.db e2e >/dev/null 2>&1',
+        'mkdir -p /jfs',
+        'juicefs mount -d --no-usage-report sqlite3:///vol/meta.db /jfs >/dev/null 2>&1',
+        `grep -qF " /jfs fuse.juicefs " /proc/mounts`,
+        'echo written-through-fuse > /jfs/file',
+        'cat /jfs/file',
+        'juicefs umount /jfs',
+      ].join('\n');
+      const res = await ctr(
+        'run',
+        '--rm',
+        '--privileged',
+        '--runc-root',
+        path.join(dir, 'runc'),
+        '--cgroup',
+        `/${CGROUP_PARENT}/m${i}`,
+        '--mount',
+        `type=bind,src=${vol},dst=/vol,options=rbind:rw`,
+        ref,
+        `jfs-images-e2e-mount-${i}`,
+        'sh',
+        '-c',
+        script,
+      );
+      t.equal(res.status, 0, `${ref}: format, mount, write, read, umount`, { stderr: res.stderr });
+      t.equal(res.stdout, 'written-through-fuse\n');
+      t.ok(existsSync(path.join(vol, 'data/e2e')), 'the data went to the host folder');
+    }
+  });
+
   await cleanup();
   t.same(ourProcesses(sock), [], 'no containerd or shim left');
   t.same(
