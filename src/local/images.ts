@@ -51,9 +51,9 @@ export function qualifiedRef(name: string): string {
 export const PAUSE_IMAGE = 'registry.k8s.io/pause:3.10';
 export const BUSYBOX_IMAGES = ['docker.io/library/busybox:1.36', 'docker.io/library/busybox:latest'];
 export const MOUNT_IMAGE = qualifiedRef(DEFAULT_CE_MOUNT_IMAGE);
-/** The project's own image, as manifests/*.yaml name it (`jfs-sidecar:<version>`). */
 /** The older mount image (test/env/go/juicefs-prev), for upgrades: its `juicefs version` differs. */
 export const PREVIOUS_MOUNT_IMAGE = 'docker.io/juicedata/mount:ce-v1.2.0';
+/** The project's own image, as manifests/*.yaml name it (`jfs-sidecar:<version>`). */
 export const PROJECT_IMAGE = qualifiedRef(`jfs-sidecar:${PACKAGE_VERSION}`);
 
 export type ImageName = 'pause' | 'busybox' | 'mount' | 'mount-prev' | 'jfs-sidecar' | 'csi-provisioner';
@@ -152,6 +152,8 @@ export class Hasher {
 
   save(): void {
     if (!this.memoFile || !this.dirty) return;
+    // Files that are gone (an old build's folder, a removed checkout) need no hash.
+    for (const file of Object.keys(this.memo)) if (!existsSync(file)) delete this.memo[file];
     const tmp = `${this.memoFile}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(this.memo));
     renameSync(tmp, this.memoFile);
