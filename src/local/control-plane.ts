@@ -26,6 +26,7 @@ export type Component =
   | 'kubectl'
   | 'etcd'
   | 'juicefs'
+  | 'juicefs-prev'
   | 'csi-sanity'
   | 'csi-provisioner';
 

@@ -7,6 +7,7 @@
 #                                             its own module, so the control plane's cache key stays put)
 #   etcd                                     (go.etcd.io/etcd/server/v3)
 #   juicefs                                  (github.com/juicedata/juicefs, cgo for SQLite)
+#   juicefs-prev                             (the same, an older release: a second mount image to upgrade from)
 #   csi-sanity                               (github.com/kubernetes-csi/csi-test/v5)
 #   csi-provisioner                          (github.com/kubernetes-csi/external-provisioner/v6)
 #
@@ -28,11 +29,11 @@ components=()
 for arg in "$@"; do
   case "$arg" in
     --paths) print_paths=1 ;;
-    kube-apiserver|kube-controller-manager|kubelet|kube-scheduler|kubectl|etcd|juicefs|csi-sanity|csi-provisioner) components+=("$arg") ;;
+    kube-apiserver|kube-controller-manager|kubelet|kube-scheduler|kubectl|etcd|juicefs|juicefs-prev|csi-sanity|csi-provisioner) components+=("$arg") ;;
     *) echo "build.sh: unknown component '$arg'" >&2; exit 2 ;;
   esac
 done
-[ ${#components[@]} -gt 0 ] || components=(kube-apiserver kube-controller-manager kubelet kube-scheduler kubectl etcd juicefs csi-sanity csi-provisioner)
+[ ${#components[@]} -gt 0 ] || components=(kube-apiserver kube-controller-manager kubelet kube-scheduler kubectl etcd juicefs juicefs-prev csi-sanity csi-provisioner)
 
 log() { echo "[env:build] $*" >&2; }
 
@@ -50,13 +51,13 @@ module_version() { # module dir, required module path
 
 declare -A result
 
-build() { # name, module dir, package, ldflags, tags
-  local name="$1" mod="$2" pkg="$3" ldflags="$4" tags="$5" version dir start
+build() { # name, module dir, package, ldflags, tags[, component name when it differs from the binary's]
+  local name="$1" mod="$2" pkg="$3" ldflags="$4" tags="$5" key="${6:-$1}" version dir start
   version=$(module_version "$mod" "${pkg%%/cmd/*}")
   [ -n "$version" ] || version=$(module_version "$mod" "$pkg")
   dir=$(key_dir "$mod" "${version:-unknown}")
   if [ -x "$dir/$name" ]; then
-    result[$name]="$dir/$name"
+    result[$key]="$dir/$name"
     return
   fi
   mkdir -p "$dir"
@@ -66,7 +67,7 @@ build() { # name, module dir, package, ldflags, tags
     CGO_ENABLED="${CGO:-0}" go build -tags "$tags" -ldflags "-s -w $ldflags" -o "$dir/$name.tmp" "$pkg")
   mv "$dir/$name.tmp" "$dir/$name"
   log "built $name in $(( $(date +%s) - start ))s → $dir/$name"
-  result[$name]="$dir/$name"
+  result[$key]="$dir/$name"
 }
 
 asset() { # name, env var override
@@ -91,6 +92,8 @@ juicefs_version=$(module_version juicefs github.com/juicedata/juicefs)
 # The lite set of juicefs build tags, keeping SQLite metadata and file/S3 storage: most of the build time is elsewhere.
 juicefs_tags="nogateway,nowebdav,nocos,nobos,nohdfs,noibmcos,noobs,nooss,noqingstor,nosftp,noswift,noazure,nogs,noufile,nob2,nonfs,nodragonfly,nomysql,nopg,notikv,nobadger,noetcd"
 juicefs_ldflags="-X github.com/juicedata/juicefs/pkg/version.version=${juicefs_version#v}"
+juicefs_prev_version=$(module_version juicefs-prev github.com/juicedata/juicefs)
+juicefs_prev_ldflags="-X github.com/juicedata/juicefs/pkg/version.version=${juicefs_prev_version#v}"
 
 for c in "${components[@]}"; do
   case "$c" in
@@ -99,6 +102,8 @@ for c in "${components[@]}"; do
     kubelet|kube-scheduler|kubectl) build "$c" kubelet "k8s.io/kubernetes/cmd/$c" "$kube_ldflags" "" ;;
     etcd) asset etcd "${TEST_ASSET_ETCD:-}" || build etcd etcd go.etcd.io/etcd/server/v3 "" "" ;;
     juicefs) CGO=1 build juicefs juicefs github.com/juicedata/juicefs "$juicefs_ldflags" "$juicefs_tags" ;;
+    # Named "juicefs" in its own version-keyed folder: images and scripts call it by that name.
+    juicefs-prev) CGO=1 build juicefs juicefs-prev github.com/juicedata/juicefs "$juicefs_prev_ldflags" "$juicefs_tags" juicefs-prev ;;
     csi-sanity) build csi-sanity csi-sanity github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity "" "" ;;
     csi-provisioner) build csi-provisioner csi-provisioner github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner "" "" ;;
   esac
