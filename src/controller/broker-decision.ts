@@ -8,7 +8,14 @@
 // container the injector makes for this pod's volumes today (re-derived with the same pure injector, compared on
 // everything that decides what code runs in it); and the PVC asked for is one of those volumes, bound to its PV by
 // claimRef and in broker mode. A pod the user wrote by hand (done label, own projected token) fails the comparison.
-import type { V1Container, V1PersistentVolumeClaim, V1Pod, V1Probe, V1Volume } from '@kubernetes/client-node';
+import type {
+  V1Container,
+  V1PersistentVolumeClaim,
+  V1Pod,
+  V1Probe,
+  V1Volume,
+  V1VolumeMount,
+} from '@kubernetes/client-node';
 import { CREDENTIALS_AUDIENCE, LABEL_DISABLE_INJECTION, LABEL_INJECTION_DONE } from '../contract/keys.js';
 import { DenyError } from '../contract/deny.js';
 import { injectPod } from '../inject/inject.js';
@@ -115,6 +122,21 @@ function flatKeys(value: unknown, out: Record<string, true> = {}): Record<string
   return out;
 }
 
+/**
+ * The ServiceAccount admission plugin's own mount of the pod's API token, which it adds to every container (the
+ * injector's too) unless the pod opts out: not the injector's, not the user's, read-only, never compared.
+ */
+function isServiceAccountAutomount(m: V1VolumeMount, v: V1Volume | undefined): boolean {
+  return (
+    m.mountPath === SA_AUTOMOUNT_PATH &&
+    m.readOnly === true &&
+    v?.name.startsWith('kube-api-access-') === true &&
+    v.projected !== undefined &&
+    !isTokenVolume(v)
+  );
+}
+const SA_AUTOMOUNT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
+
 const execOf = (p: V1Probe | undefined) => p?.exec?.command ?? (p ? 'non-exec' : undefined);
 
 /**
@@ -130,6 +152,7 @@ function projection(c: AnyContainer, volumes: V1Volume[]): string {
     return copy;
   });
   const mounts = (c.volumeMounts ?? [])
+    .filter((m) => !isServiceAccountAutomount(m, byName.get(m.name)))
     .map((m) => ({
       volume: volumeDefinition(byName.get(m.name)),
       mountPath: m.mountPath,
@@ -186,6 +209,18 @@ function derivedProjections(
   return added.map((c) => projection(c, spec.volumes ?? []));
 }
 
+/** The fields in which a projection differs from the nearest expected one (for the refusal's message). */
+function closestDifference(actual: string, expected: Set<string>): string {
+  const a = JSON.parse(actual) as Record<string, unknown>;
+  let best: string[] | undefined;
+  for (const e of expected) {
+    const b = JSON.parse(e) as Record<string, unknown>;
+    const fields = Object.keys(a).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+    if (!best || fields.length < best.length) best = fields;
+  }
+  return best?.join(', ') || 'everything';
+}
+
 export interface DecisionInput {
   review: TokenReviewResult;
   /** The pod named by the token, read from the API server (undefined: not found). */
@@ -217,18 +252,22 @@ export function decideCredentials(input: DecisionInput): Decision {
   const tokenVolumes = new Set(volumes.filter(isTokenVolume).map((v) => v.name));
   const containers = allContainers(pod);
   const fetchers = containers.filter((c) => (c.volumeMounts ?? []).some((m) => tokenVolumes.has(m.name)));
-  const slots = fetchers.map((c) => fetchedSlot(c));
-  if (!fetchers.length || slots.some((s) => s === undefined))
-    return deny('not-injected', `pod ${podName} has no credentials step of the injector's`);
-  const known = slots as { pvc: string; volume: string }[];
+  // The steps' args name the pod's volumes; any other container with the token is caught as foreign below.
+  const known = fetchers.map((c) => fetchedSlot(c)).filter((s) => s !== undefined);
+  if (!known.length) return deny('not-injected', `pod ${podName} has no credentials step of the injector's`);
   if (!known.some((s) => s.pvc === input.pvcName))
     return deny(
       'not-the-pods-volume',
       `pod ${podName} has no credentials step for PersistentVolumeClaim ${input.pvcName}`,
     );
 
-  // Everything a token-mounting container can write to, and so every container that can read what it fetched.
-  const reached = new Set(fetchers.flatMap((c) => (c.volumeMounts ?? []).map((m) => m.name)));
+  // The token, and everything a token-mounting container can write to: every container that mounts one of these can
+  // read the token or what was fetched with it. (Read-only mounts carry nothing out: the API token the ServiceAccount
+  // plugin mounts into every container is one.)
+  const reached = new Set([
+    ...tokenVolumes,
+    ...fetchers.flatMap((c) => (c.volumeMounts ?? []).filter((m) => m.readOnly !== true).map((m) => m.name)),
+  ]);
   const readers = containers.filter((c) => (c.volumeMounts ?? []).some((m) => reached.has(m.name)));
 
   const expected = new Set<string>();
@@ -244,7 +283,7 @@ export function decideCredentials(input: DecisionInput): Decision {
   if (foreign)
     return deny(
       'foreign-container',
-      `container ${foreign.name} of pod ${podName} can read the volume credentials and is not the injector's as it would be made now`,
+      `container ${foreign.name} of pod ${podName} can read the volume credentials and is not the injector's as it would be made now (differs in ${closestDifference(projection(foreign, volumes), expected)})`,
     );
 
   const pvc = input.view.getPvc(who.namespace, input.pvcName)!;
