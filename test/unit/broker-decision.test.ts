@@ -6,6 +6,8 @@ import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { configFromObjects } from '../../src/config/options.js';
 import { decideCredentials, tokenPod, type TokenReviewResult } from '../../src/controller/broker-decision.js';
+import { ephemeralContainersDenial } from '../../src/inject/ephemeral.js';
+import { credentialValues, isCredentialName } from '../../src/mount/credentials.js';
 import { injectObjects, parseManifests } from '../../src/offline/inject-manifests.js';
 import { ObjectView } from '../../src/resolve/object-view.js';
 import { GOLDEN_BROKER } from '../golden/golden.js';
@@ -193,4 +195,44 @@ t.test('a pod written by hand, with the done label and a token of the broker’s
 
 t.test('tokenPod reads the bound pod from the extra', async (t) => {
   t.same(tokenPod(review()), { namespace: 'team-a', serviceAccount: 'default', name: 'app', uid: UID });
+});
+
+t.test(
+  'an ephemeral container may not mount the token or the credentials emptyDir, nor target the fetch step',
+  async (t) => {
+    const pod = injectedPod(objects());
+    for (const [volume, target] of [
+      ['jfs-credentials-token', undefined],
+      ['jfs-credentials-0', undefined],
+      [undefined, 'jfs-credentials'],
+    ] as const) {
+      const after = structuredClone(pod);
+      after.spec!.ephemeralContainers = [
+        {
+          name: 'debug',
+          image: 'busybox',
+          ...(volume ? { volumeMounts: [{ name: volume, mountPath: '/x' }] } : {}),
+          ...(target ? { targetContainerName: target } : {}),
+        },
+      ];
+      t.equal(ephemeralContainersDenial(after, pod)?.code, 'ephemeral-container', volume ?? `target ${target}`);
+    }
+  },
+);
+
+t.test("the broker's answer and what the fetch step accepts", async (t) => {
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  t.same(
+    credentialValues({
+      metaurl: b64('redis://:p@r/1'),
+      'secret-key': b64('sk'),
+      envs: b64('{TZ: UTC, ACCESS_KEY: from-envs}'),
+      'access-key': b64('ak'),
+    }),
+    { TZ: 'UTC', ACCESS_KEY: 'ak', JFS_METAURL: 'redis://:p@r/1', SECRET_KEY: 'sk' },
+    "the Secret's own keys win over an envs entry of the same variable",
+  );
+  for (const name of ['JFS_METAURL', 'ACCESS_KEY', 'TZ', 'META_PASSWORD']) t.ok(isCredentialName(name), name);
+  for (const name of ['LD_PRELOAD', 'PATH', 'JFS_MOUNT_POINT', 'JUICEFS_POD_UID', 'NODE_OPTIONS', 'A-B', '../x'])
+    t.notOk(isCredentialName(name), `${name} is never written`);
 });
