@@ -10,6 +10,7 @@ import { ephemeralContainersDenial } from '../../src/inject/ephemeral.js';
 import { credentialValues, isCredentialName } from '../../src/mount/credentials.js';
 import { injectObjects, parseManifests } from '../../src/offline/inject-manifests.js';
 import { ObjectView } from '../../src/resolve/object-view.js';
+import { credentialsModeOf, credentialsOfPvc } from '../../src/resolve/resolve.js';
 import { GOLDEN_BROKER } from '../golden/golden.js';
 
 const AUD = 'juicefs.com/credentials';
@@ -235,4 +236,19 @@ t.test("the broker's answer and what the fetch step accepts", async (t) => {
   for (const name of ['JFS_METAURL', 'ACCESS_KEY', 'TZ', 'META_PASSWORD']) t.ok(isCredentialName(name), name);
   for (const name of ['LD_PRELOAD', 'PATH', 'JFS_MOUNT_POINT', 'JUICEFS_POD_UID', 'NODE_OPTIONS', 'A-B', '../x'])
     t.notOk(isCredentialName(name), `${name} is never written`);
+});
+
+t.test("a volume's mode: its PV or StorageClass, else the flag's default; no copy for broker", async (t) => {
+  const objs = objects();
+  const view = new ObjectView(objs);
+  const pvc = view.getPvc('team-a', 'data')!;
+  const base = { getPv: (n: string) => view.getPv(n), getStorageClass: (n: string) => view.getStorageClass(n) };
+  t.equal(credentialsOfPvc(pvc, base), 'broker', 'the PV says broker');
+  const pv = objs.find((o) => o.kind === 'PersistentVolume') as V1PersistentVolume;
+  delete pv.spec!.csi!.volumeAttributes!['juicefs/credentials'];
+  t.equal(credentialsOfPvc(pvc, base), 'copy', 'nothing said: copy');
+  t.equal(credentialsOfPvc(pvc, { ...base, defaultCredentials: 'broker' }), 'broker', '--credentials=broker');
+  pv.spec!.csi!.volumeAttributes!['juicefs/credentials'] = 'vault';
+  t.equal(credentialsOfPvc(pvc, base), 'broker', 'an invalid value makes no copy (its pods are denied anyway)');
+  t.throws(() => credentialsModeOf({ 'juicefs/credentials': 'vault' }, {}, 'PV x'), /not "copy" or "broker"/);
 });
