@@ -12,6 +12,8 @@ export interface InjectCommandOptions {
   config?: string;
   serverless: boolean;
   mountImage?: string;
+  /** The credential broker for volumes in broker mode (ADR 0010): its URL, fetch image and CA file. */
+  broker?: { url: string; image: string; caFile: string };
 }
 
 export interface CommandIo {
@@ -32,6 +34,11 @@ export function injectCommand(opts: InjectCommandOptions, io: CommandIo): number
       mode: opts.serverless ? 'serverless' : 'sidecar',
       config,
       defaultMountImage: opts.mountImage,
+      broker: opts.broker && {
+        url: opts.broker.url,
+        image: opts.broker.image,
+        caPem: readFileSync(opts.broker.caFile, 'utf8'),
+      },
     });
     for (const r of results) for (const w of r.outcome?.warnings ?? []) io.stderr(`warning: ${w}\n`);
     io.stdout(stringifyManifests(results.map((r) => r.object)));

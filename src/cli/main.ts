@@ -6,7 +6,8 @@ import { pino, type Logger } from 'pino';
 import { PACKAGE_VERSION } from '../util/package-root.js';
 import { injectCommand } from './inject-command.js';
 import { parseDuration } from '../contract/duration.js';
-import { DEFAULT_KUBELET_PLUGIN_ENDPOINT, SYSTEM_NAMESPACE, WEBHOOK_CERT_SECRET_NAME } from '../contract/keys.js';
+import { DEFAULT_CREDENTIALS_URL, DEFAULT_KUBELET_PLUGIN_ENDPOINT, SYSTEM_NAMESPACE, WEBHOOK_CERT_SECRET_NAME } from '../contract/keys.js';
+import type { CredentialsMode } from '../contract/attributes.js';
 import type { WebhookRunOptions } from '../webhook/run.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -15,19 +16,34 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 interface LogFlags {
   logLevel: string;
 }
+/** The credential broker's settings, the same on the webhook and the controller (ADR 0010). */
+interface CredentialsFlags {
+  credentials: CredentialsMode;
+  credentialsUrl: string;
+  credentialsCaFile?: string;
+  credentialsImage: string;
+}
 type WebhookFlags = LogFlags &
-  Omit<WebhookRunOptions, 'extraHosts' | 'secretNamespaces' | 'clientNames' | 'log'> & {
+  CredentialsFlags &
+  Omit<
+    WebhookRunOptions,
+    'extraHosts' | 'secretNamespaces' | 'clientNames' | 'log' | 'broker' | 'defaultCredentials'
+  > & {
     extraHost: string[];
     clientName: string[];
     secretNamespace: string[];
   };
-interface InjectFlags {
+interface InjectFlags extends CredentialsFlags {
   filename: string[];
   config?: string;
   serverless: boolean;
   mountImage?: string;
 }
-interface ControllerFlags extends LogFlags {
+interface ControllerFlags extends LogFlags, CredentialsFlags {
+  credentialsBroker: boolean;
+  credentialsHost: string;
+  credentialsPort: number;
+  credentialsCertDir?: string;
   endpoint: string;
   juicefs: string;
   stateDir: string;
@@ -60,6 +76,35 @@ const checkIntervalOption = () =>
       if (!ms) throw new InvalidArgumentError(`"${text}" is not a duration, e.g. 5s`);
       return ms;
     });
+
+/** The broker flags, on the webhook (what it injects) and the controller (what it serves and compares with). */
+function credentialsOptions(): Option[] {
+  return [
+    new Option(
+      '--credentials <mode>',
+      'credentials mode of volumes whose PV / StorageClass sets no juicefs/credentials',
+    )
+      .choices(['copy', 'broker'])
+      .default('copy'),
+    new Option('--credentials-url <url>', "the credential broker's URL, as injected pods reach it").default(
+      DEFAULT_CREDENTIALS_URL,
+    ),
+    new Option(
+      '--credentials-ca-file <file>',
+      "PEM of the CA of the broker's serving certificate (needed for broker mode)",
+    ),
+    new Option('--credentials-image <image>', 'image of the credentials fetch step (the jfs-sidecar image)')
+      .env('JFS_SIDECAR_IMAGE')
+      .default(`jfs-sidecar:${PACKAGE_VERSION}`),
+  ];
+}
+
+/** The broker client settings from the flags, when a CA is given (without one, broker-mode volumes are denied). */
+function brokerClientFlags(o: CredentialsFlags) {
+  return o.credentialsCaFile
+    ? { url: o.credentialsUrl, image: o.credentialsImage, caFile: o.credentialsCaFile }
+    : undefined;
+}
 
 /** On SIGTERM or SIGINT: log, run `close` (drain, stop children), exit 0, or 1 when closing fails. */
 function closeOnSignal(close: () => Promise<void>, log: Logger, what = 'shutting down'): void {
@@ -98,6 +143,20 @@ async function loadHarness() {
       { cause: err },
     );
   }
+}
+
+/** The controller's broker settings; the serving certificate and the CA are both needed. */
+function controllerBroker(o: ControllerFlags) {
+  const client = brokerClientFlags(o);
+  if (!client || !o.credentialsCertDir)
+    throw new InvalidArgumentError('--credentials-broker needs --credentials-cert-dir and --credentials-ca-file');
+  return {
+    host: o.credentialsHost,
+    port: o.credentialsPort,
+    certDir: o.credentialsCertDir,
+    client,
+    defaultMountImage: o.mountImage,
+  };
 }
 
 export function buildCli(): Command {
@@ -141,6 +200,10 @@ export function buildCli(): Command {
       'answer admission requests only with a client certificate this CA signed (the API server admission kubeconfig)',
     )
     .option('--client-name <cn>', 'accepted client certificate CN with --client-ca-file (repeatable)', collect, [])
+    .addOption(credentialsOptions()[0])
+    .addOption(credentialsOptions()[1])
+    .addOption(credentialsOptions()[2])
+    .addOption(credentialsOptions()[3])
     .addOption(
       new Option('--on-error <policy>', 'what to do with a pod the webhook fails to process')
         .choices(['deny', 'allow'])
@@ -163,6 +226,8 @@ export function buildCli(): Command {
         secretNamespaces: o.secretNamespace,
         requireSecretCopySeal: o.requireSecretCopySeal,
         mountImage: o.mountImage,
+        defaultCredentials: o.credentials,
+        broker: brokerClientFlags(o),
         clientCaFile: o.clientCaFile,
         clientNames: o.clientName,
         onError: o.onError,
@@ -183,9 +248,18 @@ export function buildCli(): Command {
     .option('--config <file>', 'global config.yaml (default: a juicefs-csi-driver-config ConfigMap among the inputs)')
     .option('--serverless', 'serverless mode: emptyDir instead of hostPath', false)
     .addOption(new Option('--mount-image <image>', 'default JuiceFS mount image').env('JFS_MOUNT_IMAGE'))
+    .addOption(credentialsOptions()[1])
+    .addOption(credentialsOptions()[2])
+    .addOption(credentialsOptions()[3])
     .action((o: InjectFlags) => {
       process.exitCode = injectCommand(
-        { files: o.filename, config: o.config, serverless: o.serverless, mountImage: o.mountImage },
+        {
+          files: o.filename,
+          config: o.config,
+          serverless: o.serverless,
+          mountImage: o.mountImage,
+          broker: brokerClientFlags(o),
+        },
         {
           readStdin: () => readFileSync(0, 'utf8'),
           stdout: (s) => process.stdout.write(s),
@@ -220,6 +294,14 @@ export function buildCli(): Command {
       new Option('--mount-image <image>', 'default JuiceFS mount image (with --node-id)').env('JFS_MOUNT_IMAGE'),
     )
     .addOption(checkIntervalOption())
+    .addOption(credentialsOptions()[0])
+    .addOption(credentialsOptions()[1])
+    .addOption(credentialsOptions()[2])
+    .addOption(credentialsOptions()[3])
+    .option('--credentials-broker', 'serve the credential broker (HTTPS) for volumes in broker mode', false)
+    .option('--credentials-host <addr>', "the broker's listen address", '0.0.0.0')
+    .option('--credentials-port <n>', "the broker's listen port", (v) => Number.parseInt(v, 10), 8444)
+    .option('--credentials-cert-dir <dir>', "tls.crt and tls.key of the broker's serving certificate")
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o: ControllerFlags) => {
       const { runController } = await import('../controller/run.js');
@@ -234,9 +316,26 @@ export function buildCli(): Command {
         leaderElect: o.leaderElect,
         leaderElectionNamespace: o.leaderElectionNamespace,
         node: o.nodeId ? { nodeId: o.nodeId, mountImage: o.mountImage, checkIntervalMs: o.checkInterval } : undefined,
+        defaultCredentials: o.credentials,
+        broker: o.credentialsBroker ? controllerBroker(o) : undefined,
         log,
       });
       closeOnSignal(() => running.close(), log);
+    });
+
+  program
+    .command('credentials')
+    .description('credential broker client (ADR 0010)')
+    .command('fetch')
+    .description("fetch a volume's credentials from the broker with the pod's projected token (broker-mode init step)")
+    .requiredOption('--url <url>', "the broker's URL")
+    .requiredOption('--pvc <name>', 'the PersistentVolumeClaim whose volume credentials to fetch')
+    .option('--volume <name>', 'the pod volume of that PVC (for messages)')
+    .requiredOption('--token-file <file>', 'the projected ServiceAccount token (audience juicefs.com/credentials)')
+    .requiredOption('--out <dir>', 'the memory-backed folder to write one file per credential into')
+    .action(async (o: { url: string; pvc: string; volume?: string; tokenFile: string; out: string }) => {
+      const { fetchCredentials } = await import('./credentials-fetch.js');
+      await fetchCredentials({ ...o, log: (line) => process.stderr.write(`${line}\n`) });
     });
 
   program

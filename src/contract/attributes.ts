@@ -9,6 +9,12 @@ import { hasControlCharacters } from './names.js';
 import { checkPathPattern } from './path-pattern.js';
 import { parseQuantity } from './quantity.js';
 
+/**
+ * How a sidecar gets its volume's credentials (ADR 0010): `copy`, a per-PVC Secret copy in the pod's namespace
+ * (readable by the namespace's users); `broker`, fetched from the controller at start into memory.
+ */
+export type CredentialsMode = 'copy' | 'broker';
+
 /** An attribute value that its parser refuses; the message names the key and the value. */
 export class AttributeError extends Error {
   override name = 'AttributeError';
@@ -189,6 +195,20 @@ export const ATTRIBUTES = {
     parse: (text) => {
       if (!checkPathPattern(text)) fail(ATTR.pathPattern, text, 'has an unknown placeholder');
       return text;
+    },
+  }),
+  credentials: spec<CredentialsMode | undefined>({
+    key: ATTR.credentials,
+    setBy: 'admin',
+    appliesTo: 'sidecar',
+    writtenIn: 'pv-and-storage-class',
+    summary:
+      "`copy`: the sidecar reads a per-PVC Secret copy in the pod's namespace; `broker`: no copy, the sidecar fetches " +
+      "the credentials from the controller at start (ADR 0010); empty: the webhook's and controller's `--credentials`",
+    parse: (text) => {
+      if (!text) return undefined;
+      if (text !== 'copy' && text !== 'broker') fail(ATTR.credentials, text, 'is not "copy" or "broker"');
+      return text as CredentialsMode;
     },
   }),
 } as const;

@@ -15,7 +15,9 @@ export type DenyCode =
   | 'invalid-config'
   | 'unsupported'
   | 'invalid-pod'
-  | 'ephemeral-container';
+  | 'ephemeral-container'
+  | 'credentials-shared-process'
+  | 'credentials-volume-mount';
 
 export class DenyError extends Error {
   constructor(

@@ -53,6 +53,7 @@ export const ATTR = {
   mountOptions: 'mountOptions',
   subPath: 'subPath',
   pathPattern: 'pathPattern',
+  credentials: 'juicefs/credentials',
 } as const;
 
 /** Prefix of keys that belong to JuiceFS; user annotations with it are checked against the allow-list. */
@@ -114,3 +115,23 @@ export const SECRET_COPY_SEAL_ANNOTATION = 'juicefs.com/secret-copy-seal';
 /** The webhook's self-managed certificate Secret (default of --cert-secret-name): never a volume's Secret. */
 export const WEBHOOK_CERT_SECRET_NAME = 'jfs-sidecar-webhook-certs';
 export const SECRET_COPY_ENV_PREFIX = 'envs.';
+
+/**
+ * Credential broker (ADR 0010, `juicefs/credentials: broker`): the sidecar fetches its volume's credentials from the
+ * controller at start, with a projected ServiceAccount token of this audience, into a memory-backed emptyDir.
+ */
+export const CREDENTIALS_AUDIENCE = 'juicefs.com/credentials';
+/** The init container that fetches them (`jfs-credentials`, `jfs-credentials-<i>`), from the jfs-sidecar image. */
+export const CREDENTIALS_INIT_NAME = 'jfs-credentials';
+/** The per-volume memory-backed emptyDir the credentials are written to (`jfs-credentials-<i>`). */
+export const CREDENTIALS_VOLUME_PREFIX = 'jfs-credentials';
+/** The projected token volume, mounted only by the fetch containers. */
+export const CREDENTIALS_TOKEN_VOLUME = 'jfs-credentials-token';
+/** Env var of the mount and format containers: where the credential files are (one file per env var). */
+export const CREDENTIALS_DIR_ENV = 'JFS_CREDENTIALS_DIR';
+/** Env var of the fetch container: the PEM of the CA that signs the broker's serving certificate. */
+export const CREDENTIALS_CA_ENV = 'JFS_CREDENTIALS_CA';
+/** Default broker URL: the controller's Service in the system namespace. */
+export const DEFAULT_CREDENTIALS_URL = `https://jfs-sidecar-credentials.${SYSTEM_NAMESPACE}.svc:8444`;
+/** Path of the broker's one endpoint. */
+export const CREDENTIALS_PATH = '/v1/credentials';

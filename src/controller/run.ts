@@ -13,6 +13,8 @@ import { JuicefsVolumes } from '../juicefs/volume.js';
 import { startNodeService, type NodeServiceOptions } from '../node/run.js';
 import { PACKAGE_VERSION } from '../util/package-root.js';
 import { controllerService } from './controller-service.js';
+import type { CredentialsMode } from '../contract/attributes.js';
+import { startCredentialsBroker, type CredentialsBroker, type CredentialsBrokerOptions } from './credentials-broker.js';
 
 export interface ControllerRunOptions {
   endpoint: string;
@@ -24,6 +26,13 @@ export interface ControllerRunOptions {
   secretNamespaces: string[];
   leaderElect: boolean;
   leaderElectionNamespace: string;
+  /** A volume's credentials mode when its PV / StorageClass sets none (ADR 0010). */
+  defaultCredentials: CredentialsMode;
+  /** Serve the credential broker (ADR 0010) on HTTPS; its settings must match the webhook's. */
+  broker?: Omit<
+    CredentialsBrokerOptions,
+    'kubeConfig' | 'secretNamespaces' | 'configNamespace' | 'defaultCredentials' | 'log'
+  >;
   /** Also serve the Node service for this node on the same socket (Mount Pods in leaderElectionNamespace). */
   node?: Omit<NodeServiceOptions, 'kubeconfig' | 'namespace' | 'log'>;
   log: Logger;
@@ -64,6 +73,7 @@ export async function runController(
     sync = new SecretSync({
       kubeConfig: kc,
       secretNamespaces: opts.secretNamespaces,
+      defaultCredentials: opts.defaultCredentials,
       log: opts.log.child({ part: 'secret-sync' }),
     });
     const startSync = () =>
@@ -80,9 +90,23 @@ export async function runController(
       void elector.run(startSync, () => process.exit(1));
     } else startSync();
   }
+  // Every replica answers (no leader): it only reads, and the sidecars of starting pods depend on it.
+  let broker: CredentialsBroker | undefined;
+  if (opts.broker) {
+    if (!kc) throw new Error('--credentials-broker needs a Kubernetes API: give --kubeconfig or run in a cluster');
+    broker = await startCredentialsBroker({
+      ...opts.broker,
+      kubeConfig: kc,
+      secretNamespaces: opts.secretNamespaces,
+      configNamespace: opts.leaderElectionNamespace,
+      defaultCredentials: opts.defaultCredentials,
+      log: opts.log.child({ part: 'credential-broker' }),
+    });
+  }
   return {
     server,
     close: async () => {
+      await broker?.close();
       elector?.stop();
       await sync?.stop();
       await server.close();

@@ -34,12 +34,15 @@ import {
 import { unlessNotFound } from '../k8s/errors.js';
 import { ResilientInformer } from '../k8s/informer.js';
 import { VolumeInformers } from '../k8s/volume-informers.js';
-import { sourceSecretOf } from '../resolve/resolve.js';
+import type { CredentialsMode } from '../contract/attributes.js';
+import { credentialsOfPvc, sourceSecretOf } from '../resolve/resolve.js';
 
 export interface SecretSyncOptions {
   kubeConfig: KubeConfig;
   /** Namespaces where the source Secrets live (as for the webhook). */
   secretNamespaces: string[];
+  /** A volume's credentials mode when its PV / StorageClass sets none: no copy is made in broker mode (ADR 0010). */
+  defaultCredentials?: CredentialsMode;
   resyncMs?: number;
   log: Logger;
 }
@@ -170,13 +173,15 @@ export class SecretSync {
     const pvc = await unlessNotFound(this.core.readNamespacedPersistentVolumeClaim({ name, namespace }));
     if (!pvc) return; // deleted: the garbage collector removes the copy through its owner reference
     const copyName = secretCopyName(name);
-    const wanted = namespaceMode(this.namespaces.get(namespace)) !== undefined;
-    const ref = wanted
-      ? sourceSecretOf(pvc, {
-          getPv: (n) => this.volumes.pvs.get(n),
-          getStorageClass: (n) => this.volumes.classes.get(n),
-        })
-      : undefined;
+    const volumeView = {
+      getPv: (n: string) => this.volumes.pvs.get(n),
+      getStorageClass: (n: string) => this.volumes.classes.get(n),
+      defaultCredentials: this.opts.defaultCredentials,
+    };
+    // Broker mode: the sidecar fetches its credentials from the controller, so no copy (and an earlier one goes).
+    const wanted =
+      namespaceMode(this.namespaces.get(namespace)) !== undefined && credentialsOfPvc(pvc, volumeView) !== 'broker';
+    const ref = wanted ? sourceSecretOf(pvc, volumeView) : undefined;
     const existing = await unlessNotFound(this.core.readNamespacedSecret({ name: copyName, namespace }));
     const source = ref && this.volumes.getSecret(ref.namespace, ref.name);
     if (ref && !source)

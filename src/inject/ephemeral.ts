@@ -12,11 +12,11 @@
 // its view of the mount root). Pure: the webhook decides with it.
 import type { V1Container, V1EphemeralContainer, V1Pod } from '@kubernetes/client-node';
 import { DenyError } from '../contract/deny.js';
-import { FORMAT_INIT_NAME, SIDECAR_NAME } from '../contract/keys.js';
+import { CREDENTIALS_AUDIENCE, CREDENTIALS_INIT_NAME, FORMAT_INIT_NAME, SIDECAR_NAME } from '../contract/keys.js';
 
-const INJECTED_NAME = new RegExp(`^(${SIDECAR_NAME}|${FORMAT_INIT_NAME})(-[0-9]+)?$`);
+const INJECTED_NAME = new RegExp(`^(${SIDECAR_NAME}|${FORMAT_INIT_NAME}|${CREDENTIALS_INIT_NAME})(-[0-9]+)?$`);
 
-/** Whether a container is one the injector adds (jfs-mount, jfs-format, and their -<i>). */
+/** Whether a container is one the injector adds (jfs-mount, jfs-format, jfs-credentials, and their -<i>). */
 export function isInjectedContainer(c: Pick<V1Container, 'name'>): boolean {
   return INJECTED_NAME.test(c.name);
 }
@@ -30,8 +30,16 @@ export function ephemeralContainersDenial(pod: V1Pod, old: V1Pod | undefined): D
   if (injected.length === 0) return undefined;
   // The injector's volumes: the shared volume and the cache folders, host paths or emptyDirs that its containers
   // mount (not, say, the service account token the API server mounts into every container).
+  // In broker mode also the projected token of the broker's audience (the kubelet keeps it fresh all the pod's life).
   const own = new Set(
-    (pod.spec?.volumes ?? []).filter((v) => v.hostPath !== undefined || v.emptyDir !== undefined).map((v) => v.name),
+    (pod.spec?.volumes ?? [])
+      .filter(
+        (v) =>
+          v.hostPath !== undefined ||
+          v.emptyDir !== undefined ||
+          v.projected?.sources?.some((s) => s.serviceAccountToken?.audience === CREDENTIALS_AUDIENCE),
+      )
+      .map((v) => v.name),
   );
   const guarded = new Set(
     injected.flatMap((c) => (c.volumeMounts ?? []).map((m) => m.name)).filter((name) => own.has(name)),

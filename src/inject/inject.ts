@@ -5,6 +5,9 @@ import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from '@kub
 import {
   ANNOTATION_DEFAULT_CONTAINER,
   CACHE_VOLUME_PREFIX,
+  CREDENTIALS_INIT_NAME,
+  CREDENTIALS_TOKEN_VOLUME,
+  CREDENTIALS_VOLUME_PREFIX,
   FORMAT_INIT_NAME,
   LABEL_DISABLE_INJECTION,
   LABEL_INJECTION_DONE,
@@ -17,6 +20,7 @@ import { DenyError } from '../contract/deny.js';
 import { filterUserAnnotations } from '../mount/allowlist.js';
 import { cacheVolumes } from '../mount/cache-volumes.js';
 import { buildFormatContainer, buildSidecar, needsFormat } from '../mount/containers.js';
+import { brokerClient, buildFetchContainer, credentialsVolume, tokenVolume } from '../mount/credentials.js';
 import { computeMountSettings } from '../mount/settings.js';
 import { checkAddedContainers } from './post-check.js';
 import type { ResolvedVolume } from '../resolve/types.js';
@@ -114,6 +118,31 @@ function refuseDanglingMounts(spec: NonNullable<V1Pod['spec']>): void {
   }
 }
 
+/** Names the injector gives its volumes and containers start with this; in broker mode no user container has them. */
+const INJECTED_PREFIX = 'jfs-';
+
+/**
+ * Broker mode (ADR 0010) keeps the credentials in the injector's containers only: no app container may share their
+ * process namespace (its /proc/<pid>/environ holds them), nor mount any volume named like the injector's (the
+ * credentials emptyDir, the token volume).
+ */
+function refuseBrokerExposure(spec: NonNullable<V1Pod['spec']>): void {
+  if (spec.shareProcessNamespace === true || spec.hostPID === true) {
+    throw new DenyError(
+      'credentials-shared-process',
+      `the pod sets ${spec.hostPID === true ? 'hostPID' : 'shareProcessNamespace'}: true, which would let its containers read the JuiceFS client's environment (its volume credentials, juicefs/credentials: broker)`,
+    );
+  }
+  for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? []), ...(spec.ephemeralContainers ?? [])]) {
+    const mount = (c.volumeMounts ?? []).find((m) => m.name.startsWith(INJECTED_PREFIX));
+    if (mount)
+      throw new DenyError(
+        'credentials-volume-mount',
+        `container ${c.name} mounts volume "${mount.name}": with juicefs/credentials: broker no app container may mount a volume named ${INJECTED_PREFIX}* (the JuiceFS client's credentials and token)`,
+      );
+  }
+}
+
 /** Skips decided by the pod alone, before any of its volumes is resolved. */
 export function skipBeforeResolving(pod: V1Pod): InjectOutcome | undefined {
   const labels = pod.metadata?.labels ?? {};
@@ -153,6 +182,26 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
   const addedContainers: V1Container[] = [];
   const addedVolumes: V1Volume[] = [];
 
+  let tokenVolumeName: string | undefined;
+  if (volumes.some((v) => v.source.credentials === 'broker')) {
+    if (!options.broker)
+      throw new DenyError(
+        'invalid-config',
+        `a volume has juicefs/credentials: broker, but this injector has no broker configured (--credentials-ca-file)`,
+      );
+    // The broker re-derives the pod's client containers from its fetch steps alone (src/controller/broker-decision.ts),
+    // and a copy-mode volume among them would shift their indices (metrics ports): one mode per pod.
+    const copied = volumes.find((v) => v.source.credentials !== 'broker');
+    if (copied)
+      throw new DenyError(
+        'invalid-pod',
+        `PersistentVolumeClaim ${copied.binding.pvc.name} has juicefs/credentials: copy while another volume of the pod has broker; a pod's JuiceFS volumes must all use the same mode`,
+      );
+    refuseBrokerExposure(spec);
+    tokenVolumeName = volumeNames.claim(CREDENTIALS_TOKEN_VOLUME);
+    addedVolumes.push(tokenVolume(tokenVolumeName));
+  }
+
   volumes.forEach(({ source, binding }, index) => {
     const where = `PersistentVolumeClaim ${binding.pvc.name}`;
     const pvcTuning = filterUserAnnotations(binding.pvc.annotations, options.config.annotationBounds, where);
@@ -191,22 +240,46 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
     addedVolumes.push(...cache.volumes);
     sidecarMounts.push(...cache.mounts);
 
-    if (needsFormat(source.secret.keys)) {
+    // Broker mode: the volume's credentials emptyDir, and the step that fills it before the client containers start.
+    let credentialsVolumeName: string | undefined;
+    if (source.credentials === 'broker') {
+      credentialsVolumeName = volumeNames.claim(`${CREDENTIALS_VOLUME_PREFIX}-${index}`);
+      addedVolumes.push(credentialsVolume(credentialsVolumeName));
       addedInits.push(
-        buildFormatContainer(containerNames.claim(FORMAT_INIT_NAME, index), settings, source.secret, where),
+        buildFetchContainer(
+          containerNames.claim(CREDENTIALS_INIT_NAME, index),
+          options.broker!,
+          { pvc: binding.pvc.name, volume: binding.podVolumeName },
+          tokenVolumeName!,
+          credentialsVolumeName,
+        ),
       );
     }
-    const sidecar = buildSidecar({
-      name: containerNames.claim(SIDECAR_NAME, index),
-      settings,
-      secret: source.secret,
-      leadingEnv: hostPathMode ? [POD_UID_VAR] : [],
-      mountPoint,
-      volumeMounts: sidecarMounts,
-      // Every sidecar shares the pod's network namespace, so each needs its own port.
-      metricsPort: METRICS_PORT + index,
-      placement: native ? 'native' : 'classic',
-    });
+    const client = (c: V1Container, kind: 'mount' | 'format') =>
+      credentialsVolumeName ? brokerClient(c, kind, credentialsVolumeName) : c;
+
+    if (needsFormat(source.secret.keys)) {
+      addedInits.push(
+        client(
+          buildFormatContainer(containerNames.claim(FORMAT_INIT_NAME, index), settings, source.secret, where),
+          'format',
+        ),
+      );
+    }
+    const sidecar = client(
+      buildSidecar({
+        name: containerNames.claim(SIDECAR_NAME, index),
+        settings,
+        secret: source.secret,
+        leadingEnv: hostPathMode ? [POD_UID_VAR] : [],
+        mountPoint,
+        volumeMounts: sidecarMounts,
+        // Every sidecar shares the pod's network namespace, so each needs its own port.
+        metricsPort: METRICS_PORT + index,
+        placement: native ? 'native' : 'classic',
+      }),
+      'mount',
+    );
     (native ? addedInits : addedContainers).push(sidecar);
   });
 

@@ -1,6 +1,7 @@
 // Inputs and outputs of the pure injector.
 import type { V1Pod } from '@kubernetes/client-node';
 import type { InjectMode } from '../contract/inject-mode.js';
+import type { BrokerClientOptions } from '../mount/credentials.js';
 import type { MountContext } from '../mount/settings.js';
 
 export type { InjectMode };
@@ -8,6 +9,8 @@ export type { InjectMode };
 /** The mount spec's context (global config, default image) and the namespace's mode. */
 export interface InjectOptions extends MountContext {
   mode: InjectMode;
+  /** The credential broker the fetch step asks (ADR 0010); needed only by volumes with juicefs/credentials: broker. */
+  broker?: BrokerClientOptions;
 }
 
 /** Why a pod was left as it was. The same code labels the metric, the log line and the warning. */

@@ -5,6 +5,7 @@ import { CoreV1Api, type KubeConfig, type KubernetesObject, type V1ConfigMap } f
 import type { Logger } from 'pino';
 import { ConfigError, DEFAULT_GLOBAL_CONFIG, parseGlobalConfig, type GlobalConfig } from '../config/schema.js';
 import { CONFIG_MAP_KEY, CONFIG_MAP_NAME } from '../contract/keys.js';
+import type { CredentialsMode } from '../contract/attributes.js';
 import type { ClusterView } from '../resolve/resolve.js';
 import { ResilientInformer } from './informer.js';
 import { VolumeInformers } from './volume-informers.js';
@@ -17,6 +18,8 @@ export interface ClusterCacheOptions {
   configNamespace: string;
   /** Admit a pod only once the controller has sealed each PVC's Secret copy (ADR 0010); default true. */
   requireSecretCopySeal?: boolean;
+  /** A volume's credentials mode when its PV / StorageClass sets none (ADR 0010); default copy. */
+  defaultCredentials?: CredentialsMode;
   log: Logger;
 }
 
@@ -27,9 +30,11 @@ export class ClusterCache implements ClusterView {
   private configError: string | undefined;
   private configVersion = '';
   readonly requireSecretCopySeal: boolean;
+  readonly defaultCredentials: CredentialsMode;
 
   constructor(private readonly opts: ClusterCacheOptions) {
     this.requireSecretCopySeal = opts.requireSecretCopySeal ?? true;
+    this.defaultCredentials = opts.defaultCredentials ?? 'copy';
     const core = opts.kubeConfig.makeApiClient(CoreV1Api);
     const base = { kubeConfig: opts.kubeConfig, log: opts.log };
     this.volumes = new VolumeInformers(opts);

@@ -21,7 +21,7 @@ export interface ControllerStack {
 
 export async function startControllerStack(
   cp: ControlPlane,
-  opts: { dir: string; secretNamespaces: string[] },
+  opts: { dir: string; secretNamespaces: string[]; extraArgs?: string[] },
 ): Promise<ControllerStack> {
   const bins = ensureBinaries(['juicefs', 'csi-provisioner']);
   const admin = cp.adminKubeConfig();
@@ -42,6 +42,7 @@ export async function startControllerStack(
     ...opts.secretNamespaces.map((n) => `--secret-namespace=${n}`),
     '--leader-elect',
     `--leader-election-namespace=${CONTROLLER_NAMESPACE}`,
+    ...(opts.extraArgs ?? []),
   ];
   let controller = ManagedProcess.cli(controllerArgs, path.join(opts.dir, 'controller.log')).start();
   await waitForSocket(socket);

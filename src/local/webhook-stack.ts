@@ -36,6 +36,8 @@ export interface WebhookStackOptions {
    * PVC's Secret copy (`--no-require-secret-copy-seal`, ADR 0010).
    */
   withoutController?: boolean;
+  /** More flags of `jfs-sidecar webhook` (e.g. the credential broker's). */
+  extraArgs?: string[];
 }
 
 export interface WebhookStack {
@@ -68,7 +70,7 @@ export async function startWebhookStack(cp: ControlPlane, opts: WebhookStackOpti
     secretNamespaces: opts.secretNamespaces,
     port,
     logFile,
-    extraArgs: opts.withoutController ? ['--no-require-secret-copy-seal'] : [],
+    extraArgs: [...(opts.withoutController ? ['--no-require-secret-copy-seal'] : []), ...(opts.extraArgs ?? [])],
   });
   return { port, kubeconfig, webhook, logFile, stop: () => webhook.stop() };
 }

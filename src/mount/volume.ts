@@ -3,6 +3,7 @@
 // Secret) and which PVC claims it. The sidecar and the Mount Pod both build
 // their client from these two.
 import type { PvcIdentity as SelectedPvc } from '../config/selector.js';
+import type { CredentialsMode } from '../contract/attributes.js';
 
 /** What the mount spec needs to know of the Secret behind a volume (never its values). */
 export interface SecretInfo {
@@ -29,6 +30,11 @@ export interface VolumeSource {
   /** PV spec.mountOptions (or StorageClass mountOptions for an unbound PVC). */
   mountOptions: string[];
   secret: SecretInfo;
+  /**
+   * How the sidecar gets the Secret's values (ADR 0010); undefined is `copy` (and the Mount Pod's own Secret in Mount
+   * Pod mode, which lives in the system namespace).
+   */
+  credentials?: CredentialsMode;
 }
 
 /** The PVC that claims a volume: what `mountPodPatch[].pvcSelector` matches, and the user's annotations. */

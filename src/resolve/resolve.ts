@@ -21,6 +21,7 @@ import {
   type SecretSummary,
 } from '../contract/secret-copy.js';
 import { DenyError } from '../contract/deny.js';
+import { ATTRIBUTES, AttributeError, type CredentialsMode } from '../contract/attributes.js';
 import type { ResolvedVolume } from './types.js';
 import type { PvcIdentity, SecretInfo } from '../mount/volume.js';
 
@@ -36,6 +37,8 @@ export interface ClusterView {
    * cluster). The offline view has no controller, so it does not ask.
    */
   readonly requireSecretCopySeal?: boolean;
+  /** The credentials mode of a volume whose PV / StorageClass does not set `juicefs/credentials` (default copy). */
+  readonly defaultCredentials?: CredentialsMode;
 }
 
 export interface SecretRef {
@@ -65,7 +68,66 @@ function summaryOf(secret: V1Secret): SecretSummary {
   return summary;
 }
 
-function resolveSecret(ref: SecretRef, pvc: V1PersistentVolumeClaim, where: string, view: ClusterView): SecretInfo {
+/**
+ * The credentials mode of a volume from its admin attributes (StorageClass parameters overlaid by PV
+ * volumeAttributes), else the view's default; an invalid value is a denial naming the key.
+ */
+export function credentialsModeOf(
+  attributes: Record<string, string>,
+  view: Pick<ClusterView, 'defaultCredentials'>,
+  where: string,
+): CredentialsMode {
+  try {
+    return ATTRIBUTES.credentials.parse(attributes[ATTR.credentials] ?? '') ?? view.defaultCredentials ?? 'copy';
+  } catch (err) {
+    if (err instanceof AttributeError) throw new DenyError('invalid-pv', `${where}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** The admin attributes of a bound JuiceFS PV: its StorageClass's parameters overlaid by its volumeAttributes. */
+function pvAttributes(pv: V1PersistentVolume, view: Pick<ClusterView, 'getStorageClass'>): Record<string, string> {
+  const sc = pv.spec?.storageClassName ? view.getStorageClass(pv.spec.storageClassName) : undefined;
+  return {
+    ...(sc?.provisioner === CSI_DRIVER_NAME ? (sc.parameters ?? {}) : {}),
+    ...(pv.spec?.csi?.volumeAttributes ?? {}),
+  };
+}
+
+/**
+ * The credentials mode of the volume behind a PVC (as sourceSecretOf finds it), or undefined when it is no JuiceFS
+ * volume of this PVC's; an invalid attribute counts as `broker`, so that no copy is made for a volume whose pods are
+ * denied anyway.
+ */
+export function credentialsOfPvc(
+  pvc: V1PersistentVolumeClaim,
+  view: Pick<ClusterView, 'getPv' | 'getStorageClass' | 'defaultCredentials'>,
+): CredentialsMode | undefined {
+  const pvName = pvc.spec?.volumeName;
+  let attributes: Record<string, string>;
+  if (pvName) {
+    const pv = view.getPv(pvName);
+    if (pv?.spec?.csi?.driver !== CSI_DRIVER_NAME || notClaimedBy(pv, pvc)) return undefined;
+    attributes = pvAttributes(pv, view);
+  } else {
+    const sc = pvc.spec?.storageClassName ? view.getStorageClass(pvc.spec.storageClassName) : undefined;
+    if (sc?.provisioner !== CSI_DRIVER_NAME) return undefined;
+    attributes = sc.parameters ?? {};
+  }
+  try {
+    return credentialsModeOf(attributes, view, '');
+  } catch {
+    return 'broker';
+  }
+}
+
+function resolveSecret(
+  ref: SecretRef,
+  pvc: V1PersistentVolumeClaim,
+  where: string,
+  view: ClusterView,
+  credentials: CredentialsMode,
+): SecretInfo {
   const secret = view.getSecret(ref.namespace, ref.name);
   if (!secret) {
     const hint = view.secretHint?.(ref.namespace);
@@ -78,7 +140,8 @@ function resolveSecret(ref: SecretRef, pvc: V1PersistentVolumeClaim, where: stri
   if (unfit) throw new DenyError('invalid-secret', `${where}: ${unfit}`);
   const pvcName = pvc.metadata!.name!;
   const copyName = secretCopyName(pvcName);
-  if (view.requireSecretCopySeal) {
+  // In broker mode no copy exists, so there is no seal to check: the sidecar never references a Secret.
+  if (view.requireSecretCopySeal && credentials === 'copy') {
     const subject = {
       sourceUid: secret.metadata?.uid ?? '',
       namespace: pvc.metadata?.namespace ?? '',
@@ -198,11 +261,8 @@ function fromBoundPv(
   const where = `PersistentVolume ${pvName}`;
   const ref = pvSecretRef(pv);
   if (!ref) throw new DenyError('invalid-pv', `${where}: spec.csi.nodePublishSecretRef is missing`);
-  const sc = pv.spec?.storageClassName ? view.getStorageClass(pv.spec.storageClassName) : undefined;
-  const attributes = {
-    ...(sc?.provisioner === CSI_DRIVER_NAME ? (sc.parameters ?? {}) : {}),
-    ...(csi.volumeAttributes ?? {}),
-  };
+  const attributes = pvAttributes(pv, view);
+  const credentials = credentialsModeOf(attributes, view, where);
   return {
     source: {
       pvName,
@@ -210,7 +270,8 @@ function fromBoundPv(
       readOnly: isReadOnly(volume, pvc) || csi.readOnly === true,
       attributes,
       mountOptions: pv.spec?.mountOptions ?? [],
-      secret: resolveSecret(ref, pvc, where, view),
+      secret: resolveSecret(ref, pvc, where, view, credentials),
+      credentials,
     },
     binding: { podVolumeName: volume.name, pvc: pvcIdentity(pvc) },
   };
@@ -251,6 +312,7 @@ function fromStorageClass(
       'invalid-storage-class',
       `${where}: parameters name no node-publish (or provisioner) secret and namespace`,
     );
+  const credentials = credentialsModeOf(params, view, where);
   return {
     source: {
       pvName,
@@ -258,7 +320,8 @@ function fromStorageClass(
       readOnly: isReadOnly(volume, pvc),
       attributes: params,
       mountOptions: sc.mountOptions ?? [],
-      secret: resolveSecret(ref, pvc, where, view),
+      secret: resolveSecret(ref, pvc, where, view, credentials),
+      credentials,
     },
     binding: { podVolumeName: volume.name, pvc: { ...pvcIdentity(pvc), storageClassName: scName } },
   };

@@ -6,6 +6,8 @@ import { FileCertSource, SecretCertSource, type CertSource } from '../certs/mana
 import { ClusterCache } from '../k8s/cluster-cache.js';
 import type { OnError } from './admission.js';
 import { buildServer } from './server.js';
+import type { CredentialsMode } from '../contract/attributes.js';
+import type { BrokerClientOptions } from '../mount/credentials.js';
 
 export interface WebhookRunOptions {
   kubeconfig?: string;
@@ -21,6 +23,10 @@ export interface WebhookRunOptions {
   /** Admit a pod only once the controller has sealed each PVC's Secret copy (ADR 0010). */
   requireSecretCopySeal: boolean;
   mountImage?: string;
+  /** A volume's credentials mode when its PV / StorageClass sets none (ADR 0010). */
+  defaultCredentials?: CredentialsMode;
+  /** The credential broker the injected fetch step asks; its CA file is read at start. Unset: broker mode denied. */
+  broker?: Omit<BrokerClientOptions, 'caPem'> & { caFile: string };
   /** PEM file of the CA that signs the API server's client certificate; unset: no client authentication. */
   clientCaFile?: string;
   /** Accepted client certificate CNs (empty: any the CA signed). */
@@ -46,8 +52,14 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
     secretNamespaces: opts.secretNamespaces.length ? opts.secretNamespaces : [opts.namespace],
     configNamespace: opts.namespace,
     requireSecretCopySeal: opts.requireSecretCopySeal,
+    defaultCredentials: opts.defaultCredentials,
     log,
   });
+  const broker: BrokerClientOptions | undefined = opts.broker && {
+    url: opts.broker.url,
+    image: opts.broker.image,
+    caPem: readFileSync(opts.broker.caFile, 'utf8'),
+  };
   const hosts = [
     `${opts.serviceName}.${opts.namespace}.svc`,
     `${opts.serviceName}.${opts.namespace}.svc.cluster.local`,
@@ -89,6 +101,7 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
     ready: () => cache.synced,
     readyDetail: () => ({ config: cache.globalConfigStatus }),
     defaultMountImage: opts.mountImage,
+    broker,
     onError: opts.onError,
     log,
     tls,

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { GlobalConfig } from '../config/schema.js';
 import type { InjectMode, InjectOptions } from '../inject/types.js';
 import type { ClusterView } from '../resolve/resolve.js';
+import type { BrokerClientOptions } from '../mount/credentials.js';
 import { reviewAwaitingSeal, type OnError } from './admission.js';
 import { JsonDepthScanner, MAX_JSON_DEPTH } from './json-guard.js';
 import { createMetrics, type WebhookMetrics } from './metrics.js';
@@ -28,6 +29,8 @@ export interface WebhookServerOptions {
   /** Extra readiness detail (e.g. which ConfigMap version is loaded, or why it was rejected). */
   readyDetail?: () => Record<string, unknown>;
   defaultMountImage?: string;
+  /** The credential broker for volumes in broker mode (ADR 0010). */
+  broker?: BrokerClientOptions;
   onError: OnError;
   log: Logger;
   tls?: { cert: string; key: string };
@@ -195,7 +198,12 @@ export function buildServer(opts: WebhookServerOptions): FastifyInstance {
   for (const [path, mode] of Object.entries(MUTATE_PATHS)) {
     app.post(path, async (req, res) => {
       const end = metrics.latency.startTimer({ path });
-      const options = (): InjectOptions => ({ mode, config: opts.config(), defaultMountImage: opts.defaultMountImage });
+      const options = (): InjectOptions => ({
+        mode,
+        config: opts.config(),
+        defaultMountImage: opts.defaultMountImage,
+        broker: opts.broker,
+      });
       const result = await reviewAwaitingSeal(req.body, {
         view: opts.view,
         options,

@@ -17,7 +17,7 @@ import {
   type V1Pod,
   type V1Role,
 } from '@kubernetes/client-node';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
@@ -27,7 +27,7 @@ import { startWebhookStack } from '../../src/local/webhook-stack.js';
 import { parseManifests } from '../../src/offline/inject-manifests.js';
 import { findMismatch, withoutServiceAccountToken } from '../env/compare.js';
 import { apiMessage, eventually, startControlPlane } from '../env/harness.js';
-import { listCases, TESTDATA } from '../golden/golden.js';
+import { GOLDEN_BROKER, listCases, TESTDATA } from '../golden/golden.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const WEBHOOK_NS = 'juicefs-system';
@@ -61,10 +61,18 @@ t.test('admission through a real API server', async (t) => {
       subjects: [{ kind: 'ServiceAccount', name: 'jfs-sidecar-webhook', namespace: WEBHOOK_NS }],
     } as KubernetesObject,
   ]);
+  // The golden cases' credential broker (broker-mode cases), as flags.
+  const brokerCa = path.join(cp.dir, 'golden-broker-ca.crt');
+  writeFileSync(brokerCa, GOLDEN_BROKER.caPem);
   const stack = await startWebhookStack(cp, {
     dir: cp.dir,
     secretNamespaces: [WEBHOOK_NS, 'kube-system'],
     withoutController: true,
+    extraArgs: [
+      `--credentials-ca-file=${brokerCa}`,
+      `--credentials-url=${GOLDEN_BROKER.url}`,
+      `--credentials-image=${GOLDEN_BROKER.image}`,
+    ],
   });
   const { webhook, kubeconfig: webhookKubeconfig } = stack;
   t.teardown(() => stack.stop());

@@ -115,9 +115,16 @@ export function readCase(name: string): GoldenCase {
     inputPath,
     goldenPath: path.join(TESTDATA, `${name}${GOLDEN_SUFFIX}`),
     objects,
-    options: { mode: namespaceMode(ns) ?? 'sidecar', config: configFromObjects(objects) },
+    options: { mode: namespaceMode(ns) ?? 'sidecar', config: configFromObjects(objects), broker: GOLDEN_BROKER },
   };
 }
+
+/** The credential broker every case may use (a volume with juicefs/credentials: broker, ADR 0010). */
+export const GOLDEN_BROKER = {
+  url: 'https://jfs-sidecar-credentials.juicefs-system.svc:8444',
+  image: 'jfs-sidecar:golden',
+  caPem: '-----BEGIN CERTIFICATE-----\ngolden test CA\n-----END CERTIFICATE-----\n',
+};
 
 /** The cases, by their input files (for the e2e suite; the golden test checks the directory too). */
 export function listCases(): GoldenCase[] {
@@ -205,6 +212,7 @@ export function webhookFor(c: GoldenCase) {
   const app = buildServer({
     view: new ObjectView(c.objects),
     config: () => c.options.config,
+    broker: c.options.broker,
     ready: () => true,
     onError: 'deny',
     log: pino({ level: 'silent' }),

@@ -1,0 +1,130 @@
+// The credential broker's HTTPS shell (ADR 0010): `POST /v1/credentials {"pvc": name}` with the pod's projected
+// ServiceAccount token as bearer. It reviews the token (TokenReview, the broker's audience), reads the token's pod,
+// and lets the pure decision (./broker-decision.ts) say whether to answer; only then does it read the volume's
+// source Secret from its informer and answer with that volume's credentials. Values are never logged.
+import { AuthenticationV1Api, CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { CredentialsMode } from '../contract/attributes.js';
+import { CREDENTIALS_AUDIENCE, CREDENTIALS_PATH } from '../contract/keys.js';
+import { SecretFormatError } from '../contract/secret-copy.js';
+import { ClusterCache } from '../k8s/cluster-cache.js';
+import { unlessNotFound } from '../k8s/errors.js';
+import { credentialValues, type BrokerClientOptions } from '../mount/credentials.js';
+import { decideCredentials, tokenPod, type TokenReviewResult } from './broker-decision.js';
+
+export interface CredentialsBrokerOptions {
+  kubeConfig: KubeConfig;
+  host: string;
+  port: number;
+  /** tls.crt and tls.key of the serving certificate (signed by the CA the injected pods trust). */
+  certDir: string;
+  /** What the webhook injects with: the fetch image, this endpoint's URL and the CA's PEM. */
+  client: Omit<BrokerClientOptions, 'caPem'> & { caFile: string };
+  secretNamespaces: string[];
+  /** Namespace of the global ConfigMap (the same settings the webhook injects with). */
+  configNamespace: string;
+  defaultCredentials: CredentialsMode;
+  defaultMountImage?: string;
+  log: Logger;
+}
+
+export interface CredentialsBroker {
+  port: number;
+  close(): Promise<void>;
+}
+
+const bearer = (header: string | undefined) => /^Bearer ([^\s]+)$/.exec(header ?? '')?.[1];
+
+export async function startCredentialsBroker(opts: CredentialsBrokerOptions): Promise<CredentialsBroker> {
+  const { log } = opts;
+  const core = opts.kubeConfig.makeApiClient(CoreV1Api);
+  const auth = opts.kubeConfig.makeApiClient(AuthenticationV1Api);
+  const view = new ClusterCache({
+    kubeConfig: opts.kubeConfig,
+    secretNamespaces: opts.secretNamespaces,
+    configNamespace: opts.configNamespace,
+    requireSecretCopySeal: false,
+    defaultCredentials: opts.defaultCredentials,
+    log,
+  });
+  await view.start();
+  const client: BrokerClientOptions = {
+    image: opts.client.image,
+    url: opts.client.url,
+    caPem: readFileSync(opts.client.caFile, 'utf8'),
+  };
+  const app: FastifyInstance = Fastify({
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion
+    loggerInstance: log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 4096,
+    requestTimeout: 10_000,
+    connectionTimeout: 10_000,
+    https: {
+      cert: readFileSync(path.join(opts.certDir, 'tls.crt'), 'utf8'),
+      key: readFileSync(path.join(opts.certDir, 'tls.key'), 'utf8'),
+      minVersion: 'TLSv1.2' as const,
+    },
+  });
+  app.get('/healthz', () => ({ ok: true }));
+  app.post(CREDENTIALS_PATH, async (req, reply) => {
+    const body = req.body as { pvc?: unknown } | undefined;
+    const pvcName = typeof body?.pvc === 'string' ? body.pvc : undefined;
+    const token = bearer(req.headers.authorization);
+    if (!pvcName) return reply.code(400).send({ code: 'bad-request', message: 'the body must be {"pvc": "<name>"}' });
+    if (!token) return reply.code(401).send({ code: 'unauthenticated', message: 'a bearer token is required' });
+    const status = await auth
+      .createTokenReview({ body: { spec: { token, audiences: [CREDENTIALS_AUDIENCE] } } })
+      .then((r) => r.status ?? {});
+    const review: TokenReviewResult = {
+      authenticated: status.authenticated,
+      audiences: status.audiences,
+      error: status.error,
+      user: { username: status.user?.username, extra: status.user?.extra },
+    };
+    const who = tokenPod(review);
+    let pod: V1Pod | undefined;
+    if (!('allow' in who))
+      pod = await unlessNotFound(core.readNamespacedPod({ namespace: who.namespace, name: who.name }));
+    const decision = decideCredentials({
+      review,
+      pod,
+      pvcName,
+      view,
+      options: { config: view.globalConfig, defaultMountImage: opts.defaultMountImage, broker: client },
+    });
+    const podName = 'allow' in who ? undefined : `${who.namespace}/${who.name}`;
+    if (!decision.allow) {
+      log.warn({ pod: podName, pvc: pvcName, code: decision.code }, decision.message);
+      return reply
+        .code(decision.code === 'unauthenticated' ? 401 : 403)
+        .send({ code: decision.code, message: decision.message });
+    }
+    const secret = view.getSecret(decision.secret.namespace, decision.secret.name);
+    if (!secret)
+      return reply.code(503).send({ code: 'secret-not-found', message: 'the volume Secret is not in the cache yet' });
+    try {
+      const values = credentialValues(secret.data);
+      log.info({ pod: podName, pvc: pvcName, keys: Object.keys(values).sort() }, 'credentials given');
+      return { pvc: pvcName, values };
+    } catch (err) {
+      if (err instanceof SecretFormatError)
+        return reply.code(500).send({ code: 'invalid-secret', message: err.message });
+      throw err;
+    }
+  });
+  await app.listen({ host: opts.host, port: opts.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : opts.port;
+  log.info({ port }, 'credential broker listening');
+  return {
+    port,
+    close: async () => {
+      await app.close();
+      await view.stop();
+    },
+  };
+}
