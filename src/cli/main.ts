@@ -6,7 +6,12 @@ import { pino, type Logger } from 'pino';
 import { PACKAGE_VERSION } from '../util/package-root.js';
 import { injectCommand } from './inject-command.js';
 import { parseDuration } from '../contract/duration.js';
-import { DEFAULT_CREDENTIALS_URL, DEFAULT_KUBELET_PLUGIN_ENDPOINT, SYSTEM_NAMESPACE, WEBHOOK_CERT_SECRET_NAME } from '../contract/keys.js';
+import {
+  DEFAULT_CREDENTIALS_URL,
+  DEFAULT_KUBELET_PLUGIN_ENDPOINT,
+  SYSTEM_NAMESPACE,
+  WEBHOOK_CERT_SECRET_NAME,
+} from '../contract/keys.js';
 import type { CredentialsMode } from '../contract/attributes.js';
 import type { WebhookRunOptions } from '../webhook/run.js';
 
