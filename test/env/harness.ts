@@ -1,6 +1,7 @@
 // The tap side of the control-plane harness: one control plane per test file,
 // torn down with the file (also when it fails), its logs printed on failure.
-import type { KubernetesObject } from '@kubernetes/client-node';
+import { Exec, type KubeConfig, type KubernetesObject, type V1Status } from '@kubernetes/client-node';
+import { PassThrough } from 'node:stream';
 import { ControlPlane, type ControlPlaneOptions } from '../../src/local/control-plane.js';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -92,4 +93,21 @@ export async function startLoneWebhook(t: TapLike, cp: ControlPlane): Promise<We
     }
   });
   return stack;
+}
+
+/** Runs a command in a pod's container through the API server and the kubelet (what `kubectl exec` does). */
+export async function podExec(
+  kc: KubeConfig,
+  pod: { namespace: string; name: string; container: string },
+  command: string[],
+): Promise<{ out: string; status: V1Status }> {
+  const stdout = new PassThrough();
+  let out = '';
+  stdout.on('data', (c: Buffer) => (out += c.toString()));
+  const status = await new Promise<V1Status>((resolve, reject) => {
+    new Exec(kc)
+      .exec(pod.namespace, pod.name, pod.container, command, stdout, process.stderr, null, false, resolve)
+      .catch(reject);
+  });
+  return { out, status };
 }
