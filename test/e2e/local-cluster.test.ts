@@ -32,7 +32,7 @@ function nodeProcesses(): string[] {
   const left: string[] = [];
   for (const e of readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
-    let cmd = '';
+    let cmd: string;
     try {
       cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0').join(' ');
     } catch {
