@@ -10,7 +10,7 @@ import {
   USER_KEYS,
   type ResourceAttr,
 } from '../contract/attributes.js';
-import { JUICEFS_KEY_PREFIX } from '../contract/keys.js';
+import { JUICEFS_KEY_PREFIX, SECRET_COPY_SEAL_ANNOTATION } from '../contract/keys.js';
 import { compareQuantities, isPositive, parseQuantity } from '../contract/quantity.js';
 
 /** Why a user's value of a user key is refused, or undefined when it is within the admin's bounds. */
@@ -31,6 +31,9 @@ function problemWith(key: ResourceAttr, value: string, bounds: AnnotationBounds)
   if (compareQuantities(q, parseQuantity(maxText)!) > 0) return `${value} is above the admin's bound of ${maxText}`;
   return undefined;
 }
+
+/** Annotations the project itself writes on PVCs: not the user's tuning, so no warning about them. */
+const OWN_PVC_ANNOTATIONS = new Set([SECRET_COPY_SEAL_ANNOTATION]);
 
 export interface UserTuning {
   accepted: Partial<Record<ResourceAttr, string>>;
@@ -53,7 +56,7 @@ export function filterUserAnnotations(
       const problem = problemWith(key as ResourceAttr, value, bounds);
       if (problem) out.warnings.push(`${where}: annotation ${key} ignored: ${problem}`);
       else out.accepted[key as ResourceAttr] = value;
-    } else if (key.startsWith(JUICEFS_KEY_PREFIX)) {
+    } else if (key.startsWith(JUICEFS_KEY_PREFIX) && !OWN_PVC_ANNOTATIONS.has(key)) {
       out.warnings.push(`${where}: annotation ${key} ignored: only resource keys may be set by namespace users`);
     }
   }

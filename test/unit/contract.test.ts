@@ -137,6 +137,9 @@ t.test('user annotations', async (t) => {
   t.equal(r.warnings.length, 2);
   t.match(r.warnings.join('\n'), /mount-memory-limit ignored: 8Gi is above/);
   t.match(r.warnings.join('\n'), /mount-image ignored/);
+  // The controller's own seal on every sealed PVC is no user tuning: warning about it on each pod was noise.
+  const sealed = filterUserAnnotations({ 'juicefs.com/secret-copy-seal': 'x' }, bounds, 'PVC p');
+  t.same(sealed, { accepted: {}, warnings: [] }, 'the seal is neither accepted nor warned about');
 });
 
 t.test('durations', async (t) => {
