@@ -9,7 +9,7 @@ import { applyObjects, readManifest } from './components.js';
 import { ControlPlane, ensureBinaries } from './control-plane.js';
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { missingRealNodePrerequisites, REAL_NODE_NAME } from './real-node.js';
+import { assertRealNodePrerequisites, REAL_NODE_NAME } from './real-node.js';
 import { startRealNodeStack } from './real-node-stack.js';
 import { startControllerStack } from './controller-stack.js';
 import { startWebhookStack, WEBHOOK_NAMESPACE } from './webhook-stack.js';
@@ -42,8 +42,8 @@ export async function startLocalCluster(log: Logger): Promise<LocalCluster> {
   };
   try {
     const admin = cp.adminKubeConfig();
-    const missing = missingRealNodePrerequisites();
-    const realNode = missing.length === 0;
+    const missing = realNodeMissing();
+    const realNode = missing === undefined;
     await applyObjects(admin, [
       ...readManifest('csidriver.yaml'),
       ...readManifest('storageclass-example.yaml').map((o) => (realNode ? storageClassForLocalNode(o) : o)),
@@ -76,15 +76,22 @@ export async function startLocalCluster(log: Logger): Promise<LocalCluster> {
         'real node Ready (kubelet + containerd); node plugin registered with the kubelet',
       );
     } else {
-      log.warn(
-        { missing },
-        'no real node: pods are admitted and injected but nothing runs them. Missing: ' + missing.join('; '),
-      );
+      log.warn(`no real node: pods are admitted and injected, but nothing runs them. ${missing}`);
     }
     return { kubeconfig: cp.adminKubeconfigPath, stop };
   } catch (err) {
     await stop();
     throw err;
+  }
+}
+
+/** Why the real node cannot run here (what is missing, how to install it), or undefined. */
+function realNodeMissing(): string | undefined {
+  try {
+    assertRealNodePrerequisites();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
   }
 }
 
