@@ -37,7 +37,16 @@ export class PublishedCa {
 
   /** The current bundle's PEM, or undefined while none is published (or it holds no certificate). */
   get caBundle(): string | undefined {
-    const text = this.informer.get(this.opts.name, this.opts.namespace)?.data?.[CA_CONFIGMAP_KEYS.caBundle];
+    return this.pem(CA_CONFIGMAP_KEYS.caBundle);
+  }
+
+  /** The bundle before the last rotation, if any. */
+  get previousCaBundle(): string | undefined {
+    return this.pem(CA_CONFIGMAP_KEYS.previousCaBundle);
+  }
+
+  private pem(key: string): string | undefined {
+    const text = this.informer.get(this.opts.name, this.opts.namespace)?.data?.[key];
     return text && splitPem(text).length ? text : undefined;
   }
 }

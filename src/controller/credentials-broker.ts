@@ -10,6 +10,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { FileCertSource, SecretCertSource, type CertSource, type ServingCert } from '../certs/manager.js';
+import { PublishedCa } from '../certs/published-ca.js';
 import type { CredentialsMode } from '../contract/attributes.js';
 import { CREDENTIALS_AUDIENCE, CREDENTIALS_PATH } from '../contract/keys.js';
 import { SecretFormatError } from '../contract/secret-copy.js';
@@ -90,12 +91,30 @@ export async function startCredentialsBroker(opts: CredentialsBrokerOptions): Pr
   });
   await view.start();
   const certs = certSource(opts);
+  // A rotation by one replica reaches the webhook through the ConfigMap within seconds, the other replicas' own
+  // certificate check only within minutes: they watch the ConfigMap too, so pods injected with the new bundle match.
+  const published =
+    opts.selfManaged &&
+    new PublishedCa({
+      kubeConfig: opts.kubeConfig,
+      namespace: opts.selfManaged.namespace,
+      name: opts.selfManaged.caConfigMapName,
+      log,
+    });
   // What the webhook injected with: the CA file's PEM, or the self-managed bundle (and the one before its rotation).
-  let trusted: { caPem: string; previous: string[] } = { caPem: '', previous: [] };
+  let own: { caPem: string; previous: string[] } = { caPem: '', previous: [] };
   const trust = (cert: ServingCert) => {
-    trusted = opts.client.caFile
+    own = opts.client.caFile
       ? { caPem: readFileSync(opts.client.caFile, 'utf8'), previous: [] }
       : { caPem: cert.caBundle ?? '', previous: cert.previousCaBundle ? [cert.previousCaBundle] : [] };
+  };
+  const trusted = () => {
+    const now = published?.caBundle;
+    const earlier = [published?.previousCaBundle, own.caPem, ...own.previous];
+    return {
+      caPem: now ?? own.caPem,
+      previous: [...new Set(earlier.filter((p): p is string => !!p && p !== now))],
+    };
   };
   // Assigned once the certificate is there; the reload callback reads it.
   // eslint-disable-next-line prefer-const
@@ -106,6 +125,7 @@ export async function startCredentialsBroker(opts: CredentialsBrokerOptions): Pr
     if (app) (app.server as unknown as TlsServer).setSecureContext({ cert: next.cert, key: next.key });
   });
   trust(tls);
+  await published?.start();
   app = Fastify({
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion
     loggerInstance: log as FastifyBaseLogger,
@@ -135,6 +155,7 @@ export async function startCredentialsBroker(opts: CredentialsBrokerOptions): Pr
     let pod: V1Pod | undefined;
     if (!('allow' in who))
       pod = await unlessNotFound(core.readNamespacedPod({ namespace: who.namespace, name: who.name }));
+    const ca = trusted();
     const decision = decideCredentials({
       review,
       pod,
@@ -143,8 +164,8 @@ export async function startCredentialsBroker(opts: CredentialsBrokerOptions): Pr
       options: {
         config: view.globalConfig,
         defaultMountImage: opts.defaultMountImage,
-        broker: { image: opts.client.image, url: opts.client.url, caPem: trusted.caPem },
-        previousCaPems: trusted.previous,
+        broker: { image: opts.client.image, url: opts.client.url, caPem: ca.caPem },
+        previousCaPems: ca.previous,
       },
     });
     const podName = 'allow' in who ? undefined : `${who.namespace}/${who.name}`;
@@ -176,6 +197,7 @@ export async function startCredentialsBroker(opts: CredentialsBrokerOptions): Pr
     close: async () => {
       certs.stop();
       await app.close();
+      await published?.stop();
       await view.stop();
     },
   };

@@ -12,7 +12,9 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { splitPem } from '../../src/certs/generate.js';
+import { pino } from 'pino';
+import { serviceHosts, splitPem } from '../../src/certs/generate.js';
+import { SecretCertSource } from '../../src/certs/manager.js';
 import { applyObjects, readManifest } from '../../src/local/components.js';
 import { freePort } from '../../src/local/control-plane.js';
 import { startControllerStack } from '../../src/local/controller-stack.js';
@@ -188,7 +190,7 @@ t.test('broker mode from the shipped manifests: self-managed certificate, publis
     t.notMatch(JSON.stringify(pod), /secretKeyRef/, 'no Secret reference');
   });
 
-  const podToken = async (audience = AUD) => {
+  const podToken = async (audience = AUD, of: V1Pod = pod) => {
     const tr = await core.createNamespacedServiceAccountToken({
       name: 'default',
       namespace: NS,
@@ -196,17 +198,17 @@ t.test('broker mode from the shipped manifests: self-managed certificate, publis
         spec: {
           audiences: [audience],
           expirationSeconds: 600,
-          boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'app', uid: pod.metadata!.uid! },
+          boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: of.metadata!.name!, uid: of.metadata!.uid! },
         },
       },
     });
     return tr.status!.token;
   };
-  const fetchWith = async (name: string) => {
+  const fetchWith = async (name: string, of: V1Pod = pod) => {
     const tokenFile = path.join(dir, `${name}-token`);
-    writeFileSync(tokenFile, await podToken());
+    writeFileSync(tokenFile, await podToken(AUD, of));
     const out = path.join(dir, `${name}-credentials`);
-    const env = pod.spec!.initContainers!.find((c) => c.name === 'jfs-credentials')!.env!;
+    const env = of.spec!.initContainers!.find((c) => c.name === 'jfs-credentials')!.env!;
     const run = spawnSync(
       process.execPath,
       [
@@ -252,6 +254,44 @@ t.test('broker mode from the shipped manifests: self-managed certificate, publis
     t.equal(again.data?.['tls.crt'], secret.data?.['tls.crt'], 'the same certificate (the Secret is shared)');
     const { run } = await fetchWith('second');
     t.equal(run.status, 0, `the fetch still succeeds (${run.stderr.trim()})`);
+  });
+
+  await t.test('a rotation by one replica: new pods get the new bundle, old and new pods both fetch', async (t) => {
+    // Another controller replica renewing (as the controller's ServiceAccount, so the shipped RBAC allows it): a
+    // renew-before window longer than the validity makes the certificate due now.
+    const kubeConfig = new KubeConfig();
+    kubeConfig.loadFromFile(await cp.serviceAccountKubeconfig(SYSTEM, 'jfs-sidecar-controller'));
+    await new SecretCertSource({
+      kubeConfig,
+      namespace: SYSTEM,
+      secretName: TLS_SECRET,
+      caConfigMapName: CA_CONFIGMAP,
+      hosts: serviceHosts('jfs-sidecar-credentials', SYSTEM, ['127.0.0.1']),
+      validityDays: 365,
+      renewBeforeDays: 400,
+      checkIntervalMs: 60_000,
+      log: pino({ level: 'silent' }),
+    }).ensure();
+    const rotated = await core.readNamespacedConfigMap({ name: CA_CONFIGMAP, namespace: SYSTEM });
+    const bundle = rotated.data?.['ca.crt'] ?? '';
+    t.equal(splitPem(bundle).length, 2, 'the published bundle holds the new and the old CA');
+    t.equal(rotated.data?.['previous-ca.crt'], ca, 'and names the bundle before the rotation');
+    const second = await eventually(
+      async () => {
+        await user.deleteNamespacedPod({ name: 'app2', namespace: NS }).catch(() => undefined);
+        const p = await user.createNamespacedPod({ namespace: NS, body: { ...body, metadata: { name: 'app2' } } });
+        const env = p.spec?.initContainers?.find((c) => c.name === 'jfs-credentials')?.env;
+        return env?.find((e) => e.name === 'JFS_CREDENTIALS_CA')?.value === bundle ? p : undefined;
+      },
+      30_000,
+      'the webhook injecting the new bundle',
+    );
+    // The running broker still serves its first certificate (its own check is every 10 minutes): signed by the old
+    // CA, which the new bundle still holds.
+    const { run } = await fetchWith('rotated-new', second);
+    t.equal(run.status, 0, `a pod injected after the rotation fetches (${run.stderr.trim()})`);
+    const { run: old } = await fetchWith('rotated-old');
+    t.equal(old.status, 0, `a pod injected before it still fetches (${old.stderr.trim()})`);
   });
 
   await t.test('a namespace user with edit reads neither the TLS Secret nor anything new', async (t) => {
