@@ -1,7 +1,18 @@
-// Generation and inspection of the webhook's CA and serving certificate.
+// Generation and inspection of a self-managed CA and serving certificate (the webhook's, the credential broker's).
 import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { generate } from 'selfsigned';
+
+/** DNS names of a Service as clients in the cluster may spell them, then `extra` (names or IPs): what to sign for. */
+export function serviceHosts(service: string, namespace: string, extra: string[] = []): string[] {
+  return [
+    `${service}.${namespace}.svc`,
+    `${service}.${namespace}.svc.cluster.local`,
+    `${service}.${namespace}`,
+    service,
+    ...extra,
+  ];
+}
 
 export interface CertBundle {
   caCert: string;
@@ -17,6 +28,8 @@ export interface GenerateOptions {
   hosts: string[];
   validityDays: number;
   now?: Date;
+  /** The CA's common name (default the webhook's). */
+  caName?: string;
 }
 
 /** A fresh CA, and a serving certificate it signs. EC P-256 keys: quick to make, TLS 1.2+ everywhere. */
@@ -25,7 +38,7 @@ export async function generateBundle(opts: GenerateOptions): Promise<CertBundle>
   // Back-dated a little so that a slightly slow clock elsewhere still accepts it.
   const notBeforeDate = new Date(now.getTime() - 5 * 60 * 1000);
   const caNotAfter = new Date(now.getTime() + 2 * opts.validityDays * DAY_MS);
-  const ca = await generate([{ name: 'commonName', value: 'jfs-sidecar-webhook-ca' }], {
+  const ca = await generate([{ name: 'commonName', value: opts.caName ?? 'jfs-sidecar-webhook-ca' }], {
     keyType: 'ec',
     curve: 'P-256',
     algorithm: 'sha256',

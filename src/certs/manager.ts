@@ -5,12 +5,15 @@
 //   Secret that every replica shares; the CA bundle is written into the
 //   MutatingWebhookConfiguration; renewal happens before expiry, with the old
 //   CA kept in the bundle so replicas still serving the old certificate stay trusted.
+//   The credential broker (ADR 0010) uses the same source with no webhook configuration: its CA bundle goes into a
+//   ConfigMap instead (public, so that the webhook needs no read access to the Secret).
 import {
   AdmissionregistrationV1Api,
   CoreV1Api,
   PatchStrategy,
   setHeaderOptions,
   type KubeConfig,
+  type V1ConfigMap,
   type V1Secret,
 } from '@kubernetes/client-node';
 import { existsSync, readFileSync, unwatchFile, watchFile } from 'node:fs';
@@ -22,6 +25,9 @@ import { bundleIsUsable, generateBundle, mergeCaBundle, type CertBundle } from '
 export interface ServingCert {
   cert: string;
   key: string;
+  /** Self-managed only: the CA bundle clients trust now, and the one before the last rotation (if any). */
+  caBundle?: string;
+  previousCaBundle?: string;
 }
 
 export interface CertSource {
@@ -82,6 +88,10 @@ export interface SecretCertOptions {
   secretName: string;
   /** MutatingWebhookConfiguration whose webhooks get the CA bundle; undefined to leave it alone. */
   webhookConfigName?: string;
+  /** ConfigMap (same namespace) that gets the CA bundle as `ca.crt` (and the previous one); undefined: none. */
+  caConfigMapName?: string;
+  /** Common name of the generated CA (default the webhook's). */
+  caName?: string;
   hosts: string[];
   validityDays: number;
   renewBeforeDays: number;
@@ -89,10 +99,21 @@ export interface SecretCertOptions {
   log: Logger;
 }
 
-const KEYS = { caCert: 'ca.crt', caKey: 'ca.key', cert: CERT_FILE, key: KEY_FILE, caBundle: 'ca-bundle.crt' } as const;
+const KEYS = {
+  caCert: 'ca.crt',
+  caKey: 'ca.key',
+  cert: CERT_FILE,
+  key: KEY_FILE,
+  caBundle: 'ca-bundle.crt',
+  previousCaBundle: 'previous-ca-bundle.crt',
+} as const;
+/** Keys of the CA ConfigMap (caConfigMapName). */
+export const CA_CONFIGMAP_KEYS = { caBundle: 'ca.crt', previousCaBundle: 'previous-ca.crt' } as const;
 const DAY_MS = 24 * 3600 * 1000;
 
-function decodeSecret(secret: V1Secret | undefined): (CertBundle & { caBundle?: string }) | undefined {
+function decodeSecret(
+  secret: V1Secret | undefined,
+): (CertBundle & { caBundle?: string; previousCaBundle?: string }) | undefined {
   const d = secret?.data;
   if (!d || !d[KEYS.caCert] || !d[KEYS.caKey] || !d[KEYS.cert] || !d[KEYS.key]) return undefined;
   const dec = (k: string) => Buffer.from(d[k], 'base64').toString('utf8');
@@ -102,6 +123,7 @@ function decodeSecret(secret: V1Secret | undefined): (CertBundle & { caBundle?: 
     cert: dec(KEYS.cert),
     key: dec(KEYS.key),
     caBundle: d[KEYS.caBundle] ? dec(KEYS.caBundle) : undefined,
+    previousCaBundle: d[KEYS.previousCaBundle] ? dec(KEYS.previousCaBundle) : undefined,
   };
 }
 
@@ -147,15 +169,18 @@ export class SecretCertSource implements CertSource {
       const existing = await unlessNotFound(this.core.readNamespacedSecret({ name, namespace }));
       const stored = decodeSecret(existing);
       if (stored && bundleIsUsable(stored, hosts, this.opts.renewBeforeDays * DAY_MS)) {
-        await this.publishCaBundle(stored.caBundle ?? stored.caCert);
-        return { cert: stored.cert, key: stored.key };
+        const caBundle = stored.caBundle ?? stored.caCert;
+        await this.publishCaBundle(caBundle);
+        await this.publishCaConfigMap(caBundle, stored.previousCaBundle);
+        return { cert: stored.cert, key: stored.key, caBundle, previousCaBundle: stored.previousCaBundle };
       }
       log.info(
         { secret: `${namespace}/${name}`, reason: stored ? 'due for renewal or hosts changed' : 'absent' },
-        'generating webhook certificates',
+        'generating certificates',
       );
-      const fresh = await generateBundle({ hosts, validityDays: this.opts.validityDays });
-      const caBundle = mergeCaBundle(fresh.caCert, stored?.caBundle ?? stored?.caCert);
+      const fresh = await generateBundle({ hosts, validityDays: this.opts.validityDays, caName: this.opts.caName });
+      const previousCaBundle = stored ? (stored.caBundle ?? stored.caCert) : undefined;
+      const caBundle = mergeCaBundle(fresh.caCert, previousCaBundle);
       const enc = (s: string) => Buffer.from(s, 'utf8').toString('base64');
       const body: V1Secret = {
         apiVersion: 'v1',
@@ -173,6 +198,7 @@ export class SecretCertSource implements CertSource {
           [KEYS.cert]: enc(fresh.cert),
           [KEYS.key]: enc(fresh.key),
           [KEYS.caBundle]: enc(caBundle),
+          ...(previousCaBundle ? { [KEYS.previousCaBundle]: enc(previousCaBundle) } : {}),
         },
       };
       try {
@@ -184,9 +210,46 @@ export class SecretCertSource implements CertSource {
         throw err;
       }
       await this.publishCaBundle(caBundle);
-      return { cert: fresh.cert, key: fresh.key };
+      await this.publishCaConfigMap(caBundle, previousCaBundle);
+      return { cert: fresh.cert, key: fresh.key, caBundle, previousCaBundle };
     }
     throw new Error(`could not settle the certificate Secret ${namespace}/${name} after 5 attempts`);
+  }
+
+  /** The CA bundle (public) in a ConfigMap beside the Secret, for clients' configuration (the webhook's injection). */
+  private async publishCaConfigMap(caBundle: string, previousCaBundle: string | undefined): Promise<void> {
+    const name = this.opts.caConfigMapName;
+    if (!name) return;
+    const { namespace } = this.opts;
+    const data: Record<string, string> = {
+      [CA_CONFIGMAP_KEYS.caBundle]: caBundle,
+      ...(previousCaBundle ? { [CA_CONFIGMAP_KEYS.previousCaBundle]: previousCaBundle } : {}),
+    };
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const existing = await unlessNotFound(this.core.readNamespacedConfigMap({ name, namespace }));
+      if (existing && JSON.stringify(existing.data ?? {}) === JSON.stringify(data)) return;
+      const body: V1ConfigMap = {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: {
+          name,
+          namespace,
+          resourceVersion: existing?.metadata?.resourceVersion,
+          labels: { 'app.kubernetes.io/name': 'jfs-sidecar' },
+        },
+        data,
+      };
+      try {
+        if (existing) await this.core.replaceNamespacedConfigMap({ name, namespace, body });
+        else await this.core.createNamespacedConfigMap({ namespace, body });
+        this.opts.log.info({ configMap: `${namespace}/${name}` }, 'CA bundle published');
+        return;
+      } catch (err) {
+        // Another replica wrote in between: look again.
+        if (!isStatus(err, 409)) throw err;
+      }
+    }
+    throw new Error(`could not write the CA bundle into ConfigMap ${namespace}/${name} after 5 attempts`);
   }
 
   private async publishCaBundle(caBundle: string): Promise<void> {

@@ -7,6 +7,8 @@ import { PACKAGE_VERSION } from '../util/package-root.js';
 import { injectCommand } from './inject-command.js';
 import { parseDuration } from '../contract/duration.js';
 import {
+  CREDENTIALS_CERT_SECRET_NAME,
+  CREDENTIALS_SERVICE_NAME,
   DEFAULT_CREDENTIALS_URL,
   DEFAULT_KUBELET_PLUGIN_ENDPOINT,
   SYSTEM_NAMESPACE,
@@ -49,6 +51,9 @@ interface ControllerFlags extends LogFlags, CredentialsFlags {
   credentialsHost: string;
   credentialsPort: number;
   credentialsCertDir?: string;
+  credentialsCertSecretName: string;
+  credentialsServiceName: string;
+  credentialsExtraHost: string[];
   endpoint: string;
   juicefs: string;
   stateDir: string;
@@ -96,7 +101,8 @@ function credentialsOptions(): Option[] {
     ),
     new Option(
       '--credentials-ca-file <file>',
-      "PEM of the CA of the broker's serving certificate (needed for broker mode)",
+      "PEM of the CA of the broker's serving certificate (default: the CA the controller publishes in the " +
+        'ConfigMap jfs-sidecar-credentials-ca of --namespace; on the controller: with --credentials-cert-dir)',
     ),
     new Option('--credentials-image <image>', 'image of the credentials fetch step (the jfs-sidecar image)')
       .env('JFS_SIDECAR_IMAGE')
@@ -104,7 +110,7 @@ function credentialsOptions(): Option[] {
   ];
 }
 
-/** The broker client settings from the flags, when a CA is given (without one, broker-mode volumes are denied). */
+/** The broker client settings from the flags, when a CA file is given. */
 function brokerClientFlags(o: CredentialsFlags) {
   return o.credentialsCaFile
     ? { url: o.credentialsUrl, image: o.credentialsImage, caFile: o.credentialsCaFile }
@@ -150,17 +156,29 @@ async function loadHarness() {
   }
 }
 
-/** The controller's broker settings; the serving certificate and the CA are both needed. */
+/**
+ * The controller's broker settings: a serving certificate from files with the CA file of its signer, or (without
+ * --credentials-cert-dir) a self-managed one whose CA the controller publishes for the webhook.
+ */
 function controllerBroker(o: ControllerFlags) {
-  const client = brokerClientFlags(o);
-  if (!client || !o.credentialsCertDir)
-    throw new InvalidArgumentError('--credentials-broker needs --credentials-cert-dir and --credentials-ca-file');
+  const base = { host: o.credentialsHost, port: o.credentialsPort, defaultMountImage: o.mountImage };
+  if (o.credentialsCertDir) {
+    const client = brokerClientFlags(o);
+    if (!client) throw new InvalidArgumentError('--credentials-cert-dir needs --credentials-ca-file');
+    return { ...base, certDir: o.credentialsCertDir, client };
+  }
+  if (o.credentialsCaFile)
+    throw new InvalidArgumentError(
+      '--credentials-ca-file goes with --credentials-cert-dir (else the CA is self-managed)',
+    );
   return {
-    host: o.credentialsHost,
-    port: o.credentialsPort,
-    certDir: o.credentialsCertDir,
-    client,
-    defaultMountImage: o.mountImage,
+    ...base,
+    client: { url: o.credentialsUrl, image: o.credentialsImage },
+    selfManaged: {
+      secretName: o.credentialsCertSecretName,
+      serviceName: o.credentialsServiceName,
+      extraHosts: o.credentialsExtraHost,
+    },
   };
 }
 
@@ -232,7 +250,8 @@ export function buildCli(): Command {
         requireSecretCopySeal: o.requireSecretCopySeal,
         mountImage: o.mountImage,
         defaultCredentials: o.credentials,
-        broker: brokerClientFlags(o),
+        // Without a CA file, the CA the controller publishes (broker-mode volumes are denied until it is there).
+        broker: { url: o.credentialsUrl, image: o.credentialsImage, caFile: o.credentialsCaFile },
         clientCaFile: o.clientCaFile,
         clientNames: o.clientName,
         onError: o.onError,
@@ -306,7 +325,26 @@ export function buildCli(): Command {
     .option('--credentials-broker', 'serve the credential broker (HTTPS) for volumes in broker mode', false)
     .option('--credentials-host <addr>', "the broker's listen address", '0.0.0.0')
     .option('--credentials-port <n>', "the broker's listen port", (v) => Number.parseInt(v, 10), 8444)
-    .option('--credentials-cert-dir <dir>', "tls.crt and tls.key of the broker's serving certificate")
+    .option(
+      '--credentials-cert-dir <dir>',
+      "tls.crt and tls.key of the broker's serving certificate (default: self-managed in a Secret)",
+    )
+    .option(
+      '--credentials-cert-secret-name <name>',
+      "Secret holding the broker's self-managed CA and certificate",
+      CREDENTIALS_CERT_SECRET_NAME,
+    )
+    .option(
+      '--credentials-service-name <name>',
+      "the broker's Service (the self-managed certificate's DNS names)",
+      CREDENTIALS_SERVICE_NAME,
+    )
+    .option(
+      '--credentials-extra-host <host>',
+      "extra DNS name or IP for the broker's self-managed certificate (repeatable)",
+      collect,
+      [],
+    )
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o: ControllerFlags) => {
       const { runController } = await import('../controller/run.js');

@@ -133,5 +133,11 @@ export const CREDENTIALS_DIR_ENV = 'JFS_CREDENTIALS_DIR';
 export const CREDENTIALS_CA_ENV = 'JFS_CREDENTIALS_CA';
 /** Default broker URL: the controller's Service in the system namespace. */
 export const DEFAULT_CREDENTIALS_URL = `https://jfs-sidecar-credentials.${SYSTEM_NAMESPACE}.svc:8444`;
+/** The broker's Service (default of the controller's --credentials-service-name): its serving certificate's names. */
+export const CREDENTIALS_SERVICE_NAME = 'jfs-sidecar-credentials';
+/** The controller's self-managed CA and serving certificate of the broker: never a volume's Secret. */
+export const CREDENTIALS_CERT_SECRET_NAME = 'jfs-sidecar-credentials-tls';
+/** The ConfigMap the controller publishes the broker's CA bundle in (public), for the webhook to inject. */
+export const CREDENTIALS_CA_CONFIGMAP_NAME = 'jfs-sidecar-credentials-ca';
 /** Path of the broker's one endpoint. */
 export const CREDENTIALS_PATH = '/v1/credentials';

@@ -5,7 +5,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { describeClientEnv, isClientEnvName } from './client-env.js';
-import { SECRET_COPY_ENV_PREFIX, SECRET_KEYS, WEBHOOK_CERT_SECRET_NAME } from './keys.js';
+import { CREDENTIALS_CERT_SECRET_NAME, SECRET_COPY_ENV_PREFIX, SECRET_KEYS, WEBHOOK_CERT_SECRET_NAME } from './keys.js';
 import { dnsName, OBJECT_NAME_MAX as MAX_NAME } from './names.js';
 
 export function secretCopyName(pvcName: string): string {
@@ -106,12 +106,15 @@ export interface SecretShape {
 
 /**
  * Why a Secret must not back a JuiceFS volume (and so is never copied nor referenced), or undefined when it may:
- * only an Opaque Secret with a `metaurl` (CE) or `token` (EE) key, and never the webhook's certificate Secret.
+ * only an Opaque Secret with a `metaurl` (CE) or `token` (EE) key, and never the webhook's or the broker's certificate
+ * Secret.
  * The type rule keeps out ServiceAccount tokens (they too have a `token` key), TLS and registry Secrets.
  */
 export function unfitSourceSecret(secret: SecretShape, certSecretName = WEBHOOK_CERT_SECRET_NAME): string | undefined {
   const what = `Secret ${secret.namespace}/${secret.name}`;
   if (secret.name === certSecretName) return `${what} is the webhook's certificate Secret, not a JuiceFS Secret`;
+  if (secret.name === CREDENTIALS_CERT_SECRET_NAME)
+    return `${what} is the credential broker's certificate Secret, not a JuiceFS Secret`;
   if (secret.type !== undefined && secret.type !== '' && secret.type !== 'Opaque')
     return `${what} has type ${secret.type}; a JuiceFS Secret is Opaque`;
   const keys = Object.keys(secret.data ?? {});

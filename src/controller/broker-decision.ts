@@ -83,6 +83,11 @@ export function tokenPod(review: TokenReviewResult, audience = CREDENTIALS_AUDIE
 /** The broker's own settings: what the webhook injects with, which the controller is configured with too. */
 export interface BrokerDecisionOptions extends Omit<InjectOptions, 'mode' | 'broker'> {
   broker: BrokerClientOptions;
+  /**
+   * CA bundles the webhook injected before the last rotation of a self-managed broker certificate: a pod admitted
+   * then is still the injector's (the CA's PEM is in its fetch step's env).
+   */
+  previousCaPems?: string[];
 }
 
 type AnyContainer = Pick<
@@ -271,10 +276,14 @@ export function decideCredentials(input: DecisionInput): Decision {
   const readers = containers.filter((c) => (c.volumeMounts ?? []).some((m) => reached.has(m.name)));
 
   const expected = new Set<string>();
+  const caPems = [input.options.broker.caPem, ...(input.options.previousCaPems ?? [])];
   try {
-    for (const mode of ['sidecar', 'serverless'] as const)
-      for (const readOnly of [false, true])
-        for (const p of derivedProjections(pod, known, input.view, input.options, mode, readOnly)) expected.add(p);
+    for (const caPem of new Set(caPems)) {
+      const options = { ...input.options, broker: { ...input.options.broker, caPem } };
+      for (const mode of ['sidecar', 'serverless'] as const)
+        for (const readOnly of [false, true])
+          for (const p of derivedProjections(pod, known, input.view, options, mode, readOnly)) expected.add(p);
+    }
   } catch (err) {
     if (err instanceof DenyError) return deny('not-derivable', `pod ${podName}: ${err.message}`);
     throw err;

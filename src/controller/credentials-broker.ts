@@ -2,11 +2,15 @@
 // ServiceAccount token as bearer. It reviews the token (TokenReview, the broker's audience), reads the token's pod,
 // and lets the pure decision (./broker-decision.ts) say whether to answer; only then does it read the volume's
 // source Secret from its informer and answer with that volume's credentials. Values are never logged.
+// Its serving certificate comes from files (--credentials-cert-dir, e.g. cert-manager) or is self-managed like the
+// webhook's (src/certs/): a Secret in the controller's namespace, renewed before expiry, its public CA bundle
+// published in a ConfigMap the webhook injects from; either way reloaded without a restart.
 import { AuthenticationV1Api, CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { Logger } from 'pino';
+import { FileCertSource, SecretCertSource, type CertSource, type ServingCert } from '../certs/manager.js';
+import { PublishedCa } from '../certs/published-ca.js';
 import type { CredentialsMode } from '../contract/attributes.js';
 import { CREDENTIALS_AUDIENCE, CREDENTIALS_PATH } from '../contract/keys.js';
 import { SecretFormatError } from '../contract/secret-copy.js';
@@ -19,10 +23,12 @@ export interface CredentialsBrokerOptions {
   kubeConfig: KubeConfig;
   host: string;
   port: number;
-  /** tls.crt and tls.key of the serving certificate (signed by the CA the injected pods trust). */
-  certDir: string;
-  /** What the webhook injects with: the fetch image, this endpoint's URL and the CA's PEM. */
-  client: Omit<BrokerClientOptions, 'caPem'> & { caFile: string };
+  /** tls.crt and tls.key of the serving certificate (signed by the CA of client.caFile); unset: self-managed. */
+  certDir?: string;
+  /** What the webhook injects with: the fetch image, this endpoint's URL and (with certDir) the CA's PEM file. */
+  client: Omit<BrokerClientOptions, 'caPem'> & { caFile?: string };
+  /** Without certDir: where the self-managed certificate lives and what it is valid for. */
+  selfManaged?: SelfManagedBrokerCert;
   secretNamespaces: string[];
   /** Namespace of the global ConfigMap (the same settings the webhook injects with). */
   configNamespace: string;
@@ -31,10 +37,43 @@ export interface CredentialsBrokerOptions {
   log: Logger;
 }
 
+export interface SelfManagedBrokerCert {
+  namespace: string;
+  secretName: string;
+  caConfigMapName: string;
+  /** DNS names (and IPs) of the broker's Service. */
+  hosts: string[];
+}
+
+function certSource(opts: CredentialsBrokerOptions): CertSource {
+  const dir = opts.certDir;
+  if (dir) {
+    const missing = `no tls.crt and tls.key in ${dir}`;
+    if (!FileCertSource.usable(dir)) throw new Error(missing);
+    if (!opts.client.caFile) throw new Error('a broker certificate from files needs the CA file of its signer');
+    return new FileCertSource(dir, opts.log);
+  }
+  if (!opts.selfManaged) throw new Error('the credential broker needs a certificate directory or self-management');
+  return new SecretCertSource({
+    kubeConfig: opts.kubeConfig,
+    namespace: opts.selfManaged.namespace,
+    secretName: opts.selfManaged.secretName,
+    caConfigMapName: opts.selfManaged.caConfigMapName,
+    caName: 'jfs-sidecar-credentials-ca',
+    hosts: opts.selfManaged.hosts,
+    validityDays: 365,
+    renewBeforeDays: 30,
+    checkIntervalMs: 10 * 60 * 1000,
+    log: opts.log,
+  });
+}
+
 export interface CredentialsBroker {
   port: number;
   close(): Promise<void>;
 }
+
+type TlsServer = { setSecureContext(o: { cert: string; key: string }): void };
 
 const bearer = (header: string | undefined) => /^Bearer ([^\s]+)$/.exec(header ?? '')?.[1];
 
@@ -51,23 +90,50 @@ export async function startCredentialsBroker(opts: CredentialsBrokerOptions): Pr
     log,
   });
   await view.start();
-  const client: BrokerClientOptions = {
-    image: opts.client.image,
-    url: opts.client.url,
-    caPem: readFileSync(opts.client.caFile, 'utf8'),
+  const certs = certSource(opts);
+  // A rotation by one replica reaches the webhook through the ConfigMap within seconds, the other replicas' own
+  // certificate check only within minutes: they watch the ConfigMap too, so pods injected with the new bundle match.
+  const published =
+    opts.selfManaged &&
+    new PublishedCa({
+      kubeConfig: opts.kubeConfig,
+      namespace: opts.selfManaged.namespace,
+      name: opts.selfManaged.caConfigMapName,
+      log,
+    });
+  // What the webhook injected with: the CA file's PEM, or the self-managed bundle (and the one before its rotation).
+  let own: { caPem: string; previous: string[] } = { caPem: '', previous: [] };
+  const trust = (cert: ServingCert) => {
+    own = opts.client.caFile
+      ? { caPem: readFileSync(opts.client.caFile, 'utf8'), previous: [] }
+      : { caPem: cert.caBundle ?? '', previous: cert.previousCaBundle ? [cert.previousCaBundle] : [] };
   };
-  const app: FastifyInstance = Fastify({
+  const trusted = () => {
+    const now = published?.caBundle;
+    const earlier = [published?.previousCaBundle, own.caPem, ...own.previous];
+    return {
+      caPem: now ?? own.caPem,
+      previous: [...new Set(earlier.filter((p): p is string => !!p && p !== now))],
+    };
+  };
+  // Assigned once the certificate is there; the reload callback reads it.
+  // eslint-disable-next-line prefer-const
+  let app: FastifyInstance | undefined;
+  const tls = await certs.start((next) => {
+    trust(next);
+    // New connections use the new certificate; open ones finish with the old.
+    if (app) (app.server as unknown as TlsServer).setSecureContext({ cert: next.cert, key: next.key });
+  });
+  trust(tls);
+  await published?.start();
+  app = Fastify({
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion
     loggerInstance: log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 4096,
     requestTimeout: 10_000,
     connectionTimeout: 10_000,
-    https: {
-      cert: readFileSync(path.join(opts.certDir, 'tls.crt'), 'utf8'),
-      key: readFileSync(path.join(opts.certDir, 'tls.key'), 'utf8'),
-      minVersion: 'TLSv1.2' as const,
-    },
+    https: { cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' as const },
   });
   app.get('/healthz', () => ({ ok: true }));
   app.post(CREDENTIALS_PATH, async (req, reply) => {
@@ -89,12 +155,18 @@ export async function startCredentialsBroker(opts: CredentialsBrokerOptions): Pr
     let pod: V1Pod | undefined;
     if (!('allow' in who))
       pod = await unlessNotFound(core.readNamespacedPod({ namespace: who.namespace, name: who.name }));
+    const ca = trusted();
     const decision = decideCredentials({
       review,
       pod,
       pvcName,
       view,
-      options: { config: view.globalConfig, defaultMountImage: opts.defaultMountImage, broker: client },
+      options: {
+        config: view.globalConfig,
+        defaultMountImage: opts.defaultMountImage,
+        broker: { image: opts.client.image, url: opts.client.url, caPem: ca.caPem },
+        previousCaPems: ca.previous,
+      },
     });
     const podName = 'allow' in who ? undefined : `${who.namespace}/${who.name}`;
     if (!decision.allow) {
@@ -123,7 +195,9 @@ export async function startCredentialsBroker(opts: CredentialsBrokerOptions): Pr
   return {
     port,
     close: async () => {
+      certs.stop();
       await app.close();
+      await published?.stop();
       await view.stop();
     },
   };

@@ -14,6 +14,8 @@ import { startNodeService, type NodeServiceOptions } from '../node/run.js';
 import { PACKAGE_VERSION } from '../util/package-root.js';
 import { controllerService } from './controller-service.js';
 import type { CredentialsMode } from '../contract/attributes.js';
+import { serviceHosts } from '../certs/generate.js';
+import { CREDENTIALS_CA_CONFIGMAP_NAME } from '../contract/keys.js';
 import { startCredentialsBroker, type CredentialsBroker, type CredentialsBrokerOptions } from './credentials-broker.js';
 
 export interface ControllerRunOptions {
@@ -31,8 +33,11 @@ export interface ControllerRunOptions {
   /** Serve the credential broker (ADR 0010) on HTTPS; its settings must match the webhook's. */
   broker?: Omit<
     CredentialsBrokerOptions,
-    'kubeConfig' | 'secretNamespaces' | 'configNamespace' | 'defaultCredentials' | 'log'
-  >;
+    'kubeConfig' | 'secretNamespaces' | 'configNamespace' | 'defaultCredentials' | 'log' | 'selfManaged'
+  > & {
+    /** Without certDir: the self-managed certificate's Secret (in leaderElectionNamespace) and Service names. */
+    selfManaged?: { secretName: string; serviceName: string; extraHosts: string[] };
+  };
   /** Also serve the Node service for this node on the same socket (Mount Pods in leaderElectionNamespace). */
   node?: Omit<NodeServiceOptions, 'kubeconfig' | 'namespace' | 'log'>;
   log: Logger;
@@ -94,8 +99,16 @@ export async function runController(
   let broker: CredentialsBroker | undefined;
   if (opts.broker) {
     if (!kc) throw new Error('--credentials-broker needs a Kubernetes API: give --kubeconfig or run in a cluster');
+    const self = opts.broker.selfManaged;
+    const namespace = opts.leaderElectionNamespace;
     broker = await startCredentialsBroker({
       ...opts.broker,
+      selfManaged: self && {
+        namespace,
+        secretName: self.secretName,
+        caConfigMapName: CREDENTIALS_CA_CONFIGMAP_NAME,
+        hosts: serviceHosts(self.serviceName, namespace, self.extraHosts),
+      },
       kubeConfig: kc,
       secretNamespaces: opts.secretNamespaces,
       configNamespace: opts.leaderElectionNamespace,

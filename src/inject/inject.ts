@@ -187,7 +187,7 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
     if (!options.broker)
       throw new DenyError(
         'invalid-config',
-        `a volume has juicefs/credentials: broker, but this injector has no broker configured (--credentials-ca-file)`,
+        `a volume has juicefs/credentials: broker, but this injector has no broker configured (no CA: --credentials-ca-file, or the controller's ConfigMap jfs-sidecar-credentials-ca)`,
       );
     // The broker re-derives the pod's client containers from its fetch steps alone (src/controller/broker-decision.ts),
     // and a copy-mode volume among them would shift their indices (metrics ports): one mode per pod.

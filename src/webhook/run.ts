@@ -3,6 +3,9 @@ import { readFileSync } from 'node:fs';
 import { loadKubeConfig } from '../k8s/kubeconfig.js';
 import type { Logger } from 'pino';
 import { FileCertSource, SecretCertSource, type CertSource } from '../certs/manager.js';
+import { serviceHosts } from '../certs/generate.js';
+import { PublishedCa } from '../certs/published-ca.js';
+import { CREDENTIALS_CA_CONFIGMAP_NAME } from '../contract/keys.js';
 import { ClusterCache } from '../k8s/cluster-cache.js';
 import type { OnError } from './admission.js';
 import { buildServer } from './server.js';
@@ -25,8 +28,11 @@ export interface WebhookRunOptions {
   mountImage?: string;
   /** A volume's credentials mode when its PV / StorageClass sets none (ADR 0010). */
   defaultCredentials?: CredentialsMode;
-  /** The credential broker the injected fetch step asks; its CA file is read at start. Unset: broker mode denied. */
-  broker?: Omit<BrokerClientOptions, 'caPem'> & { caFile: string };
+  /**
+   * The credential broker the injected fetch step asks. Its CA: the file's (read at start), else the bundle the
+   * controller publishes in the ConfigMap `caConfigMapName` of `namespace` (watched). No CA: broker mode denied.
+   */
+  broker?: Omit<BrokerClientOptions, 'caPem'> & { caFile?: string; caConfigMapName?: string };
   /** PEM file of the CA that signs the API server's client certificate; unset: no client authentication. */
   clientCaFile?: string;
   /** Accepted client certificate CNs (empty: any the CA signed). */
@@ -55,18 +61,21 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
     defaultCredentials: opts.defaultCredentials,
     log,
   });
-  const broker: BrokerClientOptions | undefined = opts.broker && {
-    url: opts.broker.url,
-    image: opts.broker.image,
-    caPem: readFileSync(opts.broker.caFile, 'utf8'),
+  const brokerCaPem = opts.broker?.caFile ? readFileSync(opts.broker.caFile, 'utf8') : undefined;
+  const publishedCa =
+    opts.broker && !brokerCaPem
+      ? new PublishedCa({
+          kubeConfig,
+          namespace: opts.namespace,
+          name: opts.broker.caConfigMapName ?? CREDENTIALS_CA_CONFIGMAP_NAME,
+          log,
+        })
+      : undefined;
+  const broker = (): BrokerClientOptions | undefined => {
+    const caPem = brokerCaPem ?? publishedCa?.caBundle;
+    return opts.broker && caPem ? { url: opts.broker.url, image: opts.broker.image, caPem } : undefined;
   };
-  const hosts = [
-    `${opts.serviceName}.${opts.namespace}.svc`,
-    `${opts.serviceName}.${opts.namespace}.svc.cluster.local`,
-    `${opts.serviceName}.${opts.namespace}`,
-    opts.serviceName,
-    ...opts.extraHosts,
-  ];
+  const hosts = serviceHosts(opts.serviceName, opts.namespace, opts.extraHosts);
   const certs: CertSource = FileCertSource.usable(opts.certDir)
     ? new FileCertSource(opts.certDir, log)
     : new SecretCertSource({
@@ -81,7 +90,9 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
         log,
       });
   // Caches start in the background: /readyz says when they have synced.
-  const cacheStart = cache.start().catch((err) => log.error({ err: (err as Error).message }, 'caches failed to start'));
+  const cacheStart = Promise.all([cache.start(), publishedCa?.start()]).catch((err) =>
+    log.error({ err: (err as Error).message }, 'caches failed to start'),
+  );
   // Assigned once the certificate is there; the reload callback registered first reads it.
   // eslint-disable-next-line prefer-const
   let app: ReturnType<typeof buildServer> | undefined;
@@ -98,7 +109,7 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
   app = buildServer({
     view: cache,
     config: () => cache.globalConfig,
-    ready: () => cache.synced,
+    ready: () => cache.synced && (publishedCa?.synced ?? true),
     readyDetail: () => ({ config: cache.globalConfigStatus }),
     defaultMountImage: opts.mountImage,
     broker,
@@ -120,6 +131,7 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
         await app.close(); // drains requests in flight
         await cacheStart;
         await cache.stop();
+        await publishedCa?.stop();
       })()),
   };
 }

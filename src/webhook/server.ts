@@ -30,7 +30,7 @@ export interface WebhookServerOptions {
   readyDetail?: () => Record<string, unknown>;
   defaultMountImage?: string;
   /** The credential broker for volumes in broker mode (ADR 0010). */
-  broker?: BrokerClientOptions;
+  broker?: BrokerClientOptions | (() => BrokerClientOptions | undefined);
   onError: OnError;
   log: Logger;
   tls?: { cert: string; key: string };
@@ -202,7 +202,7 @@ export function buildServer(opts: WebhookServerOptions): FastifyInstance {
         mode,
         config: opts.config(),
         defaultMountImage: opts.defaultMountImage,
-        broker: opts.broker,
+        broker: typeof opts.broker === 'function' ? opts.broker() : opts.broker,
       });
       const result = await reviewAwaitingSeal(req.body, {
         view: opts.view,
