@@ -1,8 +1,10 @@
-// csi-sanity, the CSI peer test suite, in full, on the real node: the Identity
-// and Node specs against the socket of the node plugin (the shipped
-// DaemonSet's pod, registered with the kubelet), whose Mount Pods the kubelet
-// runs; the Controller specs against the controller as a host process
-// (`--csi.controllerendpoint`), as a cluster splits them. Targets are under
+// csi-sanity's Identity and Node specs on the real node, against the socket of
+// the node plugin (the shipped DaemonSet's pod, registered with the kubelet),
+// whose Mount Pods the kubelet runs. The specs create and delete their volumes
+// through the controller as a host process (`--csi.controllerendpoint`, as a
+// cluster splits them); csi-sanity runs its Controller specs only when the
+// main socket advertises the controller service, which the node plugin does
+// not: csi-sanity.test.ts runs those on the combined driver. Targets are under
 // the kubelet root, the folder the node plugin sees at the same path.
 import { CoreV1Api } from '@kubernetes/client-node';
 import { spawn, spawnSync } from 'node:child_process';
@@ -26,7 +28,7 @@ import {
 
 t.setTimeout(20 * 60 * 1000);
 
-t.test('csi-sanity: Identity and Node of the node plugin on the real node, Controller of the controller', async (t) => {
+t.test('csi-sanity: Identity and Node specs against the node plugin on the real node', async (t) => {
   const bins = ensureBinaries(['csi-sanity', 'juicefs']);
   const h = await startRealNodeHarness(t, { volumeName: 'sanity' });
   const { cp, vol, dir } = h;
@@ -96,7 +98,7 @@ t.test('csi-sanity: Identity and Node of the node plugin on the real node, Contr
   if (res.status !== 0) t.comment(out.split('\n').slice(-120).join('\n'));
   t.equal(res.status, 0, 'csi-sanity passes');
   const ran = /Ran (\d+) of/.exec(out);
-  t.ok(ran && Number(ran[1]) >= 35, `csi-sanity ran the controller and node specs (${ran?.[1]})`);
+  t.ok(ran && Number(ran[1]) >= 30, `csi-sanity ran the identity and node specs (${ran?.[1]})`);
   t.match(out, /SUCCESS!/);
   for (const spec of [
     'should work',
