@@ -12,6 +12,7 @@ import {
   appRunning,
   createPod,
   killClient,
+  killClientFromHost,
   makeNamespace,
   podWhen,
   quantile,
@@ -136,7 +137,11 @@ export async function realNodeLines(): Promise<string[]> {
       const name = `crash-${which}`;
       await startupMs(w, MOUNT_POD_NS, name);
       const mp = await mountPodOf(w);
-      await killClient(w, SYSTEM_NAMESPACE, mp.metadata!.name!, mp.spec!.containers[0].name, which);
+      // The Mount Pod's juicefs supervisor is its PID 1, which a kill from inside the container cannot end.
+      if (which === 'server')
+        await killClient(w, SYSTEM_NAMESPACE, mp.metadata!.name!, mp.spec!.containers[0].name, which);
+      else
+        lines.push(`(host kill -9 of the Mount Pod's juicefs pids ${killClientFromHost(mp.metadata!.uid!).join(' ')})`);
       lines.push(`Mount Pod mode, ${which}: ${said(await timeToVolumeBack(w, MOUNT_POD_NS, name, '/data', CAP))}`);
       await deleteAndWait(w, MOUNT_POD_NS, name);
     }

@@ -16,7 +16,7 @@ import {
   type V1Status,
 } from '@kubernetes/client-node';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -389,6 +389,27 @@ export async function killClient(
       : 'pp=; while read -r k v _; do [ "$k" = PPid: ] && pp=$v; done <$d/status; [ "$(cat /proc/$pp/comm 2>/dev/null)" = juicefs ]';
   const script = `for d in /proc/[0-9]*; do [ "$(cat $d/comm 2>/dev/null)" = juicefs ] || continue; ${pick} || continue; echo \${d#/proc/}; kill -9 \${d#/proc/}; done; true`;
   return (await exec(w, namespace, pod, container, ['sh', '-c', script])).out.trim();
+}
+
+/**
+ * kill -9 from the host of every juicefs process of a pod (found by its kubepods cgroup, cgroupfs driver).
+ * Unlike a kill inside the container this also ends a juicefs that is the container's PID 1 (a Mount Pod's):
+ * PID 1 of a PID namespace ignores SIGKILL sent from inside it.
+ */
+export function killClientFromHost(podUid: string): number[] {
+  const killed: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (readFileSync(`/proc/${e}/comm`, 'utf8').trim() !== 'juicefs') continue;
+      if (!readFileSync(`/proc/${e}/cgroup`, 'utf8').includes(`pod${podUid}`)) continue;
+      process.kill(Number(e), 'SIGKILL');
+      killed.push(Number(e));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return killed;
 }
 
 /** ms until `ls` of `dir` in the app container works again (first attempt at once), or undefined after capMs. */
