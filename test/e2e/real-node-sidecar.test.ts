@@ -341,9 +341,12 @@ if (missing) {
     // Delete the serverless pods before Redis goes (teardown): their clients would otherwise hang the drain.
     await w.batch.deleteNamespacedJob({ name: 'job-srv', namespace: SNS, propagationPolicy: 'Background' });
     await w.core.deleteNamespacedPod({ name: 'srv', namespace: SNS, gracePeriodSeconds: 5 });
+    // Seen once with `exec sleep` as the app (SIGTERM ignored, grace used up): the sidecar's stop script hung
+    // in D state reading .stats after juicefs was SIGKILLed, the FUSE mount stayed in the emptyDir and the
+    // pod never went away (until the connection was aborted from the host).
     await until(
       async () => (await w.core.listNamespacedPod({ namespace: SNS })).items.length === 0,
-      60_000,
+      90_000,
       'serverless pods gone',
     );
   });

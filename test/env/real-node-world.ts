@@ -195,7 +195,16 @@ export function readOnHost(w: World, file: string): string | undefined {
   }
 }
 
-export function appPod(namespace: string, name: string, claims: string[], script = 'exec sleep 3600'): V1Pod {
+/**
+ * The app ends on SIGTERM, as a well-behaved app does (a bare `sleep` as PID 1 ignores it and uses up the
+ * grace period, which leaves the sidecar the kubelet's 2 s minimum; see the report of the serverless case).
+ */
+export function appPod(
+  namespace: string,
+  name: string,
+  claims: string[],
+  script = "trap 'exit 0' TERM; sleep 3600 & wait",
+): V1Pod {
   return {
     metadata: { name, namespace },
     spec: {
