@@ -8,14 +8,14 @@ import { CoreV1Api, KubeConfig, type KubernetesObject, type V1Pod } from '@kuber
 import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
+import { askBroker, BROKER_AUDIENCE } from '../env/broker.js';
 import { pino } from 'pino';
 import { serviceHosts, splitPem } from '../../src/certs/generate.js';
 import { SecretCertSource } from '../../src/certs/manager.js';
-import { applyObjects, readManifest } from '../../src/local/components.js';
+import { applyObjects, CLI, readManifest } from '../../src/local/components.js';
 import { freePort } from '../../src/local/control-plane.js';
 import { startControllerStack } from '../../src/local/controller-stack.js';
 import { startWebhookStack } from '../../src/local/webhook-stack.js';
@@ -24,33 +24,10 @@ import { makeVolume } from '../env/juicefs.js';
 
 const NS = 'tenant';
 const SYSTEM = 'juicefs-system';
-const AUD = 'juicefs.com/credentials';
 const TLS_SECRET = 'jfs-sidecar-credentials-tls';
 const CA_CONFIGMAP = 'jfs-sidecar-credentials-ca';
-const CLI = new URL('../../dist/src/cli/main.js', import.meta.url).pathname;
 
 t.setTimeout(10 * 60 * 1000);
-
-/** The broker's answer to a POST with this bearer token, over TLS verified with `ca` only. */
-function askBroker(url: string, ca: string, token: string, pvc: string): Promise<{ status: number; code?: string }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      new URL('/v1/credentials', url),
-      { method: 'POST', ca, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => {
-          const parsed = JSON.parse(text || '{}') as { code?: string };
-          resolve({ status: res.statusCode ?? 0, code: parsed.code });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(JSON.stringify({ pvc }));
-  });
-}
 
 t.test('broker mode from the shipped manifests: self-managed certificate, published CA', async (t) => {
   const cp = await startControlPlane(t, { controllerManager: true });
@@ -190,7 +167,7 @@ t.test('broker mode from the shipped manifests: self-managed certificate, publis
     t.notMatch(JSON.stringify(pod), /secretKeyRef/, 'no Secret reference');
   });
 
-  const podToken = async (audience = AUD, of: V1Pod = pod) => {
+  const podToken = async (audience = BROKER_AUDIENCE, of: V1Pod = pod) => {
     const tr = await core.createNamespacedServiceAccountToken({
       name: 'default',
       namespace: NS,
@@ -206,7 +183,7 @@ t.test('broker mode from the shipped manifests: self-managed certificate, publis
   };
   const fetchWith = async (name: string, of: V1Pod = pod) => {
     const tokenFile = path.join(dir, `${name}-token`);
-    writeFileSync(tokenFile, await podToken(AUD, of));
+    writeFileSync(tokenFile, await podToken(BROKER_AUDIENCE, of));
     const out = path.join(dir, `${name}-credentials`);
     const env = of.spec!.initContainers!.find((c) => c.name === 'jfs-credentials')!.env!;
     const run = spawnSync(

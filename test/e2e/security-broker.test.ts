@@ -20,9 +20,10 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
+import { askBroker, BROKER_AUDIENCE } from '../env/broker.js';
 import { generateBundle } from '../../src/certs/generate.js';
 import { expandEnvReferences } from '../../src/mount/format.js';
-import { applyObjects, readManifest } from '../../src/local/components.js';
+import { applyObjects, CLI, readManifest } from '../../src/local/components.js';
 import { freePort } from '../../src/local/control-plane.js';
 import { startControllerStack } from '../../src/local/controller-stack.js';
 import { startWebhookStack } from '../../src/local/webhook-stack.js';
@@ -32,32 +33,8 @@ import { makeVolume } from '../env/juicefs.js';
 const NS = 'tenant';
 const OTHER = 'other';
 const SYSTEM = 'juicefs-system';
-const AUD = 'juicefs.com/credentials';
-const CLI = new URL('../../dist/src/cli/main.js', import.meta.url).pathname;
 
 t.setTimeout(15 * 60 * 1000);
-
-/** The broker's answer to a POST with this bearer token. */
-function askBroker(url: string, ca: string, token: string, pvc: string): Promise<{ status: number; code?: string }> {
-  return new Promise((resolve, reject) => {
-    const body = JSON.stringify({ pvc });
-    const req = https.request(
-      new URL('/v1/credentials', url),
-      { method: 'POST', ca, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => {
-          const parsed = JSON.parse(text || '{}') as { code?: string };
-          resolve({ status: res.statusCode ?? 0, code: parsed.code });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 t.test('broker mode: the namespace user gets the volume credentials by no route', async (t) => {
   const cp = await startControlPlane(t, { controllerManager: true });
@@ -185,7 +162,7 @@ t.test('broker mode: the namespace user gets the volume credentials by no route'
       (err: unknown) => ({ pod: undefined, denied: apiMessage(err) }),
     );
   /** What a kubelet mounts for a projected token volume of this pod: a token bound to the pod. */
-  const podToken = async (pod: V1Pod, audience = AUD) => {
+  const podToken = async (pod: V1Pod, audience = BROKER_AUDIENCE) => {
     const tr = await core.createNamespacedServiceAccountToken({
       name: pod.spec?.serviceAccountName ?? 'default',
       namespace: pod.metadata!.namespace!,
@@ -328,7 +305,11 @@ t.test('broker mode: the namespace user gets the volume credentials by no route'
     t.match(await ask(await podToken(legit, 'https://kubernetes.default.svc')), { status: 401 }, 'another audience');
     // A token of the broker's audience bound to no pod: does `edit` allow TokenRequest? Ask as the user.
     const unbound = await user
-      .createNamespacedServiceAccountToken({ name: 'user', namespace: NS, body: { spec: { audiences: [AUD] } } })
+      .createNamespacedServiceAccountToken({
+        name: 'user',
+        namespace: NS,
+        body: { spec: { audiences: [BROKER_AUDIENCE] } },
+      })
       .then(
         (r) => r.status!.token,
         () => undefined,
@@ -343,7 +324,12 @@ t.test('broker mode: the namespace user gets the volume credentials by no route'
       metadata: { name: 'opt-out', labels: { 'disable.sidecar.juicefs.com/inject': 'true' } },
       spec: {
         containers: [{ name: 'app', image: 'busybox', volumeMounts: [{ name: 'tok', mountPath: '/t' }] }],
-        volumes: [{ name: 'tok', projected: { sources: [{ serviceAccountToken: { audience: AUD, path: 'token' } }] } }],
+        volumes: [
+          {
+            name: 'tok',
+            projected: { sources: [{ serviceAccountToken: { audience: BROKER_AUDIENCE, path: 'token' } }] },
+          },
+        ],
       },
     });
     t.ok(optOut.pod, 'a pod with its own projected token of the audience is created');
