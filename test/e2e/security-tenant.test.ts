@@ -22,7 +22,7 @@ import { POD_UID_ENV } from '../../src/contract/keys.js';
 import { applyObjects, readManifest } from '../../src/local/components.js';
 import { startControllerStack } from '../../src/local/controller-stack.js';
 import { startWebhookStack } from '../../src/local/webhook-stack.js';
-import { apiMessage, eventually, namespaceUserObjects, startControlPlane } from '../env/harness.js';
+import { apiMessage, eventually, namespaceUserObjects, startControlPlane, staticJuicefsPv } from '../env/harness.js';
 
 const SYSTEM = 'juicefs-system';
 const VICTIM = 'victim';
@@ -38,26 +38,13 @@ async function refusal(p: Promise<unknown>): Promise<string | undefined> {
 }
 
 const staticPv = (name: string, subPath: string, claim: { namespace: string; name: string }): KubernetesObject =>
-  ({
-    apiVersion: 'v1',
-    kind: 'PersistentVolume',
-    metadata: { name },
-    spec: {
-      capacity: { storage: '10Gi' },
-      accessModes: ['ReadWriteMany'],
-      persistentVolumeReclaimPolicy: 'Retain',
-      storageClassName: '',
-      // Pre-bound by the admin to the claim it is for.
-      claimRef: claim,
-      csi: {
-        driver: 'csi.juicefs.com',
-        volumeHandle: name,
-        fsType: 'juicefs',
-        nodePublishSecretRef: { name: `${subPath}-secret`, namespace: SYSTEM },
-        volumeAttributes: { subPath },
-      },
-    },
-  }) as KubernetesObject;
+  staticJuicefsPv({
+    name,
+    subPath,
+    claim,
+    fsType: 'juicefs',
+    secret: { name: `${subPath}-secret`, namespace: SYSTEM },
+  });
 
 const pvc = (namespace: string, name: string, volumeName: string): KubernetesObject =>
   ({

@@ -10,7 +10,13 @@ import t from 'tap';
 import { applyObjects, readManifest } from '../../src/local/components.js';
 import { WEBHOOK_NAMESPACE } from '../../src/local/webhook-stack.js';
 import { CONFIG_MAP_KEY, CONFIG_MAP_NAME } from '../../src/contract/keys.js';
-import { eventually, namespaceUserObjects, startControlPlane, startLoneWebhook } from '../env/harness.js';
+import {
+  eventually,
+  namespaceUserObjects,
+  startControlPlane,
+  startLoneWebhook,
+  staticJuicefsPv,
+} from '../env/harness.js';
 
 t.setTimeout(10 * 60 * 1000);
 
@@ -44,24 +50,12 @@ t.test('values a namespace user or the data controls end in a clear denial', asy
       stringData: { name: 'myjfs', metaurl: 'redis://:pass@redis.example:6379/1', envs },
     }) as KubernetesObject;
   const pv = (name: string, secretName: string) =>
-    ({
-      apiVersion: 'v1',
-      kind: 'PersistentVolume',
-      metadata: { name },
-      spec: {
-        capacity: { storage: '10Gi' },
-        accessModes: ['ReadWriteMany'],
-        persistentVolumeReclaimPolicy: 'Retain',
-        storageClassName: '',
-        claimRef: { namespace: NS, name },
-        csi: {
-          driver: 'csi.juicefs.com',
-          volumeHandle: name,
-          nodePublishSecretRef: { name: secretName, namespace: WEBHOOK_NAMESPACE },
-          volumeAttributes: { subPath: name },
-        },
-      },
-    }) as KubernetesObject;
+    staticJuicefsPv({
+      name,
+      subPath: name,
+      claim: { namespace: NS, name },
+      secret: { name: secretName, namespace: WEBHOOK_NAMESPACE },
+    });
   // The admin's objects: two static PVs (one whose Secret's envs sets the loader), a pathPattern class.
   await applyObjects(admin, [
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS, labels: { 'juicefs.com/enable-injection': 'true' } } },

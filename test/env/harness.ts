@@ -111,3 +111,32 @@ export async function podExec(
   });
   return { out, status };
 }
+
+/** A static JuiceFS PV, pre-bound by the admin to the claim it is for (the claimRef rule). */
+export function staticJuicefsPv(opts: {
+  name: string;
+  subPath: string;
+  secret: { name: string; namespace: string };
+  claim: { namespace: string; name: string };
+  fsType?: string;
+}): KubernetesObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'PersistentVolume',
+    metadata: { name: opts.name },
+    spec: {
+      capacity: { storage: '10Gi' },
+      accessModes: ['ReadWriteMany'],
+      persistentVolumeReclaimPolicy: 'Retain',
+      storageClassName: '',
+      claimRef: opts.claim,
+      csi: {
+        driver: 'csi.juicefs.com',
+        volumeHandle: opts.name,
+        ...(opts.fsType && { fsType: opts.fsType }),
+        nodePublishSecretRef: opts.secret,
+        volumeAttributes: { subPath: opts.subPath },
+      },
+    },
+  } as KubernetesObject;
+}
