@@ -78,10 +78,11 @@ const LOAD_SCRIPT =
   `v="$(cat "$f"; echo x)"; export "$n=\${v%x}"; done; unset f n v; ` +
   `: "\${${ENV_METAURL}:?no credentials in $${CREDENTIALS_DIR_ENV} (the jfs-credentials step did not run)}"; `;
 
-/** `juicefs mount <options>` then the metaurl (from the files) and the mount point. */
-export const BROKER_MOUNT_SCRIPT = `${LOAD_SCRIPT}exec "$@" "$${ENV_METAURL}" "$${MOUNT_POINT_ENV}"`;
-/** A command that takes the metaurl and mount point from env itself (the sidecar's entrypoint, ./containers.ts). */
-export const BROKER_ENV_SCRIPT = `${LOAD_SCRIPT}exec "$@"`;
+/**
+ * The sidecar's entrypoint (./containers.ts), which takes the metaurl and the mount point from env itself: the loaded
+ * files only have to be in env before it runs.
+ */
+export const BROKER_MOUNT_SCRIPT = `${LOAD_SCRIPT}exec "$@"`;
 /** `juicefs format --no-update <options>` then storage and bucket when the Secret has them, the metaurl and name. */
 export const BROKER_FORMAT_SCRIPT =
   `${LOAD_SCRIPT}exec "$@" \${JFS_STORAGE+"--storage=$JFS_STORAGE"} \${JFS_BUCKET+"--bucket=$JFS_BUCKET"} ` +
@@ -102,12 +103,8 @@ const PLACEHOLDERS = new Set([
  * volume mounted read-only.
  */
 export function brokerClient(container: V1Container, kind: 'mount' | 'format', credentialsVolume: string): V1Container {
-  const command = container.command ?? [];
-  // Only a command that names the placeholders gets them back from the script; one that reads the env (the
-  // sidecar's entrypoint) must not get them twice.
-  const wantsPositionals = command.some((a) => PLACEHOLDERS.has(a));
-  const script = kind === 'format' ? BROKER_FORMAT_SCRIPT : wantsPositionals ? BROKER_MOUNT_SCRIPT : BROKER_ENV_SCRIPT;
-  const argv = command.filter((a) => !PLACEHOLDERS.has(a));
+  const script = kind === 'mount' ? BROKER_MOUNT_SCRIPT : BROKER_FORMAT_SCRIPT;
+  const argv = (container.command ?? []).filter((a) => !PLACEHOLDERS.has(a));
   const env: V1EnvVar[] = (container.env ?? []).filter((e) => e.valueFrom?.secretKeyRef === undefined);
   env.push({ name: CREDENTIALS_DIR_ENV, value: CREDENTIALS_DIR });
   const mounts: V1VolumeMount[] = [
