@@ -9,7 +9,7 @@ import { applyObjects, readManifest } from './components.js';
 import { ControlPlane, ensureBinaries } from './control-plane.js';
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { assertRealNodePrerequisites, REAL_NODE_NAME } from './real-node.js';
+import { REAL_NODE_NAME, realNodePrerequisiteProblem } from './real-node.js';
 import { startRealNodeStack } from './real-node-stack.js';
 import { startControllerStack } from './controller-stack.js';
 import { startWebhookStack, WEBHOOK_NAMESPACE } from './webhook-stack.js';
@@ -42,7 +42,7 @@ export async function startLocalCluster(log: Logger): Promise<LocalCluster> {
   };
   try {
     const admin = cp.adminKubeConfig();
-    const missing = realNodeMissing();
+    const missing = realNodePrerequisiteProblem();
     const realNode = missing === undefined;
     await applyObjects(admin, [
       ...readManifest('csidriver.yaml'),
@@ -82,16 +82,6 @@ export async function startLocalCluster(log: Logger): Promise<LocalCluster> {
   } catch (err) {
     await stop();
     throw err;
-  }
-}
-
-/** Why the real node cannot run here (what is missing, how to install it), or undefined. */
-function realNodeMissing(): string | undefined {
-  try {
-    assertRealNodePrerequisites();
-    return undefined;
-  } catch (err) {
-    return (err as Error).message;
   }
 }
 

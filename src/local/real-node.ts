@@ -164,17 +164,23 @@ export function missingRealNodePrerequisites(): string[] {
   return missingPrerequisites().map((m) => m.what);
 }
 
-/** Throws one error that lists everything missing and the apt-get command that installs what a package provides. */
-export function assertRealNodePrerequisites(): void {
+/** What is missing (a line each) and the apt-get line that installs it; undefined when nothing is. */
+export function realNodePrerequisiteProblem(): string | undefined {
   const missing = missingPrerequisites();
-  if (missing.length === 0) return;
+  if (missing.length === 0) return undefined;
   const packages = [...new Set(missing.flatMap((m) => (m.apt ? [m.apt] : [])))];
-  throw new Error(
+  return (
     `a real node (kubelet + containerd) cannot run here; missing:\n${missing.map((m) => `  - ${m.what}`).join('\n')}` +
-      (packages.length > 0
-        ? `\ninstall (Debian, as root): apt-get update && apt-get install -y ${packages.join(' ')}`
-        : ''),
+    (packages.length > 0
+      ? `\ninstall (Debian, as root): apt-get update && apt-get install -y ${packages.join(' ')}`
+      : '')
   );
+}
+
+/** Throws realNodePrerequisiteProblem() as one error. */
+export function assertRealNodePrerequisites(): void {
+  const problem = realNodePrerequisiteProblem();
+  if (problem) throw new Error(problem);
 }
 
 /** The record of what this node changed on the host, kept in LOCK_DIR/state.json as it grows. */
