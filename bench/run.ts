@@ -5,6 +5,9 @@
 //    registered vs an unlabelled namespace, interleaved in one run.
 // 3. The webhook under slowloris and deep-nesting abuse (bench/webhook-abuse.ts).
 // BENCH_ONLY=abuse runs only 3 (BENCH_ABUSE_SLOW, BENCH_ABUSE_DEEP, BENCH_ABUSE_SECONDS).
+// 4. The real node (bench/real-node.ts; root): pod startup in sidecar and Mount Pod mode, Job completion
+//    delay, volume back after the FUSE client is killed. BENCH_ONLY=real-node runs only 4
+//    (BENCH_RN_PODS, BENCH_RN_JOBS, BENCH_RN_RECOVERY_CAP_MS).
 import { CoreV1Api, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
 import autocannon from 'autocannon';
 import { fork, spawnSync } from 'node:child_process';
@@ -19,6 +22,7 @@ import { startControllerStack, type ControllerStack } from '../src/local/control
 import { startWebhookStack, type WebhookStack } from '../src/local/webhook-stack.js';
 import { BENCH_NS, pairs, podUsing, reviewFor } from './fixtures.js';
 import { abuse, abuseLines } from './webhook-abuse.js';
+import { realNodeLines } from './real-node.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -279,6 +283,11 @@ if (process.env.BENCH_ONLY === 'abuse') {
   process.exit(0);
 }
 
+if (process.env.BENCH_ONLY === 'real-node') {
+  process.stdout.write(`${(await realNodeLines()).join('\n')}\n`);
+  process.exit(0);
+}
+
 const rows: Row[] = [];
 for (const n of SIZES) rows.push(await webhookAlone(n));
 const creates = await createLatency();
@@ -346,4 +355,6 @@ if (prov) {
 }
 lines.push('');
 lines.push(...abuseLines(await abuse(abuseOptions)));
+lines.push('');
+lines.push(...(await realNodeLines()));
 process.stdout.write(`${lines.join('\n')}\n`);

@@ -385,7 +385,7 @@ current-context: local
     // Reverse order: the controller-manager and apiserver before etcd.
     for (const p of [...this.procs].reverse()) await stopProcess(p.child);
     if (!this.opts.keepDir) {
-      // Never recurse into a mount (a test's or the stand-in's target).
+      // Never recurse into a mount (a test's target).
       detachMountsUnder(this.dir);
       rmSync(this.dir, { recursive: true, force: true });
     }

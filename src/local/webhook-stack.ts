@@ -2,7 +2,7 @@
 // namespace, RBAC (through its ServiceAccount) and ConfigMap, registered through
 // the shipped MutatingWebhookConfiguration pointed at loopback — on a control
 // plane of ours. Shared by `jfs-sidecar local`, tests and bench (as
-// controller-stack.ts and node-stack.ts are for the controller and the node).
+// controller-stack.ts and real-node-stack.ts are for the controller and the node).
 import type { KubeConfig, V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
 import path from 'node:path';
 import { SYSTEM_NAMESPACE } from '../contract/keys.js';

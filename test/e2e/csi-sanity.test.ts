@@ -1,26 +1,26 @@
 // csi-sanity, the CSI peer test suite, in full: Identity, Controller and Node
 // on one socket (`controller --node-id`, as a combined driver), run as root
-// with real mounts: a real JuiceFS volume, a real control plane for the Mount
-// Pods, and the kubelet stand-in running them with the real client and FUSE.
+// with real mounts: a real JuiceFS volume, a real control plane, and the real
+// node (kubelet + containerd, without the node plugin DaemonSet: this process
+// is the node's driver) running the Mount Pods.
 import { CoreV1Api } from '@kubernetes/client-node';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { stringify } from 'yaml';
 import { pino } from 'pino';
 import { applyObjects, ManagedProcess, readManifest, waitForSocket } from '../../src/local/components.js';
-import { ensureBinaries } from '../../src/local/control-plane.js';
-import { KubeletStandIn } from '../../src/local/kubelet-standin.js';
+import { ControlPlane, ensureBinaries } from '../../src/local/control-plane.js';
+import { startRealNodeStack } from '../../src/local/real-node-stack.js';
 import { REGISTRY_DIR } from '../../src/controller/registry.js';
 import { readMounts } from '../../src/juicefs/mounts.js';
 import { detachMountsUnder } from '../../src/local/mounts.js';
-import { eventually, startControlPlane } from '../env/harness.js';
-import { makeVolume, withFuseMount } from '../env/juicefs.js';
+import { eventually } from '../env/harness.js';
+import { makeRealNodeVolume, SMALL_MOUNT_POD, VOLUME_PARENT } from '../env/real-node-harness.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-const NODE = 'sanity-node';
 const NS = 'juicefs-system';
 
 t.setTimeout(20 * 60 * 1000);
@@ -31,14 +31,16 @@ t.test(
   async (t) => {
     const bins = ensureBinaries(['csi-sanity', 'juicefs']);
     // kube-controller-manager creates the default ServiceAccount Mount Pods run as.
-    const cp = await startControlPlane(t, { controllerManager: true });
+    const cp = await ControlPlane.start({ controllerManager: true, scheduler: true });
+    process.once('exit', () => cp.killNow());
     const admin = cp.adminKubeConfig();
-    await applyObjects(admin, [
-      ...readManifest('namespace.yaml'),
-      { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } },
-    ]);
-    const vol = makeVolume('sanity');
+    await applyObjects(admin, [...readManifest('namespace.yaml'), ...readManifest('csidriver.yaml')]);
+    const madeParent = mkdirSync(VOLUME_PARENT, { recursive: true }) !== undefined;
+    // Under /var/jfsCache: the Mount Pods open its SQLite file at the same path.
+    const vol = makeRealNodeVolume('sanity');
     const dir = mkdtempSync(path.join(tmpdir(), 'jfs-sanity-'));
+    const stack = await startRealNodeStack(cp, { dir, log: pino({ level: 'warn' }), nodePlugin: false });
+    const NODE = stack.node.nodeName;
     const sock = path.join(dir, 'csi.sock');
     const driver = ManagedProcess.cli(
       [
@@ -53,22 +55,25 @@ t.test(
       ],
       path.join(dir, 'driver.log'),
     ).start();
-    // Playing kubelet for NODE's Mount Pods (there is no kubelet here).
-    const standIn = new KubeletStandIn({
-      kubeConfig: admin,
-      nodeName: NODE,
-      juicefsBinary: bins.juicefs,
-      logDir: dir,
-      log: pino({ level: 'warn' }),
-    });
-    await standIn.start();
+    // In order: the driver unpublishes nothing on stop, the node drains its pods through the API server.
     t.teardown(async () => {
-      if (!t.passing()) t.comment(`driver log:\n${driver.log(60)}`);
+      if (!t.passing()) t.comment(`driver log:\n${driver.log(60)}\nnode logs:\n${stack.node.logs(40)}`);
       await driver.stop();
-      await standIn.close();
       detachMountsUnder(dir); // a failed test may leave a target mounted: never recurse into it
+      await stack.stop();
+      if (!t.passing()) t.comment(`control plane logs:\n${cp.logs(60)}`);
+      await cp.stop();
       rmSync(dir, { recursive: true, force: true });
-      vol.remove();
+      rmSync(vol.dir, { recursive: true, force: true });
+      rmSync(path.join(VOLUME_PARENT, vol.uuid), { recursive: true, force: true });
+      // Only if this run made it and it is empty (another node user, e.g. `npm start`, may be using it).
+      if (madeParent) {
+        try {
+          rmdirSync(VOLUME_PARENT);
+        } catch {
+          t.comment(`${VOLUME_PARENT} left: not empty`);
+        }
+      }
     });
     await waitForSocket(sock);
     const core = admin.makeApiClient(CoreV1Api);
@@ -94,13 +99,16 @@ t.test(
         ),
       ),
     );
-    // Asynchronously: this process runs the stand-in the Mount Pods need while csi-sanity runs.
+    // StorageClass parameters of the test volumes: small Mount Pods (the node has 2 CPUs).
+    const paramsFile = path.join(dir, 'params.yaml');
+    writeFileSync(paramsFile, stringify(SMALL_MOUNT_POD));
     const res = await new Promise<{ status: number | null; out: string }>((resolve) => {
       const child = spawn(
         bins['csi-sanity'],
         [
           `--csi.endpoint=${sock}`,
           `--csi.secrets=${secretsFile}`,
+          `--csi.testvolumeparameters=${paramsFile}`,
           `--csi.mountdir=${dir}/mnt`,
           `--csi.stagingdir=${dir}/staging`,
           '--ginkgo.no-color',
@@ -145,18 +153,22 @@ t.test(
     );
 
     const controllerLog = driver.log(100_000);
-    t.notOk(controllerLog.includes(vol.bucket), 'no secret value in the controller log');
-    t.notOk(controllerLog.includes(vol.metaurl), 'not even the metaurl');
+    t.notOk(controllerLog.includes(vol.metaurl), 'no secret value (not even the metaurl) in the controller log');
 
     // Everything csi-sanity created it also deleted: no directory is left in the volume but the registry.
     await sleep(6000); // the controller's mount lingers 5 s
-    await withFuseMount(vol, (mnt) => {
+    const mnt = mkdtempSync(path.join(tmpdir(), 'jfs-sanity-mnt-'));
+    vol.run(['mount', '-d', '--no-usage-report', `--cache-dir=${vol.dir}/host-cache`, vol.metaurl, mnt]);
+    try {
       t.same(
         readdirSync(mnt).filter((e) => e !== '.trash' && e !== '.stats' && e !== '.config' && e !== '.accesslog'),
         [REGISTRY_DIR.split('/')[0]],
         'only the registry is left at the root',
       );
       t.same(readdirSync(path.join(mnt, REGISTRY_DIR)), [], 'no volume record is left');
-    });
+    } finally {
+      vol.run(['umount', mnt]);
+      rmSync(mnt, { recursive: true, force: true });
+    }
   },
 );

@@ -6,7 +6,7 @@
 // The "container" is a private mount namespace (unshare -m) running the
 // sidecar's command exactly as the injector renders it for a golden case
 // (test/testdata/one-pvc.yaml): the entrypoint script and the juicefs flags.
-// Only what differs on this machine changes, as the kubelet stand-in does:
+// Only what differs on this machine changes:
 // `juicefs` is the locally built client, the volume is a real SQLite + file
 // one, the mount point, cache dir and metrics port are the test's own. The
 // kubelet's subPath bind is a bind of the mount point made in that namespace;

@@ -40,7 +40,7 @@ const LAYERS: string[][] = [
   // The CSI controller; `controller --node-id` also serves the node service on its socket
   // (a combined driver), so it sits above node.
   ['controller'],
-  // The harness: a local control plane, the kubelet stand-in, the stacks of processes. It drives the
+  // The harness: a local control plane, the real node, the stacks of processes. It drives the
   // product from above (and its processes through the CLI binary); product code never imports it.
   ['local'],
   // The `jfs-sidecar` executable: one subcommand per shell; `local` loads the harness (below).

@@ -1,12 +1,12 @@
-// Helpers of the node side: $(VAR) expansion as kubelet does it, env
-// resolution for the kubelet stand-in, and real bind mounts (root).
+// Helpers of the node side: $(VAR) expansion as kubelet does it (for tests
+// that run a rendered command here), and real bind mounts (root).
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { bindMount, kubeletPodUid, rebind, targetState, unmountTarget } from '../../src/node/bind.js';
-import { commandLine, EnvError, expand, resolveEnv } from '../../src/local/expand.js';
+import { expand } from '../../src/local/expand.js';
 import { mountAt } from '../../src/juicefs/mounts.js';
 
 t.test('$(VAR) expansion', async (t) => {
@@ -16,33 +16,6 @@ t.test('$(VAR) expansion', async (t) => {
   t.equal(expand('$(MISSING)', vars), '$(MISSING)', 'undefined stays as written');
   t.equal(expand('cost: $5 $(A', vars), 'cost: $5 $(A', 'unterminated stays');
   t.equal(expand('end$', vars), 'end$');
-});
-
-t.test('env resolution', async (t) => {
-  const pod = { metadata: { name: 'p', namespace: 'ns', uid: 'u-1' }, spec: { nodeName: 'n1', containers: [] } };
-  const container = {
-    name: 'c',
-    command: ['juicefs', 'mount', '$(URL)', '$(MP)'],
-    env: [
-      { name: 'UID', valueFrom: { fieldRef: { fieldPath: 'metadata.uid' } } },
-      { name: 'MP', value: '/root/$(UID)/v' },
-      { name: 'URL', valueFrom: { secretKeyRef: { name: 's', key: 'metaurl' } } },
-      { name: 'OPT', valueFrom: { secretKeyRef: { name: 's', key: 'absent', optional: true } } },
-    ],
-  };
-  const secrets = { s: { data: { metaurl: Buffer.from('redis://h/1').toString('base64') } } };
-  const env = resolveEnv(pod, container, (n) => secrets[n as 's']);
-  t.same(env, { UID: 'u-1', MP: '/root/u-1/v', URL: 'redis://h/1' });
-  t.same(commandLine(container, env), ['juicefs', 'mount', 'redis://h/1', '/root/u-1/v']);
-  t.throws(
-    () =>
-      resolveEnv(
-        pod,
-        { name: 'c', env: [{ name: 'X', valueFrom: { secretKeyRef: { name: 'nope', key: 'k' } } }] },
-        () => undefined,
-      ),
-    EnvError,
-  );
 });
 
 const run = (cmd: string, args: string[]) => execFileSync(cmd, args);

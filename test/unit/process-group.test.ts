@@ -1,6 +1,6 @@
-// A Mount Pod's "container" in the kubelet stand-in is a process group: it is
-// stopped only once no process of the group is left, not when its first
-// process exits (juicefs's supervisor exits before the mount process it started).
+// A managed process of the harness may be a process group: it is stopped only
+// once no process of the group is left, not when its first process exits (as
+// juicefs's supervisor exits before the mount process it started).
 import { spawn } from 'node:child_process';
 import t from 'tap';
 import { killGroup, trackChild, waitGroupGone } from '../../src/local/components.js';

@@ -1,30 +1,30 @@
-// Mount Pod mode on a real control plane: the node service runs as a process;
-// the test calls NodePublishVolume/NodeUnpublishVolume on its socket as
-// kubelet would, and a kubelet stand-in (src/local/kubelet-standin.ts) runs
-// the Mount Pods' own command lines here with the real juicefs client and FUSE,
-// and publishes app pods' volumes through the node socket.
+// Mount Pod mode on the real node (kubelet + containerd): the node plugin runs
+// as the shipped DaemonSet, Mount Pods are real pods run by the kubelet, and
+// app pods' volumes are published by the kubelet. Where the node service's own
+// CSI contract is under test, the test calls NodePublishVolume and
+// NodeUnpublishVolume on the node plugin's socket as the kubelet would, with
+// targets under the kubelet root (the folder the node plugin sees at the same
+// path). Crashes are real: a container's process SIGKILLed through containerd.
 import { BatchV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { mountAt, readMounts } from '../../src/juicefs/mounts.js';
-import { waitForSocket } from '../../src/local/components.js';
+import { KUBELET_ROOT } from '../../src/local/real-node-stack.js';
 import { isPodReady, mountPointOf, referencesOf } from '../../src/node/mount-pod-plan.js';
 import { eventually } from '../env/harness.js';
-import { MOUNT_POD_NAMESPACE as NS, startNodeHarness } from '../env/node-harness.js';
+import { MOUNT_POD_NAMESPACE as NS, SMALL_MOUNT_POD, startRealNodeHarness } from '../env/real-node-harness.js';
 
-const NODE = 'node-1';
+t.setTimeout(15 * 60 * 1000);
 
-t.setTimeout(10 * 60 * 1000);
-
-t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
-  const { admin, core, vol, dir, sock, nodeKubeconfig, node, standIn, call, mountPods } = await startNodeHarness(t, {
-    nodeName: NODE,
-    volumeName: 'mountpod',
-    playAppPods: true,
-  });
+t.test('Mount Pod mode on the real node: shared Mount Pod, references, recovery, cleanup', async (t) => {
+  const t0 = Date.now();
+  const h = await startRealNodeHarness(t, { volumeName: 'mountpod' });
+  const { admin, core, vol, dir, nodeKubeconfig, call, mountPods } = h;
+  const NODE = h.stack.node.nodeName;
+  t.comment(`control plane, real node and node plugin up in ${Date.now() - t0} ms`);
   const publish = (pv: string, target: string, context: Record<string, string> = {}) =>
     call('NodePublishVolume', {
       volume_id: pv,
@@ -32,21 +32,25 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
       volume_capability: { mount: { mount_flags: [] }, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } },
       readonly: false,
       secrets: vol.secrets,
-      volume_context: { subPath: pv, ...context },
+      volume_context: { subPath: pv, ...SMALL_MOUNT_POD, ...context },
     });
   const unpublish = (pv: string, target: string) => call('NodeUnpublishVolume', { volume_id: pv, target_path: target });
-  const mountPodOf = async (pv: string) => (await mountPods()).find((p) => p.metadata?.labels?.['volume-id'] === pv);
+  const mountPodOf = async (pv: string) =>
+    (await mountPods()).find((p) => p.metadata?.labels?.['volume-id'] === pv && !p.metadata?.deletionTimestamp);
   // Reads go through libuv's pool, never blocking this process on a broken FUSE target.
   const readsBack = async (target: string, text: string) =>
     (await readFile(path.join(target, 'hello.txt'), 'utf8').catch(() => '')) === text;
   const deviceOf = (target: string) => mountAt(target)?.device;
+  const restartsOf = (p: V1Pod | undefined) => p?.status?.containerStatuses?.[0]?.restartCount ?? 0;
 
-  const t1 = path.join(dir, 'pods/a/volumes/pv-a/mount');
-  const t2 = path.join(dir, 'pods/b/volumes/pv-a/mount');
-  const t3 = path.join(dir, 'pods/c/volumes/pv-b/mount');
+  const t1 = path.join(dir, 'a/pv-a/mount');
+  const t2 = path.join(dir, 'b/pv-a/mount');
+  const t3 = path.join(dir, 'c/pv-b/mount');
 
   await t.test('two publishes of one PV share one Mount Pod with two references', async (t) => {
+    const started = Date.now();
     await publish('pv-a', t1);
+    t.comment(`first publish (a new Mount Pod on the kubelet) ${Date.now() - started} ms`);
     await publish('pv-a', t2);
     await publish('pv-a', t2); // idempotent
     const pods = await mountPods();
@@ -54,6 +58,9 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     t.same(referencesOf(pods[0]).sort(), [t1, t2].sort(), 'a reference annotation per target');
     t.equal(pods[0].metadata?.labels?.['volume-id'], 'pv-a');
     t.ok(pods[0].metadata?.labels?.['juicefs-hash'], 'settings hash label');
+    t.equal(pods[0].spec?.nodeName, NODE, 'on the real node');
+    t.ok(isPodReady(pods[0]), 'Ready (its container runs, per the kubelet)');
+    t.equal(mountAt(t1)?.fsType, 'fuse.juicefs', 'the target is the FUSE mount the container made');
     writeFileSync(path.join(t1, 'hello.txt'), 'written through target 1');
     t.equal(readFileSync(path.join(t2, 'hello.txt'), 'utf8'), 'written through target 1', 'read through target 2');
   });
@@ -67,14 +74,14 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
   });
 
   await t.test('read-only publish and volume stats', async (t) => {
-    const ro = path.join(dir, 'pods/r/volumes/pv-a/mount');
+    const ro = path.join(dir, 'r/pv-a/mount');
     await call('NodePublishVolume', {
       volume_id: 'pv-a',
       target_path: ro,
       volume_capability: { mount: { mount_flags: [] }, access_mode: { mode: 'MULTI_NODE_READER_ONLY' } },
       readonly: true,
       secrets: vol.secrets,
-      volume_context: { subPath: 'pv-a' },
+      volume_context: { subPath: 'pv-a', ...SMALL_MOUNT_POD },
     });
     t.equal(readFileSync(path.join(ro, 'hello.txt'), 'utf8'), 'written through target 1', 'reads the same data');
     t.throws(() => writeFileSync(path.join(ro, 'nope.txt'), 'x'), { code: 'EROFS' }, 'writes refused');
@@ -108,19 +115,17 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     t.notOk(mountAt(ro), 'unpublished');
     await eventually(
       async () => !(await mountPods()).some((p) => p.metadata?.name === roPod.metadata?.name),
-      30_000,
+      60_000,
       'read-only Mount Pod deleted',
     );
   });
 
-  await t.test("killing the Mount Pod's process recovers its targets", async (t) => {
+  await t.test("the Mount Pod's client SIGKILLed: the kubelet restarts it, its targets come back", async (t) => {
     const pod = (await mountPodOf('pv-a'))!;
     const before = [deviceOf(t1), deviceOf(t2)];
-    t.ok(
-      standIn.killContainer(pod.metadata!.name!),
-      "the stand-in killed the Mount Pod's processes (a crashed container)",
-    );
+    h.killContainer(pod);
     const started = Date.now();
+    await eventually(async () => restartsOf(await mountPodOf('pv-a')) > restartsOf(pod), 60_000, 'container restarted');
     await eventually(
       async () =>
         (await readsBack(t1, 'written through target 1')) && (await readsBack(t2, 'written through target 1')),
@@ -131,7 +136,7 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     t.not(deviceOf(t1), before[0], 'target 1 re-bound to the new FUSE connection');
     t.not(deviceOf(t2), before[1], 'target 2 re-bound to the new FUSE connection');
     const after = (await mountPodOf('pv-a'))!;
-    t.equal(after.metadata?.uid, pod.metadata?.uid, 'the same Mount Pod, restarted in place');
+    t.equal(after.metadata?.uid, pod.metadata?.uid, 'the same Mount Pod, its container restarted by the kubelet');
     t.same(referencesOf(after).sort(), [t1, t2].sort(), 'references kept');
   });
 
@@ -144,7 +149,7 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
         const p = await mountPodOf('pv-a');
         return p && p.metadata?.uid !== pod.metadata?.uid && isPodReady(p) ? p : undefined;
       },
-      90_000,
+      120_000,
       'a new Ready Mount Pod',
     );
     t.equal(again.metadata?.name, pod.metadata?.name, 'same name');
@@ -159,7 +164,9 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
   });
 
   await t.test('a reference whose pod is gone is dropped by the background check', async (t) => {
-    const orphan = path.join(dir, `kubelet/pods/${randomUUID()}/volumes/kubernetes.io~csi/pv-b/mount`);
+    const podDir = path.join(KUBELET_ROOT, 'pods', randomUUID());
+    const orphan = path.join(podDir, 'volumes/kubernetes.io~csi/pv-b/mount');
+    t.teardown(() => rmSync(podDir, { recursive: true, force: true }));
     await publish('pv-b', orphan);
     t.ok(mountAt(orphan), 'published');
     await eventually(
@@ -167,45 +174,39 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
         const p = await mountPodOf('pv-b');
         return p && !referencesOf(p).includes(orphan) && !mountAt(orphan);
       },
-      30_000,
+      60_000,
       'orphan reference dropped and its target unmounted',
     );
     t.same(referencesOf((await mountPodOf('pv-b'))!), [t3], 'the live reference stays');
   });
 
-  await t.test(
-    'the node service crashes; a Mount Pod crash while it is down is repaired once it is back',
-    async (t) => {
-      writeFileSync(path.join(t3, 'hello.txt'), 'pv-b data');
-      const before = deviceOf(t3);
-      node.kill();
-      await eventually(async () => !node.running, 10_000, 'node service down');
-      t.ok(standIn.killContainer((await mountPodOf('pv-b'))!.metadata!.name!), 'Mount Pod of pv-b crashed meanwhile');
-      node.start();
-      await waitForSocket(sock);
-      await eventually(async () => readsBack(t3, 'pv-b data'), 90_000, 'target of pv-b readable again').catch(
-        async (err) => {
-          const pod = await mountPodOf('pv-b');
-          const mp = pod && mountPointOf(pod);
-          t.comment(
-            `diagnosis: target ${JSON.stringify(mountAt(t3))}; mount point ${JSON.stringify(mp && readMounts().filter((m) => m.mountPoint === mp))}; Ready ${isPodReady(pod)}`,
-          );
-          t.comment(`node log:\n${node.log(80)}`);
-          t.comment(
-            `Mount Pod log:\n${readFileSync(path.join(dir, `${pod?.metadata?.name}.log`), 'utf8')
-              .split('\n')
-              .slice(-30)
-              .join('\n')}`,
-          );
-          throw err;
-        },
-      );
-      t.not(deviceOf(t3), before, 're-bound by the restarted node service (its state is in the API, not in memory)');
-      t.same(referencesOf((await mountPodOf('pv-b'))!), [t3], 'references survived');
-    },
-  );
+  await t.test('the node plugin crashes; a Mount Pod crash while it is down is repaired once it is back', async (t) => {
+    writeFileSync(path.join(t3, 'hello.txt'), 'pv-b data');
+    const before = deviceOf(t3);
+    const plugin = await h.nodePluginPod();
+    h.killContainer(plugin);
+    h.killContainer((await mountPodOf('pv-b'))!);
+    t.pass('node plugin and the Mount Pod of pv-b SIGKILLed');
+    await eventually(
+      async () => restartsOf(await h.nodePluginPod()) > restartsOf(plugin),
+      60_000,
+      'node plugin restarted by the kubelet',
+    );
+    await eventually(async () => readsBack(t3, 'pv-b data'), 90_000, 'target of pv-b readable again').catch(
+      async (err) => {
+        const pod = await mountPodOf('pv-b');
+        const mp = pod && mountPointOf(pod);
+        t.comment(
+          `diagnosis: target ${JSON.stringify(mountAt(t3))}; mount point ${JSON.stringify(mp && readMounts().filter((m) => m.mountPoint === mp))}; Ready ${isPodReady(pod)}`,
+        );
+        throw err;
+      },
+    );
+    t.not(deviceOf(t3), before, 're-bound by the restarted node plugin (its state is in the API, not in memory)');
+    t.same(referencesOf((await mountPodOf('pv-b'))!), [t3], 'references survived');
+  });
 
-  await t.test('app pods: the stand-in publishes their JuiceFS volumes as kubelet would', async (t) => {
+  await t.test('app pods: the kubelet publishes their JuiceFS volume; they share one Mount Pod', async (t) => {
     const ns = 'apps';
     await core.createNamespace({ body: { metadata: { name: ns } } });
     await core.createNamespacedSecret({
@@ -223,7 +224,7 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
           csi: {
             driver: 'csi.juicefs.com',
             volumeHandle: 'pv-app',
-            volumeAttributes: { subPath: 'app' },
+            volumeAttributes: { subPath: 'app', ...SMALL_MOUNT_POD },
             nodePublishSecretRef: { name: 'jfs-secret', namespace: ns },
           },
         },
@@ -248,14 +249,23 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
       30_000,
       'default ServiceAccount in apps',
     );
+    // No nodeName: kube-scheduler places them. A short grace period: busybox sh as PID 1 ignores SIGTERM.
     const app = (name: string): V1Pod => ({
       metadata: { name, namespace: ns },
       spec: {
-        nodeName: NODE,
-        containers: [{ name: 'app', image: 'busybox', volumeMounts: [{ name: 'data', mountPath: '/data' }] }],
+        terminationGracePeriodSeconds: 1,
+        containers: [
+          {
+            name: 'app',
+            image: 'busybox',
+            command: ['sleep', '3600'],
+            volumeMounts: [{ name: 'data', mountPath: '/data' }],
+          },
+        ],
         volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }],
       },
     });
+    const started = Date.now();
     const [p1, p2] = await Promise.all([
       core.createNamespacedPod({ namespace: ns, body: app('app-1') }),
       core.createNamespacedPod({ namespace: ns, body: app('app-2') }),
@@ -263,25 +273,36 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     for (const p of [p1, p2]) {
       await eventually(
         async () => isPodReady(await core.readNamespacedPod({ name: p.metadata!.name!, namespace: ns })),
-        120_000,
+        180_000,
         `${p.metadata!.name} Ready`,
       );
     }
-    const targets = [p1, p2].map((p) => standIn.targetPath(p.metadata!.uid!, 'pv-app'));
+    t.comment(`two app pods Running with the volume ${Date.now() - started} ms after their creation`);
+    const targets = [p1, p2].map((p) =>
+      path.join(KUBELET_ROOT, 'pods', p.metadata!.uid!, 'volumes/kubernetes.io~csi/pv-app/mount'),
+    );
     const mp = (await mountPodOf('pv-app'))!;
     t.same(referencesOf(mp).sort(), [...targets].sort(), "one Mount Pod, a reference per pod's kubelet target");
-    writeFileSync(path.join(targets[0], 'hello.txt'), 'from app-1');
-    t.ok(await readsBack(targets[1], 'from app-1'), 'app-2 reads what app-1 wrote');
+    const inApp1 = await h.exec(ns, 'app-1', 'app', [
+      'sh',
+      '-c',
+      'grep " /data " /proc/mounts; echo from app-1 > /data/hello.txt',
+    ]);
+    t.equal(inApp1.status.status, 'Success', `app-1 wrote into /data (${inApp1.err})`);
+    t.match(inApp1.out, /fuse\.juicefs/, "app-1's /data is the JuiceFS FUSE mount");
+    const inApp2 = await h.exec(ns, 'app-2', 'app', ['cat', '/data/hello.txt']);
+    t.equal(inApp2.out, 'from app-1\n', 'app-2 reads what app-1 wrote');
+    t.ok(await readsBack(targets[1], 'from app-1\n'), "and so does the kubelet's target on the host");
     await core.deleteNamespacedPod({ name: 'app-1', namespace: ns });
     await eventually(
       async () => !(await core.readNamespacedPod({ name: 'app-1', namespace: ns }).catch(() => undefined)),
-      60_000,
+      90_000,
       'app-1 deletion finished',
     );
     t.same(referencesOf((await mountPodOf('pv-app'))!), [targets[1]], 'its reference went with it');
     t.notOk(mountAt(targets[0]), 'its target unmounted');
     await core.deleteNamespacedPod({ name: 'app-2', namespace: ns });
-    await eventually(async () => !(await mountPodOf('pv-app')), 60_000, 'Mount Pod deleted with the last app pod');
+    await eventually(async () => !(await mountPodOf('pv-app')), 90_000, 'Mount Pod deleted with the last app pod');
     t.notOk(mountAt(targets[1]));
   });
 
@@ -316,8 +337,10 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
   });
 
   await t.test('juicefs/clean-cache: once the Mount Pod is gone, a Job on the node removes its cache', async (t) => {
-    const cacheDir = path.join(dir, 'cache-d');
-    const target = path.join(dir, 'pods/e/volumes/pv-d/mount');
+    // The Mount Pod and the Job mount the cache folder as a hostPath, and with a cache-dir of its own the
+    // Mount Pod no longer mounts /var/jfsCache: the volume's folder (its SQLite file) is that cache folder.
+    const cacheDir = vol.dir;
+    const target = path.join(dir, 'e/pv-d/mount');
     await call('NodePublishVolume', {
       volume_id: 'pv-d',
       target_path: target,
@@ -326,18 +349,17 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
         access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' },
       },
       secrets: vol.secrets,
-      volume_context: { subPath: 'pv-d', 'juicefs/clean-cache': 'true' },
+      volume_context: { subPath: 'pv-d', 'juicefs/clean-cache': 'true', ...SMALL_MOUNT_POD },
     });
     const pod = (await mountPodOf('pv-d'))!;
     t.equal(pod.metadata?.annotations?.['juicefs-clean-cache'], 'true', 'the Mount Pod carries the setting');
-    const uuid = (JSON.parse(vol.run(['status', vol.metaurl])) as { Setting: { UUID: string } }).Setting.UUID;
-    const raw = path.join(cacheDir, uuid, 'raw');
+    const raw = path.join(cacheDir, vol.uuid, 'raw');
     writeFileSync(path.join(target, 'cached.bin'), Buffer.alloc(1 << 20, 7));
     t.equal((await readFile(path.join(target, 'cached.bin'))).length, 1 << 20);
     await eventually(
       async () => existsSync(raw) && readdirSync(raw, { recursive: true }).length > 0,
       30_000,
-      `cache blocks in ${raw}`,
+      `cache blocks in ${raw} (written by the Mount Pod's container)`,
     );
     const other = path.join(cacheDir, 'another-volume-uuid', 'raw');
     mkdirSync(other, { recursive: true });
@@ -350,7 +372,7 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
         ).items;
         return jobs.find((j) => (j.status?.succeeded ?? 0) > 0);
       },
-      90_000,
+      120_000,
       'cache-cleanup Job succeeded',
     );
     t.equal(job.spec?.template.spec?.nodeName, NODE, "the Job ran on the Mount Pod's node");
@@ -396,7 +418,7 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
         },
       },
     });
-    const target = path.join(dir, 'pods/s/volumes/pv-sel/mount');
+    const target = path.join(dir, 's/pv-sel/mount');
     await publish('pv-sel', target, { subPath: 'pv-sel' });
     const pod = (await mountPodOf('pv-sel'))!;
     t.equal(
@@ -404,7 +426,8 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
       '300m',
       "the patch selected the Mount Pod by its PVC's labels",
     );
-    const unclaimed = path.join(dir, 'pods/u/volumes/pv-free/mount');
+    t.ok(isPodReady(pod), 'and the kubelet runs it');
+    const unclaimed = path.join(dir, 'u/pv-free/mount');
     await publish('pv-free', unclaimed);
     t.not(
       (await mountPodOf('pv-free'))?.spec?.containers[0].resources?.requests?.cpu,
@@ -412,7 +435,7 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
       'a volume without that PVC is not patched',
     );
     await t.rejects(
-      publish('pv-bad', path.join(dir, 'pods/x/volumes/pv-bad/mount'), { 'juicefs/mount-delete-delay': 'soon' }),
+      publish('pv-bad', path.join(dir, 'x/pv-bad/mount'), { 'juicefs/mount-delete-delay': 'soon' }),
       { code: 3, message: /juicefs\/mount-delete-delay "soon"/ },
       'a bad delete delay is INVALID_ARGUMENT naming the key, not a delay of 0',
     );
@@ -421,35 +444,33 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     await core.deleteNamespacedConfigMap({ name: 'juicefs-csi-driver-config', namespace: NS });
     await eventually(
       async () => !(await mountPodOf('pv-sel')) && !(await mountPodOf('pv-free')),
-      60_000,
+      90_000,
       'their Mount Pods deleted',
     );
   });
 
   await t.test('juicefs/mount-delete-delay keeps the Mount Pod a while, and a new publish takes it back', async (t) => {
-    const t4 = path.join(dir, 'pods/d/volumes/pv-c/mount');
+    const t4 = path.join(dir, 'd/pv-c/mount');
     const delayed = { 'juicefs/mount-delete-delay': '3s' };
-    const podOfC = async () => (await mountPods()).find((p) => p.metadata?.labels?.['volume-id'] === 'pv-c');
     await publish('pv-c', t4, delayed);
     await unpublish('pv-c', t4);
-    let pod = await podOfC();
+    let pod = await mountPodOf('pv-c');
     t.ok(pod, 'still there after its last reference went');
     t.same(referencesOf(pod!), []);
     t.ok(pod?.metadata?.annotations?.['juicefs-delete-at'], 'stamped with juicefs-delete-at');
     await publish('pv-c', t4, delayed);
-    pod = await podOfC();
+    pod = await mountPodOf('pv-c');
     t.notOk(pod?.metadata?.annotations?.['juicefs-delete-at'], 'a new reference cancels the deletion');
     t.same(referencesOf(pod!), [t4]);
     await unpublish('pv-c', t4);
     const started = Date.now();
-    await eventually(async () => !(await podOfC()), 30_000, 'deletion after the delay');
+    await eventually(async () => !(await mountPodOf('pv-c')), 60_000, 'deletion after the delay');
     t.ok(Date.now() - started >= 2000, `deleted after the delay (${Date.now() - started} ms)`);
   });
 
   await t.test('unpublishing both targets deletes the Mount Pod', async (t) => {
     await unpublish('pv-a', t1);
-    let pods = await mountPods();
-    const a = pods.find((p) => p.metadata?.labels?.['volume-id'] === 'pv-a');
+    const a = await mountPodOf('pv-a');
     t.same(a && referencesOf(a), [t2], 'one reference left');
     t.equal(
       readFileSync(path.join(t2, 'hello.txt'), 'utf8'),
@@ -458,15 +479,15 @@ t.test('Mount Pod mode: shared Mount Pod, references, cleanup', async (t) => {
     );
     await unpublish('pv-a', t2);
     await unpublish('pv-a', t2); // idempotent
-    await eventually(
-      async () => !(await mountPods()).some((p) => p.metadata?.labels?.['volume-id'] === 'pv-a'),
-      60_000,
-      'pv-a Mount Pod deleted',
-    );
+    await eventually(async () => !(await mountPodOf('pv-a')), 90_000, 'pv-a Mount Pod deleted');
     t.notOk(mountAt(t1) || mountAt(t2), 'targets unmounted');
     await unpublish('pv-b', t3);
-    await eventually(async () => (await mountPods()).length === 0, 60_000, 'all Mount Pods deleted');
-    pods = await mountPods();
-    t.equal(pods.length, 0);
+    await eventually(async () => (await mountPods()).length === 0, 90_000, 'all Mount Pods gone');
+    t.equal((await mountPods()).length, 0);
+    t.same(
+      readMounts().filter((m) => m.mountPoint.startsWith(`${dir}/`)),
+      [],
+      'no target left mounted',
+    );
   });
 });

@@ -1,6 +1,8 @@
-// Reliability of Mount Pod mode: 200 NodePublishVolume/NodeUnpublishVolume
-// calls in random interleavings (up to 8 in flight) across 3 PVs, one with a
-// delete delay, and a Mount Pod crash in the middle. Afterwards no Mount Pod is
+// Reliability of Mount Pod mode on the real node (kubelet + containerd, the
+// node plugin as its DaemonSet): 200 NodePublishVolume/NodeUnpublishVolume
+// calls on the node plugin's socket in random interleavings (up to 8 in
+// flight) across 3 PVs, one with a delete delay, and a Mount Pod's container
+// SIGKILLed in the middle (the kubelet restarts it). Afterwards no Mount Pod is
 // without references, no reference is without its target, no mount is stale
 // or left over. Seeded: JFS_RELIABILITY_SEED=<n> replays a run's operations
 // (the schedule is drawn from the seed alone, before the run, so how long each
@@ -14,10 +16,10 @@ import { mountAt, readMounts, type MountEntry } from '../../src/juicefs/mounts.j
 import { targetState } from '../../src/node/bind.js';
 import { mountPointOf, referencesOf } from '../../src/node/mount-pod-plan.js';
 import { eventually } from '../env/harness.js';
-import { startNodeHarness } from '../env/node-harness.js';
+import { SMALL_MOUNT_POD, startRealNodeHarness } from '../env/real-node-harness.js';
 
-const NODE = 'node-r';
-const OPERATIONS = 200;
+/** JFS_RELIABILITY_OPERATIONS=<n> for a shorter run: its operations are the first n of the seed's full schedule. */
+const OPERATIONS = Number(process.env.JFS_RELIABILITY_OPERATIONS ?? 200);
 const IN_FLIGHT = 8;
 const PVS = ['pv-r1', 'pv-r2', 'pv-r3'];
 
@@ -45,18 +47,14 @@ t.test(
     t.comment(`seed ${seed} (JFS_RELIABILITY_SEED=${seed} replays this interleaving)`);
     const random = prng(seed);
     // A volume name of this run's own: other runs of this suite on the machine use the same PV names and mount root.
-    const {
-      vol,
-      dir,
-      standIn,
-      call,
-      mountPods: allMountPods,
-    } = await startNodeHarness(t, { nodeName: NODE, volumeName: `reliable-${process.pid}` });
+    const h = await startRealNodeHarness(t, { volumeName: `reliable-${process.pid}` });
+    const { vol, dir, call, mountPods: allMountPods } = h;
     /** A mount of this run's volume at a Mount Pod mount point of one of its PVs. */
     const ofThisRun = (m: MountEntry) =>
       m.source === `JuiceFS:${vol.name}` && PVS.some((pv) => m.mountPoint.startsWith(`${MOUNT_ROOT}/${pv}-`));
     const context = (pv: string) => ({
       subPath: pv,
+      ...SMALL_MOUNT_POD,
       ...(pv === 'pv-r3' ? { 'juicefs/mount-delete-delay': '1s' } : {}),
     });
     const publish = (pv: string, target: string) =>
@@ -104,8 +102,13 @@ t.test(
       const run = async () => {
         // A Mount Pod's container crashes in the middle of the run; its targets must come back.
         if (i === Math.floor(OPERATIONS / 2) && !crashed) {
-          const victim = (await mountPods()).find((p) => referencesOf(p).length > 0);
-          if (victim) crashed = standIn.killContainer(victim.metadata!.name!);
+          const victim = (await mountPods()).find(
+            (p) => referencesOf(p).length > 0 && p.status?.containerStatuses?.[0]?.state?.running,
+          );
+          if (victim) {
+            h.killContainer(victim);
+            crashed = true;
+          }
         }
         if (kind === 'unpublish') {
           await publishing.get(target);
@@ -136,7 +139,7 @@ t.test(
       `${OPERATIONS} operations (${latencies.publish.length} publishes, ${latencies.unpublish.length} unpublishes, ${IN_FLIGHT} in flight) in ${(elapsed / 1000).toFixed(1)} s; ` +
         `publish median ${median(latencies.publish)} ms p99 ${p99(latencies.publish)} ms; unpublish median ${median(latencies.unpublish)} ms p99 ${p99(latencies.unpublish)} ms; Mount Pod crash injected: ${crashed}`,
     );
-    t.ok(crashed, 'a Mount Pod crashed mid-run');
+    t.ok(crashed, "a Mount Pod's container was SIGKILLed mid-run");
 
     const invariants = async () => {
       const pods = await mountPods();
