@@ -165,6 +165,23 @@ export const ATTRIBUTES = {
           ? false
           : fail(ATTR.cleanCache, text, 'is not "true" or "false"'),
   }),
+  fdHolder: spec<boolean>({
+    key: ATTR.fdHolder,
+    setBy: 'admin',
+    appliesTo: 'mount-pod',
+    writtenIn: 'pv-and-storage-class',
+    summary:
+      '`"false"`: the node service does not hold the Mount Pod\'s FUSE fd, so a crashed client fails I/O at once ' +
+      '(ENOTCONN) and the targets are re-bound to a fresh mount, instead of blocking until its replacement takes the ' +
+      'connection over (ADR 0015); default `"true"`',
+    // Off is for apps that rather fail fast than wait for a client that may not come back.
+    parse: (text) =>
+      text === 'false'
+        ? false
+        : text === 'true' || text === ''
+          ? true
+          : fail(ATTR.fdHolder, text, 'is not "true" or "false"'),
+  }),
   mountLabels: mountPodMap(ATTR.mountLabels, 'labels'),
   mountAnnotations: mountPodMap(ATTR.mountAnnotations, 'annotations'),
   mountOptions: spec<string>({

@@ -48,6 +48,7 @@ export const ATTR = {
   memoryLimit: 'juicefs/mount-memory-limit',
   deleteDelay: 'juicefs/mount-delete-delay',
   cleanCache: 'juicefs/clean-cache',
+  fdHolder: 'juicefs/fd-holder',
   mountLabels: 'juicefs/mount-labels',
   mountAnnotations: 'juicefs/mount-annotations',
   mountOptions: 'mountOptions',
@@ -73,6 +74,12 @@ export const MOUNT_ROOT = '/var/lib/juicefs/volume';
 /** The node service's CSI socket as a kubelet at the default root (/var/lib/kubelet) sees it. */
 export const DEFAULT_KUBELET_PLUGIN_ENDPOINT = `/var/lib/kubelet/plugins/${CSI_DRIVER_NAME}/csi.sock`;
 export const DEFAULT_CACHE_DIR = '/var/jfsCache';
+/**
+ * The node service's FUSE fd holders (Mount Pod mode): one folder per Mount Pod, mounted at /tmp in it, holding the
+ * holder's socket, the client's own fd socket (`fuse_fd_comm.<pid>`, found again after a node service restart) and
+ * its handle state file. Not a compatibility name: the reference uses /var/run/juicefs-csi.
+ */
+export const FD_HOLDER_ROOT = '/var/run/jfs-sidecar/fd';
 
 export const METRICS_PORT = 9567;
 

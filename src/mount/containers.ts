@@ -89,8 +89,8 @@ export interface SidecarSpec {
   settings: MountSettings;
   secret: SecretInfo;
   /**
-   * The injector's env the mount point may reference (e.g. the pod UID for per-pod host paths), set after the
-   * sources' env.
+   * The injector's own env before the mount point, which the mount point may reference (e.g. the pod UID for per-pod
+   * host paths; a Mount Pod's fd-holder variables), set after the sources' env.
    */
   leadingEnv: V1EnvVar[];
   /** Mount point inside the container; may use $(VAR) of leadingEnv. */

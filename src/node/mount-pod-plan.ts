@@ -6,6 +6,7 @@ import fjp, { type Operation } from 'fast-json-patch';
 import { createHash } from 'node:crypto';
 import {
   CACHE_VOLUME_PREFIX,
+  FD_HOLDER_ROOT,
   FORMAT_INIT_NAME,
   MOUNT_POD_ANN_CLEAN_CACHE,
   MOUNT_POD_ANN_DELETE_DELAY,
@@ -60,6 +61,27 @@ export function mountPointOf(pod: V1Pod): string | undefined {
   return pod.spec?.containers?.[0]?.env?.find((e) => e.name === MOUNT_POINT_ENV)?.value;
 }
 
+/** The Mount Pod's volume of its fd-holder folder (its host path is FD_HOLDER_ROOT/<mount id>). */
+export const FD_VOLUME_NAME = 'jfs-fd';
+/**
+ * Where that folder is in the Mount Pod: /tmp, because juicefs puts its own fd socket (`/tmp/fuse_fd_comm.<pid>`) and
+ * its handle state (`/tmp/state<supervisor pid>.json`, written on SIGHUP) there and nowhere else.
+ */
+export const FD_DIR_IN_POD = '/tmp';
+/** The holder's socket, in the fd-holder folder; the client dials it through `JFS_SUPER_COMM`. */
+export const FD_HOLDER_SOCKET = 'fd-holder.sock';
+/**
+ * The client's handle state as its first mount process reads it: the supervisor is the container's PID 1, so a
+ * SIGHUP handover writes `/tmp/state1.json`; a client started on the same folder (a restarted container, or a new
+ * Mount Pod given this folder) reloads the open handles from it.
+ */
+export const FD_STATE_FILE = 'state1.json';
+
+/** The host folder of a Mount Pod's fd holder, when it has one (Mount Pods of older node services have none). */
+export function fdDirOf(pod: V1Pod): string | undefined {
+  return pod.spec?.volumes?.find((v) => v.name === FD_VOLUME_NAME)?.hostPath?.path;
+}
+
 /** Whether the pod's Ready condition is True. */
 export function isPodReady(pod: V1Pod | undefined): boolean {
   return pod?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
@@ -79,6 +101,8 @@ export interface MountPodPlan {
   hash: string;
   /** Host path where the Mount Pod mounts the PV's subdirectory; targets are bind mounts of it. */
   mountPoint: string;
+  /** Host folder of the node service's fd holder for this Mount Pod; undefined when `juicefs/fd-holder` is off. */
+  fdDir?: string;
   warnings: string[];
 }
 
@@ -87,15 +111,32 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
   // PVC annotations do not tune a Mount Pod (it is not one pod's); the claim only selects mountPodPatch entries.
   const settings = computeMountSettings(volume, input.claim, input.options, []);
   const hash = settingsHash(volume, settings);
-  const mountPoint = `${MOUNT_ROOT}/${volume.pvName}-${hash}`;
+  // One name for the mount's host folders: its mount point and its fd-holder folder.
+  const mountId = `${volume.pvName}-${hash}`;
+  const mountPoint = `${MOUNT_ROOT}/${mountId}`;
+  // The node service holds the client's FUSE fd (juicefs >= 1.2.1 hands it over on JFS_SUPER_COMM; older clients
+  // ignore it), so a client that dies whole is replaced on the same FUSE connection: the targets stay valid.
+  const fdDir = settings.attributes.fdHolder === false ? undefined : `${FD_HOLDER_ROOT}/${mountId}`;
   const cache = cacheVolumes(settings, (i) => `${CACHE_VOLUME_PREFIX}-${i}`, 'hostPath');
   const container = buildSidecar({
     name: SIDECAR_NAME,
     settings,
     secret: volume.secret,
-    leadingEnv: [],
+    leadingEnv: fdDir
+      ? [
+          { name: 'JFS_SUPER_COMM', value: `${FD_DIR_IN_POD}/${FD_HOLDER_SOCKET}` },
+          { name: '_FUSE_STATE_PATH', value: `${FD_DIR_IN_POD}/${FD_STATE_FILE}` },
+          // With JFS_SUPER_COMM juicefs skips its check of a broken mount point; "0" makes its supervisor unmount
+          // the mount point when the holder had no fd for it, so a fresh mount never lands on top of a dead one.
+          { name: 'JFS_NO_UMOUNT', value: '0' },
+        ]
+      : [],
     mountPoint,
-    volumeMounts: [{ name: 'jfs-dir', mountPath: MOUNT_ROOT, mountPropagation: 'Bidirectional' }, ...cache.mounts],
+    volumeMounts: [
+      { name: 'jfs-dir', mountPath: MOUNT_ROOT, mountPropagation: 'Bidirectional' },
+      ...(fdDir ? [{ name: FD_VOLUME_NAME, mountPath: FD_DIR_IN_POD }] : []),
+      ...cache.mounts,
+    ],
     metricsPort: METRICS_PORT,
     placement: 'mount-pod',
   });
@@ -134,10 +175,15 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
           }
         : {}),
       containers: [container],
-      volumes: [{ name: 'jfs-dir', hostPath: { path: MOUNT_ROOT, type: 'DirectoryOrCreate' } }, ...cache.volumes],
+      volumes: [
+        { name: 'jfs-dir', hostPath: { path: MOUNT_ROOT, type: 'DirectoryOrCreate' } },
+        // Made by the node service before it creates the pod (its holder listens there first).
+        ...(fdDir ? [{ name: FD_VOLUME_NAME, hostPath: { path: fdDir, type: 'DirectoryOrCreate' } }] : []),
+        ...cache.volumes,
+      ],
     },
   };
-  return { pod, hash, mountPoint, warnings: settings.warnings };
+  return { pod, hash, mountPoint, fdDir, warnings: settings.warnings };
 }
 
 export interface AnnotationChange {
