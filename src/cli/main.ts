@@ -11,6 +11,7 @@ import {
   CREDENTIALS_SERVICE_NAME,
   DEFAULT_CREDENTIALS_URL,
   DEFAULT_KUBELET_PLUGIN_ENDPOINT,
+  FD_HOLDER_DIR,
   SYSTEM_NAMESPACE,
   WEBHOOK_CERT_SECRET_NAME,
 } from '../contract/keys.js';
@@ -186,6 +187,32 @@ export function buildCli(): Command {
   const program = new Command('jfs-sidecar')
     .description('JuiceFS on Kubernetes in sidecar mode: admission webhook, CSI controller, Mount Pod node service')
     .version(PACKAGE_VERSION);
+
+  const fdHolder = program
+    .command('fd-holder')
+    .description("sidecar mode's FUSE fd holder container: keeps each client's /dev/fuse fd across client restarts");
+  fdHolder
+    .command('run')
+    .description('hold the FUSE fd of each named client container (its JFS_SUPER_COMM is <dir>/<name>/fuse.sock)')
+    .option('--dir <dir>', 'the shared memory volume', FD_HOLDER_DIR)
+    .requiredOption('--name <container>', 'a client container (repeatable)', collect, [])
+    .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
+    .action(async (o: { dir: string; name: string[]; logLevel: string }) => {
+      const { runFdHolder } = await import('./fd-holder.js');
+      const log = pino({ level: o.logLevel, base: { component: 'fd-holder' } });
+      const running = await runFdHolder(o.dir, o.name, log);
+      closeOnSignal(() => running.close(), log, 'stopping: releasing the held FUSE fds');
+    });
+  fdHolder
+    .command('expect-handover')
+    .description('arm the next SIGTERM of the client containers as an in-place upgrade (hand the client over)')
+    .option('--dir <dir>', 'the shared memory volume', FD_HOLDER_DIR)
+    .option('--name <container>', 'a client container (repeatable; default: all)', collect, [])
+    .option('--ttl <seconds>', 'the marker expires after this long', (v) => Number.parseInt(v, 10), 600)
+    .action(async (o: { dir: string; name: string[]; ttl: number }) => {
+      const { expectHandover } = await import('./fd-holder.js');
+      for (const name of expectHandover(o.dir, o.name, o.ttl)) console.log(`handover armed: ${name}`);
+    });
 
   program
     .command('webhook')

@@ -148,3 +148,16 @@ export const CREDENTIALS_CERT_SECRET_NAME = 'jfs-sidecar-credentials-tls';
 export const CREDENTIALS_CA_CONFIGMAP_NAME = 'jfs-sidecar-credentials-ca';
 /** Path of the broker's one endpoint. */
 export const CREDENTIALS_PATH = '/v1/credentials';
+
+// The FUSE fd holder of sidecar mode (issue 13; src/fdpass/, ADR 0016): a native sidecar from the jfs-sidecar image,
+// before the jfs-mount containers, keeping each client's /dev/fuse fd on a memory-backed emptyDir they share.
+export const FD_HOLDER_NAME = 'jfs-fd-holder';
+/** The shared emptyDir (medium Memory) and where the holder and each jfs-mount container mount it. */
+export const FD_HOLDER_VOLUME = 'jfs-fd';
+export const FD_HOLDER_DIR = '/jfs-fd';
+/** One folder per client container, `<dir>/<container name>/`: the socket, the state file, the handover marker. */
+export const FD_HOLDER_SOCKET_FILE = 'fuse.sock';
+export const FD_HOLDER_STATE_FILE = 'state.json';
+export const FD_HOLDER_HANDOVER_FILE = 'handover';
+/** The client container's folder on that volume (its entrypoint script reads the marker and moves the state there). */
+export const FD_DIR_ENV = 'JFS_FD_DIR';

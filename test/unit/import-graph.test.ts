@@ -30,8 +30,9 @@ const LAYERS: string[][] = [
   // injecting (the seam the webhook and the offline command share), so inject sits above resolve.
   ['inject'],
   // Adapters to the outside world: the API (k8s: informer caches implementing resolve's ClusterView),
-  // the juicefs client and /proc mounts (juicefs: uses inject's option parsing), the CSI gRPC plumbing (csi).
-  ['k8s', 'juicefs', 'csi'],
+  // the juicefs client and /proc mounts (juicefs: uses inject's option parsing), the CSI gRPC plumbing (csi),
+  // the FUSE fd holder speaking juicefs's JFS_SUPER_COMM over SCM_RIGHTS (fdpass, ADR 0016).
+  ['k8s', 'juicefs', 'csi', 'fdpass'],
   // Self-managed certificates: Secrets and the MutatingWebhookConfiguration through k8s.
   ['certs'],
   // The shells, each a process or command of its own: the admission webhook, the CSI node service
