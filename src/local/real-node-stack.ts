@@ -12,11 +12,11 @@ import {
   type V1DaemonSet,
   type V1EnvVar,
 } from '@kubernetes/client-node';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { CSI_DRIVER_NAME, SYSTEM_NAMESPACE } from '../contract/keys.js';
+import { CSI_DRIVER_NAME, FD_HOLDER_ROOT, SYSTEM_NAMESPACE } from '../contract/keys.js';
 import { applyObjects, readManifest } from './components.js';
 import type { ControlPlane } from './control-plane.js';
 import { registriesOf, startImageRegistry, writeHostsToml, type ImageRegistry } from './image-registry.js';
@@ -75,6 +75,14 @@ export async function startRealNodeStack(cp: ControlPlane, opts: RealNodeStackOp
   const stop = async () => {
     await node?.stop();
     await registry.close();
+    // The node plugin's fd-holder folders (its hostPath makes them): each goes with its Mount Pod; the parents here.
+    for (const dir of [FD_HOLDER_ROOT, path.dirname(FD_HOLDER_ROOT)]) {
+      try {
+        rmdirSync(dir);
+      } catch {
+        // absent, or not empty: a folder still in use is not ours to remove
+      }
+    }
   };
   try {
     const hostsDir = path.join(opts.dir, 'registry-hosts');
