@@ -12,6 +12,7 @@ import { createCleanCacheJob } from './cache-cleanup.js';
 import { wantsCacheCleanup } from './clean-cache.js';
 import { isPodReady, referencesOf } from './mount-pod-plan.js';
 import { VolumePublisher, type PublisherOptions, type PublishRequest } from './mount-pod-publish.js';
+import { MountPodFdHolders } from './mount-pod-fd-holders.js';
 import { MountPodReferences } from './mount-pod-references.js';
 import { MountPodRepair } from './mount-pod-repair.js';
 import { volumeStats, type VolumeStats } from './volume-stats.js';
@@ -26,6 +27,7 @@ export class MountPodManager {
   private readonly references: MountPodReferences;
   private readonly publisher: VolumePublisher;
   private readonly repair: MountPodRepair;
+  private readonly holders: MountPodFdHolders;
   private timer: NodeJS.Timeout | undefined;
   private pass: Promise<void> | undefined;
   private again = false;
@@ -46,9 +48,10 @@ export class MountPodManager {
       log: opts.log,
     });
     this.references = new MountPodReferences(core, opts);
-    this.publisher = new VolumePublisher(core, this.references, lock, opts);
+    this.holders = new MountPodFdHolders(opts.log);
+    this.publisher = new VolumePublisher(core, this.references, lock, this.holders, opts);
     // Background passes pick candidates from the informer's cache; requests list through the API.
-    this.repair = new MountPodRepair(core, this.references, lock, () => this.cachedPodsOnNode(), opts);
+    this.repair = new MountPodRepair(core, this.references, lock, () => this.cachedPodsOnNode(), this.holders, opts);
   }
 
   /** The Mount Pods of this node as the informer last saw them. */
@@ -76,31 +79,32 @@ export class MountPodManager {
     return this.repair.check();
   }
 
-  /** Watches this node's Mount Pods (re-creation, re-binding on Ready); runs the sweep and the check periodically. */
+  /**
+   * Watches this node's Mount Pods (re-creation, re-binding on Ready, their fd holders); takes the FUSE fds of the
+   * running ones back (after a restart); runs the sweep and the check periodically.
+   */
   async start(intervalMs = 5000): Promise<void> {
+    const failed = (pod: V1Pod, what: string) => (err: unknown) =>
+      this.opts.log.error({ mountPod: pod.metadata?.name, err: (err as Error).message }, what);
     this.informer.on('delete', (pod) => {
       if (referencesOf(pod).length > 0) {
-        void this.repair
-          .recreate(pod)
-          .catch((err) =>
-            this.opts.log.error(
-              { mountPod: pod.metadata?.name, err: (err as Error).message },
-              'could not re-create the Mount Pod',
-            ),
-          );
-      } else if (wantsCacheCleanup(pod)) {
-        void createCleanCacheJob(this.batch, this.opts, this.informer.list(this.opts.namespace), pod).catch((err) =>
-          this.opts.log.error(
-            { mountPod: pod.metadata?.name, err: (err as Error).message },
-            'could not create the cache-cleanup Job',
-          ),
-        );
+        void this.repair.recreate(pod).catch(failed(pod, 'could not re-create the Mount Pod'));
+        return;
       }
+      void this.repair.forget(pod).catch(failed(pod, 'could not remove the fd holder'));
+      if (wantsCacheCleanup(pod))
+        void createCleanCacheJob(this.batch, this.opts, this.informer.list(this.opts.namespace), pod).catch(
+          failed(pod, 'could not create the cache-cleanup Job'),
+        );
     });
     this.informer.on('update', (pod) => {
-      if (isPodReady(pod) && referencesOf(pod).length > 0) this.kick();
+      if (pod.metadata?.deletionTimestamp)
+        void this.repair.going(pod).catch(failed(pod, 'could not release the FUSE fd'));
+      else if (isPodReady(pod) && referencesOf(pod).length > 0) this.kick();
     });
     await this.informer.start();
+    // Before any publish is served: the holders of this process's predecessor are gone with it.
+    await this.holders.recover(this.cachedPodsOnNode());
     this.timer = setInterval(() => this.kick(), intervalMs);
     this.timer.unref();
   }
@@ -124,5 +128,6 @@ export class MountPodManager {
     if (this.timer) clearInterval(this.timer);
     await this.informer.stop();
     await this.pass;
+    await this.holders.close();
   }
 }

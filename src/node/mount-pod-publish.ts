@@ -16,6 +16,7 @@ import type { VolumeSource } from '../mount/volume.js';
 import type { KeyedLock } from '../util/keyed-lock.js';
 import { rebind, targetState, unmountTarget } from './bind.js';
 import { claimOfVolume } from './claim.js';
+import type { MountPodFdHolders } from './mount-pod-fd-holders.js';
 import { isPodReady, planMountPod, referenceKey, volumeLabel } from './mount-pod-plan.js';
 import type { MountPodReferences, MountPodScope } from './mount-pod-references.js';
 
@@ -39,6 +40,7 @@ export class VolumePublisher {
     private readonly references: MountPodReferences,
     /** The node's per-volume lock, shared with the background passes. */
     private readonly lock: KeyedLock,
+    private readonly holders: MountPodFdHolders,
     private readonly opts: PublisherOptions,
   ) {}
 
@@ -109,6 +111,8 @@ export class VolumePublisher {
         throw err;
       }
       const name = plan.pod.metadata!.name!;
+      // Listening before the Mount Pod exists: its client hands the FUSE fd over as soon as it has mounted.
+      if (plan.fdDir) await this.holders.ensure(plan.fdDir, plan.mountPoint);
       await this.references.addReference(plan.pod, referenceKey(req.targetPath), req.targetPath);
       const source = await this.waitReady(name, plan.mountPoint);
       // A repeated publish finds its bind in place; one left on a dead connection is replaced.

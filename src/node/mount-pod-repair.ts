@@ -10,7 +10,8 @@ import { MOUNT_POD_ANN_DELETE_AT } from '../contract/keys.js';
 import { JUICEFS_FS_TYPE, mountAt } from '../juicefs/mounts.js';
 import type { KeyedLock } from '../util/keyed-lock.js';
 import { kubeletPodUid, rebind, targetState, unmountTarget } from './bind.js';
-import { isPodReady, mountPointOf, referenceKey, referencesOf } from './mount-pod-plan.js';
+import type { MountPodFdHolders } from './mount-pod-fd-holders.js';
+import { fdDirOf, isPodReady, mountPointOf, referenceKey, referencesOf } from './mount-pod-plan.js';
 import { lockKeyOf, type MountPodReferences, type MountPodScope } from './mount-pod-references.js';
 
 export class MountPodRepair {
@@ -21,6 +22,7 @@ export class MountPodRepair {
     private readonly lock: KeyedLock,
     /** This node's Mount Pods as the informer last saw them. */
     private readonly cachedPodsOnNode: () => V1Pod[],
+    private readonly holders: MountPodFdHolders,
     private readonly opts: MountPodScope,
   ) {}
 
@@ -45,9 +47,12 @@ export class MountPodRepair {
    * - a reference whose pod is gone (kubelet path naming a pod no longer on
    *   this node, or a target folder that no longer exists) is dropped and its
    *   target unmounted;
-   * - a referenced target not bound to the Mount Pod's current mount (the
-   *   client restarted, or the Mount Pod was re-created) is re-bound once the
-   *   Mount Pod is Ready again.
+   * - a referenced target not bound to the Mount Pod's current mount is
+   *   re-bound once the Mount Pod is Ready again: the Mount Pod was re-created,
+   *   or its client restarted without taking the held FUSE fd over (a client
+   *   < 1.2.1, `juicefs/fd-holder: "false"`, the node service down at the
+   *   crash). A client that took it over serves the same connection, so its
+   *   targets are left as they are.
    */
   async check(): Promise<void> {
     // Candidates from the informer's cache; each is read again under its volume's lock before anything is done.
@@ -83,13 +88,40 @@ export class MountPodRepair {
           }
           if (!serving || targetState(serving, bound) === 'ok') continue;
           await rebind(mountPoint!, target, bound?.readOnly ?? false);
+          const fdDir = fdDirOf(pod);
           this.opts.log.info(
-            { mountPod: pod.metadata!.name, target, was: bound ? 'stale' : 'unmounted' },
+            {
+              mountPod: pod.metadata!.name,
+              target,
+              was: bound ? 'stale' : 'unmounted',
+              // Whether its client handed a FUSE fd over: one that does is replaced on the same connection.
+              fdHeld: fdDir ? await this.holders.holds(fdDir) : false,
+            },
             "target re-bound to the Mount Pod's mount",
           );
         }
       });
     }
+  }
+
+  /** A Mount Pod is going (deletionTimestamp set): its client's fd is dropped, so no new client takes it over. */
+  async going(pod: V1Pod): Promise<void> {
+    const fdDir = fdDirOf(pod);
+    if (fdDir) await this.lock.run(lockKeyOf(pod), () => this.holders.release(fdDir));
+  }
+
+  /** A Mount Pod gone for good (no reference left): its fd holder stops and its folder goes. */
+  async forget(deleted: V1Pod): Promise<void> {
+    await this.lock.run(lockKeyOf(deleted), () => this.removeHolder(deleted));
+  }
+
+  /** Under the volume's lock. A publish may have made a Mount Pod in the same folder meanwhile: then it stays. */
+  private async removeHolder(deleted: V1Pod): Promise<void> {
+    const fdDir = fdDirOf(deleted);
+    if (!fdDir) return;
+    const now = await this.references.read(deleted.metadata!.name!);
+    if (now && fdDirOf(now) === fdDir) return;
+    await this.holders.remove(fdDir);
   }
 
   /**
@@ -101,7 +133,13 @@ export class MountPodRepair {
     const name = deleted.metadata!.name!;
     await this.lock.run(lockKeyOf(deleted), async () => {
       const targets = referencesOf(deleted).filter((t) => mountAt(t));
-      if (targets.length === 0) return;
+      const fdDir = fdDirOf(deleted);
+      if (targets.length === 0) return this.removeHolder(deleted);
+      // Its preStop unmounted the mount point: the new client must mount afresh, not take the old connection.
+      if (fdDir) {
+        await this.holders.release(fdDir);
+        await this.holders.ensure(fdDir, mountPointOf(deleted));
+      }
       const body: V1Pod = {
         apiVersion: 'v1',
         kind: 'Pod',

@@ -1,0 +1,128 @@
+// The node service's FUSE fd holders, one per Mount Pod (ADR 0015): the Mount Pod's
+// client (juicefs >= 1.2.1, `JFS_SUPER_COMM`) hands its /dev/fuse fd to the holder
+// in the Mount Pod's folder (FD_HOLDER_ROOT/<mount id>, the pod's /tmp), and a
+// client that starts in that folder again (the container restarted after a crash
+// or an OOM kill) takes the same FUSE connection over: the mount point and every
+// target bound from it stay valid, nothing is re-bound. Holders die with this
+// process; recover() takes the fds back from the clients' own fd sockets
+// (`fuse_fd_comm.<pid>`, in the same folder) when the node service starts again.
+import type { V1Pod } from '@kubernetes/client-node';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { FD_HOLDER_ROOT } from '../contract/keys.js';
+import { FuseFdHolder, pullFuseFd, type HeldFd } from '../fdpass/holder.js';
+import { FD_HOLDER_SOCKET, fdDirOf } from './mount-pod-plan.js';
+
+/** juicefs's own fd socket: `/tmp/fuse_fd_comm.<supervisor pid>`. */
+const CLIENT_SOCKET_PREFIX = 'fuse_fd_comm.';
+
+export class MountPodFdHolders {
+  private readonly holders = new Map<string, Promise<FuseFdHolder>>();
+
+  constructor(
+    private readonly log: Logger,
+    /** The folders' parent: FD_HOLDER_ROOT, the same path on the host and in the node service's container. */
+    private readonly root = FD_HOLDER_ROOT,
+  ) {}
+
+  /** A Mount Pod's folder this service manages (its plan's fdDir); anything else is refused. */
+  private check(fdDir: string): string {
+    if (path.dirname(fdDir) !== this.root) throw new Error(`fd-holder folder ${fdDir} is not under ${this.root}`);
+    return fdDir;
+  }
+
+  /**
+   * A holder listening in the Mount Pod's folder (made first), unless there is one. Call it before the Mount Pod is
+   * created, so that its client finds the holder when it starts. With JFS_SUPER_COMM juicefs does not make its mount
+   * point (it leaves that to the holder's side, as the reference driver does): `mountPoint` is made here.
+   */
+  async ensure(fdDir: string, mountPoint?: string, adopt?: HeldFd): Promise<void> {
+    if (mountPoint) mkdirSync(mountPoint, { recursive: true });
+    const dir = this.check(fdDir);
+    if (this.holders.has(dir)) return void (await this.holders.get(dir));
+    // Root only: whoever can dial the socket gets the FUSE connection of the volume.
+    mkdirSync(this.root, { recursive: true, mode: 0o700 });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const log = this.log.child({ fdDir: dir });
+    const started = FuseFdHolder.listen(path.join(dir, FD_HOLDER_SOCKET), { log, adopt });
+    this.holders.set(dir, started);
+    try {
+      const holder = await started;
+      holder.on('stored', (h) => log.info({ fd: h.fd }, "holding the Mount Pod client's FUSE fd"));
+    } catch (err) {
+      this.holders.delete(dir);
+      throw err;
+    }
+  }
+
+  /** Whether the Mount Pod's client handed its FUSE fd over (a client < 1.2.1 never does). */
+  async holds(fdDir: string): Promise<boolean> {
+    return (await this.holders.get(fdDir))?.held() !== undefined;
+  }
+
+  /**
+   * Drops the held fd, the holder keeps listening: the Mount Pod is going (its preStop unmounts the mount point), so
+   * the next client in this folder must mount afresh rather than take a connection nothing is mounted from.
+   */
+  async release(fdDir: string): Promise<void> {
+    (await this.holders.get(fdDir))?.release();
+  }
+
+  /** The Mount Pod is gone for good: the holder stops, its fd is closed, the folder is removed. */
+  async remove(fdDir: string): Promise<void> {
+    const dir = this.check(fdDir);
+    const holder = await this.holders.get(dir)?.catch(() => undefined);
+    this.holders.delete(dir);
+    holder?.release();
+    await holder?.close();
+    rmSync(dir, { recursive: true, force: true });
+    this.log.info({ fdDir: dir }, 'fd holder removed');
+  }
+
+  /**
+   * After a start: every folder of a live Mount Pod of this node gets its holder again, with the fd pulled from the
+   * client's own fd socket (the client keeps its copy); folders of no live Mount Pod are removed.
+   */
+  async recover(pods: V1Pod[]): Promise<void> {
+    const live = new Set(pods.filter((p) => !p.metadata?.deletionTimestamp).map(fdDirOf));
+    let entries: string[];
+    try {
+      entries = readdirSync(this.root);
+    } catch {
+      return; // no folder yet: nothing was held on this node
+    }
+    for (const name of entries) {
+      const dir = path.join(this.root, name);
+      if (!live.has(dir)) {
+        rmSync(dir, { recursive: true, force: true });
+        this.log.info({ fdDir: dir }, 'fd-holder folder of no Mount Pod removed');
+        continue;
+      }
+      let pulled: HeldFd | undefined;
+      for (const file of readdirSync(dir).filter((f) => f.startsWith(CLIENT_SOCKET_PREFIX))) {
+        pulled = await pullFuseFd(path.join(dir, file)).catch((err: unknown) => {
+          this.log.warn({ socket: path.join(dir, file), err: (err as Error).message }, 'could not pull the FUSE fd');
+          return undefined;
+        });
+        if (pulled) break;
+      }
+      await this.ensure(dir, undefined, pulled);
+      this.log.info({ fdDir: dir, recovered: pulled !== undefined }, 'fd holder recovered after a restart');
+    }
+    // A live Mount Pod whose folder is missing still gets a holder (the kubelet makes the folder otherwise).
+    for (const dir of live) {
+      if (!dir || this.holders.has(dir)) continue;
+      await this.ensure(dir).catch((err: unknown) =>
+        this.log.warn({ fdDir: dir, err: (err as Error).message }, 'no fd holder for a Mount Pod'),
+      );
+    }
+  }
+
+  /** Stops listening (this process ends): the held fds close with it, the clients keep theirs; folders stay. */
+  async close(): Promise<void> {
+    const all = [...this.holders.values()];
+    this.holders.clear();
+    for (const started of all) await (await started.catch(() => undefined))?.close();
+  }
+}
