@@ -14,6 +14,8 @@ export interface InjectCommandOptions {
   mountImage?: string;
   /** The credential broker for volumes in broker mode (ADR 0010): its URL, fetch image and CA file. */
   broker?: { url: string; image: string; caFile: string };
+  /** The jfs-sidecar image (--credentials-image): runs the FUSE fd holder of native sidecars. */
+  projectImage?: string;
 }
 
 export interface CommandIo {
@@ -34,6 +36,7 @@ export function injectCommand(opts: InjectCommandOptions, io: CommandIo): number
       mode: opts.serverless ? 'serverless' : 'sidecar',
       config,
       defaultMountImage: opts.mountImage,
+      projectImage: opts.projectImage,
       broker: opts.broker && {
         url: opts.broker.url,
         image: opts.broker.image,

@@ -310,6 +310,7 @@ export function buildCli(): Command {
           serverless: o.serverless,
           mountImage: o.mountImage,
           broker: brokerClientFlags(o),
+          projectImage: o.credentialsImage,
         },
         {
           readStdin: () => readFileSync(0, 'utf8'),

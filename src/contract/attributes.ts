@@ -228,6 +228,23 @@ export const ATTRIBUTES = {
       return text as CredentialsMode;
     },
   }),
+  fdHolder: spec<boolean | undefined>({
+    key: ATTR.fdHolder,
+    setBy: 'admin',
+    appliesTo: 'sidecar',
+    writtenIn: 'pv-and-storage-class',
+    summary:
+      '`"false"`: no FUSE fd holder for this volume\'s sidecar (a crashed or upgraded client then leaves the apps on a ' +
+      'dead mount, ADR 0015); empty or `"true"`: a holder with native placement; classic placement never has one',
+    parse: (text) =>
+      text === ''
+        ? undefined
+        : text === 'true'
+          ? true
+          : text === 'false'
+            ? false
+            : fail(ATTR.fdHolder, text, 'is not "true" or "false"'),
+  }),
 } as const;
 
 export type AttributeName = keyof typeof ATTRIBUTES;

@@ -55,6 +55,7 @@ export const ATTR = {
   subPath: 'subPath',
   pathPattern: 'pathPattern',
   credentials: 'juicefs/credentials',
+  fdHolder: 'juicefs/fd-holder',
 } as const;
 
 /** Prefix of keys that belong to JuiceFS; user annotations with it are checked against the allow-list. */

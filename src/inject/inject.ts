@@ -8,6 +8,8 @@ import {
   CREDENTIALS_INIT_NAME,
   CREDENTIALS_TOKEN_VOLUME,
   CREDENTIALS_VOLUME_PREFIX,
+  FD_HOLDER_NAME,
+  FD_HOLDER_VOLUME,
   FORMAT_INIT_NAME,
   LABEL_DISABLE_INJECTION,
   LABEL_INJECTION_DONE,
@@ -21,6 +23,7 @@ import { filterUserAnnotations } from '../mount/allowlist.js';
 import { cacheVolumes } from '../mount/cache-volumes.js';
 import { buildFormatContainer, buildSidecar, needsFormat } from '../mount/containers.js';
 import { brokerClient, buildFetchContainer, credentialsVolume, tokenVolume } from '../mount/credentials.js';
+import { buildFdHolderContainer, fdHolderVolume, withFdHolder } from '../mount/fd-holder.js';
 import { computeMountSettings } from '../mount/settings.js';
 import { checkAddedContainers } from './post-check.js';
 import type { ResolvedVolume } from '../resolve/types.js';
@@ -181,6 +184,8 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
   const addedInits: V1Container[] = [];
   const addedContainers: V1Container[] = [];
   const addedVolumes: V1Volume[] = [];
+  let fdHolderVolumeName: string | undefined;
+  const fdClients: string[] = [];
 
   let tokenVolumeName: string | undefined;
   if (volumes.some((v) => v.source.credentials === 'broker')) {
@@ -280,8 +285,27 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
       }),
       'mount',
     );
-    (native ? addedInits : addedContainers).push(sidecar);
+    // Native placement only: with classic placement the holder would be one more app-level container that never
+    // exits by itself (a Job would not complete), with no start or stop ordering against the client.
+    const holdFd = native && options.projectImage !== undefined && settings.attributes.fdHolder !== false;
+    if (holdFd) {
+      fdHolderVolumeName ??= volumeNames.claim(FD_HOLDER_VOLUME);
+      fdClients.push(sidecar.name);
+    }
+    (native ? addedInits : addedContainers).push(holdFd ? withFdHolder(sidecar, fdHolderVolumeName!) : sidecar);
   });
+  if (fdHolderVolumeName) {
+    addedVolumes.push(fdHolderVolume(fdHolderVolumeName));
+    // First: the clients find its socket when they start.
+    addedInits.unshift(
+      buildFdHolderContainer(
+        containerNames.claim(FD_HOLDER_NAME, 0),
+        options.projectImage!,
+        fdHolderVolumeName,
+        fdClients,
+      ),
+    );
+  }
 
   checkAddedContainers(input.spec ?? { containers: [] }, [...addedInits, ...addedContainers]);
   spec.initContainers = [...addedInits, ...appInits];

@@ -11,6 +11,11 @@ export interface InjectOptions extends MountContext {
   mode: InjectMode;
   /** The credential broker the fetch step asks (ADR 0010); needed only by volumes with juicefs/credentials: broker. */
   broker?: BrokerClientOptions;
+  /**
+   * The jfs-sidecar image, which runs the FUSE fd holder of native sidecars (src/mount/fd-holder.ts); without it no
+   * holder is injected.
+   */
+  projectImage?: string;
 }
 
 /** Why a pod was left as it was. The same code labels the metric, the log line and the warning. */

@@ -53,6 +53,9 @@ export const BUSYBOX_IMAGES = ['docker.io/library/busybox:1.36', 'docker.io/libr
 export const MOUNT_IMAGE = qualifiedRef(DEFAULT_CE_MOUNT_IMAGE);
 /** The older mount image (test/env/go/juicefs-prev), for upgrades: its `juicefs version` differs. */
 export const PREVIOUS_MOUNT_IMAGE = 'docker.io/juicedata/mount:ce-v1.2.0';
+/** npm usocket's compiled addon (node-gyp at `npm ci`), which the project image carries. */
+const USOCKET_ADDON = path.join(PACKAGE_ROOT, 'node_modules/usocket/build/Release/uwrap.node');
+
 /** The project's own image, as manifests/*.yaml name it (`jfs-sidecar:<version>`). */
 export const PROJECT_IMAGE = qualifiedRef(`jfs-sidecar:${PACKAGE_VERSION}`);
 
@@ -408,10 +411,13 @@ export const IMAGE_SPECS: Record<ImageName, () => ImageSpec> = {
       steps: [
         ...busyboxBase(),
         { file: process.execPath, to: 'usr/local/bin/node', mode: 0o755 },
-        ...sharedLibraries(process.execPath, juicefs, '/usr/bin/fusermount3'),
+        ...sharedLibraries(process.execPath, juicefs, '/usr/bin/fusermount3', USOCKET_ADDON),
         ...juicefsSteps(juicefs),
         ...fuseSteps(),
         { npmProduction: PACKAGE_ROOT, to: 'app' },
+        // `npm ci --ignore-scripts` leaves usocket's addon (the FUSE fd holder, ADR 0016) unbuilt: the checkout's,
+        // compiled by its own `npm ci` against this Node, is the one the image's node loads.
+        { file: USOCKET_ADDON, to: `app/${path.relative(PACKAGE_ROOT, USOCKET_ADDON)}`, mode: 0o755 },
         { file: path.join(PACKAGE_ROOT, 'package.json'), to: 'app/package.json', mode: 0o644 },
         { tree: path.join(PACKAGE_ROOT, 'proto'), to: 'app/proto' },
         // The harness (src/local) is not shipped, as in the Dockerfile.

@@ -3,7 +3,15 @@
 // them only through env secretKeyRef and Kubernetes' $(VAR) expansion. The few
 // shell scripts here are constants that read env vars, never spliced text.
 import type { V1Container, V1EnvVar, V1Lifecycle, V1VolumeMount } from '@kubernetes/client-node';
-import { METRICS_PORT, MOUNT_POINT_ENV, SECRET_COPY_ENV_PREFIX, SECRET_KEYS } from '../contract/keys.js';
+import {
+  FD_DIR_ENV,
+  FD_HOLDER_HANDOVER_FILE,
+  FD_HOLDER_STATE_FILE,
+  METRICS_PORT,
+  MOUNT_POINT_ENV,
+  SECRET_COPY_ENV_PREFIX,
+  SECRET_KEYS,
+} from '../contract/keys.js';
 import { DenyError } from '../contract/deny.js';
 import { ENV_METAURL, FormatError, formatCommand } from './format.js';
 import { renderOptions } from './mount-options.js';
@@ -50,8 +58,61 @@ true`;
  *    session, flushes and exits 0. fusectl is mounted first when the container's fresh sysfs lacks it.
  * Its exit code is juicefs's. No `$$` or `$(NAME)` of an env var here: kubelet would expand them in a command.
  */
+/**
+ * The entrypoint's part for the FUSE fd holder (src/mount/fd-holder.ts; ADR 0015, 0016), kept apart from the stop
+ * logic. With JFS_SUPER_COMM set, juicefs's supervisor installs no signal handler (cmd/mount_unix.go: it leaves
+ * signals to the CSI driver): a SIGTERM would kill the supervisor alone and leave its mount process unflushed, so
+ * signals go to the mount process, the supervisor's child. With no JFS_SUPER_COMM every function is the old path.
+ * - wait_holder: the holder is a native sidecar started just before; its socket may be a moment late (10 s at most:
+ *   without it juicefs mounts afresh, as with no holder).
+ * - handover_armed: the upgrader's marker (`jfs-sidecar fd-holder expect-handover`), consumed; valid until the epoch
+ *   second it holds.
+ * - handover: the supervisor is stopped (SIGSTOP) so that it neither restarts its child 1 s after it exits nor is
+ *   gone when the child writes /tmp/state<ppid>.json; SIGHUP makes the child flush, stop serving and save its open
+ *   handles; the state file goes to the shared volume (`_FUSE_STATE_PATH` of the next container) and the supervisor
+ *   is killed: the holder keeps the FUSE fd, and the next container's client takes it with the handles.
+ */
+const FD_HOLDER_FUNCTIONS = `mount_process() {
+  for s in /proc/[0-9]*/stat; do read -r p _ _ pp _ <"$s" 2>/dev/null && [ "$pp" = "$pid" ] && echo "$p" && return; done
+}
+wait_holder() {
+  [ -n "$JFS_SUPER_COMM" ] || return 0
+  i=0; while [ ! -S "$JFS_SUPER_COMM" ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+}
+signal_client() {
+  if [ -z "$JFS_SUPER_COMM" ]; then kill -"$1" "$pid"; return; fi
+  c=$(mount_process); [ -n "$c" ] && kill -"$1" "$c"
+}
+handover_armed() {
+  m="$${FD_DIR_ENV}/${FD_HOLDER_HANDOVER_FILE}"
+  [ -n "$${FD_DIR_ENV}" ] && [ -n "$JFS_SUPER_COMM" ] && [ -f "$m" ] || return 1
+  read -r deadline <"$m"; rm -f "$m"
+  [ "$(date +%s)" -le "\${deadline:-0}" ]
+}
+handover() {
+  c=$(mount_process); [ -n "$c" ] || return 1
+  kill -STOP "$pid"; kill -HUP "$c"
+  i=0
+  while [ "$i" -lt 200 ]; do
+    read -r _ _ st _ <"/proc/$c/stat" 2>/dev/null || break
+    [ "$st" = Z ] && break
+    sleep 0.1; i=$((i+1))
+  done
+  if [ "$i" -ge 200 ]; then
+    kill -CONT "$pid"
+    echo "jfs-mount: handover: juicefs did not exit within 20 s of SIGHUP: stopping as usual" >&2
+    return 1
+  fi
+  mv "/tmp/state$pid.json" "$${FD_DIR_ENV}/${FD_HOLDER_STATE_FILE}" 2>/dev/null ||
+    echo "jfs-mount: handover: no state file: files open now will fail (EBADF)" >&2
+  kill -KILL "$pid"
+  echo "jfs-mount: handed the FUSE connection over to the next client (the fd holder keeps it)" >&2
+}`;
+
 export const CLIENT_ENTRYPOINT_SCRIPT = `stop=
 trap 'stop=\${stop:-1}' TERM INT
+${FD_HOLDER_FUNCTIONS}
+wait_holder
 "$@" "$${ENV_METAURL}" "$${MOUNT_POINT_ENV}" &
 pid=$!
 open_files() { sed -n 's/^juicefs_fuse_open_handlers \\([0-9]*\\)$/\\1/p' "$${MOUNT_POINT_ENV}/.stats" 2>/dev/null; }
@@ -60,6 +121,7 @@ while :; do
   kill -0 "$pid" 2>/dev/null || exit "$rc"
   [ "$stop" = 1 ] || continue
   stop=2
+  if handover_armed && handover; then exit 0; fi
   conn=
   while read -r _ _ dev _ mp rest; do
     case "$mp $dev $rest" in "$${MOUNT_POINT_ENV} 0:"*" - fuse.juicefs "*) conn=\${dev#0:} ;; esac
@@ -70,7 +132,7 @@ while :; do
     if [ "\${n:-0}" -le 1 ]; then quiet=$((quiet+1)); else quiet=0; fi
     if [ "$quiet" -lt 2 ]; then sleep 0.5; fi
   done
-  kill -TERM "$pid"
+  signal_client TERM
   umount -l "$${MOUNT_POINT_ENV}" 2>/dev/null; rmdir "$${MOUNT_POINT_ENV}" 2>/dev/null
   i=0; while [ "$i" -lt 5 ] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i+1)); done
   if [ -n "$conn" ] && kill -0 "$pid" 2>/dev/null; then

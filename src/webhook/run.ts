@@ -112,6 +112,8 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
     ready: () => cache.synced && (publishedCa?.synced ?? true),
     readyDetail: () => ({ config: cache.globalConfigStatus }),
     defaultMountImage: opts.mountImage,
+    // The same jfs-sidecar image as the broker's fetch step (--credentials-image, $JFS_SIDECAR_IMAGE).
+    projectImage: opts.broker?.image,
     broker,
     onError: opts.onError,
     log,

@@ -29,6 +29,8 @@ export interface WebhookServerOptions {
   /** Extra readiness detail (e.g. which ConfigMap version is loaded, or why it was rejected). */
   readyDetail?: () => Record<string, unknown>;
   defaultMountImage?: string;
+  /** The jfs-sidecar image, which runs the FUSE fd holder container of native sidecars (InjectOptions.projectImage). */
+  projectImage?: string;
   /** The credential broker for volumes in broker mode (ADR 0010). */
   broker?: BrokerClientOptions | (() => BrokerClientOptions | undefined);
   onError: OnError;
@@ -202,6 +204,7 @@ export function buildServer(opts: WebhookServerOptions): FastifyInstance {
         mode,
         config: opts.config(),
         defaultMountImage: opts.defaultMountImage,
+        projectImage: opts.projectImage,
         broker: typeof opts.broker === 'function' ? opts.broker() : opts.broker,
       });
       const result = await reviewAwaitingSeal(req.body, {

@@ -115,7 +115,12 @@ export function readCase(name: string): GoldenCase {
     inputPath,
     goldenPath: path.join(TESTDATA, `${name}${GOLDEN_SUFFIX}`),
     objects,
-    options: { mode: namespaceMode(ns) ?? 'sidecar', config: configFromObjects(objects), broker: GOLDEN_BROKER },
+    options: {
+      mode: namespaceMode(ns) ?? 'sidecar',
+      config: configFromObjects(objects),
+      broker: GOLDEN_BROKER,
+      projectImage: GOLDEN_BROKER.image,
+    },
   };
 }
 
@@ -213,6 +218,7 @@ export function webhookFor(c: GoldenCase) {
     view: new ObjectView(c.objects),
     config: () => c.options.config,
     broker: c.options.broker,
+    projectImage: c.options.projectImage,
     ready: () => true,
     onError: 'deny',
     log: pino({ level: 'silent' }),

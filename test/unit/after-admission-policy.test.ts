@@ -23,11 +23,35 @@ const variable = updatePolicy.spec.variables!.find((v) => v.name === 'injected')
 const pattern = /^'(.*)'$/.exec(variable)![1];
 const injected = new RegExp(pattern);
 
-t.test('both policies use one name pattern', async (t) => {
-  t.ok(
-    execPolicy.spec.validations[0].expression.includes(`matches('${pattern}')`),
-    `the CONNECT policy matches ${pattern} too`,
-  );
+// The CONNECT side is two policies: no exec into the injected containers, and the FUSE fd holder's own (the
+// upgrader's one exec into it); together they cover the update policy's names, no more.
+const holderExecPolicy = policies.find((p) => p.metadata?.name === 'jfs-sidecar-fd-holder-exec')!;
+const quoted = (expr: string) => new RegExp(/matches\('([^']*)'\)/.exec(expr)![1]);
+const connectPatterns = [
+  quoted(execPolicy.spec.validations[0].expression),
+  quoted(
+    (holderExecPolicy.spec as unknown as { matchConditions: { expression: string }[] }).matchConditions[0].expression,
+  ),
+];
+
+t.test('the CONNECT policies together use the update policy’s name pattern', async (t) => {
+  for (const name of [
+    'jfs-mount',
+    'jfs-mount-3',
+    'jfs-format',
+    'jfs-credentials-1',
+    'jfs-fd-holder',
+    'jfs-fd-holder-1',
+    'app',
+    'jfs-fd-holderx',
+    'jfs-mount-a',
+    'my-jfs-fd-holder',
+  ])
+    t.equal(
+      connectPatterns.some((p) => p.test(name)),
+      injected.test(name),
+      name,
+    );
 });
 
 t.test('the pattern is the injector’s names and no others', async (t) => {
