@@ -165,23 +165,6 @@ export const ATTRIBUTES = {
           ? false
           : fail(ATTR.cleanCache, text, 'is not "true" or "false"'),
   }),
-  fdHolder: spec<boolean>({
-    key: ATTR.fdHolder,
-    setBy: 'admin',
-    appliesTo: 'mount-pod',
-    writtenIn: 'pv-and-storage-class',
-    summary:
-      '`"false"`: the node service does not hold the Mount Pod\'s FUSE fd, so a crashed client fails I/O at once ' +
-      '(ENOTCONN) and the targets are re-bound to a fresh mount, instead of blocking until its replacement takes the ' +
-      'connection over (ADR 0015); default `"true"`',
-    // Off is for apps that rather fail fast than wait for a client that may not come back.
-    parse: (text) =>
-      text === 'false'
-        ? false
-        : text === 'true' || text === ''
-          ? true
-          : fail(ATTR.fdHolder, text, 'is not "true" or "false"'),
-  }),
   mountLabels: mountPodMap(ATTR.mountLabels, 'labels'),
   mountAnnotations: mountPodMap(ATTR.mountAnnotations, 'annotations'),
   mountOptions: spec<string>({
@@ -231,11 +214,13 @@ export const ATTRIBUTES = {
   fdHolder: spec<boolean | undefined>({
     key: ATTR.fdHolder,
     setBy: 'admin',
-    appliesTo: 'sidecar',
+    appliesTo: 'both',
     writtenIn: 'pv-and-storage-class',
     summary:
-      '`"false"`: no FUSE fd holder for this volume\'s sidecar (a crashed or upgraded client then leaves the apps on a ' +
-      'dead mount, ADR 0015); empty or `"true"`: a holder with native placement; classic placement never has one',
+      '`"false"`: no FUSE fd holder for this volume\'s sidecar or Mount Pod (a crashed or upgraded sidecar then leaves ' +
+      'the apps on a dead mount; a crashed Mount Pod client fails I/O at once and its targets are re-bound to a fresh ' +
+      'mount, instead of blocking until its replacement takes the connection over; ADR 0015); empty or `"true"`: a ' +
+      'holder (the node service for Mount Pods; in the pod with native placement; classic placement never has one)',
     parse: (text) =>
       text === ''
         ? undefined

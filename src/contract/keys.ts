@@ -48,7 +48,6 @@ export const ATTR = {
   memoryLimit: 'juicefs/mount-memory-limit',
   deleteDelay: 'juicefs/mount-delete-delay',
   cleanCache: 'juicefs/clean-cache',
-  fdHolder: 'juicefs/fd-holder',
   mountLabels: 'juicefs/mount-labels',
   mountAnnotations: 'juicefs/mount-annotations',
   mountOptions: 'mountOptions',

@@ -204,7 +204,7 @@ export function specKey(spec: ImageSpec, hasher = new Hasher()): string {
       const [pkg, lock] = ['package.json', 'package-lock.json'].map((f) =>
         hasher.file(path.join(step.npmProduction, f)),
       );
-      return { to: step.to, pkg, lock, npm: npmVersion(), rebuilt: ['usocket'] };
+      return { to: step.to, pkg, lock, npm: npmVersion() };
     }
     return step;
   });
@@ -276,8 +276,6 @@ export function populate(rootfs: string, steps: Step[]): void {
         copyFileSync(path.join(step.npmProduction, f), path.join(target, f));
       // From npm's cache where it has the tarballs; the lock file's integrity hashes fix the contents either way.
       run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], target);
-      // The one native addon (usocket, SCM_RIGHTS for the FUSE fd holder): compiled here, offline, by node-gyp.
-      if (existsSync(path.join(target, 'node_modules/usocket'))) run('npm', ['rebuild', 'usocket'], target);
       rmSync(path.join(target, 'package-lock.json'));
     }
   }
