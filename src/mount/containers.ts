@@ -63,8 +63,8 @@ true`;
  * logic. With JFS_SUPER_COMM set, juicefs's supervisor installs no signal handler (cmd/mount_unix.go: it leaves
  * signals to the CSI driver): a SIGTERM would kill the supervisor alone and leave its mount process unflushed, so
  * signals go to the mount process, the supervisor's child. With no JFS_SUPER_COMM every function is the old path.
- * - wait_holder: the holder is a native sidecar started just before; its socket may be a moment late (10 s at most:
- *   without it juicefs mounts afresh, as with no holder).
+ * - wait_holder: makes the mount point (juicefs does not with JFS_SUPER_COMM); the holder is a native sidecar started
+ *   just before, its socket may be a moment late (10 s at most: without it juicefs mounts afresh, as with no holder).
  * - handover_armed: the upgrader's marker (`jfs-sidecar fd-holder expect-handover`), consumed; valid until the epoch
  *   second it holds.
  * - handover: the supervisor is stopped (SIGSTOP) so that it neither restarts its child 1 s after it exits nor is
@@ -77,6 +77,9 @@ const FD_HOLDER_FUNCTIONS = `mount_process() {
 }
 wait_holder() {
   [ -n "$JFS_SUPER_COMM" ] || return 0
+  # juicefs leaves the mount point to the CSI driver when JFS_SUPER_COMM is set (prepareMp): make it, unless it is
+  # still mounted (a restart on a held connection; a stat there would wait for the server this script starts).
+  grep -qF " $${MOUNT_POINT_ENV} " /proc/self/mountinfo || mkdir -p "$${MOUNT_POINT_ENV}"
   i=0; while [ ! -S "$JFS_SUPER_COMM" ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 }
 signal_client() {

@@ -62,11 +62,14 @@ wait`;
       const sidecar = names.find((n) => n.startsWith('jfs-mount'))!;
       const device = await deviceOf(p);
       const killed = await killClient(w, NS, p, sidecar);
-      t.ok(killed.split('\n').length >= 2, `${p}: supervisor and mount process killed (${killed.replace(/\n/g, ' ')})`);
+      // Every juicefs process of the container (sometimes only the supervisor is found, while it restarts its child:
+      // its death ends the container's script, so the whole client goes either way).
+      t.ok(killed.length > 0, `${p}: juicefs processes killed (${killed.replace(/\n/g, ' ')})`);
       const back = await timeToVolumeBack(w, NS, p, '/data', 60_000);
       t.ok(back.ms !== undefined, `${p}: /data works again after ${back.ms} ms (${back.lastError || 'no error seen'})`);
       if (back.ms !== undefined) times.push(back.ms);
-      const after = await podWhen(w, NS, p, () => true, 1000, p);
+      // The kubelet reports the restart a moment after the new client already serves.
+      const after = await podWhen(w, NS, p, (x) => restarts(x, sidecar) > restarts(before, sidecar), 30_000, p);
       t.equal(restarts(after, sidecar), restarts(before, sidecar) + 1, `${p}: the sidecar container restarted once`);
       t.equal(restarts(after, 'app'), 0, `${p}: the app container was not restarted`);
       t.equal(restarts(after, FD_HOLDER_NAME), 0, `${p}: the holder was not restarted`);
@@ -74,8 +77,11 @@ wait`;
       const fresh = await exec(w, NS, p, 'app', ['sh', '-c', `echo new > /data/after-${p} && cat /data/after-${p}`]);
       t.equal(fresh.out, 'new\n', `${p}: a file opened after the crash works`);
       // The file open at the crash: its handle died with the old client process.
-      await new Promise((r) => setTimeout(r, 1000));
-      const open = await exec(w, NS, p, 'app', ['cat', '/tmp/w.log']);
+      let open = { out: '' };
+      for (let i = 0; i < 20 && !open.out.trim(); i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        open = await exec(w, NS, p, 'app', ['cat', '/tmp/w.log']);
+      }
       t.comment(`${p}: the file open at the crash, written after recovery: ${open.out.trim()}`);
       t.match(open.out, /ERR .*(Bad file descriptor|bad file)/i, `${p}: the file open at the crash: EBADF`);
     }

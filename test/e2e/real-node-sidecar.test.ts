@@ -213,18 +213,14 @@ if (missing) {
     t.comment(
       back.ms === undefined ? `volume never back within 30 s: ${back.lastError}` : `volume back in ${back.ms} ms`,
     );
-    // The current behaviour (ADR 0015): the app's /data is the kubelet's subPath bind of the dead FUSE
-    // connection; the restarted client's new mount does not reach it. Asserted as it is, so the test
-    // turns when the fd holder of issue 13 lands.
-    t.equal(back.ms, undefined, 'CURRENT STATE: the app does not get its volume back without the fd holder');
-    t.match(seen.out, /Transport endpoint is not connected/, 'CURRENT STATE: ENOTCONN in the app');
+    // ADR 0015 (A), with the fd holder of issue 13: the app's /data is the kubelet's subPath bind of the same
+    // FUSE connection, which the restarted client took from the holder (test/e2e/fd-holder-real-node.test.ts).
+    t.ok(back.ms !== undefined, 'the app gets its volume back without recreating the pod (fd holder)');
+    t.notMatch(seen.out, /Transport endpoint is not connected/, 'no ENOTCONN in the app');
     t.equal(
       after.status?.containerStatuses?.find((x) => x.name === 'app')?.restartCount ?? 0,
       0,
       'the app container was not restarted',
-    );
-    t.todo('the app sees its volume again without recreating the pod (fd holder, issue 13; ADR 0015)', (tt) =>
-      tt.end(),
     );
     await w.core.deleteNamespacedPod({ name: 'crash2', namespace: NS, gracePeriodSeconds: 5 });
   });
