@@ -175,9 +175,14 @@ export class UpgradeReconciler {
           const pod = podsByKey.get(podKey(rec));
           if (!pod) return;
           try {
-            const change = await actuator.step(pod, rec, upgrade);
-            Object.assign(rec, change);
-            if ('message' in change && change.message === undefined) delete rec.message;
+            // Steps follow each other in one pass until one has to wait (or the swap is left to the kubelet).
+            for (let n = 0; n < STEPPED_PHASES.length && STEPPED_PHASES.includes(rec.phase); n++) {
+              const from = rec.phase;
+              const change = await actuator.step(pod, rec, upgrade);
+              Object.assign(rec, change);
+              if ('message' in change && change.message === undefined) delete rec.message;
+              if (rec.phase === from) break;
+            }
           } catch (err) {
             if (!(err instanceof UpgradeStepFailed)) {
               rec.message = `retrying: ${describeError(err)}`;
@@ -212,17 +217,21 @@ export class UpgradeReconciler {
 
   private async writeStatus(upgrade: JuiceFSUpgrade, status: JuiceFSUpgrade['status']): Promise<void> {
     const name = upgrade.metadata!.name!;
-    const body: JuiceFSUpgrade = { ...upgrade, status };
-    try {
-      const obj = (await this.custom.replaceClusterCustomObjectStatus({ ...CRD, name, body })) as JuiceFSUpgrade;
-      this.written.set(name, { replaced: upgrade.metadata!.resourceVersion!, obj });
-    } catch (err) {
-      // Someone changed the object (spec, or another writer): the informer brings it, and the next pass plans again.
-      if (isStatus(err, 409, 404)) {
-        this.kick(200);
+    let base = upgrade;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const body: JuiceFSUpgrade = { ...base, status };
+        const obj = (await this.custom.replaceClusterCustomObjectStatus({ ...CRD, name, body })) as JuiceFSUpgrade;
+        this.written.set(name, { replaced: base.metadata!.resourceVersion!, obj });
         return;
+      } catch (err) {
+        if (isStatus(err, 404)) return;
+        // The spec changed meanwhile (pause, abort): the records must still say what this pass did to the pods
+        // (a drained gate, a patched image), so they go onto the newer object; the next pass replans on it.
+        if (!isStatus(err, 409) || attempt >= 2) throw err;
+        base = (await this.custom.getClusterCustomObject({ ...CRD, name })) as JuiceFSUpgrade;
+        this.kick(100);
       }
-      throw err;
     }
   }
 }

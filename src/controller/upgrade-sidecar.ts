@@ -134,7 +134,8 @@ export function canaryVerdict(pod: V1Pod): { ok: boolean; message: string } | un
   )
     return { ok: false, message: `${waiting.reason}: ${waiting.message ?? ''}`.trim() };
   const term = s?.state?.terminated;
-  if (pod.status?.phase === 'Succeeded') return { ok: true, message: 'juicefs version ran' };
+  // The container's exit is reported before the pod's phase moves on.
+  if (pod.status?.phase === 'Succeeded' || term?.exitCode === 0) return { ok: true, message: 'juicefs version ran' };
   if (pod.status?.phase === 'Failed' || term)
     return {
       ok: false,

@@ -104,7 +104,7 @@ if (missing) {
         },
       } as KubernetesObject,
     ]);
-    await setGlobalConfig(w, (text) => `${text}\nupgradeReadinessGate: true\n`);
+    await setGlobalConfig(w, (text) => text.replace(/upgradeReadinessGate: \w+/, 'upgradeReadinessGate: true'));
     await until(
       async () => (await custom.listClusterCustomObject(CRD)).items !== undefined,
       30_000,
@@ -120,12 +120,15 @@ if (missing) {
     },
   );
   if (ready) {
+    // The pods as they were before any rollout (set by the first test).
+    let before = new Map<string, V1Pod>();
     await t.test('ten injected pods start on the previous client; the controller opens their gate', async (t) => {
       const t0 = Date.now();
       await Promise.all(PODS.map((name) => createPod(w, appPod(NS, name, ['data']))));
       for (const name of PODS) await podWhen(w, NS, name, isReady, 240_000, `${name} Ready`, 500);
       t.comment(`10 pods CREATE → Ready in ${Date.now() - t0} ms`);
       const pods = await listPods();
+      before = new Map(pods.map((p) => [p.metadata!.name!, p]));
       for (const p of pods) {
         t.equal(
           p.spec?.initContainers?.find((c) => c.name === 'jfs-mount')?.image,
@@ -143,8 +146,6 @@ if (missing) {
         );
       }
     });
-
-    const before = new Map((await listPods()).map((p) => [p.metadata!.name!, p]));
 
     await t.test('maxUnavailable 2, partition 3: sampled, paused, resumed, completed', async (t) => {
       const violations: string[] = [];

@@ -92,6 +92,25 @@ t.test('the canary runs juicefs version on the pod’s node; its verdict', async
   t.not(canaryPod('n2', 'img:1').metadata!.name, c.metadata!.name);
   t.equal(canaryVerdict({ status: { phase: 'Pending' } }), undefined, 'still running');
   t.same(canaryVerdict({ status: { phase: 'Succeeded' } }), { ok: true, message: 'juicefs version ran' });
+  // Seen on the real node: the container has exited 0 while the pod is still Running.
+  t.same(
+    canaryVerdict({
+      status: {
+        phase: 'Running',
+        containerStatuses: [
+          {
+            name: 'canary',
+            image: 'x',
+            imageID: 'y',
+            ready: false,
+            restartCount: 0,
+            state: { terminated: { exitCode: 0, reason: 'Completed' } },
+          },
+        ],
+      },
+    }),
+    { ok: true, message: 'juicefs version ran' },
+  );
   t.match(
     canaryVerdict({
       status: {
