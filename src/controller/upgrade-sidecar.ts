@@ -33,36 +33,45 @@ export const FD_HOLDER_CONTAINER = 'jfs-fd-holder';
  */
 export type HandoverStep = (pod: V1Pod, clients: string[]) => Promise<string | undefined>;
 
-/** Which volume a client container serves: `jfs-mount` 0, `jfs-mount-<i>` i (the injector's naming). */
-export function volumeIndexOf(container: string): number {
-  const m = new RegExp(`^${SIDECAR_NAME}(?:-([0-9]+))?$`).exec(container);
-  if (!m) throw new Error(`${container} is not a JuiceFS client container`);
-  return m[1] ? Number(m[1]) : 0;
-}
+/**
+ * How long the holder's arming lasts (its `--ttl`): the image patch follows the exec at once and the kubelet
+ * restarts the client within seconds; a stale arming must not turn a later crash or stop into a handover.
+ */
+export const HANDOVER_TTL_SECONDS = 120;
 
-/** The holder's command for one volume (agreed with the fd-holder work). */
-export function expectHandoverCommand(container: string): string[] {
-  return ['jfs-sidecar', 'fd-holder', 'expect-handover', `--volume=${volumeIndexOf(container)}`];
+/**
+ * The holder's command (branch wt-fdside, `jfs-sidecar fd-holder expect-handover`), in the exact argv shape its
+ * after-admission policy lets the upgrader exec: the project image's node and CLI, one `--name` per client.
+ */
+export function expectHandoverCommand(containers: string[], ttlSeconds = HANDOVER_TTL_SECONDS): string[] {
+  for (const c of containers)
+    if (!new RegExp(`^${SIDECAR_NAME}(-[0-9]+)?$`).test(c)) throw new Error(`${c} is not a JuiceFS client container`);
+  return [
+    'node',
+    '/app/dist/src/cli/main.js',
+    'fd-holder',
+    'expect-handover',
+    ...containers.map((c) => `--name=${c}`),
+    `--ttl=${ttlSeconds}`,
+  ];
 }
 
 /**
- * The default handover: exec of the holder's command in the holder container, once per client. A pod without
- * a holder (injected before the holder existed) is swapped all the same: its mount is re-made by the new
- * client and the apps' open files do not survive; the note says so.
+ * The default handover: one exec of the holder's command in the holder container. A pod without a holder
+ * (injected before the holder existed, or `juicefs/fd-holder` off) is swapped all the same: its mount is
+ * re-made by the new client and the apps' open files do not survive; the note says so.
  */
 export function execHandover(kc: KubeConfig, timeoutMs = 30_000): HandoverStep {
   return async (pod, clients) => {
     const spec = pod.spec!;
     const holder = [...(spec.initContainers ?? []), ...spec.containers].find((c) => c.name === FD_HOLDER_CONTAINER);
     if (!holder) return 'no FUSE fd holder in this pod: the apps’ open files do not survive the swap';
-    for (const c of clients) {
-      const cmd = expectHandoverCommand(c);
-      const { status, err } = await execIn(kc, pod, FD_HOLDER_CONTAINER, cmd, timeoutMs);
-      if (status.status !== 'Success')
-        throw new UpgradeStepFailed(
-          `the fd holder refused the handover of ${c} (${cmd.join(' ')}): ${status.message ?? ''} ${err}`.trim(),
-        );
-    }
+    const cmd = expectHandoverCommand(clients);
+    const { status, err } = await execIn(kc, pod, FD_HOLDER_CONTAINER, cmd, timeoutMs);
+    if (status.status !== 'Success')
+      throw new UpgradeStepFailed(
+        `the fd holder refused the handover of ${clients.join(', ')} (${cmd.slice(2).join(' ')}): ${status.message ?? ''} ${err}`.trim(),
+      );
     return undefined;
   };
 }

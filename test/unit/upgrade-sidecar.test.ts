@@ -12,7 +12,6 @@ import {
   canaryVerdict,
   expectHandoverCommand,
   SidecarActuator,
-  volumeIndexOf,
 } from '../../src/controller/upgrade-sidecar.js';
 import { gatePatch, imagePatch } from '../../src/upgrade/patches.js';
 import { ANNOTATION_UPGRADE, UPGRADE_READY_CONDITION, type PodUpgradeProgress } from '../../src/upgrade/types.js';
@@ -149,11 +148,18 @@ t.test('the canary runs juicefs version on the pod’s node; its verdict', async
   );
 });
 
-t.test('the holder’s command names the volume of each client', async (t) => {
-  t.equal(volumeIndexOf('jfs-mount'), 0);
-  t.equal(volumeIndexOf('jfs-mount-2'), 2);
-  t.throws(() => volumeIndexOf('app'));
-  t.same(expectHandoverCommand('jfs-mount-1'), ['jfs-sidecar', 'fd-holder', 'expect-handover', '--volume=1']);
+t.test('the holder’s command: the argv shape the fd holder’s exec policy admits', async (t) => {
+  t.same(expectHandoverCommand(['jfs-mount', 'jfs-mount-1'], 60), [
+    'node',
+    '/app/dist/src/cli/main.js',
+    'fd-holder',
+    'expect-handover',
+    '--name=jfs-mount',
+    '--name=jfs-mount-1',
+    '--ttl=60',
+  ]);
+  t.match(expectHandoverCommand(['jfs-mount']).at(-1), /^--ttl=[0-9]{1,5}$/);
+  t.throws(() => expectHandoverCommand(['app']), /not a JuiceFS client container/);
 });
 
 t.test('a refused handover fails the pod before its image is patched', async (t) => {
