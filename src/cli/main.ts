@@ -62,6 +62,7 @@ interface ControllerFlags extends LogFlags, CredentialsFlags {
   secretSync: boolean;
   secretNamespace: string[];
   leaderElect: boolean;
+  upgrades: boolean;
   leaderElectionNamespace: string;
   nodeId?: string;
   mountImage?: string;
@@ -333,6 +334,11 @@ export function buildCli(): Command {
     .option('--secret-sync', 'keep per-PVC copies of volume Secrets for sidecar mode', false)
     .option('--secret-namespace <ns>', 'namespace whose JuiceFS Secrets are copied from (repeatable)', collect, [])
     .option('--leader-elect', 'elect one active Secret-copy reconciler among replicas through a Lease', false)
+    .option(
+      '--upgrades',
+      'reconcile JuiceFSUpgrade objects (leader only) and set the upgrade readiness gate of new pods (ADR 0017)',
+      false,
+    )
     .addOption(
       new Option('--leader-election-namespace <ns>', 'namespace of the Lease (and of Mount Pods with --node-id)')
         .env('POD_NAMESPACE')
@@ -385,6 +391,7 @@ export function buildCli(): Command {
         secretSync: o.secretSync,
         secretNamespaces: o.secretNamespace.length ? o.secretNamespace : [o.leaderElectionNamespace],
         leaderElect: o.leaderElect,
+        upgrades: o.upgrades,
         leaderElectionNamespace: o.leaderElectionNamespace,
         node: o.nodeId ? { nodeId: o.nodeId, mountImage: o.mountImage, checkIntervalMs: o.checkInterval } : undefined,
         defaultCredentials: o.credentials,

@@ -41,12 +41,18 @@ export interface AnnotationBounds {
 
 export interface GlobalConfig {
   enableNativeSidecar: boolean;
+  /**
+   * Give injected pods the upgrade readiness gate (ADR 0017): Services drain a pod while the upgrader swaps
+   * its client. Off by default: a pod with the gate is Ready only once the controller has said so.
+   */
+  upgradeReadinessGate: boolean;
   mountPodPatch: MountPodPatch[];
   annotationBounds: AnnotationBounds;
 }
 
 export const DEFAULT_GLOBAL_CONFIG: GlobalConfig = {
   enableNativeSidecar: true,
+  upgradeReadinessGate: false,
   mountPodPatch: [],
   // By default a user may tune up to the default limits, never beyond: raising
   // them is the admin's decision.
@@ -191,6 +197,11 @@ export function parseGlobalConfig(text: string | undefined): GlobalConfig {
     if (typeof raw.enableNativeSidecar !== 'boolean')
       throw new ConfigError('enableNativeSidecar: expected true or false');
     config.enableNativeSidecar = raw.enableNativeSidecar;
+  }
+  if (raw.upgradeReadinessGate !== undefined) {
+    if (typeof raw.upgradeReadinessGate !== 'boolean')
+      throw new ConfigError('upgradeReadinessGate: expected true or false');
+    config.upgradeReadinessGate = raw.upgradeReadinessGate;
   }
   if (raw.annotationBounds !== undefined) {
     const b = stringMap(raw.annotationBounds, 'annotationBounds') ?? {};

@@ -15,6 +15,12 @@ export const LABEL_INJECTION_DONE = 'done.sidecar.juicefs.com/inject';
 /** Pod annotation kubectl reads to pick the container of exec, attach, logs and cp when none is named. */
 export const ANNOTATION_DEFAULT_CONTAINER = 'kubectl.kubernetes.io/default-container';
 
+/**
+ * The readiness gate's condition type of the in-place upgrade (ADR 0017): False while the upgrader swaps the
+ * pod's client, True otherwise (set by the controller).
+ */
+export const UPGRADE_GATE = 'jfs-sidecar.juicefs.com/client-ready';
+
 /** Names the injector gives to what it adds. */
 export const SIDECAR_NAME = 'jfs-mount';
 export const FORMAT_INIT_NAME = 'jfs-format';

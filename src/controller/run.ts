@@ -6,6 +6,9 @@ import type { Logger } from 'pino';
 import { LeaderElector } from '../k8s/leader.js';
 import { unlessNotFound } from '../k8s/errors.js';
 import { SecretSync } from './secret-sync.js';
+import { UpgradeGateKeeper } from './upgrade-gate.js';
+import { UpgradeReconciler } from './upgrade-reconciler.js';
+import { SidecarActuator } from './upgrade-sidecar.js';
 import { identityService } from '../csi/identity-service.js';
 import { startCsiServer, type CsiServer } from '../csi/server.js';
 import { JuicefsCli } from '../juicefs/cli.js';
@@ -38,6 +41,11 @@ export interface ControllerRunOptions {
     /** Without certDir: the self-managed certificate's Secret (in leaderElectionNamespace) and Service names. */
     selfManaged?: { secretName: string; serviceName: string; extraHosts: string[] };
   };
+  /**
+   * Reconcile JuiceFSUpgrade objects (leader only) and give injected pods their upgrade readiness gate's
+   * first value (every replica; ADR 0017).
+   */
+  upgrades?: boolean;
   /** Also serve the Node service for this node on the same socket (Mount Pods in leaderElectionNamespace). */
   node?: Omit<NodeServiceOptions, 'kubeconfig' | 'namespace' | 'log'>;
   log: Logger;
@@ -73,16 +81,35 @@ export async function runController(
   );
   let sync: SecretSync | undefined;
   let elector: LeaderElector | undefined;
-  if (opts.secretSync) {
-    if (!kc) throw new Error('--secret-sync needs a Kubernetes API: give --kubeconfig or run in a cluster');
-    sync = new SecretSync({
+  let upgrades: UpgradeReconciler | undefined;
+  let gates: UpgradeGateKeeper | undefined;
+  if (opts.upgrades) {
+    if (!kc) throw new Error('--upgrades needs a Kubernetes API: give --kubeconfig or run in a cluster');
+    const log = opts.log.child({ part: 'upgrades' });
+    upgrades = new UpgradeReconciler({
       kubeConfig: kc,
-      secretNamespaces: opts.secretNamespaces,
-      defaultCredentials: opts.defaultCredentials,
-      log: opts.log.child({ part: 'secret-sync' }),
+      actuators: [new SidecarActuator({ kubeConfig: kc, log })],
+      log,
     });
-    const startSync = () =>
-      void sync!.start().catch((err) => opts.log.error({ err: (err as Error).message }, 'secret sync failed to start'));
+    // Not behind the lease: new pods must not wait for a leader to become Ready.
+    gates = new UpgradeGateKeeper({ kubeConfig: kc, log });
+    void gates.start().catch((err) => log.error({ err: (err as Error).message }, 'gate keeper failed to start'));
+  }
+  if (opts.secretSync || upgrades) {
+    if (!kc) throw new Error('--secret-sync needs a Kubernetes API: give --kubeconfig or run in a cluster');
+    if (opts.secretSync)
+      sync = new SecretSync({
+        kubeConfig: kc,
+        secretNamespaces: opts.secretNamespaces,
+        defaultCredentials: opts.defaultCredentials,
+        log: opts.log.child({ part: 'secret-sync' }),
+      });
+    const startSync = () => {
+      void sync?.start().catch((err) => opts.log.error({ err: (err as Error).message }, 'secret sync failed to start'));
+      void upgrades
+        ?.start()
+        .catch((err) => opts.log.error({ err: (err as Error).message }, 'upgrade reconciler failed to start'));
+    };
     if (opts.leaderElect) {
       elector = new LeaderElector({
         kubeConfig: kc,
@@ -122,6 +149,8 @@ export async function runController(
       await broker?.close();
       elector?.stop();
       await sync?.stop();
+      await upgrades?.stop();
+      await gates?.stop();
       await server.close();
       await node?.close();
       await volumes.close();

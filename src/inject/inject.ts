@@ -17,6 +17,7 @@ import {
   MOUNT_ROOT,
   POD_UID_ENV,
   SIDECAR_NAME,
+  UPGRADE_GATE,
 } from '../contract/keys.js';
 import { DenyError } from '../contract/deny.js';
 import { filterUserAnnotations } from '../mount/allowlist.js';
@@ -312,6 +313,10 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
   if (spec.initContainers.length === 0) delete spec.initContainers;
   spec.containers = [...addedContainers, ...appContainers];
   spec.volumes = [...(spec.volumes ?? []), ...addedVolumes];
+  // The upgrade gate (ADR 0017) can only be given at creation: readinessGates cannot be added to a pod later.
+  if (options.config.upgradeReadinessGate && !spec.readinessGates?.some((g) => g.conditionType === UPGRADE_GATE)) {
+    spec.readinessGates = [...(spec.readinessGates ?? []), { conditionType: UPGRADE_GATE }];
+  }
   const meta = (pod.metadata ??= {});
   meta.labels = { ...(meta.labels ?? {}), [LABEL_INJECTION_DONE]: 'true' };
   // kubectl exec/attach/logs without -c take this container; with classic placement the sidecar would otherwise

@@ -1,7 +1,7 @@
 // The project's own components run as real processes against a control plane,
 // and the project's own manifests applied to it (shared by `jfs-sidecar local`
 // and the control-plane tests).
-import { KubernetesObjectApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { KubernetesObjectApi, loadYaml, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
@@ -15,8 +15,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export const MANIFESTS = path.join(PACKAGE_ROOT, 'manifests');
 export const CLI = path.join(PACKAGE_ROOT, 'dist/src/cli/main.js');
 
+/**
+ * The objects of a manifest file, in the client's model form: its serializer sends only the fields it knows by
+ * their model names, so wire names such as a CRD's `x-kubernetes-int-or-string` would be dropped silently.
+ */
 export function readManifest(file: string): KubernetesObject[] {
-  return parseManifests(readFileSync(path.join(MANIFESTS, file), 'utf8'), file);
+  return parseManifests(readFileSync(path.join(MANIFESTS, file), 'utf8'), file).map((o) =>
+    loadYaml<KubernetesObject>(JSON.stringify(o)),
+  );
 }
 
 /** Create-or-replace, as `kubectl apply` would for objects this tool owns. */

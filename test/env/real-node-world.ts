@@ -55,7 +55,7 @@ export interface World {
  * Starts everything; `nodePlugin` false for sidecar-only runs (sidecar mode needs no node plugin).
  * On failure what was started is stopped again.
  */
-export async function startWorld(opts: { nodePlugin: boolean }): Promise<World> {
+export async function startWorld(opts: { nodePlugin: boolean; controllerArgs?: string[] }): Promise<World> {
   const cp = await ControlPlane.start({ controllerManager: true, scheduler: true });
   // A process that dies mid-way must not leave the control plane behind.
   process.once('exit', () => cp.killNow());
@@ -102,7 +102,11 @@ export async function startWorld(opts: { nodePlugin: boolean }): Promise<World> 
         stringData: { name: 'e2e', metaurl },
       } as KubernetesObject,
     ]);
-    const controller = await startControllerStack(cp, { dir: cp.dir, secretNamespaces: [WEBHOOK_NAMESPACE] });
+    const controller = await startControllerStack(cp, {
+      dir: cp.dir,
+      secretNamespaces: [WEBHOOK_NAMESPACE],
+      extraArgs: opts.controllerArgs,
+    });
     stops.push(() => controller.stop());
     const logFd = openSync(path.join(cp.dir, 'real-node-stack.log'), 'a');
     const node = await startRealNodeStack(cp, {
@@ -294,8 +298,13 @@ export async function exec(
 
 /** Sets enableNativeSidecar in the global ConfigMap and waits until the webhook has loaded it. */
 export async function setNativeSidecar(w: World, native: boolean): Promise<void> {
+  await setGlobalConfig(w, (text) => text.replace(/enableNativeSidecar: \w+/, `enableNativeSidecar: ${native}`));
+}
+
+/** The shipped global ConfigMap, edited by `edit`, applied; waits until the webhook has loaded it. */
+export async function setGlobalConfig(w: World, edit: (shippedText: string) => string): Promise<void> {
   const [shipped] = readManifest('config.yaml') as V1ConfigMap[];
-  const text = shipped.data!['config.yaml'].replace(/enableNativeSidecar: \w+/, `enableNativeSidecar: ${native}`);
+  const text = edit(shipped.data!['config.yaml']);
   await applyObjects(w.kc, [
     {
       apiVersion: 'v1',

@@ -29,6 +29,9 @@ const LAYERS: string[][] = [
   // The pure injector: pod + resolved volumes → injected pod; inject-with-view.ts composes resolving and
   // injecting (the seam the webhook and the offline command share), so inject sits above resolve.
   ['inject'],
+  // The upgrade object's types, the rollout planner and the upgrade's patches: pure, above config (label
+  // selectors); the controller's reconciler and actuators apply what they say.
+  ['upgrade'],
   // Adapters to the outside world: the API (k8s: informer caches implementing resolve's ClusterView),
   // the juicefs client and /proc mounts (juicefs: uses inject's option parsing), the CSI gRPC plumbing (csi),
   // the FUSE fd holder speaking juicefs's JFS_SUPER_COMM over SCM_RIGHTS (fdpass, ADR 0016).
