@@ -191,7 +191,9 @@ export const ATTRIBUTES = {
     setBy: 'admin',
     appliesTo: 'provisioning',
     writtenIn: 'storage-class',
-    summary: 'subdirectory of a new PV from its PVC, e.g. `${.PVC.namespace}-${.PVC.name}`',
+    summary:
+      'subdirectory of a new PV from its PVC (and node), e.g. `${.pvc.namespace}-${.pvc.name}`; a placeholder with no ' +
+      'value is an error (see Templates)',
     parse: (text) => {
       if (!checkPathPattern(text)) fail(ATTR.pathPattern, text, 'has an unknown placeholder');
       return text;

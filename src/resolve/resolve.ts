@@ -12,6 +12,7 @@ import type {
 } from '@kubernetes/client-node';
 import { ATTR, CSI_DRIVER_NAME, SC_SECRET_PARAMS, SECRET_COPY_SEAL_ANNOTATION } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
+import { parametersNeed, renderParameters, TemplateError, type TemplateSources } from '../contract/template.js';
 import {
   SecretFormatError,
   secretCopyName,
@@ -291,20 +292,29 @@ function fromStorageClass(
   const uid = pvc.metadata?.uid;
   if (!uid) throw new DenyError('invalid-pvc', `PersistentVolumeClaim ${namespace}/${pvcName} has no uid`);
   const pvName = `pvc-${uid}`;
-  const params = sc.parameters ?? {};
+  // The node is not known at admission: a StorageClass whose templates use it is refused here (TemplateError).
+  const sources: TemplateSources = {
+    pvc: { name: pvcName, namespace, labels: pvc.metadata?.labels, annotations: pvc.metadata?.annotations },
+  };
+  const original = sc.parameters ?? {};
+  let params: Record<string, string>;
   let subdir = pvName;
-  if (params[ATTR.pathPattern]) {
-    try {
-      subdir = renderPathPattern(params[ATTR.pathPattern], {
-        name: pvcName,
-        namespace,
-        labels: pvc.metadata?.labels,
-        annotations: pvc.metadata?.annotations,
-      });
-    } catch (err) {
-      if (err instanceof PathPatternError) throw new DenyError('invalid-storage-class', `${where}: ${err.message}`);
-      throw err;
+  try {
+    if (parametersNeed(original).node) {
+      throw new DenyError(
+        'invalid-storage-class',
+        `${where}: its parameters use \${.node.…}, and a sidecar is injected before the pod is scheduled, when ` +
+          'no node is known: use a pattern without the node, or Mount Pod mode, where the controller renders it ' +
+          'after scheduling',
+      );
     }
+    params = renderParameters(original, sources, new Set([ATTR.pathPattern])).parameters;
+    if (original[ATTR.pathPattern]) subdir = renderPathPattern(original[ATTR.pathPattern], sources);
+  } catch (err) {
+    if (err instanceof PathPatternError || err instanceof TemplateError) {
+      throw new DenyError('invalid-storage-class', `${where}: ${err.message}`);
+    }
+    throw err;
   }
   const ref = classSecretRef(sc, pvc, pvName);
   if (!ref)

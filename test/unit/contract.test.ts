@@ -34,15 +34,16 @@ t.test('quantities', async (t) => {
 
 t.test('path patterns', async (t) => {
   const pvc = { name: 'data', namespace: 'team', labels: { app: 'web' }, annotations: { 'x.io/dir': 'a/b' } };
-  t.equal(renderPathPattern('${.PVC.namespace}-${.PVC.name}', pvc), 'team-data');
-  t.equal(renderPathPattern('${.PVC.labels.app}/${.PVC.annotations.x.io/dir}', pvc), 'web/a/b');
-  t.equal(renderPathPattern('/fixed//${.PVC.name}/', pvc), 'fixed/data', 'normalised, relative');
-  t.throws(() => renderPathPattern('${.PVC.labels.missing}', pvc), PathPatternError, 'missing label');
-  t.throws(() => renderPathPattern('../${.PVC.name}', pvc), PathPatternError, 'escape refused');
-  t.throws(() => renderPathPattern('${.PVC.uid}', pvc), PathPatternError, 'unknown placeholder');
-  t.throws(() => renderPathPattern('/', pvc), PathPatternError, 'root refused');
+  t.equal(renderPathPattern('${.PVC.namespace}-${.PVC.name}', { pvc }), 'team-data');
+  t.equal(renderPathPattern('${.PVC.labels.app}/${.PVC.annotations.x.io/dir}', { pvc }), 'web/a/b');
+  t.equal(renderPathPattern('/fixed//${.PVC.name}/', { pvc }), 'fixed/data', 'normalised, relative');
+  t.throws(() => renderPathPattern('${.PVC.labels.missing}', { pvc }), PathPatternError, 'missing label');
+  t.throws(() => renderPathPattern('../${.PVC.name}', { pvc }), PathPatternError, 'escape refused');
+  t.throws(() => renderPathPattern('${.PVC.uid}', { pvc }), PathPatternError, 'unknown placeholder');
+  t.throws(() => renderPathPattern('/', { pvc }), PathPatternError, 'root refused');
   t.throws(
-    () => renderPathPattern('${.PVC.annotations.x.io/dir}', { ...pvc, annotations: { 'x.io/dir': '../../etc' } }),
+    () =>
+      renderPathPattern('${.PVC.annotations.x.io/dir}', { pvc: { ...pvc, annotations: { 'x.io/dir': '../../etc' } } }),
     PathPatternError,
   );
 });

@@ -99,7 +99,10 @@ t.test('one subdirectory rule', async (t) => {
   for (const bad of ['', '/a', 'a/', 'a//b', './a', '.', 'a\u007f'])
     t.notOk(isCanonicalSubdir(bad), `${JSON.stringify(bad)} is not canonical`);
   t.throws(() => checkSubdir('a\u007fb'), 'the controller refuses DEL too');
-  t.throws(() => renderPathPattern('x/${.PVC.name}', { name: 'a\u0001', namespace: 'n' }), 'and so does pathPattern');
+  t.throws(
+    () => renderPathPattern('x/${.PVC.name}', { pvc: { name: 'a\u0001', namespace: 'n' } }),
+    'and so does pathPattern',
+  );
 });
 
 t.test('one control-character rule and one name sanitiser', async (t) => {

@@ -230,9 +230,7 @@ t.test('class 8: no value from data reaches argv as a $(VAR) expansion', async (
   t.throws(
     () =>
       renderPathPattern('${.PVC.annotations.dir}', {
-        name: 'p',
-        namespace: 'n',
-        annotations: { dir: '$(JFS_METAURL)' },
+        pvc: { name: 'p', namespace: 'n', annotations: { dir: '$(JFS_METAURL)' } },
       }),
     PathPatternError,
   );
