@@ -75,6 +75,8 @@ export const DEFAULT_KUBELET_PLUGIN_ENDPOINT = `/var/lib/kubelet/plugins/${CSI_D
 export const DEFAULT_CACHE_DIR = '/var/jfsCache';
 
 export const METRICS_PORT = 9567;
+/** The client's metrics port name in every sidecar and Mount Pod. */
+export const METRICS_PORT_NAME = 'metrics';
 
 /** Namespace of the controller, the node service, the webhook, Mount Pods, their Secrets and the global ConfigMap. */
 export const SYSTEM_NAMESPACE = 'juicefs-system';

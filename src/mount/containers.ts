@@ -3,7 +3,7 @@
 // them only through env secretKeyRef and Kubernetes' $(VAR) expansion. The few
 // shell scripts here are constants that read env vars, never spliced text.
 import type { V1Container, V1EnvVar, V1Lifecycle, V1VolumeMount } from '@kubernetes/client-node';
-import { METRICS_PORT, MOUNT_POINT_ENV, SECRET_COPY_ENV_PREFIX, SECRET_KEYS } from '../contract/keys.js';
+import { METRICS_PORT_NAME, MOUNT_POINT_ENV, SECRET_COPY_ENV_PREFIX, SECRET_KEYS } from '../contract/keys.js';
 import { DenyError } from '../contract/deny.js';
 import { ENV_METAURL, FormatError, formatCommand } from './format.js';
 import { renderOptions } from './mount-options.js';
@@ -114,7 +114,7 @@ export function escapeExpansion(text: string): string {
 export function mountFlags(settings: MountSettings, metricsPort: number): string[] {
   const args = ['juicefs', 'mount'];
   if (settings.subdir) args.push(`--subdir=${escapeExpansion(settings.subdir)}`);
-  args.push(`--metrics=0.0.0.0:${metricsPort}`);
+  args.push(`--metrics=${settings.metrics ? escapeExpansion(settings.metrics.address) : `0.0.0.0:${metricsPort}`}`);
   args.push(`--cache-dir=${escapeExpansion(settings.cacheDirs.join(':'))}`);
   if (settings.readOnly) args.push('--read-only');
   args.push(...renderOptions(settings.options));
@@ -161,7 +161,9 @@ export function buildSidecar(spec: SidecarSpec): V1Container {
         secretEnv(ENV_METAURL, spec.secret, SECRET_KEYS.metaurl),
       ],
     ),
-    ports: [{ name: `jfs-metrics-${spec.metricsPort - METRICS_PORT}`, containerPort: spec.metricsPort }],
+    // The name the reference driver gives it, which its documented scrape configs and PodMonitors select (names need
+    // be unique only within a container).
+    ports: [{ name: METRICS_PORT_NAME, containerPort: spec.metricsPort }],
     resources: settings.resources,
     securityContext: { privileged: true },
     volumeMounts: spec.volumeMounts,

@@ -3,7 +3,7 @@
 // reach it only through env and Kubernetes' $(VAR) expansion), and, expanded
 // here as kubelet would, as the controller's own command line.
 import { SECRET_KEYS } from '../contract/keys.js';
-import { parseOption, renderOptions } from './mount-options.js';
+import { parseOption, renderFlags } from './mount-options.js';
 
 /** Env var of the client that holds the metaurl (the Secret's `metaurl` key). */
 export const ENV_METAURL = 'JFS_METAURL';
@@ -68,7 +68,7 @@ export function formatCommand(keys: readonly string[], formatOptions: readonly s
       );
     return parsed;
   });
-  args.push(...renderOptions(options));
+  args.push(...renderFlags(options));
   args.push(`$(${ENV_METAURL})`, `$(${ENV_NAME})`);
   return { args, env };
 }

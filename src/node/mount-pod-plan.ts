@@ -42,7 +42,7 @@ export function referencesOf(pod: V1Pod): string[] {
 export function settingsHash(volume: VolumeSource, settings: MountSettings): string {
   const material = JSON.stringify({
     image: settings.image,
-    args: mountArgs(settings, METRICS_PORT),
+    args: mountArgs(settings, settings.metrics?.port ?? METRICS_PORT),
     env: settings.env,
     resources: settings.resources,
     secret: volume.secret,
@@ -96,7 +96,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
     leadingEnv: [],
     mountPoint,
     volumeMounts: [{ name: 'jfs-dir', mountPath: MOUNT_ROOT, mountPropagation: 'Bidirectional' }, ...cache.mounts],
-    metricsPort: METRICS_PORT,
+    metricsPort: settings.metrics?.port ?? METRICS_PORT,
     placement: 'mount-pod',
   });
   const { deleteDelay, cleanCache } = settings.attributes;

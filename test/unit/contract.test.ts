@@ -89,8 +89,12 @@ t.test('mount options', async (t) => {
     'later wins in place',
   );
   t.same(
-    renderOptions([{ key: 'allow_other' }, { key: 'x', value: '$(SECRET)' }]),
-    ['-o', 'allow_other', '--x=$$(SECRET)'],
+    renderOptions([
+      { key: 'allow_other' },
+      { key: 'cache-size', value: '$(SECRET)' },
+      { key: 'fsname', value: '$(SECRET)' },
+    ]),
+    ['--cache-size=$$(SECRET)', '-o', 'allow_other,fsname=$$(SECRET)'],
     '$ escaped from Kubernetes expansion',
   );
 });

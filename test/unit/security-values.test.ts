@@ -16,6 +16,7 @@ import { filterUserAnnotations } from '../../src/mount/allowlist.js';
 import { ENV_METAURL, expandEnvReferences, FormatError, formatCommand } from '../../src/mount/format.js';
 import { mountArgs } from '../../src/mount/containers.js';
 import { computeMountSettings } from '../../src/mount/settings.js';
+import { renderOptions } from '../../src/mount/mount-options.js';
 import type { PvcIdentity, VolumeSource } from '../../src/mount/volume.js';
 import type { ResolvedVolume } from '../../src/resolve/types.js';
 
@@ -252,8 +253,9 @@ t.test('class 8: no value from data reaches argv as a $(VAR) expansion', async (
   t.throws(() => computeMountSettings(source({ subdir: '$(JFS_METAURL)' }), claim, { config }, []), DenyError);
 });
 
-t.test('class 8: options juicefs does not know are denied, not rendered as flags', async (t) => {
-  for (const bad of ['nonempty', 'evil-flag=1', 'help', 'generate-bash-completion']) {
+t.test('class 8: options juicefs does not know are never rendered as flags', async (t) => {
+  // A dashed key can only be meant as a juicefs flag: one juicefs lacks is denied at admission.
+  for (const bad of ['evil-flag=1', 'generate-bash-completion', 'cache-sise=1']) {
     throwsWith(
       t,
       () => computeMountSettings(source({ mountOptions: [bad] }), claim, { config }, []),
@@ -261,15 +263,22 @@ t.test('class 8: options juicefs does not know are denied, not rendered as flags
       bad,
     );
   }
+  // Anything else is a FUSE option (mount.juicefs's rule): it goes to FUSE through -o, never as `--key`.
   const ok = computeMountSettings(
-    source({ mountOptions: ['allow_other', 'cache-size=1024', 'writeback', 'ro'] }),
+    source({ mountOptions: ['allow_other', 'cache-size=1024', 'writeback', 'ro', 'nonempty', 'help', 'v'] }),
     claim,
     { config },
     [],
   );
   t.same(
     ok.options.map((o) => o.key),
-    ['allow_other', 'cache-size', 'writeback'],
+    ['allow_other', 'cache-size', 'writeback', 'nonempty', 'help', 'v'],
+  );
+  const argv = renderOptions(ok.options);
+  t.same(argv, ['--cache-size=1024', '--writeback', '-o', 'allow_other,nonempty,help,v']);
+  t.notOk(
+    argv.some((a) => /^--(help|v|nonempty)\b/.test(a)),
+    'help, v and nonempty are not juicefs flags here',
   );
 });
 
