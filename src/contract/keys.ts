@@ -53,6 +53,7 @@ export const ATTR = {
   mountOptions: 'mountOptions',
   subPath: 'subPath',
   pathPattern: 'pathPattern',
+  renderedMountOptions: 'juicefs/rendered-mount-options',
   credentials: 'juicefs/credentials',
 } as const;
 

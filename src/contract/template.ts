@@ -196,3 +196,36 @@ export function parametersNeed(parameters: Record<string, string>): {
   }
   return need;
 }
+
+/**
+ * A StorageClass's `mountOptions` with their placeholders rendered (missing values empty, as the reference driver
+ * renders them), each rendered entry split at commas as the reference splits it.
+ */
+export function renderMountOptions(
+  options: readonly string[],
+  sources: TemplateSources,
+): { options: string[]; missing: string[] } {
+  const out: string[] = [];
+  const missing: string[] = [];
+  for (const option of options) {
+    try {
+      const r = renderTemplate(option, sources);
+      out.push(
+        ...r.text
+          .split(',')
+          .map((o) => o.trim())
+          .filter((o) => o),
+      );
+      missing.push(...r.missing.map((m) => `mountOptions: ${m}`));
+    } catch (err) {
+      if (err instanceof TemplateError) throw new TemplateError(`mountOptions ${err.message}`);
+      throw err;
+    }
+  }
+  return { options: out, missing };
+}
+
+/** Whether any of a StorageClass's mountOptions is templated (an unknown placeholder throws TemplateError). */
+export function mountOptionsNeed(options: readonly string[]): ReturnType<typeof parametersNeed> {
+  return parametersNeed(Object.fromEntries(options.map((o, i) => [`mountOptions[${i}]`, o])));
+}

@@ -8,7 +8,9 @@ import type { Logger } from 'pino';
 import { ATTR } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
 import {
+  mountOptionsNeed,
   parametersNeed,
+  renderMountOptions,
   renderParameters,
   SELECTED_NODE_ANNOTATION,
   TemplateError,
@@ -34,7 +36,7 @@ const GIB = 2 ** 30;
 type Req = Record<string, unknown>;
 interface Capability {
   block?: unknown;
-  mount?: unknown;
+  mount?: { mount_flags?: string[] } | null;
   access_mode?: { mode?: string };
   access_type?: string;
 }
@@ -116,10 +118,14 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
    * provisioner's metadata, the PVC object when a template reads its labels or annotations or the node, the node
    * from the PVC's selected-node annotation. Undefined when nothing is templated.
    */
-  async function templateSources(parameters: Record<string, string>): Promise<TemplateSources | undefined> {
+  async function templateSources(
+    parameters: Record<string, string>,
+    mountFlags: readonly string[],
+  ): Promise<TemplateSources | undefined> {
     let need: ReturnType<typeof parametersNeed>;
     try {
-      need = parametersNeed(parameters);
+      const [p, m] = [parametersNeed(parameters), mountOptionsNeed(mountFlags)];
+      need = { templated: p.templated || m.templated, node: p.node || m.node, pvcObject: p.pvcObject || m.pvcObject };
     } catch (err) {
       if (err instanceof TemplateError) throw new CsiError(Code.INVALID_ARGUMENT, err.message);
       throw err;
@@ -161,20 +167,24 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
   async function renderVolume(
     name: string,
     parameters: Record<string, string>,
+    mountFlags: readonly string[],
   ): Promise<{ subdir: string; context: Record<string, string> }> {
-    const sources = await templateSources(parameters);
+    const sources = await templateSources(parameters, mountFlags);
     if (!sources) {
       const subdir = checkSubdir(name);
       return { subdir, context: volumeContext(parameters, subdir) };
     }
     try {
       const rendered = renderParameters(parameters, sources, new Set([ATTR.pathPattern]));
-      if (rendered.missing.length > 0) {
-        log.warn({ volume: name, missing: rendered.missing }, 'parameter placeholders with no value rendered empty');
-      }
+      const options = renderMountOptions(mountFlags, sources);
+      const missing = [...rendered.missing, ...options.missing];
+      if (missing.length > 0) log.warn({ volume: name, missing }, 'placeholders with no value rendered empty');
       const pattern = parameters[ATTR.pathPattern];
       const subdir = checkSubdir(pattern ? renderPathPattern(pattern, sources) : name);
-      return { subdir, context: volumeContext(rendered.parameters, subdir) };
+      const context = volumeContext(rendered.parameters, subdir);
+      // The PV's mountOptions are csi-provisioner's unrendered copy; the mount reads this one instead.
+      if (mountOptionsNeed(mountFlags).templated) context[ATTR.renderedMountOptions] = JSON.stringify(options.options);
+      return { subdir, context };
     } catch (err) {
       if (err instanceof PathPatternError || err instanceof TemplateError)
         throw new CsiError(Code.INVALID_ARGUMENT, err.message);
@@ -206,7 +216,9 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
         );
       const parameters = (req.parameters ?? {}) as Record<string, string>;
       const c = creds(req.secrets);
-      const { subdir, context } = await renderVolume(name, parameters);
+      // csi-provisioner passes the StorageClass mountOptions as every capability's mount flags.
+      const mountFlags = caps.find((c) => c.mount)?.mount?.mount_flags ?? [];
+      const { subdir, context } = await renderVolume(name, parameters, mountFlags);
 
       return lock.run(name, () =>
         volumes.withMount(c, async (root) => {

@@ -249,7 +249,8 @@ export function computeMountSettings(
   ]);
 
   const merged = mergeOptions([
-    parseOptions(volume.mountOptions, where),
+    // The controller's rendering of templated StorageClass mountOptions replaces what csi-provisioner copied.
+    parseOptions(attributes.renderedMountOptions ?? volume.mountOptions, where),
     parseOptions(splitOptionList(attributes.mountOptions), where),
     ...patches.map((p) => parseOptions(p.mountOptions ?? [], 'ConfigMap mountPodPatch')),
   ]);

@@ -12,7 +12,14 @@ import type {
 } from '@kubernetes/client-node';
 import { ATTR, CSI_DRIVER_NAME, SC_SECRET_PARAMS, SECRET_COPY_SEAL_ANNOTATION } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
-import { parametersNeed, renderParameters, TemplateError, type TemplateSources } from '../contract/template.js';
+import {
+  mountOptionsNeed,
+  parametersNeed,
+  renderMountOptions,
+  renderParameters,
+  TemplateError,
+  type TemplateSources,
+} from '../contract/template.js';
 import {
   SecretFormatError,
   secretCopyName,
@@ -298,17 +305,19 @@ function fromStorageClass(
   };
   const original = sc.parameters ?? {};
   let params: Record<string, string>;
+  let mountOptions: string[];
   let subdir = pvName;
   try {
-    if (parametersNeed(original).node) {
+    if (parametersNeed(original).node || mountOptionsNeed(sc.mountOptions ?? []).node) {
       throw new DenyError(
         'invalid-storage-class',
-        `${where}: its parameters use \${.node.…}, and a sidecar is injected before the pod is scheduled, when ` +
+        `${where}: its parameters or mountOptions use \${.node.…}, and a sidecar is injected before the pod is scheduled, when ` +
           'no node is known: use a pattern without the node, or Mount Pod mode, where the controller renders it ' +
           'after scheduling',
       );
     }
     params = renderParameters(original, sources, new Set([ATTR.pathPattern])).parameters;
+    mountOptions = renderMountOptions(sc.mountOptions ?? [], sources).options;
     if (original[ATTR.pathPattern]) subdir = renderPathPattern(original[ATTR.pathPattern], sources);
   } catch (err) {
     if (err instanceof PathPatternError || err instanceof TemplateError) {
@@ -329,7 +338,7 @@ function fromStorageClass(
       subdir,
       readOnly: isReadOnly(volume, pvc),
       attributes: params,
-      mountOptions: sc.mountOptions ?? [],
+      mountOptions,
       secret: resolveSecret(ref, pvc, where, view, credentials),
       credentials,
     },

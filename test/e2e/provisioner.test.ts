@@ -83,6 +83,7 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
         mountOptions: 'cache-size=${.pvc.annotations.cache-size},writeback=${.node.annotations.none}',
       }),
       volumeBindingMode: 'WaitForFirstConsumer',
+      mountOptions: ['writeback', 'buffer-size=${.pvc.annotations.cache-size},debug'],
     } as KubernetesObject,
     sc('jfs-node-immediate', 'Delete', { pathPattern: '${.node.name}/${.pvc.name}' }),
   ]);
@@ -206,6 +207,16 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
     t.equal(pv.spec?.csi?.volumeAttributes?.subPath, `z1/${NS}-by-zone`, 'pathPattern from the node and the PVC');
     t.equal(pv.spec?.csi?.volumeAttributes?.mountOptions, 'cache-size=2048,writeback=', 'a parameter rendered');
     t.notOk('pathPattern' in (pv.spec?.csi?.volumeAttributes ?? {}), 'the pattern itself is not an attribute');
+    t.same(
+      pv.spec?.mountOptions,
+      ['writeback', 'buffer-size=${.pvc.annotations.cache-size},debug'],
+      'csi-provisioner copies the class mountOptions unrendered',
+    );
+    t.equal(
+      pv.spec?.csi?.volumeAttributes?.['juicefs/rendered-mount-options'],
+      '["writeback","buffer-size=2048","debug"]',
+      'the controller renders them beside (what the mount reads)',
+    );
     await inVolume((mnt) => t.ok(existsSync(path.join(mnt, 'z1', `${NS}-by-zone`)), 'rendered directory exists'));
 
     // Immediate binding: no node is selected, so a node placeholder cannot be rendered; the provisioner reports why.
@@ -313,7 +324,8 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
       const dirs = top.flatMap((e) =>
         e === 'shared' ? readdirSync(path.join(mnt, e)).map((s) => `shared/${s}`) : [e],
       );
-      const orphans = dirs.filter((d) => !used.has(d));
+      // A top-level directory is in use when a PV's subdirectory is it or lies under it (pathPatterns with "/").
+      const orphans = dirs.filter((d) => ![...used].some((u) => u === d || u?.startsWith(`${d}/`)));
       t.same(orphans, [], 'no orphaned directory');
       t.ok(existsSync(path.join(mnt, 'kept-dummy')) === false);
       const records = readdirSync(path.join(mnt, REGISTRY_DIR)).length;

@@ -91,3 +91,15 @@ t.test('buffer-size: a share of the memory limit, and never above it', async (t)
   );
   t.equal(valueOf(settings(['buffer-size=900'], { 'juicefs/mount-memory-limit': '0' }), 'buffer-size'), '900');
 });
+
+t.test("the controller's rendering of templated StorageClass mountOptions replaces the PV's copy", async (t) => {
+  const s = settings(['cache-size=${.pvc.annotations.size}'], {
+    'juicefs/rendered-mount-options': '["cache-size=2048","writeback"]',
+  });
+  t.same(
+    s.options.map((o) => `${o.key}=${o.value ?? ''}`),
+    ['cache-size=2048', 'writeback='],
+  );
+  t.throws(() => settings([], { 'juicefs/rendered-mount-options': 'cache-size=1' }), /JSON list of strings/);
+  t.throws(() => settings([], { 'juicefs/rendered-mount-options': '[1]' }), /JSON list of strings/);
+});
