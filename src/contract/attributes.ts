@@ -203,7 +203,7 @@ export const ATTRIBUTES = {
       }
       if (!Array.isArray(list) || !list.every((o) => typeof o === 'string'))
         return fail(ATTR.renderedMountOptions, text, 'is not a JSON list of strings');
-      return list as string[];
+      return list;
     },
   }),
   pathPattern: spec<string>({
