@@ -118,6 +118,8 @@ export const SECRET_COPY_SEAL_ANNOTATION = 'juicefs.com/secret-copy-seal';
 /** The webhook's self-managed certificate Secret (default of --cert-secret-name): never a volume's Secret. */
 export const WEBHOOK_CERT_SECRET_NAME = 'jfs-sidecar-webhook-certs';
 export const SECRET_COPY_ENV_PREFIX = 'envs.';
+/** Keys of a normalised Secret (and its copy) that hold one `juicefs format` flag's value each. */
+export const FORMAT_FLAG_KEY_PREFIX = 'format.';
 
 /**
  * Credential broker (ADR 0010, `juicefs/credentials: broker`): the sidecar fetches its volume's credentials from the

@@ -191,7 +191,7 @@ export function buildFormatContainer(
 ): V1Container {
   let step;
   try {
-    step = formatCommand(secret.keys, secret.formatOptions);
+    step = formatCommand(secret.keys, secret.formatFlags);
   } catch (err) {
     if (err instanceof FormatError)
       throw new DenyError('invalid-secret', `Secret ${secret.name} of ${where}: ${err.message}`);

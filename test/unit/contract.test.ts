@@ -63,11 +63,19 @@ t.test('Secret copies', async (t) => {
     'format-options': b64('trash-days=1, block-size=4096'),
   };
   const copy = secretCopyData(source);
-  t.same(Object.keys(copy).sort(), ['envs.JFS_RSA_PASSPHRASE', 'envs.TZ', 'format-options', 'metaurl']);
+  t.same(Object.keys(copy).sort(), [
+    'envs.JFS_RSA_PASSPHRASE',
+    'envs.TZ',
+    'format-options',
+    'format.block-size',
+    'format.trash-days',
+    'metaurl',
+  ]);
+  t.equal(Buffer.from(copy['format.block-size'], 'base64').toString(), '4096', 'each format flag a key of its own');
   t.equal(Buffer.from(copy['envs.TZ'], 'base64').toString(), 'UTC');
   const summary = summariseSecret(source);
   t.same(summary.envNames, ['JFS_RSA_PASSPHRASE', 'TZ']);
-  t.same(summary.formatOptions, ['trash-days=1', 'block-size=4096']);
+  t.same(summary.formatFlags, ['block-size', 'trash-days'], 'names only, no value');
   t.same(parseEnvs(''), {});
   t.throws(() => parseEnvs('[1,2]'), SecretFormatError);
   t.throws(() => parseEnvs('{"bad name": 1}'), SecretFormatError);

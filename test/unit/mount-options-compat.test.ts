@@ -16,7 +16,7 @@ function settings(mountOptions: string[], attributes: Record<string, string> = {
     readOnly: false,
     attributes,
     mountOptions,
-    secret: { name: 's', keys: ['metaurl'], envNames: [], formatOptions: [] },
+    secret: { name: 's', keys: ['metaurl'], envNames: [], formatFlags: [] },
   };
   return computeMountSettings(source, claim, { config }, []);
 }
