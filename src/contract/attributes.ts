@@ -186,12 +186,34 @@ export const ATTRIBUTES = {
     // together.
     parse: (text) => text,
   }),
+  renderedMountOptions: spec<string[]>({
+    key: ATTR.renderedMountOptions,
+    setBy: 'admin',
+    appliesTo: 'both',
+    writtenIn: 'pv-and-storage-class',
+    summary:
+      'set by the controller on the PVs it creates when the StorageClass `mountOptions` hold templates: them, ' +
+      "rendered (a JSON list), in place of the PV's `mountOptions`, which csi-provisioner copies unrendered",
+    parse: (text) => {
+      let list: unknown;
+      try {
+        list = JSON.parse(text);
+      } catch {
+        return fail(ATTR.renderedMountOptions, text, 'is not a JSON list of strings');
+      }
+      if (!Array.isArray(list) || !list.every((o) => typeof o === 'string'))
+        return fail(ATTR.renderedMountOptions, text, 'is not a JSON list of strings');
+      return list;
+    },
+  }),
   pathPattern: spec<string>({
     key: ATTR.pathPattern,
     setBy: 'admin',
     appliesTo: 'provisioning',
     writtenIn: 'storage-class',
-    summary: 'subdirectory of a new PV from its PVC, e.g. `${.PVC.namespace}-${.PVC.name}`',
+    summary:
+      'subdirectory of a new PV from its PVC (and node), e.g. `${.pvc.namespace}-${.pvc.name}`; a placeholder with no ' +
+      'value is an error (see Templates)',
     parse: (text) => {
       if (!checkPathPattern(text)) fail(ATTR.pathPattern, text, 'has an unknown placeholder');
       return text;

@@ -59,6 +59,7 @@ export const ATTR = {
   mountOptions: 'mountOptions',
   subPath: 'subPath',
   pathPattern: 'pathPattern',
+  renderedMountOptions: 'juicefs/rendered-mount-options',
   credentials: 'juicefs/credentials',
   fdHolder: 'juicefs/fd-holder',
 } as const;
@@ -88,6 +89,8 @@ export const DEFAULT_CACHE_DIR = '/var/jfsCache';
 export const FD_HOLDER_ROOT = '/var/run/jfs-sidecar/fd';
 
 export const METRICS_PORT = 9567;
+/** The client's metrics port name in every sidecar and Mount Pod. */
+export const METRICS_PORT_NAME = 'metrics';
 
 /** Namespace of the controller, the node service, the webhook, Mount Pods, their Secrets and the global ConfigMap. */
 export const SYSTEM_NAMESPACE = 'juicefs-system';
@@ -128,6 +131,8 @@ export const SECRET_COPY_SEAL_ANNOTATION = 'juicefs.com/secret-copy-seal';
 /** The webhook's self-managed certificate Secret (default of --cert-secret-name): never a volume's Secret. */
 export const WEBHOOK_CERT_SECRET_NAME = 'jfs-sidecar-webhook-certs';
 export const SECRET_COPY_ENV_PREFIX = 'envs.';
+/** Keys of a normalised Secret (and its copy) that hold one `juicefs format` flag's value each. */
+export const FORMAT_FLAG_KEY_PREFIX = 'format.';
 
 /**
  * Credential broker (ADR 0010, `juicefs/credentials: broker`): the sidecar fetches its volume's credentials from the

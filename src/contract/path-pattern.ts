@@ -1,35 +1,30 @@
 // The StorageClass `pathPattern` parameter: the PV's subdirectory rendered from
-// the PVC, e.g. "${.PVC.namespace}-${.PVC.name}" or "${.PVC.labels.team}/data".
-// Shared by the controller (which creates the directory) and the webhook
-// (which mounts it before the PV exists, for WaitForFirstConsumer). The
-// rendered text goes through the one subdirectory rule (./subdir.ts).
-
-export interface PvcFields {
-  name: string;
-  namespace: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-}
-
-const PLACEHOLDER = /\$\{\s*\.PVC\.(name|namespace|labels\.([^}\s]+)|annotations\.([^}\s]+))\s*\}/g;
+// the PVC (and, for WaitForFirstConsumer, its node), e.g.
+// "${.PVC.namespace}-${.PVC.name}" or "${.pvc.labels.team}/data" (placeholders:
+// ./template.ts). Shared by the controller (which creates the directory) and
+// the webhook (which mounts it before the PV exists). The rendered text goes
+// through the one subdirectory rule (./subdir.ts).
+//
+// Stricter than other parameters on purpose: a placeholder with no value is an
+// error, not an empty string, since "team-${.PVC.labels.x}" rendering to
+// "team-" would give unrelated PVCs one directory.
 
 import { normaliseSubdir, SubdirError } from './subdir.js';
+import { placeholders, renderTemplate, TemplateError, type TemplateSources } from './template.js';
 
 export class PathPatternError extends Error {
   override name = 'PathPatternError';
 }
 
-/** Renders the pattern; a placeholder with no value, or a result escaping the volume, throws. */
-export function renderPathPattern(pattern: string, pvc: PvcFields): string {
-  const rendered = pattern.replace(PLACEHOLDER, (whole, field: string, label?: string, annotation?: string) => {
-    let v: string | undefined;
-    if (field === 'name') v = pvc.name;
-    else if (field === 'namespace') v = pvc.namespace;
-    else if (label !== undefined) v = pvc.labels?.[label];
-    else if (annotation !== undefined) v = pvc.annotations?.[annotation];
-    if (v === undefined || v === '') throw new PathPatternError(`pathPattern "${pattern}": ${whole} has no value`);
-    return v;
-  });
+/** Renders the pattern; an unknown placeholder, one with no value, or a result escaping the volume, throws. */
+export function renderPathPattern(pattern: string, sources: TemplateSources): string {
+  let rendered: string;
+  try {
+    rendered = renderTemplate(pattern, sources, { strict: true, path: true }).text;
+  } catch (err) {
+    if (!(err instanceof TemplateError)) throw err;
+    throw new PathPatternError(`pathPattern ${err.message}`);
+  }
   if (rendered.includes('${')) throw new PathPatternError(`pathPattern "${pattern}": unknown placeholder`);
   let subdir: string | undefined;
   try {
@@ -44,7 +39,16 @@ export function renderPathPattern(pattern: string, pvc: PvcFields): string {
   return subdir;
 }
 
-/** Whether every placeholder of a pattern is one renderPathPattern knows (checked before any PVC is known). */
+/** Whether every placeholder of a pattern is one the renderer knows (checked before any PVC is known). */
 export function checkPathPattern(pattern: string): boolean {
-  return !pattern.replace(PLACEHOLDER, 'x').includes('${');
+  try {
+    return (
+      placeholders(pattern)
+        .reduce((t, p) => t.split(p.text).join(''), pattern)
+        .indexOf('${') < 0
+    );
+  } catch (err) {
+    if (err instanceof TemplateError) return false;
+    throw err;
+  }
 }

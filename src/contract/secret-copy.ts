@@ -5,7 +5,13 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { describeClientEnv, isClientEnvName } from './client-env.js';
-import { CREDENTIALS_CERT_SECRET_NAME, SECRET_COPY_ENV_PREFIX, SECRET_KEYS, WEBHOOK_CERT_SECRET_NAME } from './keys.js';
+import {
+  CREDENTIALS_CERT_SECRET_NAME,
+  FORMAT_FLAG_KEY_PREFIX,
+  SECRET_COPY_ENV_PREFIX,
+  SECRET_KEYS,
+  WEBHOOK_CERT_SECRET_NAME,
+} from './keys.js';
 import { dnsName, OBJECT_NAME_MAX as MAX_NAME } from './names.js';
 
 export function secretCopyName(pvcName: string): string {
@@ -63,14 +69,75 @@ export function parseEnvs(text: string | undefined): Record<string, string> {
   return out;
 }
 
+/** The reference driver's older key names, read as the current ones (the old name wins, as there). */
+export const SECRET_KEY_ALIASES: Readonly<Record<string, string>> = {
+  accesskey: SECRET_KEYS.accessKey,
+  secretkey: SECRET_KEYS.secretKey,
+};
+
+/** `juicefs format` flags a Secret may give as keys of their own, besides `format-options` (the reference's list). */
+export const FORMAT_SECRET_KEYS = ['block-size', 'compress', 'trash-days', 'capacity', 'inodes', 'shards'] as const;
+
+/** The key of a normalised Secret that holds a `juicefs format` flag's value (a flag without one: "true"). */
+export function formatFlagKey(flag: string): string {
+  return `${FORMAT_FLAG_KEY_PREFIX}${flag}`;
+}
+
+function normalise(
+  source: Record<string, string> | undefined,
+  decode: (v: string) => string,
+  encode: (v: string) => string,
+): Record<string, string> {
+  const out: Record<string, string> = { ...(source ?? {}) };
+  for (const [alias, key] of Object.entries(SECRET_KEY_ALIASES)) {
+    if (out[alias] !== undefined) {
+      out[key] = out[alias];
+      delete out[alias];
+    }
+  }
+  for (const key of FORMAT_SECRET_KEYS)
+    if (out[key] !== undefined && decode(out[key])) out[formatFlagKey(key)] = out[key];
+  for (const option of decode(out[SECRET_KEYS.formatOptions] ?? '').split(',')) {
+    const text = option.trim();
+    if (!text) continue;
+    const eq = text.indexOf('=');
+    const flag = (eq < 0 ? text : text.slice(0, eq)).trim().replace(/^--?/, '');
+    out[formatFlagKey(flag)] = encode(eq < 0 ? 'true' : text.slice(eq + 1).trim());
+  }
+  return out;
+}
+
 /**
- * The copy's data (base64, as in Secret.data): the source's keys as they are,
- * except `envs`, split into one key `envs.<NAME>` per variable so that each
- * can be referenced on its own.
+ * A Secret's data as the rest of the project reads it (plain text values): key aliases under their current names,
+ * and every `juicefs format` flag, from its own key (FORMAT_SECRET_KEYS) or from `format-options` (which wins, as it
+ * comes later on the reference's command line), under `format.<flag>`, so that each value can reach the format step
+ * through env on its own: a `secret-key=` in `format-options` never appears in a pod's argv.
+ */
+export function normaliseSecretText(source: Record<string, string> | undefined): Record<string, string> {
+  return normalise(
+    source,
+    (v) => v,
+    (v) => v,
+  );
+}
+
+/** normaliseSecretText for Secret.data (base64 values; the values it keeps keep their bytes). */
+export function normaliseSecretData(data: Record<string, string> | undefined): Record<string, string> {
+  return normalise(
+    data,
+    (v) => Buffer.from(v, 'base64').toString('utf8'),
+    (v) => Buffer.from(v, 'utf8').toString('base64'),
+  );
+}
+
+/**
+ * The copy's data (base64, as in Secret.data): the source's keys, normalised
+ * (normaliseSecretData), except `envs`, split into one key `envs.<NAME>` per
+ * variable so that each can be referenced on its own.
  */
 export function secretCopyData(source: Record<string, string> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(source ?? {})) if (k !== SECRET_KEYS.envs) out[k] = v;
+  for (const [k, v] of Object.entries(normaliseSecretData(source))) if (k !== SECRET_KEYS.envs) out[k] = v;
   for (const [name, value] of Object.entries(parseEnvs(decode(source, SECRET_KEYS.envs)))) {
     out[`${SECRET_COPY_ENV_PREFIX}${name}`] = Buffer.from(value, 'utf8').toString('base64');
   }
@@ -78,22 +145,23 @@ export function secretCopyData(source: Record<string, string> | undefined): Reco
 }
 
 export interface SecretSummary {
+  /** The normalised Secret's keys (normaliseSecretData), `envs` and the `format.*` keys aside. */
   keys: string[];
   envNames: string[];
-  formatOptions: string[];
+  /** The `juicefs format` flags it gives values for (each in key `format.<flag>`). */
+  formatFlags: string[];
 }
 
-/** What the injector may know of a Secret: its copy's keys and the non-secret format options. */
+/** What the injector may know of a Secret: its keys and the names of its format flags, never a value. */
 export function summariseSecret(source: Record<string, string> | undefined): SecretSummary {
   const envNames = Object.keys(parseEnvs(decode(source, SECRET_KEYS.envs))).sort();
-  const keys = Object.keys(source ?? {})
-    .filter((k) => k !== SECRET_KEYS.envs)
+  const all = Object.keys(normaliseSecretData(source));
+  const keys = all.filter((k) => k !== SECRET_KEYS.envs && !k.startsWith(FORMAT_FLAG_KEY_PREFIX)).sort();
+  const formatFlags = all
+    .filter((k) => k.startsWith(FORMAT_FLAG_KEY_PREFIX))
+    .map((k) => k.slice(FORMAT_FLAG_KEY_PREFIX.length))
     .sort();
-  const formatOptions = (decode(source, SECRET_KEYS.formatOptions) ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  return { keys, envNames, formatOptions };
+  return { keys, envNames, formatFlags };
 }
 
 /** What decides whether a Secret may back a JuiceFS volume: its place, name, type and keys (never its values). */

@@ -1,12 +1,21 @@
 // CSI Identity and Controller services: each PV is a subdirectory of the
 // JuiceFS volume (named by the PV, or the StorageClass pathPattern), with its
 // capacity as a JuiceFS quota.
-import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
+import type { V1Node, V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ATTR } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
+import {
+  mountOptionsNeed,
+  parametersNeed,
+  renderMountOptions,
+  renderParameters,
+  SELECTED_NODE_ANNOTATION,
+  TemplateError,
+  type TemplateSources,
+} from '../contract/template.js';
 import { isCanonicalSubdir } from '../contract/subdir.js';
 import { Code, CsiError, requiredString, type ServiceImpl } from '../csi/server.js';
 import {
@@ -27,7 +36,7 @@ const GIB = 2 ** 30;
 type Req = Record<string, unknown>;
 interface Capability {
   block?: unknown;
-  mount?: unknown;
+  mount?: { mount_flags?: string[] } | null;
   access_mode?: { mode?: string };
   access_type?: string;
 }
@@ -41,6 +50,8 @@ export interface ControllerOptions {
    * namespace).
    */
   getPvc?: (namespace: string, name: string) => Promise<V1PersistentVolumeClaim | undefined>;
+  /** Looks a node up, for templates that use `${.node.…}` (the PVC's selected node). */
+  getNode?: (name: string) => Promise<V1Node | undefined>;
 }
 
 function bytes(v: unknown): number {
@@ -102,35 +113,81 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
   // One operation per volume name at a time: the CO may retry while a call is still running.
   const lock = new KeyedLock();
 
-  async function subdirFor(name: string, parameters: Record<string, string>): Promise<string> {
-    const pattern = parameters[ATTR.pathPattern];
-    if (!pattern) return checkSubdir(name);
+  /**
+   * The PVC and node a new volume's templates read (./../contract/template.ts): name and namespace from the
+   * provisioner's metadata, the PVC object when a template reads its labels or annotations or the node, the node
+   * from the PVC's selected-node annotation. Undefined when nothing is templated.
+   */
+  async function templateSources(
+    parameters: Record<string, string>,
+    mountFlags: readonly string[],
+  ): Promise<TemplateSources | undefined> {
+    let need: ReturnType<typeof parametersNeed>;
+    try {
+      const [p, m] = [parametersNeed(parameters), mountOptionsNeed(mountFlags)];
+      need = { templated: p.templated || m.templated, node: p.node || m.node, pvcObject: p.pvcObject || m.pvcObject };
+    } catch (err) {
+      if (err instanceof TemplateError) throw new CsiError(Code.INVALID_ARGUMENT, err.message);
+      throw err;
+    }
+    // A fixed pathPattern needs no PVC but, as before, the provisioner's metadata: it names where the PV goes.
+    if (!need.templated && !parameters[ATTR.pathPattern]) return undefined;
     const pvcName = parameters[PVC_NAME];
     const namespace = parameters[PVC_NAMESPACE];
     if (!pvcName || !namespace) {
       throw new CsiError(
         Code.INVALID_ARGUMENT,
-        'pathPattern needs the PVC name and namespace: run csi-provisioner with --extra-create-metadata',
+        'templated parameters (pathPattern, ${.PVC.…}) need the PVC name and namespace: run csi-provisioner with ' +
+          '--extra-create-metadata',
       );
     }
-    const needsObject = /\.PVC\.(labels|annotations)\./.test(pattern);
-    const pvc = needsObject ? await opts.getPvc?.(namespace, pvcName) : undefined;
-    if (needsObject && !pvc)
-      throw new CsiError(
-        Code.UNAVAILABLE,
-        `PersistentVolumeClaim ${namespace}/${pvcName} not found for pathPattern "${pattern}"`,
-      );
+    if (!need.node && !need.pvcObject) return { pvc: { name: pvcName, namespace } };
+    const pvc = await opts.getPvc?.(namespace, pvcName);
+    if (!pvc)
+      throw new CsiError(Code.UNAVAILABLE, `PersistentVolumeClaim ${namespace}/${pvcName} not found for its templates`);
+    const sources: TemplateSources = {
+      pvc: { name: pvcName, namespace, labels: pvc.metadata?.labels, annotations: pvc.metadata?.annotations },
+    };
+    const selected = pvc.metadata?.annotations?.[SELECTED_NODE_ANNOTATION];
+    if (need.node && selected) {
+      const node = await opts.getNode?.(selected);
+      if (!node)
+        throw new CsiError(Code.UNAVAILABLE, `node ${selected} (selected for ${namespace}/${pvcName}) not found`);
+      sources.node = {
+        name: selected,
+        podCIDR: node.spec?.podCIDR,
+        labels: node.metadata?.labels,
+        annotations: node.metadata?.annotations,
+      };
+    }
+    return sources;
+  }
+
+  /** The volume's subdirectory and its context (templates rendered), as CreateVolume records and returns them. */
+  async function renderVolume(
+    name: string,
+    parameters: Record<string, string>,
+    mountFlags: readonly string[],
+  ): Promise<{ subdir: string; context: Record<string, string> }> {
+    const sources = await templateSources(parameters, mountFlags);
+    if (!sources) {
+      const subdir = checkSubdir(name);
+      return { subdir, context: volumeContext(parameters, subdir) };
+    }
     try {
-      return checkSubdir(
-        renderPathPattern(pattern, {
-          name: pvcName,
-          namespace,
-          labels: pvc?.metadata?.labels,
-          annotations: pvc?.metadata?.annotations,
-        }),
-      );
+      const rendered = renderParameters(parameters, sources, new Set([ATTR.pathPattern]));
+      const options = renderMountOptions(mountFlags, sources);
+      const missing = [...rendered.missing, ...options.missing];
+      if (missing.length > 0) log.warn({ volume: name, missing }, 'placeholders with no value rendered empty');
+      const pattern = parameters[ATTR.pathPattern];
+      const subdir = checkSubdir(pattern ? renderPathPattern(pattern, sources) : name);
+      const context = volumeContext(rendered.parameters, subdir);
+      // The PV's mountOptions are csi-provisioner's unrendered copy; the mount reads this one instead.
+      if (mountOptionsNeed(mountFlags).templated) context[ATTR.renderedMountOptions] = JSON.stringify(options.options);
+      return { subdir, context };
     } catch (err) {
-      if (err instanceof PathPatternError) throw new CsiError(Code.INVALID_ARGUMENT, err.message);
+      if (err instanceof PathPatternError || err instanceof TemplateError)
+        throw new CsiError(Code.INVALID_ARGUMENT, err.message);
       throw err;
     }
   }
@@ -159,7 +216,9 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
         );
       const parameters = (req.parameters ?? {}) as Record<string, string>;
       const c = creds(req.secrets);
-      const subdir = await subdirFor(name, parameters);
+      // csi-provisioner passes the StorageClass mountOptions as every capability's mount flags.
+      const mountFlags = caps.find((c) => c.mount)?.mount?.mount_flags ?? [];
+      const { subdir, context } = await renderVolume(name, parameters, mountFlags);
 
       return lock.run(name, () =>
         volumes.withMount(c, async (root) => {
@@ -184,7 +243,7 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
             volume: {
               volume_id: name,
               capacity_bytes: String(quotaBytes),
-              volume_context: volumeContext(parameters, subdir),
+              volume_context: context,
             },
           };
         }),

@@ -62,6 +62,7 @@ export async function runController(
     ? async (namespace: string, name: string) =>
         unlessNotFound(core.readNamespacedPersistentVolumeClaim({ namespace, name }))
     : undefined;
+  const getNode = core ? async (name: string) => unlessNotFound(core.readNode({ name })) : undefined;
   const node = opts.node
     ? await startNodeService({
         ...opts.node,
@@ -74,7 +75,7 @@ export async function runController(
     opts.endpoint,
     {
       Identity: identityService(PACKAGE_VERSION, true),
-      Controller: controllerService({ volumes, version: PACKAGE_VERSION, log: opts.log, getPvc }),
+      Controller: controllerService({ volumes, version: PACKAGE_VERSION, log: opts.log, getPvc, getNode }),
       ...(node ? { Node: node.service } : {}),
     },
     opts.log,

@@ -280,8 +280,9 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
         leadingEnv: hostPathMode ? [POD_UID_VAR] : [],
         mountPoint,
         volumeMounts: sidecarMounts,
-        // Every sidecar shares the pod's network namespace, so each needs its own port.
-        metricsPort: METRICS_PORT + index,
+        // Every sidecar shares the pod's network namespace, so each needs its own port (checked below when the
+        // volume's own metrics= option picks one).
+        metricsPort: settings.metrics?.port ?? METRICS_PORT + index,
         placement: native ? 'native' : 'classic',
       }),
       'mount',

@@ -12,12 +12,24 @@ function tcp(protocol: string | undefined): boolean {
  * Throws DenyError when a container the injector adds collides with the pod:
  * a port the pod's own containers declare (they share its network namespace;
  * under hostNetwork the node's, where the API server refuses a duplicate host
- * port), or two mounts at one path in one added container.
+ * port), a port two added containers take (a volume's `metrics=` option), or
+ * two mounts at one path in one added container.
  */
 export function checkAddedContainers(original: V1PodSpec, added: V1Container[]): void {
   const own = [...(original.containers ?? []), ...(original.initContainers ?? [])];
   const hostNetwork = original.hostNetwork === true;
+  const taken = new Map<number, string>();
   for (const container of added) {
+    for (const port of container.ports ?? []) {
+      const other = taken.get(port.containerPort);
+      if (other) {
+        throw new DenyError(
+          'invalid-pv',
+          `the JuiceFS clients of containers ${other} and ${container.name} would both serve metrics on port ${port.containerPort}; give the volumes' metrics= options distinct ports`,
+        );
+      }
+      taken.set(port.containerPort, container.name);
+    }
     for (const port of container.ports ?? []) {
       if (!tcp(port.protocol)) continue;
       for (const app of own) {

@@ -5,10 +5,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { SECRET_KEYS } from '../contract/keys.js';
-import { parseEnvs } from '../contract/secret-copy.js';
+import { FORMAT_FLAG_KEY_PREFIX, SECRET_KEYS } from '../contract/keys.js';
+import { formatFlagKey, normaliseSecretText, parseEnvs } from '../contract/secret-copy.js';
 import { ENV_METAURL, expandEnvReferences, FormatError, formatCommand } from '../mount/format.js';
-import { splitOptionList } from '../mount/mount-options.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import type { JuicefsCli } from './cli.js';
 import { isJuicefsMount, readMounts } from './mounts.js';
@@ -20,7 +19,8 @@ export interface VolumeCredentials {
   bucket?: string;
   accessKey?: string;
   secretKey?: string;
-  formatOptions: string[];
+  /** `juicefs format` flag → value, from `format-options` and the Secret's own format keys. */
+  formatFlags: Record<string, string>;
   envs: Record<string, string>;
 }
 
@@ -30,7 +30,7 @@ export class CredentialsError extends Error {
 
 /** Credentials from a CSI `secrets` map (the Secret's keys, as the provisioner passes them). */
 export function credentialsFromSecrets(secrets: Record<string, string> | undefined): VolumeCredentials {
-  const s = secrets ?? {};
+  const s = normaliseSecretText(secrets);
   if (!s[SECRET_KEYS.metaurl]) throw new CredentialsError(`secrets: key "${SECRET_KEYS.metaurl}" is missing`);
   let envs: Record<string, string>;
   try {
@@ -45,7 +45,11 @@ export function credentialsFromSecrets(secrets: Record<string, string> | undefin
     bucket: s[SECRET_KEYS.bucket],
     accessKey: s[SECRET_KEYS.accessKey],
     secretKey: s[SECRET_KEYS.secretKey],
-    formatOptions: splitOptionList(s[SECRET_KEYS.formatOptions]),
+    formatFlags: Object.fromEntries(
+      Object.entries(s)
+        .filter(([k]) => k.startsWith(FORMAT_FLAG_KEY_PREFIX))
+        .map(([k, v]): [string, string] => [k.slice(FORMAT_FLAG_KEY_PREFIX.length), v]),
+    ),
     envs,
   };
 }
@@ -118,10 +122,11 @@ export class JuicefsVolumes {
       [SECRET_KEYS.accessKey]: c.accessKey,
       [SECRET_KEYS.secretKey]: c.secretKey,
     };
-    const keys = Object.keys(values).filter((k) => values[k]);
+    for (const [flag, value] of Object.entries(c.formatFlags)) values[formatFlagKey(flag)] = value;
+    const keys = Object.keys(values).filter((k) => values[k] !== undefined && !k.startsWith(FORMAT_FLAG_KEY_PREFIX));
     let step;
     try {
-      step = formatCommand(keys, c.formatOptions);
+      step = formatCommand(keys, Object.keys(c.formatFlags));
     } catch (err) {
       if (err instanceof FormatError) throw new CredentialsError(`secrets: ${err.message}`);
       throw err;

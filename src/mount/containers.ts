@@ -7,7 +7,7 @@ import {
   FD_DIR_ENV,
   FD_HOLDER_HANDOVER_FILE,
   FD_HOLDER_STATE_FILE,
-  METRICS_PORT,
+  METRICS_PORT_NAME,
   MOUNT_POINT_ENV,
   SECRET_COPY_ENV_PREFIX,
   SECRET_KEYS,
@@ -197,7 +197,7 @@ export function escapeExpansion(text: string): string {
 export function mountFlags(settings: MountSettings, metricsPort: number): string[] {
   const args = ['juicefs', 'mount'];
   if (settings.subdir) args.push(`--subdir=${escapeExpansion(settings.subdir)}`);
-  args.push(`--metrics=0.0.0.0:${metricsPort}`);
+  args.push(`--metrics=${settings.metrics ? escapeExpansion(settings.metrics.address) : `0.0.0.0:${metricsPort}`}`);
   args.push(`--cache-dir=${escapeExpansion(settings.cacheDirs.join(':'))}`);
   if (settings.readOnly) args.push('--read-only');
   args.push(...renderOptions(settings.options));
@@ -244,7 +244,9 @@ export function buildSidecar(spec: SidecarSpec): V1Container {
         secretEnv(ENV_METAURL, spec.secret, SECRET_KEYS.metaurl),
       ],
     ),
-    ports: [{ name: `jfs-metrics-${spec.metricsPort - METRICS_PORT}`, containerPort: spec.metricsPort }],
+    // The name the reference driver gives it, which its documented scrape configs and PodMonitors select (names need
+    // be unique only within a container).
+    ports: [{ name: METRICS_PORT_NAME, containerPort: spec.metricsPort }],
     resources: settings.resources,
     securityContext: { privileged: true },
     volumeMounts: spec.volumeMounts,
@@ -272,7 +274,7 @@ export function buildFormatContainer(
 ): V1Container {
   let step;
   try {
-    step = formatCommand(secret.keys, secret.formatOptions);
+    step = formatCommand(secret.keys, secret.formatFlags);
   } catch (err) {
     if (err instanceof FormatError)
       throw new DenyError('invalid-secret', `Secret ${secret.name} of ${where}: ${err.message}`);

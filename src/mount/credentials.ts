@@ -8,12 +8,13 @@ import {
   CREDENTIALS_AUDIENCE,
   CREDENTIALS_CA_ENV,
   CREDENTIALS_DIR_ENV,
+  FORMAT_FLAG_KEY_PREFIX,
   MOUNT_POINT_ENV,
   SECRET_KEYS,
 } from '../contract/keys.js';
 import { isClientEnvName } from '../contract/client-env.js';
-import { parseEnvs } from '../contract/secret-copy.js';
-import { ENV_METAURL } from './format.js';
+import { normaliseSecretData, parseEnvs } from '../contract/secret-copy.js';
+import { ENV_METAURL, formatFlagEnv, JUICEFS_FORMAT_FLAGS } from './format.js';
 import { escapeExpansion } from './containers.js';
 
 /** Where the injected pods reach the broker, and what runs the fetch. */
@@ -49,22 +50,33 @@ export const SHELL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Whether the fetch step may write a credential of this name: one the Secret's keys map to, or an allowed `envs`. */
 export function isCredentialName(name: string): boolean {
-  return SHELL_NAME.test(name) && (Object.values(KEY_TO_ENV).includes(name) || isClientEnvName(name));
+  return (
+    SHELL_NAME.test(name) &&
+    (Object.values(KEY_TO_ENV).includes(name) || FORMAT_FLAG_ENVS.has(name) || isClientEnvName(name))
+  );
 }
+
+/** The env vars that carry `juicefs format` flags' values (./format.ts), as the fetch step may write them. */
+const FORMAT_FLAG_ENVS: ReadonlySet<string> = new Set([...JUICEFS_FORMAT_FLAGS].map(formatFlagEnv));
 
 /**
  * What the broker answers for a volume: env var name → value, from the source Secret's data (base64, as in
  * Secret.data): the keys above, then the `envs` entries (allow-listed by parseEnvs; throws SecretFormatError). The
  * fetch client writes each as a file; the client containers export them.
  */
-export function credentialValues(data: Record<string, string> | undefined): Record<string, string> {
-  const text = (k: string) => Buffer.from(data?.[k] ?? '', 'base64').toString('utf8');
+export function credentialValues(source: Record<string, string> | undefined): Record<string, string> {
+  const data = normaliseSecretData(source);
+  const text = (k: string) => Buffer.from(data[k] ?? '', 'base64').toString('utf8');
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(parseEnvs(data?.[SECRET_KEYS.envs] ? text(SECRET_KEYS.envs) : ''))) {
     if (SHELL_NAME.test(name)) out[name] = value;
   }
   // The Secret's own keys last: an `envs` entry never stands in for the metaurl or the object keys.
-  for (const [key, env] of Object.entries(KEY_TO_ENV)) if (data?.[key] !== undefined) out[env] = text(key);
+  for (const [key, env] of Object.entries(KEY_TO_ENV)) if (data[key] !== undefined) out[env] = text(key);
+  for (const key of Object.keys(data)) {
+    const flag = key.startsWith(FORMAT_FLAG_KEY_PREFIX) ? key.slice(FORMAT_FLAG_KEY_PREFIX.length) : undefined;
+    if (flag !== undefined && JUICEFS_FORMAT_FLAGS.has(flag)) out[formatFlagEnv(flag)] = text(key);
+  }
   return out;
 }
 

@@ -3,7 +3,7 @@
 // reach it only through env and Kubernetes' $(VAR) expansion), and, expanded
 // here as kubelet would, as the controller's own command line.
 import { SECRET_KEYS } from '../contract/keys.js';
-import { parseOption, renderOptions } from './mount-options.js';
+import { formatFlagKey } from '../contract/secret-copy.js';
 
 /** Env var of the client that holds the metaurl (the Secret's `metaurl` key). */
 export const ENV_METAURL = 'JFS_METAURL';
@@ -43,8 +43,17 @@ export interface FormatCommand {
   env: { name: string; key: string }[];
 }
 
-/** The format step for a Secret with these keys and `format-options`; FormatError when it cannot be formatted. */
-export function formatCommand(keys: readonly string[], formatOptions: readonly string[]): FormatCommand {
+/** The env var that carries a format flag's value into the format step. */
+export function formatFlagEnv(flag: string): string {
+  return `JFS_FORMAT_${flag.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+/**
+ * The format step for a normalised Secret (src/contract/secret-copy.ts) with these keys and format flags;
+ * FormatError when it cannot be formatted. Every value is a $(VAR) of an env var from a Secret key: the flags' values
+ * (from `format-options` or keys of their own) included, so a credential given there stays out of argv.
+ */
+export function formatCommand(keys: readonly string[], formatFlags: readonly string[]): FormatCommand {
   const has = new Set(keys);
   if (!has.has(SECRET_KEYS.name)) throw new FormatError(`key "${SECRET_KEYS.name}" is needed to format the volume`);
   const env: FormatCommand['env'] = [{ name: ENV_NAME, key: SECRET_KEYS.name }];
@@ -59,16 +68,15 @@ export function formatCommand(keys: readonly string[], formatOptions: readonly s
   }
   if (has.has(SECRET_KEYS.accessKey)) env.push({ name: 'ACCESS_KEY', key: SECRET_KEYS.accessKey });
   if (has.has(SECRET_KEYS.secretKey)) env.push({ name: 'SECRET_KEY', key: SECRET_KEYS.secretKey });
-  const options = formatOptions.map((text) => {
-    const parsed = parseOption(text);
-    if (typeof parsed === 'string') throw new FormatError(`format-options: ${parsed}`);
-    if (!JUICEFS_FORMAT_FLAGS.has(parsed.key))
+  for (const flag of formatFlags) {
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(flag) || !JUICEFS_FORMAT_FLAGS.has(flag))
       throw new FormatError(
-        `format-options: "${parsed.key}" is no flag of juicefs format (which would exit with "unknown option")`,
+        `format-options: "${flag}" is no flag of juicefs format (which would exit with "unknown option")`,
       );
-    return parsed;
-  });
-  args.push(...renderOptions(options));
+    if (flag === 'no-update') continue; // the step is always --no-update
+    env.push({ name: formatFlagEnv(flag), key: formatFlagKey(flag) });
+    args.push(`--${flag}=$(${formatFlagEnv(flag)})`);
+  }
   args.push(`$(${ENV_METAURL})`, `$(${ENV_NAME})`);
   return { args, env };
 }

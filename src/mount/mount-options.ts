@@ -10,7 +10,7 @@ export interface ParsedOption {
 
 import { hasControlCharacters } from '../contract/names.js';
 
-const OPTION = /^([A-Za-z0-9][A-Za-z0-9_.-]*)(?:=(.*))?$/s;
+const OPTION = /^([A-Za-z0-9_][A-Za-z0-9_.-]*)(?:=(.*))?$/s;
 
 /** Parses one option; returns an error text when it is not a plain key[=value]. */
 export function parseOption(text: string): ParsedOption | string {
@@ -54,9 +54,50 @@ export const JUICEFS_MOUNT_FLAGS: ReadonlySet<string> = new Set(
   ).split(' '),
 );
 
-/** Whether an option renders as a FUSE option (`-o key[=value]`) rather than a juicefs flag. */
-export function isFuseOption(key: string): boolean {
-  return key.includes('_');
+/**
+ * How `mount.juicefs -o …` (the form the reference driver runs, juicefs's
+ * cmd/main.go `handleSysMountArgs`) reads an option, which users' PVs and
+ * StorageClasses are written for: a key that names a flag of `juicefs mount`
+ * (longer than one letter) becomes that flag; the old FUSE-style names of three
+ * cache flags are translated; the system options mount(8) adds are dropped;
+ * everything else is a FUSE option (`nonempty`, `allow_other`, `fsname=…`,
+ * `subtype=…`). Unlike mount.juicefs, a dashed key that names no juicefs flag
+ * is refused at admission: FUSE options have no dash, so it is a typo of a flag,
+ * and the kernel would refuse the mount later with a vaguer error.
+ */
+export type OptionKind = 'flag' | 'fuse' | 'dropped' | 'unknown';
+
+/** FUSE-style names of juicefs flags. */
+export const FLAG_ALIASES: Readonly<Record<string, string>> = {
+  attrcacheto: 'attr-cache',
+  entrycacheto: 'entry-cache',
+  direntrycacheto: 'dir-entry-cache',
+};
+
+/**
+ * Dropped as mount.juicefs drops them; `background` (and `d`) would also fork
+ * the client away from the container's main process, which would then exit.
+ */
+export const DROPPED_OPTIONS: ReadonlySet<string> = new Set([
+  '_netdev',
+  'rw',
+  'defaults',
+  'remount',
+  'background',
+  'd',
+]);
+
+export function optionKind(key: string): OptionKind {
+  if (DROPPED_OPTIONS.has(key)) return 'dropped';
+  const flag = FLAG_ALIASES[key] ?? key;
+  if (flag.length > 1 && JUICEFS_MOUNT_FLAGS.has(flag)) return 'flag';
+  return key.includes('-') ? 'unknown' : 'fuse';
+}
+
+/** An option under the name juicefs knows it by (aliases translated). */
+export function canonicalOption(opt: ParsedOption): ParsedOption {
+  const alias = FLAG_ALIASES[opt.key];
+  return alias ? { ...opt, key: alias } : opt;
 }
 
 /** Options handled by the injector itself rather than passed through. */
@@ -84,18 +125,31 @@ export function mergeOptions(lists: ParsedOption[][]): ParsedOption[] {
   return out;
 }
 
+// `$$` keeps Kubernetes' $(VAR) expansion from reading env (credentials) into an option.
+function optionText({ key, value }: ParsedOption): string {
+  return (value === undefined ? key : `${key}=${value}`).replaceAll('$', '$$$$');
+}
+
+/** Renders options as `--key[=value]` flags (for a command whose every option is a flag, e.g. juicefs format). */
+export function renderFlags(options: ParsedOption[]): string[] {
+  return options.map((o) => `--${optionText(o)}`);
+}
+
 /**
- * Renders options for `juicefs mount`: JuiceFS flags (dashed keys) as
- * `--key[=value]`, FUSE options (keys with an underscore, e.g. allow_other)
- * through `-o`.
+ * Renders options for `juicefs mount` (optionKind): flags as `--key[=value]`,
+ * FUSE options joined into one `-o`. `debug` is both, as with mount.juicefs:
+ * juicefs's debug log and FUSE's.
  */
 export function renderOptions(options: ParsedOption[]): string[] {
   const argv: string[] = [];
-  for (const { key, value } of options) {
-    // `$$` keeps Kubernetes' $(VAR) expansion from reading env (credentials) into an option.
-    const text = (value === undefined ? key : `${key}=${value}`).replaceAll('$', '$$$$');
-    if (isFuseOption(key)) argv.push('-o', text);
-    else argv.push(`--${text}`);
+  const fuse: string[] = [];
+  for (const opt of options) {
+    const { key } = opt;
+    const text = optionText(opt);
+    const kind = optionKind(key);
+    if (kind === 'fuse' || key === 'debug') fuse.push(text);
+    if (kind === 'flag') argv.push(`--${text}`);
   }
+  if (fuse.length) argv.push('-o', fuse.join(','));
   return argv;
 }

@@ -20,9 +20,9 @@ import { normaliseSubdir, SubdirError } from '../contract/subdir.js';
 import type { UserTuning } from './allowlist.js';
 import {
   CACHE_DIR_KEY,
-  isFuseOption,
-  JUICEFS_MOUNT_FLAGS,
+  canonicalOption,
   METRICS_KEY,
+  optionKind,
   READ_ONLY_KEYS,
   SUBDIR_KEY,
   mergeOptions,
@@ -41,6 +41,11 @@ export interface MountSettings {
   /** Subdirectory to mount, relative to the volume root; undefined mounts the root. */
   subdir?: string;
   cacheDirs: string[];
+  /**
+   * The address of the client's metrics (`metrics=host:port`) when the volume's options set it, as the reference
+   * driver lets them; otherwise the injector's port (9567 + index) on 0.0.0.0.
+   */
+  metrics?: { address: string; port: number };
   env: V1EnvVar[];
   labels: Record<string, string>;
   annotations: Record<string, string>;
@@ -127,14 +132,68 @@ function parseOptions(texts: string[], where: string): ParsedOption[] {
   return texts.map((t) => {
     const parsed = parseOption(t);
     if (typeof parsed === 'string') throw new DenyError('invalid-pv', `${where}: ${parsed}`);
-    if (!isFuseOption(parsed.key) && !JUICEFS_MOUNT_FLAGS.has(parsed.key) && !READ_ONLY_KEYS.has(parsed.key)) {
+    if (optionKind(parsed.key) === 'unknown' && !READ_ONLY_KEYS.has(parsed.key)) {
       throw new DenyError(
         'invalid-pv',
-        `${where}: mount option "${parsed.key}" is no flag of juicefs mount (which would exit with "unknown option"); FUSE options are the ones with "_", e.g. allow_other`,
+        `${where}: mount option "${parsed.key}" is no flag of juicefs mount (which would exit with "unknown option"); FUSE options have no "-", e.g. allow_other, nonempty`,
       );
     }
-    return parsed;
+    return canonicalOption(parsed);
   });
+}
+
+/** A `metrics=` option: `host:port` or `:port` (juicefs's form), port 1–65535, so that the pod can declare it. */
+function metricsAddress(value: string | undefined, where: string): MountSettings['metrics'] {
+  const m = /^([A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})$/.exec(value ?? '');
+  const port = m ? Number(m[2]) : 0;
+  if (!m || port < 1 || port > 65535) {
+    throw new DenyError(
+      'invalid-pv',
+      `${where}: mount option metrics="${value ?? ''}" must be host:port with a port from 1 to 65535`,
+    );
+  }
+  return { address: value!, port };
+}
+
+const BUFFER_SIZE_KEY = 'buffer-size';
+const MIB = 1024n * 1024n;
+
+/**
+ * `buffer-size` as the reference driver reads it: `N%` is that share of the client's memory limit (in MiB, rounded
+ * up; over 100 % is 100 %), and a size in MiB above the limit is lowered to it, since a buffer the limit cannot hold
+ * ends in an OOM kill.
+ */
+function bufferSize(
+  opt: ParsedOption,
+  resources: V1ResourceRequirements,
+  where: string,
+  warnings: string[],
+): ParsedOption {
+  const text = (opt.value ?? '').trim();
+  const limitText = resources.limits?.memory;
+  const limit = limitText === undefined ? undefined : parseQuantity(String(limitText));
+  const limitMib = limit && isPositive(limit) ? limit.num / limit.den / MIB : undefined;
+  const pct = /^([0-9]+(?:\.[0-9]+)?)%$/.exec(text);
+  if (pct) {
+    if (limit === undefined || !isPositive(limit)) {
+      throw new DenyError(
+        'invalid-pv',
+        `${where}: buffer-size=${text} is a share of the memory limit, and there is none`,
+      );
+    }
+    let share = Number(pct[1]);
+    if (share > 100) {
+      warnings.push(`${where}: buffer-size=${text} is above 100 % of the memory limit; 100 % is used`);
+      share = 100;
+    }
+    const bytes = Math.ceil((Number(limit.num) / Number(limit.den)) * (share / 100));
+    return { key: opt.key, value: String(Math.ceil(bytes / Number(MIB))) };
+  }
+  if (/^[0-9]+$/.test(text) && limitMib !== undefined && BigInt(text) > limitMib) {
+    warnings.push(`${where}: buffer-size=${text} MiB is above the memory limit; ${limitMib} MiB is used`);
+    return { key: opt.key, value: String(limitMib) };
+  }
+  return opt;
 }
 
 function mergeEnv(lists: V1EnvVar[][]): V1EnvVar[] {
@@ -190,19 +249,21 @@ export function computeMountSettings(
   ]);
 
   const merged = mergeOptions([
-    parseOptions(volume.mountOptions, where),
+    // The controller's rendering of templated StorageClass mountOptions replaces what csi-provisioner copied.
+    parseOptions(attributes.renderedMountOptions ?? volume.mountOptions, where),
     parseOptions(splitOptionList(attributes.mountOptions), where),
     ...patches.map((p) => parseOptions(p.mountOptions ?? [], 'ConfigMap mountPodPatch')),
   ]);
   let readOnly = volume.readOnly;
   let optionSubdir: string | undefined;
   let cacheDirs = [DEFAULT_CACHE_DIR];
+  let metrics: MountSettings['metrics'];
   const passed: ParsedOption[] = [];
   for (const opt of merged) {
     if (READ_ONLY_KEYS.has(opt.key)) readOnly = true;
     else if (opt.key === SUBDIR_KEY) optionSubdir = opt.value;
-    else if (opt.key === METRICS_KEY)
-      continue; // the metrics address is part of the contract
+    else if (opt.key === METRICS_KEY) metrics = metricsAddress(opt.value, where);
+    else if (optionKind(opt.key) === 'dropped') warnings.push(`${where}: mount option "${opt.key}" ignored`);
     else if (opt.key === CACHE_DIR_KEY) {
       const dirs = (opt.value ?? '').split(':').filter((d) => d);
       // Each directory becomes a host path and a mount of the client: the API server refuses `..` in a host
@@ -217,7 +278,8 @@ export function computeMountSettings(
         );
       }
       cacheDirs = canonical;
-    } else passed.push(opt);
+    } else if (opt.key === BUFFER_SIZE_KEY) passed.push(bufferSize(opt, resources, where, warnings));
+    else passed.push(opt);
   }
   const base = subdirOf(optionSubdir, where);
   const own = subdirOf(volume.subdir, where);
@@ -230,6 +292,7 @@ export function computeMountSettings(
     readOnly,
     subdir,
     cacheDirs,
+    ...(metrics && { metrics }),
     env: mergeEnv(patches.map((p) => p.env ?? [])),
     labels: Object.assign({}, attributes.mountLabels, ...patches.map((p) => p.labels ?? {})) as Record<string, string>,
     annotations: Object.assign({}, attributes.mountAnnotations, ...patches.map((p) => p.annotations ?? {})) as Record<

@@ -13,8 +13,8 @@ export interface SecretInfo {
   keys: string[];
   /** Names of the client env vars from the `envs` key; each is key `envs.<NAME>` in the copy. */
   envNames: string[];
-  /** `format-options` split into options (not credentials, so they may appear in argv). */
-  formatOptions: string[];
+  /** The `juicefs format` flags it holds values for, each in key `format.<flag>` (read through env, never argv). */
+  formatFlags: string[];
 }
 
 /** The volume's source: PV (or, while unbound, StorageClass), admin attributes, options and Secret. */

@@ -43,7 +43,7 @@ export function referencesOf(pod: V1Pod): string[] {
 export function settingsHash(volume: VolumeSource, settings: MountSettings): string {
   const material = JSON.stringify({
     image: settings.image,
-    args: mountArgs(settings, METRICS_PORT),
+    args: mountArgs(settings, settings.metrics?.port ?? METRICS_PORT),
     env: settings.env,
     resources: settings.resources,
     secret: volume.secret,
@@ -137,7 +137,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
       ...(fdDir ? [{ name: FD_VOLUME_NAME, mountPath: FD_DIR_IN_POD }] : []),
       ...cache.mounts,
     ],
-    metricsPort: METRICS_PORT,
+    metricsPort: settings.metrics?.port ?? METRICS_PORT,
     placement: 'mount-pod',
   });
   const { deleteDelay, cleanCache } = settings.attributes;

@@ -13,6 +13,14 @@ import type {
 import { ATTR, CSI_DRIVER_NAME, SC_SECRET_PARAMS, SECRET_COPY_SEAL_ANNOTATION } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
 import {
+  mountOptionsNeed,
+  parametersNeed,
+  renderMountOptions,
+  renderParameters,
+  TemplateError,
+  type TemplateSources,
+} from '../contract/template.js';
+import {
   SecretFormatError,
   secretCopyName,
   summariseSecret,
@@ -291,20 +299,31 @@ function fromStorageClass(
   const uid = pvc.metadata?.uid;
   if (!uid) throw new DenyError('invalid-pvc', `PersistentVolumeClaim ${namespace}/${pvcName} has no uid`);
   const pvName = `pvc-${uid}`;
-  const params = sc.parameters ?? {};
+  // The node is not known at admission: a StorageClass whose templates use it is refused here (TemplateError).
+  const sources: TemplateSources = {
+    pvc: { name: pvcName, namespace, labels: pvc.metadata?.labels, annotations: pvc.metadata?.annotations },
+  };
+  const original = sc.parameters ?? {};
+  let params: Record<string, string>;
+  let mountOptions: string[];
   let subdir = pvName;
-  if (params[ATTR.pathPattern]) {
-    try {
-      subdir = renderPathPattern(params[ATTR.pathPattern], {
-        name: pvcName,
-        namespace,
-        labels: pvc.metadata?.labels,
-        annotations: pvc.metadata?.annotations,
-      });
-    } catch (err) {
-      if (err instanceof PathPatternError) throw new DenyError('invalid-storage-class', `${where}: ${err.message}`);
-      throw err;
+  try {
+    if (parametersNeed(original).node || mountOptionsNeed(sc.mountOptions ?? []).node) {
+      throw new DenyError(
+        'invalid-storage-class',
+        `${where}: its parameters or mountOptions use \${.node.…}, and a sidecar is injected before the pod is scheduled, when ` +
+          'no node is known: use a pattern without the node, or Mount Pod mode, where the controller renders it ' +
+          'after scheduling',
+      );
     }
+    params = renderParameters(original, sources, new Set([ATTR.pathPattern])).parameters;
+    mountOptions = renderMountOptions(sc.mountOptions ?? [], sources).options;
+    if (original[ATTR.pathPattern]) subdir = renderPathPattern(original[ATTR.pathPattern], sources);
+  } catch (err) {
+    if (err instanceof PathPatternError || err instanceof TemplateError) {
+      throw new DenyError('invalid-storage-class', `${where}: ${err.message}`);
+    }
+    throw err;
   }
   const ref = classSecretRef(sc, pvc, pvName);
   if (!ref)
@@ -319,7 +338,7 @@ function fromStorageClass(
       subdir,
       readOnly: isReadOnly(volume, pvc),
       attributes: params,
-      mountOptions: sc.mountOptions ?? [],
+      mountOptions,
       secret: resolveSecret(ref, pvc, where, view, credentials),
       credentials,
     },

@@ -76,6 +76,16 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
     sc('jfs-retain', 'Retain'),
     sc('jfs-pattern', 'Delete', { pathPattern: '${.PVC.namespace}-${.PVC.name}' }),
     sc('jfs-shared', 'Delete', { pathPattern: 'shared/${.PVC.labels.dataset}' }),
+    // The reference driver's forms: lowercase, the node, and placeholders in any parameter.
+    {
+      ...sc('jfs-node', 'Delete', {
+        pathPattern: '${.node.labels.zone}/${.pvc.namespace}-${.pvc.name}',
+        mountOptions: 'cache-size=${.pvc.annotations.cache-size},writeback=${.node.annotations.none}',
+      }),
+      volumeBindingMode: 'WaitForFirstConsumer',
+      mountOptions: ['writeback', 'buffer-size=${.pvc.annotations.cache-size},debug'],
+    } as KubernetesObject,
+    sc('jfs-node-immediate', 'Delete', { pathPattern: '${.node.name}/${.pvc.name}' }),
   ]);
 
   const createPvc = (name: string, storageClassName: string, labels?: Record<string, string>) =>
@@ -175,6 +185,56 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
     await inVolume((mnt) => t.ok(existsSync(path.join(mnt, `${NS}-patterned`)), 'rendered directory exists'));
   });
 
+  await t.test('templates: lowercase, node placeholders (the selected node) and every parameter', async (t) => {
+    await core.createNode({ body: { metadata: { name: 'zone-node', labels: { zone: 'z1' } } } });
+    t.teardown(() => core.deleteNode({ name: 'zone-node' }).catch(() => undefined));
+    // What the scheduler does for a WaitForFirstConsumer PVC when its pod is placed (no pod runs in this suite).
+    await core.createNamespacedPersistentVolumeClaim({
+      namespace: NS,
+      body: {
+        metadata: {
+          name: 'by-zone',
+          annotations: { 'cache-size': '2048', 'volume.kubernetes.io/selected-node': 'zone-node' },
+        },
+        spec: {
+          accessModes: ['ReadWriteMany'],
+          storageClassName: 'jfs-node',
+          resources: { requests: { storage: '1Gi' } },
+        },
+      },
+    });
+    const pv = await pvOf(await bound('by-zone'));
+    t.equal(pv.spec?.csi?.volumeAttributes?.subPath, `z1/${NS}-by-zone`, 'pathPattern from the node and the PVC');
+    t.equal(pv.spec?.csi?.volumeAttributes?.mountOptions, 'cache-size=2048,writeback=', 'a parameter rendered');
+    t.notOk('pathPattern' in (pv.spec?.csi?.volumeAttributes ?? {}), 'the pattern itself is not an attribute');
+    t.same(
+      pv.spec?.mountOptions,
+      ['writeback', 'buffer-size=${.pvc.annotations.cache-size},debug'],
+      'csi-provisioner copies the class mountOptions unrendered',
+    );
+    t.equal(
+      pv.spec?.csi?.volumeAttributes?.['juicefs/rendered-mount-options'],
+      '["writeback","buffer-size=2048","debug"]',
+      'the controller renders them beside (what the mount reads)',
+    );
+    await inVolume((mnt) => t.ok(existsSync(path.join(mnt, 'z1', `${NS}-by-zone`)), 'rendered directory exists'));
+
+    // Immediate binding: no node is selected, so a node placeholder cannot be rendered; the provisioner reports why.
+    await createPvc('no-node', 'jfs-node-immediate');
+    const event = await eventually(
+      async () =>
+        (await core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=no-node' })).items.find(
+          (e) => e.reason === 'ProvisioningFailed' && /selected node/.test(e.message ?? ''),
+        ),
+      60_000,
+      'a ProvisioningFailed event for the PVC',
+    );
+    t.match(event.message, /\$\{\.node\.name\} needs the node/);
+    const pvc = await core.readNamespacedPersistentVolumeClaim({ name: 'no-node', namespace: NS });
+    t.equal(pvc.status?.phase, 'Pending', 'and the PVC stays Pending');
+    await core.deleteNamespacedPersistentVolumeClaim({ name: 'no-node', namespace: NS });
+  });
+
   await t.test('reclaim Delete removes the data; Retain keeps it', async (t) => {
     const pvName = firstPv.metadata!.name!;
     await core.deleteNamespacedPersistentVolumeClaim({ name: 'data', namespace: NS });
@@ -264,7 +324,8 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
       const dirs = top.flatMap((e) =>
         e === 'shared' ? readdirSync(path.join(mnt, e)).map((s) => `shared/${s}`) : [e],
       );
-      const orphans = dirs.filter((d) => !used.has(d));
+      // A top-level directory is in use when a PV's subdirectory is it or lies under it (pathPatterns with "/").
+      const orphans = dirs.filter((d) => ![...used].some((u) => u === d || u?.startsWith(`${d}/`)));
       t.same(orphans, [], 'no orphaned directory');
       t.ok(existsSync(path.join(mnt, 'kept-dummy')) === false);
       const records = readdirSync(path.join(mnt, REGISTRY_DIR)).length;

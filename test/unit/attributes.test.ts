@@ -25,7 +25,7 @@ const source = (attributes: Record<string, string>): VolumeSource => ({
   readOnly: false,
   attributes,
   mountOptions: [],
-  secret: { name: 's', keys: ['metaurl'], envNames: [], formatOptions: [] },
+  secret: { name: 's', keys: ['metaurl'], envNames: [], formatFlags: [] },
 });
 const context = { config: DEFAULT_GLOBAL_CONFIG };
 

@@ -34,15 +34,16 @@ t.test('quantities', async (t) => {
 
 t.test('path patterns', async (t) => {
   const pvc = { name: 'data', namespace: 'team', labels: { app: 'web' }, annotations: { 'x.io/dir': 'a/b' } };
-  t.equal(renderPathPattern('${.PVC.namespace}-${.PVC.name}', pvc), 'team-data');
-  t.equal(renderPathPattern('${.PVC.labels.app}/${.PVC.annotations.x.io/dir}', pvc), 'web/a/b');
-  t.equal(renderPathPattern('/fixed//${.PVC.name}/', pvc), 'fixed/data', 'normalised, relative');
-  t.throws(() => renderPathPattern('${.PVC.labels.missing}', pvc), PathPatternError, 'missing label');
-  t.throws(() => renderPathPattern('../${.PVC.name}', pvc), PathPatternError, 'escape refused');
-  t.throws(() => renderPathPattern('${.PVC.uid}', pvc), PathPatternError, 'unknown placeholder');
-  t.throws(() => renderPathPattern('/', pvc), PathPatternError, 'root refused');
+  t.equal(renderPathPattern('${.PVC.namespace}-${.PVC.name}', { pvc }), 'team-data');
+  t.equal(renderPathPattern('${.PVC.labels.app}/${.PVC.annotations.x.io/dir}', { pvc }), 'web/a/b');
+  t.equal(renderPathPattern('/fixed//${.PVC.name}/', { pvc }), 'fixed/data', 'normalised, relative');
+  t.throws(() => renderPathPattern('${.PVC.labels.missing}', { pvc }), PathPatternError, 'missing label');
+  t.throws(() => renderPathPattern('../${.PVC.name}', { pvc }), PathPatternError, 'escape refused');
+  t.throws(() => renderPathPattern('${.PVC.uid}', { pvc }), PathPatternError, 'unknown placeholder');
+  t.throws(() => renderPathPattern('/', { pvc }), PathPatternError, 'root refused');
   t.throws(
-    () => renderPathPattern('${.PVC.annotations.x.io/dir}', { ...pvc, annotations: { 'x.io/dir': '../../etc' } }),
+    () =>
+      renderPathPattern('${.PVC.annotations.x.io/dir}', { pvc: { ...pvc, annotations: { 'x.io/dir': '../../etc' } } }),
     PathPatternError,
   );
 });
@@ -62,11 +63,19 @@ t.test('Secret copies', async (t) => {
     'format-options': b64('trash-days=1, block-size=4096'),
   };
   const copy = secretCopyData(source);
-  t.same(Object.keys(copy).sort(), ['envs.JFS_RSA_PASSPHRASE', 'envs.TZ', 'format-options', 'metaurl']);
+  t.same(Object.keys(copy).sort(), [
+    'envs.JFS_RSA_PASSPHRASE',
+    'envs.TZ',
+    'format-options',
+    'format.block-size',
+    'format.trash-days',
+    'metaurl',
+  ]);
+  t.equal(Buffer.from(copy['format.block-size'], 'base64').toString(), '4096', 'each format flag a key of its own');
   t.equal(Buffer.from(copy['envs.TZ'], 'base64').toString(), 'UTC');
   const summary = summariseSecret(source);
   t.same(summary.envNames, ['JFS_RSA_PASSPHRASE', 'TZ']);
-  t.same(summary.formatOptions, ['trash-days=1', 'block-size=4096']);
+  t.same(summary.formatFlags, ['block-size', 'trash-days'], 'names only, no value');
   t.same(parseEnvs(''), {});
   t.throws(() => parseEnvs('[1,2]'), SecretFormatError);
   t.throws(() => parseEnvs('{"bad name": 1}'), SecretFormatError);
@@ -88,8 +97,12 @@ t.test('mount options', async (t) => {
     'later wins in place',
   );
   t.same(
-    renderOptions([{ key: 'allow_other' }, { key: 'x', value: '$(SECRET)' }]),
-    ['-o', 'allow_other', '--x=$$(SECRET)'],
+    renderOptions([
+      { key: 'allow_other' },
+      { key: 'cache-size', value: '$(SECRET)' },
+      { key: 'fsname', value: '$(SECRET)' },
+    ]),
+    ['--cache-size=$$(SECRET)', '-o', 'allow_other,fsname=$$(SECRET)'],
     '$ escaped from Kubernetes expansion',
   );
 });

@@ -16,7 +16,7 @@ const volume: ResolvedVolume = {
     readOnly: false,
     attributes: {},
     mountOptions: [],
-    secret: { name: 's', keys: ['metaurl'], envNames: [], formatOptions: [] },
+    secret: { name: 's', keys: ['metaurl'], envNames: [], formatFlags: [] },
   },
   binding: { podVolumeName: 'data', pvc: { name: 'data', namespace: 'ns', labels: {}, annotations: {} } },
 };

@@ -13,7 +13,7 @@ const volume: VolumeSource = {
   readOnly: false,
   attributes: {},
   mountOptions: [],
-  secret: { name: 'juicefs-pvc-fd-secret', keys: ['metaurl', 'name'], envNames: [], formatOptions: [] },
+  secret: { name: 'juicefs-pvc-fd-secret', keys: ['metaurl', 'name'], envNames: [], formatFlags: [] },
 };
 const options = { config: DEFAULT_GLOBAL_CONFIG };
 const plan = (attributes: Record<string, string> = {}) =>

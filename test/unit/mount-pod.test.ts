@@ -19,7 +19,7 @@ const volume: VolumeSource = {
   readOnly: false,
   attributes: { 'juicefs/mount-cpu-limit': '3', 'juicefs/mount-delete-delay': '1m' },
   mountOptions: ['cache-size=100'],
-  secret: { name: 'juicefs-pvc-1234-secret', keys: ['metaurl', 'name'], envNames: [], formatOptions: [] },
+  secret: { name: 'juicefs-pvc-1234-secret', keys: ['metaurl', 'name'], envNames: [], formatFlags: [] },
 };
 const options = { mode: 'sidecar' as const, config: DEFAULT_GLOBAL_CONFIG };
 

@@ -25,7 +25,7 @@ const source: VolumeSource = {
   readOnly: false,
   attributes: {},
   mountOptions: [],
-  secret: { name: 's', keys: ['metaurl'], envNames: [], formatOptions: [] },
+  secret: { name: 's', keys: ['metaurl'], envNames: [], formatFlags: [] },
 };
 const claim: PvcIdentity = {
   name: 'data',
@@ -99,7 +99,10 @@ t.test('one subdirectory rule', async (t) => {
   for (const bad of ['', '/a', 'a/', 'a//b', './a', '.', 'a\u007f'])
     t.notOk(isCanonicalSubdir(bad), `${JSON.stringify(bad)} is not canonical`);
   t.throws(() => checkSubdir('a\u007fb'), 'the controller refuses DEL too');
-  t.throws(() => renderPathPattern('x/${.PVC.name}', { name: 'a\u0001', namespace: 'n' }), 'and so does pathPattern');
+  t.throws(
+    () => renderPathPattern('x/${.PVC.name}', { pvc: { name: 'a\u0001', namespace: 'n' } }),
+    'and so does pathPattern',
+  );
 });
 
 t.test('one control-character rule and one name sanitiser', async (t) => {
@@ -121,7 +124,7 @@ t.test('one control-character rule and one name sanitiser', async (t) => {
 t.test('juicefs format is rendered once', async (t) => {
   const step = formatCommand(
     ['metaurl', 'name', 'storage', 'bucket', 'access-key', 'secret-key'],
-    ['trash-days=1', '--block-size=4096'],
+    ['trash-days', 'block-size'],
   );
   t.same(step.args, [
     'juicefs',
@@ -129,14 +132,27 @@ t.test('juicefs format is rendered once', async (t) => {
     '--no-update',
     '--storage=$(JFS_STORAGE)',
     '--bucket=$(JFS_BUCKET)',
-    '--trash-days=1',
-    '--block-size=4096',
+    '--trash-days=$(JFS_FORMAT_TRASH_DAYS)',
+    '--block-size=$(JFS_FORMAT_BLOCK_SIZE)',
     '$(JFS_METAURL)',
     '$(JFS_NAME)',
   ]);
   t.same(
     step.env.map((e) => e.name),
-    ['JFS_NAME', 'JFS_STORAGE', 'JFS_BUCKET', 'ACCESS_KEY', 'SECRET_KEY'],
+    [
+      'JFS_NAME',
+      'JFS_STORAGE',
+      'JFS_BUCKET',
+      'ACCESS_KEY',
+      'SECRET_KEY',
+      'JFS_FORMAT_TRASH_DAYS',
+      'JFS_FORMAT_BLOCK_SIZE',
+    ],
+  );
+  t.same(
+    step.env.slice(-2).map((e) => e.key),
+    ['format.trash-days', 'format.block-size'],
+    'from the copy’s keys',
   );
   t.throws(() => formatCommand(['metaurl', 'storage'], []), FormatError, 'name is needed');
   t.throws(() => formatCommand(['metaurl', 'name', 'storage'], ['$(touch /x)']), FormatError, 'options are checked');

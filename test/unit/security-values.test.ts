@@ -16,6 +16,7 @@ import { filterUserAnnotations } from '../../src/mount/allowlist.js';
 import { ENV_METAURL, expandEnvReferences, FormatError, formatCommand } from '../../src/mount/format.js';
 import { mountArgs } from '../../src/mount/containers.js';
 import { computeMountSettings } from '../../src/mount/settings.js';
+import { renderOptions } from '../../src/mount/mount-options.js';
 import type { PvcIdentity, VolumeSource } from '../../src/mount/volume.js';
 import type { ResolvedVolume } from '../../src/resolve/types.js';
 
@@ -39,7 +40,7 @@ function source(over: Partial<VolumeSource> = {}): VolumeSource {
     readOnly: false,
     attributes: {},
     mountOptions: [],
-    secret: { name: 'juicefs-data-secret', keys: ['metaurl'], envNames: ['TZ'], formatOptions: [] },
+    secret: { name: 'juicefs-data-secret', keys: ['metaurl'], envNames: ['TZ'], formatFlags: [] },
     ...over,
   };
 }
@@ -230,9 +231,7 @@ t.test('class 8: no value from data reaches argv as a $(VAR) expansion', async (
   t.throws(
     () =>
       renderPathPattern('${.PVC.annotations.dir}', {
-        name: 'p',
-        namespace: 'n',
-        annotations: { dir: '$(JFS_METAURL)' },
+        pvc: { name: 'p', namespace: 'n', annotations: { dir: '$(JFS_METAURL)' } },
       }),
     PathPatternError,
   );
@@ -254,8 +253,9 @@ t.test('class 8: no value from data reaches argv as a $(VAR) expansion', async (
   t.throws(() => computeMountSettings(source({ subdir: '$(JFS_METAURL)' }), claim, { config }, []), DenyError);
 });
 
-t.test('class 8: options juicefs does not know are denied, not rendered as flags', async (t) => {
-  for (const bad of ['nonempty', 'evil-flag=1', 'help', 'generate-bash-completion']) {
+t.test('class 8: options juicefs does not know are never rendered as flags', async (t) => {
+  // A dashed key can only be meant as a juicefs flag: one juicefs lacks is denied at admission.
+  for (const bad of ['evil-flag=1', 'generate-bash-completion', 'cache-sise=1']) {
     throwsWith(
       t,
       () => computeMountSettings(source({ mountOptions: [bad] }), claim, { config }, []),
@@ -263,24 +263,39 @@ t.test('class 8: options juicefs does not know are denied, not rendered as flags
       bad,
     );
   }
+  // Anything else is a FUSE option (mount.juicefs's rule): it goes to FUSE through -o, never as `--key`.
   const ok = computeMountSettings(
-    source({ mountOptions: ['allow_other', 'cache-size=1024', 'writeback', 'ro'] }),
+    source({ mountOptions: ['allow_other', 'cache-size=1024', 'writeback', 'ro', 'nonempty', 'help', 'v'] }),
     claim,
     { config },
     [],
   );
   t.same(
     ok.options.map((o) => o.key),
-    ['allow_other', 'cache-size', 'writeback'],
+    ['allow_other', 'cache-size', 'writeback', 'nonempty', 'help', 'v'],
+  );
+  const argv = renderOptions(ok.options);
+  t.same(argv, ['--cache-size=1024', '--writeback', '-o', 'allow_other,nonempty,help,v']);
+  t.notOk(
+    argv.some((a) => /^--(help|v|nonempty)\b/.test(a)),
+    'help, v and nonempty are not juicefs flags here',
   );
 });
 
 t.test('class 8: format-options juicefs format does not know are refused', async (t) => {
-  t.throws(() => formatCommand(['name', 'metaurl', 'storage'], ['trash-days=1', 'nonsense=1']), FormatError);
-  t.throws(() => formatCommand(['name', 'metaurl', 'storage'], ['cache-size=1']), FormatError, 'a mount flag');
-  const ok = formatCommand(['name', 'metaurl', 'storage'], ['trash-days=1', 'block-size=4096', 'compress=lz4']);
-  t.ok(ok.args.includes('--compress=lz4'));
-  t.ok(formatCommand(['name', 'metaurl'], ['tag=a$(JFS_METAURL)']).args.includes('--tag=a$$(JFS_METAURL)'));
+  t.throws(() => formatCommand(['name', 'metaurl', 'storage'], ['trash-days', 'nonsense']), FormatError);
+  t.throws(() => formatCommand(['name', 'metaurl', 'storage'], ['cache-size']), FormatError, 'a mount flag');
+  const ok = formatCommand(['name', 'metaurl', 'storage'], ['trash-days', 'block-size', 'compress']);
+  t.ok(ok.args.includes('--compress=$(JFS_FORMAT_COMPRESS)'));
+  // A value reaches argv only through its env var, which kubelet expands once: a `$(…)` in it stays literal.
+  const tag = formatCommand(['name', 'metaurl'], ['tag']).args;
+  t.ok(tag.includes('--tag=$(JFS_FORMAT_TAG)'));
+  t.same(
+    expandEnvReferences(tag, { JFS_FORMAT_TAG: 'a$(JFS_METAURL)', JFS_METAURL: 'redis://secret' }).filter((a) =>
+      a.startsWith('--tag'),
+    ),
+    ['--tag=a$(JFS_METAURL)'],
+  );
 });
 
 t.test('class 8: a pod that would be invalid after injection is denied', async (t) => {

@@ -120,7 +120,7 @@ t.test(
         readOnly: false,
         attributes: {},
         mountOptions: [],
-        secret: { name: `s-${name}`, keys: ['metaurl'], envNames: [], formatOptions: [] },
+        secret: { name: `s-${name}`, keys: ['metaurl'], envNames: [], formatFlags: [] },
       },
       binding: {
         podVolumeName: name,
