@@ -61,6 +61,7 @@ interface ControllerFlags extends LogFlags, CredentialsFlags {
   secretSync: boolean;
   secretNamespace: string[];
   leaderElect: boolean;
+  stopClassicSidecars: boolean;
   leaderElectionNamespace: string;
   nodeId?: string;
   mountImage?: string;
@@ -305,6 +306,11 @@ export function buildCli(): Command {
     .option('--secret-sync', 'keep per-PVC copies of volume Secrets for sidecar mode', false)
     .option('--secret-namespace <ns>', 'namespace whose JuiceFS Secrets are copied from (repeatable)', collect, [])
     .option('--leader-elect', 'elect one active Secret-copy reconciler among replicas through a Lease', false)
+    .option(
+      '--stop-classic-sidecars',
+      "stop classic-placement sidecars (enableNativeSidecar: false) once their Job-like pod's apps are done",
+      false,
+    )
     .addOption(
       new Option('--leader-election-namespace <ns>', 'namespace of the Lease (and of Mount Pods with --node-id)')
         .env('POD_NAMESPACE')
@@ -357,6 +363,7 @@ export function buildCli(): Command {
         secretSync: o.secretSync,
         secretNamespaces: o.secretNamespace.length ? o.secretNamespace : [o.leaderElectionNamespace],
         leaderElect: o.leaderElect,
+        stopClassicSidecars: o.stopClassicSidecars,
         leaderElectionNamespace: o.leaderElectionNamespace,
         node: o.nodeId ? { nodeId: o.nodeId, mountImage: o.mountImage, checkIntervalMs: o.checkInterval } : undefined,
         defaultCredentials: o.credentials,

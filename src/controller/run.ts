@@ -17,6 +17,7 @@ import type { CredentialsMode } from '../contract/attributes.js';
 import { serviceHosts } from '../certs/generate.js';
 import { CREDENTIALS_CA_CONFIGMAP_NAME } from '../contract/keys.js';
 import { startCredentialsBroker, type CredentialsBroker, type CredentialsBrokerOptions } from './credentials-broker.js';
+import { ClassicStopper } from './classic-stopper.js';
 
 export interface ControllerRunOptions {
   endpoint: string;
@@ -27,6 +28,8 @@ export interface ControllerRunOptions {
   secretSync: boolean;
   secretNamespaces: string[];
   leaderElect: boolean;
+  /** Stop classic-placement sidecars once their pod's apps are done (ADR 0013; the leader only, with leaderElect). */
+  stopClassicSidecars?: boolean;
   leaderElectionNamespace: string;
   /** A volume's credentials mode when its PV / StorageClass sets none (ADR 0010). */
   defaultCredentials: CredentialsMode;
@@ -72,17 +75,30 @@ export async function runController(
     opts.log,
   );
   let sync: SecretSync | undefined;
+  let stopper: ClassicStopper | undefined;
   let elector: LeaderElector | undefined;
+  // What one replica does at a time (the leader's, with leaderElect).
+  const leaderWork: { what: string; start(): Promise<void> }[] = [];
   if (opts.secretSync) {
     if (!kc) throw new Error('--secret-sync needs a Kubernetes API: give --kubeconfig or run in a cluster');
-    sync = new SecretSync({
+    const s = (sync = new SecretSync({
       kubeConfig: kc,
       secretNamespaces: opts.secretNamespaces,
       defaultCredentials: opts.defaultCredentials,
       log: opts.log.child({ part: 'secret-sync' }),
-    });
-    const startSync = () =>
-      void sync!.start().catch((err) => opts.log.error({ err: (err as Error).message }, 'secret sync failed to start'));
+    }));
+    leaderWork.push({ what: 'secret sync', start: () => s.start() });
+  }
+  if (opts.stopClassicSidecars) {
+    if (!kc) throw new Error('--stop-classic-sidecars needs a Kubernetes API: give --kubeconfig or run in a cluster');
+    const s = (stopper = new ClassicStopper({ kubeConfig: kc, log: opts.log.child({ part: 'classic-stopper' }) }));
+    leaderWork.push({ what: 'classic sidecar stopper', start: () => s.start() });
+  }
+  if (kc && leaderWork.length > 0) {
+    const startLeaderWork = () => {
+      for (const w of leaderWork)
+        void w.start().catch((err) => opts.log.error({ err: (err as Error).message }, `${w.what} failed to start`));
+    };
     if (opts.leaderElect) {
       elector = new LeaderElector({
         kubeConfig: kc,
@@ -92,8 +108,8 @@ export async function runController(
         log: opts.log,
       });
       // Losing the lease ends the process, so a restarted one starts clean (as client-go controllers do).
-      void elector.run(startSync, () => process.exit(1));
-    } else startSync();
+      void elector.run(startLeaderWork, () => process.exit(1));
+    } else startLeaderWork();
   }
   // Every replica answers (no leader): it only reads, and the sidecars of starting pods depend on it.
   let broker: CredentialsBroker | undefined;
@@ -122,6 +138,7 @@ export async function runController(
       await broker?.close();
       elector?.stop();
       await sync?.stop();
+      await stopper?.stop();
       await server.close();
       await node?.close();
       await volumes.close();
