@@ -94,7 +94,7 @@ export class ClassicStopper {
           })
           .catch((e: unknown) => {
             clearTimeout(timer);
-            reject(e instanceof Error ? e : new Error(String(e)));
+            reject(e instanceof Error ? e : new Error(describe(e)));
           });
       });
       if (status.status !== 'Success') throw new Error(`${status.message ?? status.status} ${err}`.trim());
@@ -104,4 +104,13 @@ export class ClassicStopper {
       log.warn({ err: (e as Error).message }, 'could not stop the classic sidecar');
     }
   }
+}
+
+/** What a failed exec says: the WebSocket library rejects with an event (its `message`, or an `error` inside). */
+function describe(e: unknown): string {
+  if (typeof e !== 'object' || e === null) return String(e);
+  const { message, error } = e as { message?: unknown; error?: unknown };
+  if (typeof message === 'string' && message) return message;
+  if (error instanceof Error) return error.message;
+  return JSON.stringify(e);
 }
