@@ -63,6 +63,7 @@ interface ControllerFlags extends LogFlags, CredentialsFlags {
   secretNamespace: string[];
   leaderElect: boolean;
   upgrades: boolean;
+  stopClassicSidecars: boolean;
   leaderElectionNamespace: string;
   nodeId?: string;
   mountImage?: string;
@@ -337,6 +338,8 @@ export function buildCli(): Command {
     .option(
       '--upgrades',
       'reconcile JuiceFSUpgrade objects (leader only) and set the upgrade readiness gate of new pods (ADR 0017)',
+      '--stop-classic-sidecars',
+      "stop classic-placement sidecars (enableNativeSidecar: false) once their Job-like pod's apps are done",
       false,
     )
     .addOption(
@@ -392,6 +395,7 @@ export function buildCli(): Command {
         secretNamespaces: o.secretNamespace.length ? o.secretNamespace : [o.leaderElectionNamespace],
         leaderElect: o.leaderElect,
         upgrades: o.upgrades,
+        stopClassicSidecars: o.stopClassicSidecars,
         leaderElectionNamespace: o.leaderElectionNamespace,
         node: o.nodeId ? { nodeId: o.nodeId, mountImage: o.mountImage, checkIntervalMs: o.checkInterval } : undefined,
         defaultCredentials: o.credentials,

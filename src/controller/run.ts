@@ -20,6 +20,7 @@ import type { CredentialsMode } from '../contract/attributes.js';
 import { serviceHosts } from '../certs/generate.js';
 import { CREDENTIALS_CA_CONFIGMAP_NAME } from '../contract/keys.js';
 import { startCredentialsBroker, type CredentialsBroker, type CredentialsBrokerOptions } from './credentials-broker.js';
+import { ClassicStopper } from './classic-stopper.js';
 
 export interface ControllerRunOptions {
   endpoint: string;
@@ -30,6 +31,8 @@ export interface ControllerRunOptions {
   secretSync: boolean;
   secretNamespaces: string[];
   leaderElect: boolean;
+  /** Stop classic-placement sidecars once their pod's apps are done (ADR 0013; the leader only, with leaderElect). */
+  stopClassicSidecars?: boolean;
   leaderElectionNamespace: string;
   /** A volume's credentials mode when its PV / StorageClass sets none (ADR 0010). */
   defaultCredentials: CredentialsMode;
@@ -81,35 +84,44 @@ export async function runController(
     opts.log,
   );
   let sync: SecretSync | undefined;
+  let stopper: ClassicStopper | undefined;
   let elector: LeaderElector | undefined;
   let upgrades: UpgradeReconciler | undefined;
   let gates: UpgradeGateKeeper | undefined;
+  // What one replica does at a time (the leader's, with leaderElect).
+  const leaderWork: { what: string; start(): Promise<void> }[] = [];
+  if (opts.secretSync) {
+    if (!kc) throw new Error('--secret-sync needs a Kubernetes API: give --kubeconfig or run in a cluster');
+    const s = (sync = new SecretSync({
+      kubeConfig: kc,
+      secretNamespaces: opts.secretNamespaces,
+      defaultCredentials: opts.defaultCredentials,
+      log: opts.log.child({ part: 'secret-sync' }),
+    }));
+    leaderWork.push({ what: 'secret sync', start: () => s.start() });
+  }
+  if (opts.stopClassicSidecars) {
+    if (!kc) throw new Error('--stop-classic-sidecars needs a Kubernetes API: give --kubeconfig or run in a cluster');
+    const s = (stopper = new ClassicStopper({ kubeConfig: kc, log: opts.log.child({ part: 'classic-stopper' }) }));
+    leaderWork.push({ what: 'classic sidecar stopper', start: () => s.start() });
+  }
   if (opts.upgrades) {
     if (!kc) throw new Error('--upgrades needs a Kubernetes API: give --kubeconfig or run in a cluster');
     const log = opts.log.child({ part: 'upgrades' });
-    upgrades = new UpgradeReconciler({
+    const u = (upgrades = new UpgradeReconciler({
       kubeConfig: kc,
       actuators: [new SidecarActuator({ kubeConfig: kc, log })],
       log,
-    });
+    }));
+    leaderWork.push({ what: 'upgrade reconciler', start: () => u.start() });
     // Not behind the lease: new pods must not wait for a leader to become Ready.
     gates = new UpgradeGateKeeper({ kubeConfig: kc, log });
     void gates.start().catch((err) => log.error({ err: (err as Error).message }, 'gate keeper failed to start'));
   }
-  if (opts.secretSync || upgrades) {
-    if (!kc) throw new Error('--secret-sync needs a Kubernetes API: give --kubeconfig or run in a cluster');
-    if (opts.secretSync)
-      sync = new SecretSync({
-        kubeConfig: kc,
-        secretNamespaces: opts.secretNamespaces,
-        defaultCredentials: opts.defaultCredentials,
-        log: opts.log.child({ part: 'secret-sync' }),
-      });
-    const startSync = () => {
-      void sync?.start().catch((err) => opts.log.error({ err: (err as Error).message }, 'secret sync failed to start'));
-      void upgrades
-        ?.start()
-        .catch((err) => opts.log.error({ err: (err as Error).message }, 'upgrade reconciler failed to start'));
+  if (kc && leaderWork.length > 0) {
+    const startLeaderWork = () => {
+      for (const w of leaderWork)
+        void w.start().catch((err) => opts.log.error({ err: (err as Error).message }, `${w.what} failed to start`));
     };
     if (opts.leaderElect) {
       elector = new LeaderElector({
@@ -120,8 +132,8 @@ export async function runController(
         log: opts.log,
       });
       // Losing the lease ends the process, so a restarted one starts clean (as client-go controllers do).
-      void elector.run(startSync, () => process.exit(1));
-    } else startSync();
+      void elector.run(startLeaderWork, () => process.exit(1));
+    } else startLeaderWork();
   }
   // Every replica answers (no leader): it only reads, and the sidecars of starting pods depend on it.
   let broker: CredentialsBroker | undefined;
@@ -152,6 +164,7 @@ export async function runController(
       await sync?.stop();
       await upgrades?.stop();
       await gates?.stop();
+      await stopper?.stop();
       await server.close();
       await node?.close();
       await volumes.close();

@@ -41,6 +41,7 @@ export async function startControllerStack(
     '--secret-sync',
     ...opts.secretNamespaces.map((n) => `--secret-namespace=${n}`),
     '--leader-elect',
+    '--stop-classic-sidecars',
     `--leader-election-namespace=${CONTROLLER_NAMESPACE}`,
     ...(opts.extraArgs ?? []),
   ];

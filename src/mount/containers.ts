@@ -56,6 +56,9 @@ true`;
  * 4. if juicefs is still running 0.5 s later, the session is held only by other mounts of it (kubelet's subPath
  *    binds, which it removes only once every container has stopped): aborts that connection, so juicefs ends the
  *    session, flushes and exits 0. fusectl is mounted first when the container's fresh sysfs lacks it.
+ * A `.stats` read juicefs does not answer within 2 s means the client is stuck (its metadata engine is gone, and a
+ * request it cannot finish holds the volume's root): nothing more can be flushed, so the connection is aborted at
+ * once, which also frees the read (left in D state otherwise, and the stop with it); steps 3 and 4 follow.
  * Its exit code is juicefs's. No `$$` or `$(NAME)` of an env var here: kubelet would expand them in a command.
  */
 /**
@@ -119,6 +122,12 @@ wait_holder
 "$@" "$${ENV_METAURL}" "$${MOUNT_POINT_ENV}" &
 pid=$!
 open_files() { sed -n 's/^juicefs_fuse_open_handlers \\([0-9]*\\)$/\\1/p' "$${MOUNT_POINT_ENV}/.stats" 2>/dev/null; }
+abort() {
+  f=/sys/fs/fuse/connections
+  [ -e "$f/$conn" ] || mount -t fusectl fusectl "$f" 2>/dev/null
+  echo 1 >"$f/$conn/abort"
+}
+stuck() { sleep 2; echo "jfs-mount: juicefs does not answer .stats in 2 s: aborting connection $conn" >&2; abort; exit 3; }
 while :; do
   wait "$pid"; rc=$?
   kill -0 "$pid" 2>/dev/null || exit "$rc"
@@ -130,19 +139,21 @@ while :; do
     case "$mp $dev $rest" in "$${MOUNT_POINT_ENV} 0:"*" - fuse.juicefs "*) conn=\${dev#0:} ;; esac
   done </proc/self/mountinfo
   quiet=0
+  hung=
   while [ -n "$conn" ] && [ "$quiet" -lt 2 ]; do
+    stuck & w=$!
     n=$(open_files)
+    kill "$w" 2>/dev/null; wait "$w"
+    if [ "$?" = 3 ]; then hung=1; break; fi
     if [ "\${n:-0}" -le 1 ]; then quiet=$((quiet+1)); else quiet=0; fi
     if [ "$quiet" -lt 2 ]; then sleep 0.5; fi
   done
   signal_client TERM
   umount -l "$${MOUNT_POINT_ENV}" 2>/dev/null; rmdir "$${MOUNT_POINT_ENV}" 2>/dev/null
   i=0; while [ "$i" -lt 5 ] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i+1)); done
-  if [ -n "$conn" ] && kill -0 "$pid" 2>/dev/null; then
-    f=/sys/fs/fuse/connections
-    [ -e "$f/$conn" ] || mount -t fusectl fusectl "$f" 2>/dev/null
+  if [ -n "$conn" ] && [ -z "$hung" ] && kill -0 "$pid" 2>/dev/null; then
     echo "jfs-mount: no file open, FUSE session held by other mounts: aborting connection $conn" >&2
-    echo 1 >"$f/$conn/abort"
+    abort
   fi
 done
 `;

@@ -180,10 +180,27 @@ t.test(
 
     for (const [target, pv] of published) await unpublish(pv, target);
     published.clear();
-    await eventually(async () => (await mountPods()).length === 0, 60_000, 'all Mount Pods gone').catch(
+    await eventually(async () => (await mountPods()).length === 0, 60_000, 'all Mount Pods deleted').catch(
       () => undefined,
     );
     t.same(await mountPods(), [], 'no Mount Pod once everything is unpublished');
+    // A deleted Mount Pod keeps its mount until the kubelet has run its preStop (`umount -l`): the last one is
+    // pv-r3's, deleted by the sweep once its delete delay is over, moments before this point. Checking the mounts
+    // while it terminates reported its live mount as "left" (the CI failure of this suite); what must hold is that
+    // none is left once the kubelet has stopped every Mount Pod.
+    const terminating = (await allMountPods()).map((p) => p.metadata?.name);
+    const upWhileTerminating = readMounts().filter(ofThisRun).length;
+    t.comment(
+      `Mount Pods still terminating when the last was deleted: ${terminating.join(', ') || 'none'}; mounts of this run up then: ${upWhileTerminating}`,
+    );
+    await eventually(async () => (await allMountPods()).length === 0, 60_000, 'all Mount Pods terminated').catch(
+      () => undefined,
+    );
+    t.same(
+      (await allMountPods()).map((p) => p.metadata?.name),
+      [],
+      'every Mount Pod has terminated',
+    );
     t.same(
       readMounts().filter((m) => m.mountPoint.startsWith(`${dir}/`) || ofThisRun(m)),
       [],
