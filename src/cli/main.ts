@@ -338,6 +338,9 @@ export function buildCli(): Command {
     .option(
       '--upgrades',
       'reconcile JuiceFSUpgrade objects (leader only) and set the upgrade readiness gate of new pods (ADR 0017)',
+      false,
+    )
+    .option(
       '--stop-classic-sidecars',
       "stop classic-placement sidecars (enableNativeSidecar: false) once their Job-like pod's apps are done",
       false,
