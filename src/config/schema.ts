@@ -42,6 +42,11 @@ export interface AnnotationBounds {
 export interface GlobalConfig {
   enableNativeSidecar: boolean;
   /**
+   * Whether the ConfigMap sets enableNativeSidecar. When it does not, the API server's version decides
+   * (withServerVersion), as the reference driver does.
+   */
+  nativeSidecarSet?: boolean;
+  /**
    * Give injected pods the upgrade readiness gate (ADR 0017): Services drain a pod while the upgrader swaps
    * its client. Off by default: a pod with the gate is Ready only once the controller has said so.
    */
@@ -197,6 +202,7 @@ export function parseGlobalConfig(text: string | undefined): GlobalConfig {
     if (typeof raw.enableNativeSidecar !== 'boolean')
       throw new ConfigError('enableNativeSidecar: expected true or false');
     config.enableNativeSidecar = raw.enableNativeSidecar;
+    config.nativeSidecarSet = true;
   }
   if (raw.upgradeReadinessGate !== undefined) {
     if (typeof raw.upgradeReadinessGate !== 'boolean')
@@ -216,4 +222,34 @@ export function parseGlobalConfig(text: string | undefined): GlobalConfig {
     config.mountPodPatch = raw.mountPodPatch.map((p, i) => parsePatch(p, i, config.annotationBounds));
   }
   return config;
+}
+
+/** An API server's version as `/version` gives it (`major: "1"`, `minor: "29"` or `"29+"` on some providers). */
+export interface ServerVersion {
+  major: string;
+  minor: string;
+  gitVersion?: string;
+}
+
+/** Native sidecars (init containers with restartPolicy Always) are on by default from Kubernetes 1.29 (beta). */
+export const NATIVE_SIDECAR_MIN = { major: 1, minor: 29 };
+
+/** Whether a server runs native sidecars by default; undefined when its version cannot be read. */
+export function serverHasNativeSidecars(version: ServerVersion): boolean | undefined {
+  const major = Number(/^\d+/.exec(version.major)?.[0]);
+  const minor = Number(/^\d+/.exec(version.minor)?.[0]);
+  if (!Number.isInteger(major) || !Number.isInteger(minor)) return undefined;
+  return major > NATIVE_SIDECAR_MIN.major || (major === NATIVE_SIDECAR_MIN.major && minor >= NATIVE_SIDECAR_MIN.minor);
+}
+
+/**
+ * The config as the injector applies it: an enableNativeSidecar the ConfigMap leaves unset follows the API server
+ * (native from 1.29; classic placement before, where a restartPolicy on an init container is refused). With no
+ * known version the default (native) stands.
+ */
+export function withServerVersion(config: GlobalConfig, version: ServerVersion | undefined): GlobalConfig {
+  if (config.nativeSidecarSet || !version) return config;
+  const native = serverHasNativeSidecars(version);
+  if (native === undefined || native === config.enableNativeSidecar) return config;
+  return { ...config, enableNativeSidecar: native };
 }

@@ -7,6 +7,8 @@ import { serviceHosts } from '../certs/generate.js';
 import { PublishedCa } from '../certs/published-ca.js';
 import { CREDENTIALS_CA_CONFIGMAP_NAME } from '../contract/keys.js';
 import { ClusterCache } from '../k8s/cluster-cache.js';
+import { ServerVersionWatch } from '../k8s/server-version.js';
+import { withServerVersion, type GlobalConfig, type ServerVersion } from '../config/schema.js';
 import type { OnError } from './admission.js';
 import { buildServer } from './server.js';
 import type { CredentialsMode } from '../contract/attributes.js';
@@ -89,10 +91,21 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
         checkIntervalMs: 10 * 60 * 1000,
         log,
       });
+  // enableNativeSidecar left unset follows the API server's version, read now and rechecked.
+  const serverVersion = new ServerVersionWatch(kubeConfig, log);
   // Caches start in the background: /readyz says when they have synced.
-  const cacheStart = Promise.all([cache.start(), publishedCa?.start()]).catch((err) =>
+  const cacheStart = Promise.all([cache.start(), publishedCa?.start(), serverVersion.start()]).catch((err) =>
     log.error({ err: (err as Error).message }, 'caches failed to start'),
   );
+  // One resolved object per (config, version) pair: admissions reuse it.
+  let resolved: { from: GlobalConfig; version: ServerVersion | undefined; config: GlobalConfig } | undefined;
+  const effectiveConfig = (): GlobalConfig => {
+    const from = cache.globalConfig;
+    const version = serverVersion.current;
+    if (resolved?.from !== from || resolved.version !== version)
+      resolved = { from, version, config: withServerVersion(from, version) };
+    return resolved.config;
+  };
   // Assigned once the certificate is there; the reload callback registered first reads it.
   // eslint-disable-next-line prefer-const
   let app: ReturnType<typeof buildServer> | undefined;
@@ -108,9 +121,13 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
   });
   app = buildServer({
     view: cache,
-    config: () => cache.globalConfig,
+    config: () => effectiveConfig(),
     ready: () => cache.synced && (publishedCa?.synced ?? true),
-    readyDetail: () => ({ config: cache.globalConfigStatus }),
+    readyDetail: () => ({
+      config: cache.globalConfigStatus,
+      nativeSidecar: effectiveConfig().enableNativeSidecar,
+      serverVersion: serverVersion.current?.gitVersion,
+    }),
     defaultMountImage: opts.mountImage,
     // The same jfs-sidecar image as the broker's fetch step (--credentials-image, $JFS_SIDECAR_IMAGE).
     projectImage: opts.broker?.image,
@@ -130,6 +147,7 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
     close: () =>
       (closing ??= (async () => {
         certs.stop();
+        serverVersion.stop();
         await app.close(); // drains requests in flight
         await cacheStart;
         await cache.stop();
