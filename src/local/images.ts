@@ -53,14 +53,28 @@ export const BUSYBOX_IMAGES = ['docker.io/library/busybox:1.36', 'docker.io/libr
 export const MOUNT_IMAGE = qualifiedRef(DEFAULT_CE_MOUNT_IMAGE);
 /** The older mount image (test/env/go/juicefs-prev), for upgrades: its `juicefs version` differs. */
 export const PREVIOUS_MOUNT_IMAGE = 'docker.io/juicedata/mount:ce-v1.2.0';
+/**
+ * A rebuild of the default mount image: the same juicefs and one file more (`/etc/jfs-sidecar-image`), so another
+ * image digest. An in-place upgrade needs two clients that both hand their FUSE fd over (1.2.1+; the 1.2.0 image
+ * cannot), and the Go module proxy here serves no other such release.
+ */
+export const NEXT_MOUNT_IMAGE = `${MOUNT_IMAGE}-next`;
 /** npm usocket's compiled addon (node-gyp at `npm ci`), which the project image carries. */
 const USOCKET_ADDON = path.join(PACKAGE_ROOT, 'node_modules/usocket/build/Release/uwrap.node');
 
 /** The project's own image, as manifests/*.yaml name it (`jfs-sidecar:<version>`). */
 export const PROJECT_IMAGE = qualifiedRef(`jfs-sidecar:${PACKAGE_VERSION}`);
 
-export type ImageName = 'pause' | 'busybox' | 'mount' | 'mount-prev' | 'jfs-sidecar' | 'csi-provisioner';
-export const IMAGE_NAMES: ImageName[] = ['pause', 'busybox', 'mount', 'mount-prev', 'jfs-sidecar', 'csi-provisioner'];
+export type ImageName = 'pause' | 'busybox' | 'mount' | 'mount-prev' | 'mount-next' | 'jfs-sidecar' | 'csi-provisioner';
+export const IMAGE_NAMES: ImageName[] = [
+  'pause',
+  'busybox',
+  'mount',
+  'mount-prev',
+  'mount-next',
+  'jfs-sidecar',
+  'csi-provisioner',
+];
 
 export interface BuiltImage extends ArchiveInfo {
   name: ImageName;
@@ -376,6 +390,7 @@ const NEEDS: Record<ImageName, Component[]> = {
   busybox: [],
   mount: ['juicefs'],
   'mount-prev': ['juicefs-prev'],
+  'mount-next': ['juicefs'],
   'jfs-sidecar': ['juicefs'],
   'csi-provisioner': ['csi-provisioner'],
 };
@@ -397,6 +412,15 @@ export const IMAGE_SPECS: Record<ImageName, () => ImageSpec> = {
   busybox: () => ({ name: 'busybox', refs: BUSYBOX_IMAGES, config: { Cmd: ['sh'] }, steps: busyboxBase() }),
   mount: () => mountSpec(binary('juicefs'), MOUNT_IMAGE),
   'mount-prev': () => mountSpec(binary('juicefs-prev'), PREVIOUS_MOUNT_IMAGE),
+  'mount-next': () => {
+    const base = mountSpec(binary('juicefs'), MOUNT_IMAGE);
+    return {
+      ...base,
+      name: `${base.name}-next`,
+      refs: [NEXT_MOUNT_IMAGE],
+      steps: [...base.steps, { text: 'next\n', to: 'etc/jfs-sidecar-image' }],
+    };
+  },
   'jfs-sidecar': () => {
     if (!existsSync(path.join(PACKAGE_ROOT, 'dist/src/cli/main.js')))
       throw new Error('the project image ships dist/: run `npm run build` first');

@@ -28,6 +28,7 @@ import {
   MOUNT_IMAGE,
   PAUSE_IMAGE,
   PREVIOUS_MOUNT_IMAGE,
+  NEXT_MOUNT_IMAGE,
   PROJECT_IMAGE,
   ensureImages,
 } from '../../src/local/images.js';
@@ -196,7 +197,14 @@ state = "${dir}/state"
     for (const image of images.images)
       for (const ref of image.refs)
         t.match(ls, new RegExp(`^${ref.replaceAll('.', '\\.')}\\s+\\S+\\s+${image.manifest.digest}\\s`, 'm'), ref);
-    for (const ref of [...BUSYBOX_IMAGES, PAUSE_IMAGE, MOUNT_IMAGE, PREVIOUS_MOUNT_IMAGE, PROJECT_IMAGE])
+    for (const ref of [
+      ...BUSYBOX_IMAGES,
+      PAUSE_IMAGE,
+      MOUNT_IMAGE,
+      PREVIOUS_MOUNT_IMAGE,
+      NEXT_MOUNT_IMAGE,
+      PROJECT_IMAGE,
+    ])
       t.ok(images.refs.includes(ref), `${ref} is built`);
   });
 
