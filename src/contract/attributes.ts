@@ -3,6 +3,7 @@
 // StorageClass parameters key → its parser, who may set it, and where it
 // applies. The settings parser, the user allow-list, the ConfigMap's default
 // bounds, the Mount Pod plan and the README's table are all driven by it.
+import { parse as parseYaml } from 'yaml';
 import { parseDuration } from './duration.js';
 import { ATTR, DEFAULT_RESOURCES } from './keys.js';
 import { hasControlCharacters } from './names.js';
@@ -60,16 +61,30 @@ function quantity(key: string): (text: string) => string {
 }
 
 /** A map attribute: a JSON object, or `k=v` pairs separated by commas. */
+/**
+ * A map attribute (`juicefs/mount-labels`, `juicefs/mount-annotations`): a JSON map, a YAML map (the block style the
+ * reference driver's docs use), or `k=v,k=v`.
+ */
 function parseMap(key: string, text: string): Record<string, string> {
   if (!text.trim()) return {};
-  if (text.trim().startsWith('{')) {
+  const trimmed = text.trim();
+  const yamlLike = /^[{[-]/.test(trimmed) || trimmed.includes('\n') || /:(\s|$)/m.test(trimmed);
+  if (yamlLike) {
+    let v: unknown;
     try {
-      const v = JSON.parse(text) as unknown;
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
-      return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, val]) => [k, String(val)]));
+      v = parseYaml(text);
     } catch (err) {
-      throw new AttributeError(key, `is not a JSON map (${(err as Error).message})`);
+      throw new AttributeError(key, `is not a JSON or YAML map (${(err as Error).message.split('\n')[0]})`);
     }
+    if (typeof v !== 'object' || v === null || Array.isArray(v))
+      throw new AttributeError(key, 'is not a JSON or YAML map');
+    const out: Record<string, string> = {};
+    for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
+      if (val === null || val === undefined) out[k] = '';
+      else if (typeof val === 'string' || typeof val === 'number' || typeof val === 'boolean') out[k] = String(val);
+      else throw new AttributeError(key, `entry "${k}" is not a plain value`);
+    }
+    return out;
   }
   const out: Record<string, string> = {};
   for (const pair of text
@@ -118,7 +133,7 @@ function mountPodMap(key: string, what: string) {
     setBy: 'admin',
     appliesTo: 'mount-pod',
     writtenIn: 'pv-and-storage-class',
-    summary: `${what} of the Mount Pod (JSON map, or \`k=v,k=v\`)`,
+    summary: `${what} of the Mount Pod (a JSON or YAML map, or \`k=v,k=v\`)`,
     parse: (text) => parseMap(key, text),
   });
 }

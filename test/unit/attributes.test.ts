@@ -133,3 +133,16 @@ t.test('an invalid admin attribute is a denial naming the key, never a silent de
   t.notOk(off.pod.metadata?.annotations?.['juicefs-clean-cache']);
   t.notOk(off.pod.metadata?.annotations?.['juicefs-delete-delay']);
 });
+
+t.test('map attributes: JSON, YAML block style (as the reference driver documents it), k=v', async (t) => {
+  const labels = (text: string) => parseVolumeAttributes({ 'juicefs/mount-labels': text }).mountLabels;
+  t.same(labels('{"app": "web", "n": 1}'), { app: 'web', n: '1' });
+  t.same(labels('app: web\nteam: "vision"\n'), { app: 'web', team: 'vision' }, 'YAML block style');
+  t.same(labels('{app: web}'), { app: 'web' }, 'YAML flow style');
+  t.same(labels('app=web, team=vision'), { app: 'web', team: 'vision' });
+  t.same(labels('note: a=b'), { note: 'a=b' }, 'a value with "=" in YAML');
+  t.throws(() => labels('app:\n  nested: x'), /not a plain value/);
+  t.throws(() => labels('- a\n- b'), /not a JSON or YAML map/);
+  t.throws(() => labels('{"app": '), /not a JSON or YAML map/);
+  t.throws(() => labels('app'), /not key=value/);
+});
