@@ -165,6 +165,8 @@ export async function startCredentialsBroker(opts: CredentialsBrokerOptions): Pr
         config: view.globalConfig,
         defaultMountImage: opts.defaultMountImage,
         broker: { image: opts.client.image, url: opts.client.url, caPem: ca.caPem },
+        // The webhook's fd holder runs the same jfs-sidecar image: the derivation must add it as the webhook does.
+        projectImage: opts.client.image,
         previousCaPems: ca.previous,
       },
     });

@@ -45,6 +45,8 @@ t.test(
     const attributes = (pv: string): Record<string, string> => ({
       subPath: pv,
       ...SMALL_MOUNT_POD,
+      // Opt-in for Mount Pods (ADR 0015); the 1.2.0 client has it too and never hands an fd over.
+      'juicefs/fd-holder': 'true',
       ...(pv === 'pv-old' ? { 'juicefs/mount-image': PREVIOUS_MOUNT_IMAGE } : {}),
       // Small enough that a large write's buffers pass it (juicefs buffers up to --buffer-size, 300 MiB by default).
       ...(pv === 'pv-oom'

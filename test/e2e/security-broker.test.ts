@@ -210,7 +210,11 @@ t.test('broker mode: the namespace user gets the volume credentials by no route'
     for (const v of [vol.metaurl, 'AKIA-ADMIN', 'admin-secret-key'])
       t.notOk(text.includes(v), `the spec holds no ${v}`);
     const names = (listed.spec?.initContainers ?? []).map((c) => c.name);
-    t.same(names, ['jfs-credentials', 'jfs-format', 'jfs-mount'], 'the fetch step runs first');
+    t.same(
+      names,
+      ['jfs-fd-holder', 'jfs-credentials', 'jfs-format', 'jfs-mount'],
+      'the fetch step runs before the client steps (the fd holder, which reads no credential, comes first)',
+    );
     const forbidden = await user.listNamespacedSecret({ namespace: SYSTEM }).catch((e: unknown) => e);
     t.match(apiMessage(forbidden), /forbidden/, "the admin's namespace is not the user's to read");
   });

@@ -272,7 +272,11 @@ if (missing) {
         const s = client(p)!;
         if (BEYOND.includes(name)) {
           t.equal(s.imageID, client(old)?.imageID, `${name} (beyond the partition) keeps its client`);
-          t.equal(p.spec?.initContainers?.[0].image, PREVIOUS_MOUNT_IMAGE, `${name} keeps the previous image`);
+          t.equal(
+            p.spec?.initContainers?.find((c) => c.name === 'jfs-mount')?.image,
+            PREVIOUS_MOUNT_IMAGE,
+            `${name} keeps the previous image`,
+          );
         } else {
           t.equal(s.image, normalizeImage(MOUNT_IMAGE), `${name} runs the current image`);
           t.not(s.imageID, client(old)?.imageID, `${name}: a new imageID`);

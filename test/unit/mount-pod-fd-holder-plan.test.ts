@@ -19,8 +19,10 @@ const options = { config: DEFAULT_GLOBAL_CONFIG };
 const plan = (attributes: Record<string, string> = {}) =>
   planMountPod({ nodeName: 'node-a', namespace: 'juicefs-system', volume: { ...volume, attributes }, options });
 
+const HELD = { 'juicefs/fd-holder': 'true' };
+
 t.test('each Mount Pod has its fd-holder folder at /tmp, named as its mount point', async (t) => {
-  const p = plan();
+  const p = plan(HELD);
   t.equal(p.fdDir, `/var/run/jfs-sidecar/fd/pvc-fd-${p.hash}`);
   t.equal(fdDirOf(p.pod), p.fdDir, 'the node service reads the folder back from the pod');
   t.equal(p.mountPoint.split('/').pop(), p.fdDir!.split('/').pop(), 'one name for both host folders');
@@ -40,7 +42,7 @@ t.test('a Secret envs entry cannot point the client at another holder', async (t
   const p = planMountPod({
     nodeName: 'node-a',
     namespace: 'juicefs-system',
-    volume,
+    volume: { ...volume, attributes: HELD },
     options: {
       config: { ...DEFAULT_GLOBAL_CONFIG, mountPodPatch: [{ env: [{ name: 'JFS_SUPER_COMM', value: '/x' }] }] },
     },
@@ -49,15 +51,19 @@ t.test('a Secret envs entry cannot point the client at another holder', async (t
   t.same(values, ['/tmp/fd-holder.sock'], "the node's own value, once");
 });
 
-t.test('juicefs/fd-holder "false": no folder, no JFS_SUPER_COMM; the hash is the same', async (t) => {
-  const off = plan({ 'juicefs/fd-holder': 'false' });
-  t.equal(off.fdDir, undefined);
-  t.equal(fdDirOf(off.pod), undefined);
-  t.notOk(
-    off.pod.spec!.containers[0].env?.some((e) => e.name.startsWith('JFS_SUPER') || e.name === '_FUSE_STATE_PATH'),
-  );
-  t.notOk(off.pod.spec!.volumes?.some((v) => v.name === FD_VOLUME_NAME));
-  t.equal(off.hash, plan().hash, 'not a mount setting: an existing Mount Pod is reused either way');
-  t.equal(plan({ 'juicefs/fd-holder': 'true' }).fdDir, plan().fdDir);
-  t.throws(() => parseVolumeAttributes({ 'juicefs/fd-holder': 'no' }), AttributeError);
-});
+t.test(
+  'juicefs/fd-holder "false" or unset (opt-in for Mount Pods): no folder, no JFS_SUPER_COMM; one hash',
+  async (t) => {
+    t.equal(plan().fdDir, undefined, 'unset: no holder for a Mount Pod');
+    const off = plan({ 'juicefs/fd-holder': 'false' });
+    t.equal(off.fdDir, undefined);
+    t.equal(fdDirOf(off.pod), undefined);
+    t.notOk(
+      off.pod.spec!.containers[0].env?.some((e) => e.name.startsWith('JFS_SUPER') || e.name === '_FUSE_STATE_PATH'),
+    );
+    t.notOk(off.pod.spec!.volumes?.some((v) => v.name === FD_VOLUME_NAME));
+    t.equal(off.hash, plan(HELD).hash, 'not a mount setting: an existing Mount Pod is reused either way');
+    t.ok(plan(HELD).fdDir);
+    t.throws(() => parseVolumeAttributes({ 'juicefs/fd-holder': 'no' }), AttributeError);
+  },
+);
