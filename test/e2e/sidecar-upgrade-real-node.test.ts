@@ -5,12 +5,11 @@
 // the new image) takes both. Checked: no write fails, none is lost, the open file's content is complete, /data is
 // the same FUSE connection, the app is not restarted, the client runs from the new image; the longest write stall.
 import type { V1Pod } from '@kubernetes/client-node';
-import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import jsonpatch from 'fast-json-patch';
+import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import t from 'tap';
 import { FD_HOLDER_NAME } from '../../src/contract/keys.js';
 import { expectHandoverCommand } from '../../src/controller/upgrade-sidecar.js';
-import { MOUNT_IMAGE, NEXT_MOUNT_IMAGE } from '../../src/local/images.js';
+import { MOUNT_IMAGE, NEXT_MOUNT_IMAGE, qualifiedRef } from '../../src/local/images.js';
 import { assertRealNodePrerequisites } from '../../src/local/real-node.js';
 import {
   appPod,
@@ -42,6 +41,10 @@ if (missing) {
   });
   const NS = 'rn-upgrade';
   await makeNamespace(w, NS, 'sidecar', ['data']);
+  // The after-admission policy lets only the upgrader (the controller's ServiceAccount) change an injected image.
+  const upgraderKc = new KubeConfig();
+  upgraderKc.loadFromFile(await w.cp.serviceAccountKubeconfig('juicefs-system', 'jfs-sidecar-controller'));
+  const upgrader = upgraderKc.makeApiClient(CoreV1Api);
 
   // fd 3 stays open on /data/open.log for the pod's life; each line of /tmp/w.log (outside the volume) is
   // `<n> <uptime> ok|ERR <error>` for the n-th append.
@@ -62,7 +65,7 @@ wait`;
     for (const p of pods) {
       const before = await podWhen(w, NS, p, (x) => appRunning(x), 180_000, `pod ${p} Running`);
       const client = before.spec!.initContainers!.find((c) => c.name.startsWith('jfs-mount'))!;
-      t.equal(client.image, MOUNT_IMAGE, `${p}: the client runs ${MOUNT_IMAGE}`);
+      t.equal(qualifiedRef(client.image!), MOUNT_IMAGE, `${p}: the client runs ${MOUNT_IMAGE}`);
       t.ok(
         before.spec!.initContainers!.some((c) => c.name === FD_HOLDER_NAME),
         `${p}: the pod has its FUSE fd holder`,
@@ -76,11 +79,14 @@ wait`;
       const armed = await exec(w, NS, p, FD_HOLDER_NAME, expectHandoverCommand([client.name]));
       t.equal(armed.status.status, 'Success', `${p}: handover armed (${armed.err.trim() || 'ok'})`);
       const started = Date.now();
-      const next = structuredClone(before);
-      next.spec!.initContainers!.find((c) => c.name === client.name)!.image = NEXT_MOUNT_IMAGE;
-      await w.core.patchNamespacedPod(
-        { name: p, namespace: NS, body: jsonpatch.compare(before, next) },
-        setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+      // As `kubectl set image` does it: a strategic merge of the one container, by name.
+      await upgrader.patchNamespacedPod(
+        {
+          name: p,
+          namespace: NS,
+          body: { spec: { initContainers: [{ name: client.name, image: NEXT_MOUNT_IMAGE }] } },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
       );
       const after = await podWhen(
         w,
