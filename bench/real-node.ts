@@ -19,9 +19,9 @@ import {
   runJob,
   startWorld,
   timeToVolumeBack,
-  until,
   type World,
 } from '../test/env/real-node-world.js';
+import { eventually } from '../test/env/harness.js';
 
 const PODS = Number(process.env.BENCH_RN_PODS ?? '20');
 const JOBS = Number(process.env.BENCH_RN_JOBS ?? '5');
@@ -30,7 +30,7 @@ const MOUNT_POD_NS = 'bench-mountpod';
 
 async function deleteAndWait(w: World, namespace: string, name: string): Promise<void> {
   await w.core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 5 }).catch(() => undefined);
-  await until(
+  await eventually(
     async () => !(await w.core.readNamespacedPod({ name, namespace }).catch(() => undefined)),
     120_000,
     `pod ${namespace}/${name} gone`,
@@ -46,7 +46,7 @@ async function startupMs(w: World, namespace: string, name: string): Promise<num
 }
 
 async function mountPodOf(w: World): Promise<V1Pod> {
-  return until(
+  return eventually(
     async () =>
       (
         await w.core.listNamespacedPod({

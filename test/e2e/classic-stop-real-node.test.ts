@@ -6,7 +6,6 @@
 // and the delay from the app's end to the sidecar's by the kubelet's own
 // timestamps (1 s resolution), median of 5.
 import t from 'tap';
-import { assertRealNodePrerequisites } from '../../src/local/real-node.js';
 import {
   makeNamespace,
   pvDirOf,
@@ -14,29 +13,13 @@ import {
   readOnHost,
   runJob,
   setNativeSidecar,
-  startWorld,
+  startSuiteWorld,
 } from '../env/real-node-world.js';
 
 t.setTimeout(20 * 60 * 1000);
 
-let missing: string | undefined;
-try {
-  assertRealNodePrerequisites();
-} catch (err) {
-  missing = (err as Error).message;
-}
-if (missing) {
-  // Not a skip: CI runs as root with .ci/run's packages, so a machine without them is a broken setup.
-  t.fail(missing);
-} else {
-  const w = await startWorld({ nodePlugin: false });
-  t.teardown(() => w.stop());
-  t.teardown(() => {
-    if (!t.passing()) {
-      t.comment(`controller log:\n${w.controller.controller.log(40)}`);
-      t.comment(`real node logs:\n${w.node.node.logs(30)}`);
-    }
-  });
+const w = await startSuiteWorld(t, { nodePlugin: false });
+if (w) {
   const NS = 'rn-classic';
   await makeNamespace(w, NS, 'sidecar', ['data']);
   await setNativeSidecar(w, false);

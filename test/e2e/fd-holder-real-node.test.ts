@@ -14,29 +14,15 @@ import {
   makeNamespace,
   podWhen,
   quantile,
-  startWorld,
+  startSuiteWorld,
   timeToVolumeBack,
-  type World,
 } from '../env/real-node-world.js';
-import { assertRealNodePrerequisites } from '../../src/local/real-node.js';
 import { FD_HOLDER_NAME } from '../../src/contract/keys.js';
 
 t.setTimeout(15 * 60 * 1000);
 
-let missing: string | undefined;
-try {
-  assertRealNodePrerequisites();
-} catch (err) {
-  missing = (err as Error).message;
-}
-if (missing) {
-  t.fail(missing);
-} else {
-  const w: World = await startWorld({ nodePlugin: false });
-  t.teardown(() => w.stop());
-  t.teardown(() => {
-    if (!t.passing()) t.comment(`real node logs:\n${w.node.node.logs(80)}`);
-  });
+const w = await startSuiteWorld(t, { nodePlugin: false });
+if (w) {
   const NS = 'rn-fdholder';
   await makeNamespace(w, NS, 'sidecar', ['data']);
 

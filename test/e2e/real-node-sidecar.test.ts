@@ -30,31 +30,16 @@ import {
   pvDirOf,
   readOnHost,
   runJob,
-  startWorld,
+  startSuiteWorld,
   timeToVolumeBack,
-  until,
-  type World,
 } from '../env/real-node-world.js';
-import { assertRealNodePrerequisites } from '../../src/local/real-node.js';
+import { eventually } from '../env/harness.js';
 
 t.setTimeout(25 * 60 * 1000);
 const execFileP = promisify(execFile);
 
-let missing: string | undefined;
-try {
-  assertRealNodePrerequisites();
-} catch (err) {
-  missing = (err as Error).message;
-}
-if (missing) {
-  // Not a skip: CI runs as root with .ci/run's packages, so a machine without them is a broken setup.
-  t.fail(missing);
-} else {
-  const w: World = await startWorld({ nodePlugin: false });
-  t.teardown(() => w.stop());
-  t.teardown(() => {
-    if (!t.passing()) t.comment(`real node logs:\n${w.node.node.logs(60)}`);
-  });
+const w = await startSuiteWorld(t, { nodePlugin: false });
+if (w) {
   const NS = 'rn-sidecar';
   await makeNamespace(w, NS, 'sidecar', ['data', 'data2']);
 
@@ -108,7 +93,7 @@ if (missing) {
     );
     t.ok(run.observedDelayMs <= 10_000, `completion delay ${run.observedDelayMs} ms ≤ 10 s (target 3 s)`);
     // The Job controller counts the pod a moment after its phase changes.
-    const job = await until(
+    const job = await eventually(
       async () => {
         const j = await w.batch.readNamespacedJob({ name: 'job-native', namespace: NS });
         return j.status?.succeeded ? j : false;
@@ -193,7 +178,7 @@ if (missing) {
     // the pod bridge (host-only, no route out), reached by the pods on the bridge's subnet and by the
     // controller on the host. (The project's juicefs is built without etcd, so not the control plane's.)
     const bridgeIp = '10.88.93.254';
-    await until(
+    await eventually(
       async () => spawnSync('ip', ['link', 'show', POD_BRIDGE], { stdio: 'ignore' }).status === 0,
       10_000,
       `bridge ${POD_BRIDGE}`,
@@ -238,7 +223,7 @@ if (missing) {
         .deleteNamespacedJob({ name: 'job-srv', namespace: SNS, propagationPolicy: 'Background' })
         .catch(() => undefined);
       await w.core.deleteCollectionNamespacedPod({ namespace: SNS, gracePeriodSeconds: 5 }).catch(() => undefined);
-      await until(
+      await eventually(
         async () => (await w.core.listNamespacedPod({ namespace: SNS })).items.length === 0,
         120_000,
         'serverless pods gone before their Redis stops',
@@ -246,7 +231,7 @@ if (missing) {
     });
     const metaurl = `redis://${bridgeIp}:${port}/1`;
     const juicefs = ensureBinaries(['juicefs']).juicefs;
-    const fmt = await until(
+    const fmt = await eventually(
       async () => {
         // Asynchronous, so that the wait can time out while juicefs retries a Redis not up yet.
         const r = await execFileP(
@@ -314,7 +299,7 @@ if (missing) {
     await w.batch.deleteNamespacedJob({ name: 'job-srv', namespace: SNS, propagationPolicy: 'Background' });
     await w.core.deleteNamespacedPod({ name: 'srv', namespace: SNS, gracePeriodSeconds: 5 });
     const t1 = Date.now();
-    await until(
+    await eventually(
       async () => (await w.core.listNamespacedPod({ namespace: SNS })).items.length === 0,
       90_000,
       'serverless pods gone',

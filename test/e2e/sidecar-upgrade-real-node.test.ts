@@ -10,7 +10,6 @@ import t from 'tap';
 import { FD_HOLDER_NAME } from '../../src/contract/keys.js';
 import { expectHandoverCommand } from '../../src/controller/upgrade-sidecar.js';
 import { MOUNT_IMAGE, NEXT_MOUNT_IMAGE, qualifiedRef } from '../../src/local/images.js';
-import { assertRealNodePrerequisites } from '../../src/local/real-node.js';
 import {
   appPod,
   appRunning,
@@ -19,26 +18,13 @@ import {
   makeNamespace,
   podWhen,
   quantile,
-  startWorld,
-  type World,
+  startSuiteWorld,
 } from '../env/real-node-world.js';
 
 t.setTimeout(15 * 60 * 1000);
 
-let missing: string | undefined;
-try {
-  assertRealNodePrerequisites();
-} catch (err) {
-  missing = (err as Error).message;
-}
-if (missing) {
-  t.fail(missing);
-} else {
-  const w: World = await startWorld({ nodePlugin: false });
-  t.teardown(() => w.stop());
-  t.teardown(() => {
-    if (!t.passing()) t.comment(`real node logs:\n${w.node.node.logs(80)}`);
-  });
+const w = await startSuiteWorld(t, { nodePlugin: false });
+if (w) {
   const NS = 'rn-upgrade';
   await makeNamespace(w, NS, 'sidecar', ['data']);
   // The after-admission policy lets only the upgrader (the controller's ServiceAccount) change an injected image.

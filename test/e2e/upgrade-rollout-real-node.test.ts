@@ -19,7 +19,6 @@ import t from 'tap';
 import { ATTR } from '../../src/contract/keys.js';
 import { applyObjects, readManifest } from '../../src/local/components.js';
 import { MOUNT_IMAGE, PREVIOUS_MOUNT_IMAGE, BUSYBOX_IMAGES } from '../../src/local/images.js';
-import { assertRealNodePrerequisites } from '../../src/local/real-node.js';
 import { normalizeImage } from '../../src/upgrade/clients.js';
 import {
   UPGRADE_GROUP,
@@ -37,10 +36,9 @@ import {
   podWhen,
   quantile,
   setGlobalConfig,
-  startWorld,
-  until,
-  type World,
+  startSuiteWorld,
 } from '../env/real-node-world.js';
+import { eventually } from '../env/harness.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 t.setTimeout(20 * 60 * 1000);
@@ -54,20 +52,8 @@ const MAX_UNAVAILABLE = 2;
 const BEYOND = PODS.slice(PODS.length - PARTITION);
 const CRD = { group: UPGRADE_GROUP, version: UPGRADE_VERSION, plural: UPGRADE_PLURAL };
 
-let missing: string | undefined;
-try {
-  assertRealNodePrerequisites();
-} catch (err) {
-  missing = (err as Error).message;
-}
-if (missing) {
-  t.fail(missing);
-} else {
-  const w: World = await startWorld({ nodePlugin: false, controllerArgs: ['--upgrades'] });
-  t.teardown(() => w.stop());
-  t.teardown(() => {
-    if (!t.passing()) t.comment(`real node logs:\n${w.node.node.logs(40)}`);
-  });
+const w = await startSuiteWorld(t, { nodePlugin: false, controllerArgs: ['--upgrades'] });
+if (w) {
   const custom = w.kc.makeApiClient(CustomObjectsApi);
   const readUpgrade = async (name: string) => (await custom.getClusterCustomObject({ ...CRD, name })) as JuiceFSUpgrade;
   const createUpgrade = (name: string, spec: UpgradeSpec) =>
@@ -105,7 +91,7 @@ if (missing) {
       } as KubernetesObject,
     ]);
     await setGlobalConfig(w, (text) => text.replace(/upgradeReadinessGate: \w+/, 'upgradeReadinessGate: true'));
-    await until(
+    await eventually(
       async () => (await custom.listClusterCustomObject(CRD)).items !== undefined,
       30_000,
       'the JuiceFSUpgrade API to be served',
@@ -201,7 +187,7 @@ if (missing) {
           selector: { namespaces: [NS] },
           strategy: { maxUnavailable: MAX_UNAVAILABLE, partition: PARTITION, podTimeoutSeconds: 180 },
         });
-        const first = await until(
+        const first = await eventually(
           async () => {
             const u = await readUpgrade('to-current');
             return (u.status?.counts?.succeeded ?? 0) >= 2 ? u : false;
@@ -213,7 +199,7 @@ if (missing) {
 
         // Pause: what is under way finishes, nothing new starts.
         await patchSpec('to-current', { paused: true });
-        const held = await until(
+        const held = await eventually(
           async () => {
             const u = await readUpgrade('to-current');
             return u.status?.phase === 'Paused' && u.status.counts?.inProgress === 0 ? u : false;
@@ -229,7 +215,7 @@ if (missing) {
         t.ok(heldRecords < 7, `paused part-way (${heldRecords} of 7 pods touched)`);
 
         await patchSpec('to-current', { paused: false });
-        const done = await until(
+        const done = await eventually(
           async () => {
             const u = await readUpgrade('to-current');
             if (u.status?.phase === 'Failed') throw new Error(`the rollout failed: ${u.status.message}`);
@@ -313,7 +299,7 @@ if (missing) {
         selector: { namespaces: [NS] },
         strategy: { maxUnavailable: MAX_UNAVAILABLE },
       });
-      const failed = await until(
+      const failed = await eventually(
         async () => {
           const u = await readUpgrade('broken');
           return u.status?.phase === 'Failed' ? u : false;
@@ -352,7 +338,7 @@ if (missing) {
         'echo still > /data/still.txt && cat /data/still.txt',
       ]);
       t.equal(r.out, 'still\n', `${BEYOND[0]} reads and writes its volume ${r.err}`);
-      const noCanary = await until(
+      const noCanary = await eventually(
         async () =>
           (
             await w.core.listNamespacedPod({

@@ -100,16 +100,27 @@ export async function podExec(
   kc: KubeConfig,
   pod: { namespace: string; name: string; container: string },
   command: string[],
-): Promise<{ out: string; status: V1Status }> {
+  timeoutMs = 30_000,
+): Promise<{ out: string; err: string; status: V1Status }> {
   const stdout = new PassThrough();
+  const stderr = new PassThrough();
   let out = '';
+  let err = '';
   stdout.on('data', (c: Buffer) => (out += c.toString()));
+  stderr.on('data', (c: Buffer) => (err += c.toString()));
   const status = await new Promise<V1Status>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`exec ${command.join(' ')} timed out`)), timeoutMs);
     new Exec(kc)
-      .exec(pod.namespace, pod.name, pod.container, command, stdout, process.stderr, null, false, resolve)
-      .catch(reject);
+      .exec(pod.namespace, pod.name, pod.container, command, stdout, stderr, null, false, (s) => {
+        clearTimeout(timer);
+        resolve(s);
+      })
+      .catch((e: unknown) => {
+        clearTimeout(timer);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      });
   });
-  return { out, status };
+  return { out, err, status };
 }
 
 /** A static JuiceFS PV, pre-bound by the admin to the claim it is for (the claimRef rule). */

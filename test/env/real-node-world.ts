@@ -8,7 +8,6 @@
 import {
   BatchV1Api,
   CoreV1Api,
-  Exec,
   type KubeConfig,
   type KubernetesObject,
   type V1ConfigMap,
@@ -18,7 +17,6 @@ import {
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import {
@@ -28,10 +26,12 @@ import {
   LABEL_ENABLE_SERVERLESS_INJECTION,
 } from '../../src/contract/keys.js';
 import { applyObjects, readManifest } from '../../src/local/components.js';
+import { eventually, podExec, type TapLike } from './harness.js';
 import { ControlPlane, ensureBinaries } from '../../src/local/control-plane.js';
 import { startControllerStack, type ControllerStack } from '../../src/local/controller-stack.js';
 import { startRealNodeStack, type RealNodeStack } from '../../src/local/real-node-stack.js';
 import { startWebhookStack, WEBHOOK_NAMESPACE, type WebhookStack } from '../../src/local/webhook-stack.js';
+import { realNodePrerequisiteProblem } from '../../src/local/real-node.js';
 
 export const STORAGE_CLASS = 'juicefs-sc';
 export const BUSYBOX = 'busybox';
@@ -132,6 +132,30 @@ export async function startWorld(opts: { nodePlugin: boolean; controllerArgs?: s
   }
 }
 
+/**
+ * A suite's world, stopped at the suite's end, with the controller's and the node's logs when it failed. A machine
+ * without the real node's prerequisites fails the suite (undefined): CI runs as root with .ci/run's packages, so
+ * that is a broken setup, never a skip.
+ */
+export async function startSuiteWorld(
+  t: TapLike & { fail(message: string): void; comment(message: string): void; passing(): boolean },
+  opts: Parameters<typeof startWorld>[0],
+): Promise<World | undefined> {
+  const missing = realNodePrerequisiteProblem();
+  if (missing) {
+    t.fail(missing);
+    return undefined;
+  }
+  const w = await startWorld(opts);
+  t.teardown(() => w.stop());
+  t.teardown(() => {
+    if (t.passing()) return;
+    t.comment(`controller log:\n${w.controller.controller.log(40)}`);
+    t.comment(`real node logs:\n${w.node.node.logs(80)}`);
+  });
+  return w;
+}
+
 /** A namespace of `mode` (labelled for injection, serverless injection, or not at all) and its PVCs, Bound. */
 export async function makeNamespace(
   w: World,
@@ -160,13 +184,13 @@ export async function makeNamespace(
       },
     });
   for (const pvc of pvcs)
-    await until(
+    await eventually(
       async () =>
         (await w.core.readNamespacedPersistentVolumeClaim({ name: pvc, namespace: name })).status?.phase === 'Bound',
       60_000,
       `PVC ${name}/${pvc} Bound`,
     );
-  await until(
+  await eventually(
     () => w.core.readNamespacedServiceAccount({ name: 'default', namespace: name }),
     30_000,
     `ServiceAccount default in ${name}`,
@@ -267,7 +291,7 @@ export const appRunning = (p: V1Pod, app = 'app') =>
   p.status?.phase === 'Running' &&
   (p.status.containerStatuses ?? []).some((s) => s.name === app && s.state?.running !== undefined && s.ready);
 
-export async function exec(
+export function exec(
   w: World,
   namespace: string,
   pod: string,
@@ -275,25 +299,7 @@ export async function exec(
   command: string[],
   timeoutMs = 30_000,
 ): Promise<{ out: string; err: string; status: V1Status }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const status = await new Promise<V1Status>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`exec ${command.join(' ')} timed out`)), timeoutMs);
-    new Exec(w.kc)
-      .exec(namespace, pod, container, command, stdout, stderr, null, false, (s) => {
-        clearTimeout(timer);
-        resolve(s);
-      })
-      .catch((e: unknown) => {
-        clearTimeout(timer);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      });
-  });
-  return { out, err, status };
+  return podExec(w.kc, { namespace, name: pod, container }, command, timeoutMs);
 }
 
 /** Sets enableNativeSidecar in the global ConfigMap and waits until the webhook has loaded it. */
@@ -314,7 +320,7 @@ export async function setGlobalConfig(w: World, edit: (shippedText: string) => s
     } as V1ConfigMap,
   ]);
   const stored = await w.core.readNamespacedConfigMap({ name: CONFIG_MAP_NAME, namespace: WEBHOOK_NAMESPACE });
-  await until(
+  await eventually(
     async () =>
       ((await w.webhook.webhook.readyz()).body.config as { resourceVersion?: string } | undefined)?.resourceVersion ===
       stored.metadata!.resourceVersion,
@@ -361,7 +367,7 @@ export interface JobRun {
 /** Runs a Job to its pod's completion and measures how long the pod outlived its app container. */
 export async function runJob(w: World, namespace: string, name: string, claim: string): Promise<JobRun> {
   await applyObjects(w.kc, [jobOf(namespace, name, claim)]);
-  const podName = await until(
+  const podName = await eventually(
     async () =>
       (await w.core.listNamespacedPod({ namespace, labelSelector: `job-name=${name}` })).items[0]?.metadata?.name,
     30_000,
@@ -449,22 +455,6 @@ export async function timeToVolumeBack(
     await sleep(250);
   }
   return { lastError };
-}
-
-export async function until<T>(fn: () => Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${lastErr ? `: ${(lastErr as Error).message}` : ''}`);
-    await sleep(200);
-  }
 }
 
 export const quantile = (xs: number[], q: number) => {
