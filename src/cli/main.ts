@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// jfs-sidecar: one executable, one subcommand per component.
+// jfs-sidecar: one executable, one subcommand per component. Each subcommand loads its own code with a dynamic
+// import in its action, so a process loads only what it runs (the webhook's RSS pays for no controller, node or
+// offline code). Keep the static imports below to flags and constants.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import { PACKAGE_VERSION } from '../util/package-root.js';
-import { injectCommand } from './inject-command.js';
 import { parseDuration } from '../contract/duration.js';
 import {
   CREDENTIALS_CERT_SECRET_NAME,
@@ -304,7 +305,8 @@ export function buildCli(): Command {
     .addOption(credentialsOptions()[1])
     .addOption(credentialsOptions()[2])
     .addOption(credentialsOptions()[3])
-    .action((o: InjectFlags) => {
+    .action(async (o: InjectFlags) => {
+      const { injectCommand } = await import('./inject-command.js');
       process.exitCode = injectCommand(
         {
           files: o.filename,
