@@ -21,6 +21,40 @@ export interface InformerOptions<T extends KubernetesObject> {
   log: Logger;
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * What the cache keeps of each object (src/k8s/lean-objects.ts), applied to the LIST's items and to every
+   * watch event before the object enters the cache or reaches a callback.
+   */
+  transform?: (obj: T) => T;
+}
+
+/** A Watch whose ADDED/MODIFIED/DELETED objects pass through `transform` first (BOOKMARK, ERROR as they are). */
+class TransformingWatch<T> extends Watch {
+  constructor(
+    config: KubeConfig,
+    private readonly transform: (obj: T) => T,
+  ) {
+    super(config);
+  }
+
+  override watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    return super.watch(
+      path,
+      queryParams,
+      (phase, apiObj, watchObj) =>
+        callback(
+          phase,
+          phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? this.transform(apiObj as T) : apiObj,
+          watchObj,
+        ),
+      done,
+    );
+  }
 }
 
 export class ResilientInformer<T extends KubernetesObject> {
@@ -30,12 +64,21 @@ export class ResilientInformer<T extends KubernetesObject> {
   private backoffMs: number;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly opts: InformerOptions<T>) {
+  // Without the transform: a stored function of T would make ResilientInformer<T> invariant in T.
+  private readonly opts: Omit<InformerOptions<T>, 'transform'>;
+
+  constructor({ transform, ...opts }: InformerOptions<T>) {
+    this.opts = opts;
     this.backoffMs = opts.minBackoffMs ?? 500;
     this.lw = new ListWatch<T>(
       opts.path,
-      new Watch(opts.kubeConfig),
-      opts.list,
+      transform ? new TransformingWatch(opts.kubeConfig, transform) : new Watch(opts.kubeConfig),
+      transform
+        ? async () => {
+            const list = await opts.list();
+            return { ...list, items: list.items.map(transform) };
+          }
+        : opts.list,
       false,
       opts.labelSelector,
       opts.fieldSelector,
