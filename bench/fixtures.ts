@@ -82,7 +82,10 @@ export function reviewFor(pod: V1Pod, uid: string): string {
  * csi-provisioner), kubectl's last-applied copy, binding annotations and status. What the cache would hold
  * without a transform (bench/run.ts compares it with the lean objects the informers keep).
  */
-export function apiServerPairs(n: number): KubernetesObject[] {
+export function apiServerPairs(
+  n: number,
+  keep: (o: KubernetesObject) => KubernetesObject = (o) => o,
+): KubernetesObject[] {
   const at = new Date('2026-01-01T00:00:00Z');
   const field = (manager: string, operation: string, fields: object, subresource?: string) => ({
     manager,
@@ -93,7 +96,9 @@ export function apiServerPairs(n: number): KubernetesObject[] {
     fieldsV1: fields,
     ...(subresource ? { subresource } : {}),
   });
-  return pairs(n).map((o, i) => {
+  return pairs(n).map((o, i) => keep(shapeAsApiServer(o, i)));
+
+  function shapeAsApiServer(o: KubernetesObject, i: number): KubernetesObject {
     const meta = {
       ...o.metadata,
       uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
@@ -165,5 +170,5 @@ export function apiServerPairs(n: number): KubernetesObject[] {
       } as KubernetesObject;
     }
     return { ...o, metadata: meta };
-  });
+  }
 }

@@ -6,6 +6,7 @@
 // 3. The webhook under slowloris and deep-nesting abuse (bench/webhook-abuse.ts).
 // 5. Dynamic provisioning (bench/provision.ts): BENCH_PVCS PVCs to Bound, the real controller vs. a
 //    CreateVolume doing no filesystem work, in the same run. BENCH_ONLY=provision runs only 5.
+// BENCH_ONLY=webhook runs only 1, BENCH_ONLY=create only 2, BENCH_ONLY=provision-ops the per-volume work of 5 alone.
 // BENCH_ONLY=abuse runs only 3 (BENCH_ABUSE_SLOW, BENCH_ABUSE_DEEP, BENCH_ABUSE_SECONDS).
 // 4. The real node (bench/real-node.ts; root): pod startup in sidecar and Mount Pod mode, Job completion
 //    delay, volume back after the FUSE client is killed. BENCH_ONLY=real-node runs only 4

@@ -4,6 +4,7 @@ import {
   ListWatch,
   Watch,
   type KubeConfig,
+  type KubernetesListObject,
   type KubernetesObject,
   type ListPromise,
   type ObjectCallback,
@@ -16,6 +17,11 @@ export interface InformerOptions<T extends KubernetesObject> {
   /** Watch path, e.g. /api/v1/persistentvolumeclaims. */
   path: string;
   list: ListPromise<T>;
+  /**
+   * The LIST in pages of `LIST_PAGE_SIZE` (limit/continue), each page transformed before the next is fetched:
+   * a relist of 100,000 objects never holds them all whole at once. Used instead of `list` when given.
+   */
+  listPage?: (page: { limit: number; _continue?: string }) => Promise<KubernetesListObject<T>>;
   labelSelector?: string;
   fieldSelector?: string;
   log: Logger;
@@ -26,6 +32,26 @@ export interface InformerOptions<T extends KubernetesObject> {
    * watch event before the object enters the cache or reaches a callback.
    */
   transform?: (obj: T) => T;
+}
+
+export const LIST_PAGE_SIZE = 500;
+
+/** The pages of a LIST as one list (one resourceVersion: the API server serves every page from one snapshot). */
+export function pagedList<T extends KubernetesObject>(
+  listPage: NonNullable<InformerOptions<T>['listPage']>,
+  transform: (obj: T) => T,
+): ListPromise<T> {
+  return async () => {
+    const items: T[] = [];
+    let cont: string | undefined;
+    let page: KubernetesListObject<T>;
+    do {
+      page = await listPage({ limit: LIST_PAGE_SIZE, _continue: cont });
+      for (const o of page.items) items.push(transform(o));
+      cont = page.metadata?._continue || undefined;
+    } while (cont);
+    return { ...page, metadata: { ...page.metadata, _continue: undefined }, items };
+  };
 }
 
 /** A Watch whose ADDED/MODIFIED/DELETED objects pass through `transform` first (BOOKMARK, ERROR as they are). */
@@ -65,20 +91,22 @@ export class ResilientInformer<T extends KubernetesObject> {
   private timer: NodeJS.Timeout | undefined;
 
   // Without the transform: a stored function of T would make ResilientInformer<T> invariant in T.
-  private readonly opts: Omit<InformerOptions<T>, 'transform'>;
+  private readonly opts: Omit<InformerOptions<T>, 'transform' | 'listPage'>;
 
-  constructor({ transform, ...opts }: InformerOptions<T>) {
+  constructor({ transform, listPage, ...opts }: InformerOptions<T>) {
     this.opts = opts;
     this.backoffMs = opts.minBackoffMs ?? 500;
     this.lw = new ListWatch<T>(
       opts.path,
       transform ? new TransformingWatch(opts.kubeConfig, transform) : new Watch(opts.kubeConfig),
-      transform
-        ? async () => {
-            const list = await opts.list();
-            return { ...list, items: list.items.map(transform) };
-          }
-        : opts.list,
+      listPage
+        ? pagedList(listPage, transform ?? ((o) => o))
+        : transform
+          ? async () => {
+              const list = await opts.list();
+              return { ...list, items: list.items.map(transform) };
+            }
+          : opts.list,
       false,
       opts.labelSelector,
       opts.fieldSelector,

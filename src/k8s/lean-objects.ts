@@ -12,8 +12,14 @@ import type {
 
 /** kubectl apply's copy of the whole object (for a Secret: its data in clear), read by no one here. */
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+/** What the PV controller and provisioners annotate a PVC/PV with while binding (read by no one here). */
+const BINDING_PREFIXES = ['pv.kubernetes.io/', 'volume.kubernetes.io/', 'volume.beta.kubernetes.io/'];
+const unread = (key: string) => key === LAST_APPLIED || BINDING_PREFIXES.some((p) => key.startsWith(p));
 
-/** Identity, version (the informer resumes its watch from it), labels, annotations, owners; no managedFields. */
+/**
+ * Identity, version (the informer resumes its watch from it), labels, annotations but the unread ones, owners; no
+ * managedFields.
+ */
 function leanMeta(m: V1ObjectMeta | undefined, owners = false): V1ObjectMeta {
   const out: V1ObjectMeta = {};
   if (!m) return out;
@@ -23,8 +29,8 @@ function leanMeta(m: V1ObjectMeta | undefined, owners = false): V1ObjectMeta {
   if (m.resourceVersion !== undefined) out.resourceVersion = m.resourceVersion;
   if (m.labels) out.labels = m.labels;
   if (m.annotations) {
-    const { [LAST_APPLIED]: _applied, ...rest } = m.annotations;
-    if (Object.keys(rest).length > 0) out.annotations = rest;
+    const kept = Object.entries(m.annotations).filter(([k]) => !unread(k));
+    if (kept.length > 0) out.annotations = Object.fromEntries(kept);
   }
   if (owners && m.ownerReferences) out.ownerReferences = m.ownerReferences;
   return out;

@@ -39,12 +39,14 @@ export class VolumeInformers {
       ...base,
       path: '/api/v1/persistentvolumeclaims',
       list: () => core.listPersistentVolumeClaimForAllNamespaces(),
+      listPage: (page) => core.listPersistentVolumeClaimForAllNamespaces(page),
       transform: leanPvc,
     });
     this.pvs = new ResilientInformer({
       ...base,
       path: '/api/v1/persistentvolumes',
       list: () => core.listPersistentVolume(),
+      listPage: (page) => core.listPersistentVolume(page),
       transform: leanPv,
     });
     this.classes = new ResilientInformer({

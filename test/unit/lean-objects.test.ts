@@ -3,6 +3,7 @@
 // carries in bulk (managedFields, status, kubectl's last-applied copy).
 import type { KubernetesObject, V1PersistentVolumeClaim, V1StorageClass } from '@kubernetes/client-node';
 import t from 'tap';
+import { LIST_PAGE_SIZE, pagedList } from '../../src/k8s/informer.js';
 import { leanPv, leanPvc, leanSecret, leanStorageClass } from '../../src/k8s/lean-objects.js';
 import { withData } from '../../src/resolve/object-view.js';
 import { listCases, renderGolden } from '../golden/golden.js';
@@ -47,7 +48,12 @@ t.test('a lean PVC keeps identity, labels, annotations, class, modes and volume;
       uid: 'u1',
       resourceVersion: '7',
       labels: { app: 'a' },
-      annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{"big":1}', 'juicefs/mount-cpu-limit': '1' },
+      annotations: {
+        'kubectl.kubernetes.io/last-applied-configuration': '{"big":1}',
+        'pv.kubernetes.io/bind-completed': 'yes',
+        'volume.kubernetes.io/storage-provisioner': 'csi.juicefs.com',
+        'juicefs/mount-cpu-limit': '1',
+      },
       ...bulk,
     },
     spec: {
@@ -110,4 +116,26 @@ t.test('a lean PV keeps its CSI source and claim; a lean Secret its data, type a
     data: { metaurl: 'eA==' },
     immutable: true,
   });
+});
+
+t.test('a paged LIST: every page fetched with the continue token, each transformed, one list out', async (t) => {
+  const asked: (string | undefined)[] = [];
+  const pages = [
+    { metadata: { resourceVersion: '9', _continue: 'a' }, items: [{ metadata: { name: '1', managedFields: [] } }] },
+    { metadata: { resourceVersion: '9', _continue: 'b' }, items: [{ metadata: { name: '2' } }] },
+    { metadata: { resourceVersion: '9' }, items: [{ metadata: { name: '3' } }] },
+  ];
+  const list = pagedList<V1PersistentVolumeClaim>(async (page) => {
+    t.equal(page.limit, LIST_PAGE_SIZE);
+    asked.push(page._continue);
+    return pages[asked.length - 1];
+  }, leanPvc);
+  const out = await list();
+  t.same(asked, [undefined, 'a', 'b']);
+  t.same(
+    out.items.map((o) => o.metadata),
+    [{ name: '1' }, { name: '2' }, { name: '3' }],
+  );
+  t.equal(out.metadata?.resourceVersion, '9');
+  t.notOk(out.metadata?._continue);
 });
