@@ -116,9 +116,8 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
   const mountPoint = `${MOUNT_ROOT}/${mountId}`;
   // The node service holds the client's FUSE fd (juicefs >= 1.2.1 hands it over on JFS_SUPER_COMM; older clients
   // ignore it), so a client that dies whole is replaced on the same FUSE connection: the targets stay valid.
-  // Opt-in for Mount Pods for now (sidecars: on by default): under the reliability run's churn a re-created Mount
-  // Pod's client took a held fd whose connection had ended and exited 0 in a loop (ADR 0015).
-  const fdDir = settings.attributes.fdHolder === true ? `${FD_HOLDER_ROOT}/${mountId}` : undefined;
+  // On unless `juicefs/fd-holder: "false"` (the holder drops a fd whose connection is no longer mounted, ADR 0019).
+  const fdDir = settings.attributes.fdHolder !== false ? `${FD_HOLDER_ROOT}/${mountId}` : undefined;
   const cache = cacheVolumes(settings, (i) => `${CACHE_VOLUME_PREFIX}-${i}`, 'hostPath');
   const container = buildSidecar({
     name: SIDECAR_NAME,

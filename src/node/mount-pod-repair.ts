@@ -134,11 +134,12 @@ export class MountPodRepair {
     await this.lock.run(lockKeyOf(deleted), async () => {
       const targets = referencesOf(deleted).filter((t) => mountAt(t));
       const fdDir = fdDirOf(deleted);
+      const mountPoint = mountPointOf(deleted);
       if (targets.length === 0) return this.removeHolder(deleted);
       // Its preStop unmounted the mount point: the new client must mount afresh, not take the old connection.
-      if (fdDir) {
+      if (fdDir && mountPoint) {
         await this.holders.release(fdDir);
-        await this.holders.ensure(fdDir, mountPointOf(deleted));
+        await this.holders.ensure(fdDir, mountPoint);
       }
       const body: V1Pod = {
         apiVersion: 'v1',
