@@ -109,6 +109,19 @@ export class FuseFdHolder extends EventEmitter<HolderEvents> {
     return undefined;
   }
 
+  /**
+   * Keep `h` (pulled from a client's own socket) unless a fd is held already: then `h` is closed. A client that never
+   * hands its fd over (juicefs < 1.2.1 ignores JFS_SUPER_COMM) is held this way too.
+   */
+  adopt(h: HeldFd): boolean {
+    if (this.closed || this.live()) {
+      closeQuietly(h.fd);
+      return false;
+    }
+    this.store(h);
+    return true;
+  }
+
   /** Close the held fd: once no client has it either, the kernel ends the FUSE connection. */
   release(): void {
     const h = this.current;

@@ -76,9 +76,37 @@ export class MountPodFdHolders {
     return (await this.holders.get(fdDir))?.live() !== undefined;
   }
 
-  /** Closes every held fd whose connection is no longer mounted at its Mount Pod's mount point (the check pass). */
-  async dropDead(): Promise<void> {
-    for (const started of [...this.holders.values()]) (await started.catch(() => undefined))?.live();
+  /**
+   * The check pass: closes every held fd whose connection is no longer mounted at its Mount Pod's mount point, and
+   * pulls one from the client's own fd socket where nothing is held (a client < 1.2.1 never hands its fd over, but
+   * its supervisor serves it on `/tmp/fuse_fd_comm.<pid>` as every juicefs >= 1.1 does): with it held, that client
+   * too survives a whole-client crash and can be upgraded (ADR 0019).
+   */
+  async dropDeadAndPullMissing(): Promise<void> {
+    for (const [dir, started] of [...this.holders.entries()]) {
+      const holder = await started.catch(() => undefined);
+      if (!holder || holder.live()) continue;
+      const pulled = await this.pullFromClient(dir);
+      if (pulled && holder.adopt(pulled)) this.log.info({ fdDir: dir }, "pulled the FUSE fd from the client's socket");
+    }
+  }
+
+  /** A dup of the fd a client's supervisor in `dir` serves on its own socket, if any. */
+  private async pullFromClient(dir: string): Promise<HeldFd | undefined> {
+    let files: string[];
+    try {
+      files = readdirSync(dir).filter((f) => f.startsWith(CLIENT_SOCKET_PREFIX));
+    } catch {
+      return undefined;
+    }
+    for (const file of files) {
+      const pulled = await pullFuseFd(path.join(dir, file)).catch((err: unknown) => {
+        this.log.debug({ socket: path.join(dir, file), err: (err as Error).message }, 'could not pull the FUSE fd');
+        return undefined;
+      });
+      if (pulled) return pulled;
+    }
+    return undefined;
   }
 
   /**
@@ -124,14 +152,7 @@ export class MountPodFdHolders {
         this.log.info({ fdDir: dir }, 'fd-holder folder of no Mount Pod removed');
         continue;
       }
-      let pulled: HeldFd | undefined;
-      for (const file of readdirSync(dir).filter((f) => f.startsWith(CLIENT_SOCKET_PREFIX))) {
-        pulled = await pullFuseFd(path.join(dir, file)).catch((err: unknown) => {
-          this.log.warn({ socket: path.join(dir, file), err: (err as Error).message }, 'could not pull the FUSE fd');
-          return undefined;
-        });
-        if (pulled) break;
-      }
+      const pulled = await this.pullFromClient(dir);
       await this.ensure(dir, live.get(dir)!, pulled);
       this.log.info({ fdDir: dir, recovered: pulled !== undefined }, 'fd holder recovered after a restart');
     }
