@@ -42,8 +42,11 @@ t.setTimeout(30 * 60 * 1000);
 
 const NS = 'mpup-apps';
 const OLD_SC = 'juicefs-prev';
-/** Mount Pods per kind: the upgrade time's median and p99 are over these. */
-const PER_KIND = 3;
+/**
+ * Mount Pods per kind (JFS_MPUP_PER_KIND, at most 3: the app's shell keeps one fd per volume, 3..8, and busybox's sh
+ * takes single-digit fds only): the upgrade time's median and p99 are over these.
+ */
+const PER_KIND = Math.min(3, Number(process.env.JFS_MPUP_PER_KIND ?? 3));
 const BINARY = Array.from({ length: PER_KIND }, (_, i) => `bin${i}`);
 const RECREATE = Array.from({ length: PER_KIND }, (_, i) => `rec${i}`);
 const CLAIMS = [...BINARY, ...RECREATE];
@@ -141,7 +144,7 @@ if (w) {
       `while :; do i=$((i+1)); ${writes}; read up rest </proc/uptime; echo "$i $up" >>/tmp/times; sleep 1; done`;
     const before = new Map<string, { device?: string; uid?: string; version?: string }>();
 
-    await t.test('an app writes once a second through an open file on six 1.2.0 Mount Pods', async (t) => {
+    await t.test(`an app writes once a second through an open file on ${CLAIMS.length} 1.2.0 Mount Pods`, async (t) => {
       const created = await createPod(w, appPod(NS, 'app', CLAIMS, writer));
       appUid = created.metadata!.uid!;
       await podWhen(w, NS, 'app', (p) => isPodReady(p), 240_000, 'app Ready', 500);
@@ -191,7 +194,7 @@ if (w) {
       t.equal(times.length, claims.length, `${claims.length} Mount Pods upgraded`);
       for (const p of last?.status?.pods ?? []) t.comment(`${p.name}: ${p.phase} ${p.message ?? ''}`);
       t.comment(
-        `${kind}: upgrade time per Mount Pod (status startedAt → finishedAt, seconds resolution): median ${median(times)} ms, p99 ${p99(times)} ms (${times.join(', ')}); whole rollout ${Date.now() - t0} ms`,
+        `${kind}: upgrade time per Mount Pod (status startedAt → finishedAt, canary included): median ${median(times)} ms, p99 ${p99(times)} ms (${times.join(', ')}); whole rollout ${Date.now() - t0} ms`,
       );
       for (const c of claims) {
         const pod = await mountPodOf(c);
