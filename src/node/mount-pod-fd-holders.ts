@@ -49,7 +49,9 @@ export class MountPodFdHolders {
    * keeps a fd only while its connection is mounted at `mountPoint` (juicefsConnectionAt).
    */
   async ensure(fdDir: string, mountPoint: string, adopt?: HeldFd): Promise<void> {
-    mkdirSync(mountPoint, { recursive: true });
+    // Never touched while mounted: a held connection with no client serving it (between a handover and the next
+    // client) blocks every stat, and mkdirSync stats an existing path; the whole service would hang.
+    if (!mountAt(mountPoint)) mkdirSync(mountPoint, { recursive: true });
     const dir = this.check(fdDir);
     if (this.holders.has(dir)) return void (await this.holders.get(dir));
     // Root only: whoever can dial the socket gets the FUSE connection of the volume.
