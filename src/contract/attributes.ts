@@ -257,8 +257,8 @@ export const ATTRIBUTES = {
       '`"false"`: no FUSE fd holder for this volume\'s sidecar or Mount Pod (a crashed or upgraded sidecar then leaves ' +
       'the apps on a dead mount; a crashed Mount Pod client fails I/O at once and its targets are re-bound to a fresh ' +
       'mount, instead of blocking until its replacement takes the connection over; ADR 0015); `"true"`: a holder (the ' +
-      'node service for Mount Pods; in the pod with native placement; classic placement never has one); empty: a ' +
-      'holder for sidecars, none for Mount Pods (opt-in there until a stale-fd restart loop is fixed, ADR 0015)',
+      'node service for Mount Pods; in the pod with native placement; classic placement never has one); empty: ' +
+      '`"true"` (ADR 0015, 0019)',
     parse: (text) =>
       text === ''
         ? undefined

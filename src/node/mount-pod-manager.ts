@@ -120,6 +120,9 @@ export class MountPodManager {
         this.again = false;
         await this.sweep().catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'sweep failed'));
         await this.check().catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'check failed'));
+        // A held fd whose connection is no longer mounted is closed, so no later client takes it over; a client that
+        // never handed its fd over has it pulled.
+        await this.holders.dropDeadAndPullMissing();
       } while (this.again);
     })().finally(() => (this.pass = undefined));
   }

@@ -77,6 +77,31 @@ export const FD_HOLDER_SOCKET = 'fd-holder.sock';
  */
 export const FD_STATE_FILE = 'state1.json';
 
+/**
+ * A held Mount Pod's preStop (ADR 0019): a handover, never an unmount. SIGHUP makes the mount process flush, stop
+ * serving, save its open handles to /tmp/state1.json and exit; the node service keeps the FUSE fd, so the mount point
+ * and every target bound from it stay up. Once it has exited, SIGTERM to PID 1 (juicefs's supervisor) keeps the
+ * supervisor from starting it again 1 s later on the same connection, which is its successor's now: a re-created
+ * Mount Pod (deleted while in use, or a recreate upgrade) takes fd and handles over. The last unpublish's unmount is
+ * the node service's (it deletes a Mount Pod with no reference left, then unmounts). No `$$` or `$(NAME)` here:
+ * kubelet would expand them.
+ */
+export const HANDOVER_PRESTOP_SCRIPT = `child=
+for d in /proc/[0-9]*; do
+  p=\${d#/proc/}
+  [ "$p" != 1 ] && [ "$(cat "$d/comm" 2>/dev/null)" = juicefs ] && child="$child $p"
+done
+for p in $child; do kill -HUP "$p" 2>/dev/null; done
+i=0
+while [ "$i" -lt 250 ]; do
+  left=
+  for p in $child; do [ -d "/proc/$p" ] && left=1; done
+  [ -n "$left" ] || break
+  sleep 0.1; i=$((i+1))
+done
+kill -TERM 1 2>/dev/null
+true`;
+
 /** The host folder of a Mount Pod's fd holder, when it has one (Mount Pods of older node services have none). */
 export function fdDirOf(pod: V1Pod): string | undefined {
   return pod.spec?.volumes?.find((v) => v.name === FD_VOLUME_NAME)?.hostPath?.path;
@@ -116,9 +141,8 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
   const mountPoint = `${MOUNT_ROOT}/${mountId}`;
   // The node service holds the client's FUSE fd (juicefs >= 1.2.1 hands it over on JFS_SUPER_COMM; older clients
   // ignore it), so a client that dies whole is replaced on the same FUSE connection: the targets stay valid.
-  // Opt-in for Mount Pods for now (sidecars: on by default): under the reliability run's churn a re-created Mount
-  // Pod's client took a held fd whose connection had ended and exited 0 in a loop (ADR 0015).
-  const fdDir = settings.attributes.fdHolder === true ? `${FD_HOLDER_ROOT}/${mountId}` : undefined;
+  // On unless `juicefs/fd-holder: "false"` (the holder drops a fd whose connection is no longer mounted, ADR 0019).
+  const fdDir = settings.attributes.fdHolder !== false ? `${FD_HOLDER_ROOT}/${mountId}` : undefined;
   const cache = cacheVolumes(settings, (i) => `${CACHE_VOLUME_PREFIX}-${i}`, 'hostPath');
   const container = buildSidecar({
     name: SIDECAR_NAME,
@@ -142,6 +166,8 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
     metricsPort: settings.metrics?.port ?? METRICS_PORT,
     placement: 'mount-pod',
   });
+  // With the fd held, the client stops by handing over (the unmount is the node service's, at the last unpublish).
+  if (fdDir) container.lifecycle = { preStop: { exec: { command: ['sh', '-c', HANDOVER_PRESTOP_SCRIPT] } } };
   const { deleteDelay, cleanCache } = settings.attributes;
   const pod: V1Pod = {
     apiVersion: 'v1',

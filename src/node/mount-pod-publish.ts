@@ -3,10 +3,18 @@
 // records the target as a reference, waits for the mount, and bind-mounts it
 // into the target; unpublish unmounts the target and drops its reference. Both
 // run under the volume's lock: they share the volume's Mount Pod.
-import type { CoreV1Api } from '@kubernetes/client-node';
+import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, parseGlobalConfig } from '../config/schema.js';
-import { ATTR, CONFIG_MAP_KEY, CONFIG_MAP_NAME, MOUNT_POD_APP_VALUE, MOUNT_POD_LABEL_APP } from '../contract/keys.js';
+import {
+  ATTR,
+  CONFIG_MAP_KEY,
+  CONFIG_MAP_NAME,
+  MOUNT_POD_APP_VALUE,
+  MOUNT_POD_LABEL_APP,
+  MOUNT_POD_LABEL_HASH,
+  MOUNT_POD_LABEL_VOLUME_ID,
+} from '../contract/keys.js';
 import { DenyError } from '../contract/deny.js';
 import { mountPodSecretName, secretCopyData, summariseSecret } from '../contract/secret-copy.js';
 import { Code, CsiError } from '../csi/server.js';
@@ -17,7 +25,8 @@ import type { KeyedLock } from '../util/keyed-lock.js';
 import { rebind, targetState, unmountTarget } from './bind.js';
 import { claimOfVolume } from './claim.js';
 import type { MountPodFdHolders } from './mount-pod-fd-holders.js';
-import { isPodReady, planMountPod, referenceKey, volumeLabel } from './mount-pod-plan.js';
+import { classifyMountPodChange } from '../upgrade/settings-change.js';
+import { isPodReady, planMountPod, referenceKey, referencesOf, volumeLabel } from './mount-pod-plan.js';
 import type { MountPodReferences, MountPodScope } from './mount-pod-references.js';
 
 export interface PublisherOptions extends MountPodScope {
@@ -111,6 +120,7 @@ export class VolumePublisher {
         throw err;
       }
       const name = plan.pod.metadata!.name!;
+      await this.noteSettingsChange(req.volumeId, plan.hash, plan.pod);
       // Listening before the Mount Pod exists: its client hands the FUSE fd over as soon as it has mounted.
       if (plan.fdDir) await this.holders.ensure(plan.fdDir, plan.mountPoint);
       await this.references.addReference(plan.pod, referenceKey(req.targetPath), req.targetPath);
@@ -120,6 +130,37 @@ export class VolumePublisher {
         await rebind(plan.mountPoint, req.targetPath, req.readOnly);
       this.opts.log.info({ volume: req.volumeId, target: req.targetPath, mountPod: name }, 'published');
     });
+  }
+
+  /**
+   * The volume's settings changed while a Mount Pod of the old ones serves targets here: this publish gets a Mount Pod
+   * of its own (another hash), the running one is left as it is. Whether the running one could take the change
+   * without a new mount, and why not, is logged (issue 13 item 5): an image change is rolled out by a JuiceFSUpgrade
+   * (mount-pod-binary or mount-pod-recreate), never applied behind the user's back.
+   */
+  private async noteSettingsChange(volumeId: string, hash: string, planned: V1Pod): Promise<void> {
+    const running = (await this.references.podsOnNode()).filter(
+      (p) =>
+        p.metadata?.labels?.[MOUNT_POD_LABEL_VOLUME_ID] === volumeLabel(volumeId) &&
+        p.metadata?.labels?.[MOUNT_POD_LABEL_HASH] !== hash &&
+        !p.metadata?.deletionTimestamp &&
+        referencesOf(p).length > 0,
+    );
+    for (const pod of running) {
+      const change = classifyMountPodChange(pod.spec!.containers[0], planned.spec!.containers[0]);
+      this.opts.log.warn(
+        {
+          volume: volumeId,
+          mountPod: pod.metadata?.name,
+          image: change.image,
+          smooth: change.smooth,
+          ...(change.smooth ? {} : { reasons: change.reasons }),
+        },
+        change.smooth
+          ? 'volume settings changed (image only): the running Mount Pod keeps its client until a JuiceFSUpgrade rolls it out'
+          : 'volume settings changed: the running Mount Pod cannot take them without a new mount',
+      );
+    }
   }
 
   /** Waits until the Mount Pod is Ready and its mount is up; returns that mount. */
