@@ -253,6 +253,21 @@ if (w) {
       mp.spec?.volumes?.some((v) => v.persistentVolumeClaim?.claimName === CACHE_PVC),
       "the Mount Pod mounts the cache PVC of the Mount Pods' namespace",
     );
+    // What it inherits from the node plugin's pod (issue 14 item 5): its tolerations and service account (no token).
+    const plugin = (
+      await w.core.listNamespacedPod({
+        namespace: SYSTEM_NAMESPACE,
+        labelSelector: 'app.kubernetes.io/name=jfs-sidecar-node',
+      })
+    ).items[0];
+    t.ok(
+      (plugin?.spec?.tolerations ?? []).every((tol) =>
+        mp.spec?.tolerations?.some((m) => JSON.stringify(m) === JSON.stringify(tol)),
+      ) && (plugin?.spec?.tolerations?.length ?? 0) > 0,
+      "the Mount Pod has the node plugin pod's tolerations",
+    );
+    t.equal(mp.spec?.serviceAccountName, plugin?.spec?.serviceAccountName, "and its service account's name");
+    t.equal(mp.spec?.automountServiceAccountToken, false, 'but not its token');
     const r = await writeAndRead(NS, 'app');
     t.equal(r.small, 'small-file', `the app reads back its small file ${r.err}`);
     const blocks = await eventually(
