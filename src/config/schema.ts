@@ -4,6 +4,7 @@
 import type { V1EnvVar, V1LabelSelector } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_RESOURCES } from '../contract/keys.js';
+import { CacheDirsError, parseCacheDirs, type CacheDirEntry } from './cache-dirs.js';
 import { compareQuantities, isPositive, parseQuantity } from '../contract/quantity.js';
 
 export interface ResourceList {
@@ -31,6 +32,8 @@ export interface MountPodPatch {
   mountOptions?: string[];
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
+  /** Cache storage of the client (./cache-dirs.ts). */
+  cacheDirs?: CacheDirEntry[];
 }
 
 /** Bounds within which namespace users may tune resources through annotations. */
@@ -53,6 +56,8 @@ export interface GlobalConfig {
   upgradeReadinessGate: boolean;
   mountPodPatch: MountPodPatch[];
   annotationBounds: AnnotationBounds;
+  /** Mount Pods select their node by its `kubernetes.io/hostname` label, not by name (the reference's switch). */
+  enableNodeSelector?: boolean;
 }
 
 export const DEFAULT_GLOBAL_CONFIG: GlobalConfig = {
@@ -117,6 +122,8 @@ const PRIVILEGED_PATCH_FIELDS = [
   'mountOptions',
   'labels',
   'annotations',
+  // Host folders and the Mount Pods' namespace's PVCs are the admin's to hand out.
+  'cacheDirs',
 ] as const;
 
 /** A user-selectable entry's resources stay within what users may ask for themselves (annotationBounds). */
@@ -182,6 +189,13 @@ function parsePatch(raw: unknown, i: number, bounds: AnnotationBounds): MountPod
   if (labels) patch.labels = labels;
   const annotations = stringMap(raw.annotations, `${where}.annotations`);
   if (annotations) patch.annotations = annotations;
+  try {
+    const cacheDirs = parseCacheDirs(raw.cacheDirs, `${where}.cacheDirs`);
+    if (cacheDirs) patch.cacheDirs = cacheDirs;
+  } catch (err) {
+    if (err instanceof CacheDirsError) throw new ConfigError(err.message);
+    throw err;
+  }
   if (selectsByUserFacts(patch.pvcSelector)) checkUserSelectable(patch, where, bounds);
   return patch;
 }
@@ -208,6 +222,11 @@ export function parseGlobalConfig(text: string | undefined): GlobalConfig {
     if (typeof raw.upgradeReadinessGate !== 'boolean')
       throw new ConfigError('upgradeReadinessGate: expected true or false');
     config.upgradeReadinessGate = raw.upgradeReadinessGate;
+  }
+  if (raw.enableNodeSelector !== undefined) {
+    if (typeof raw.enableNodeSelector !== 'boolean')
+      throw new ConfigError('enableNodeSelector: expected true or false');
+    config.enableNodeSelector = raw.enableNodeSelector;
   }
   if (raw.annotationBounds !== undefined) {
     const b = stringMap(raw.annotationBounds, 'annotationBounds') ?? {};

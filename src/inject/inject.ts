@@ -5,6 +5,7 @@ import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from '@kub
 import {
   ANNOTATION_DEFAULT_CONTAINER,
   CACHE_VOLUME_PREFIX,
+  HOST_PATH_VOLUME_PREFIX,
   CREDENTIALS_INIT_NAME,
   CREDENTIALS_TOKEN_VOLUME,
   CREDENTIALS_VOLUME_PREFIX,
@@ -238,11 +239,12 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
       mountPoint = `${SERVERLESS_MOUNT_BASE}/${binding.podVolumeName}`;
       sidecarMounts.push({ name: binding.podVolumeName, mountPath: mountPoint, mountPropagation: 'Bidirectional' });
     }
-    const cache = cacheVolumes(
-      settings,
-      () => volumeNames.claim(`${CACHE_VOLUME_PREFIX}-${index}`),
-      hostPathMode ? 'hostPath' : 'emptyDir',
-    );
+    const cache = cacheVolumes(settings, {
+      host: hostPathMode ? 'hostPath' : 'serverless',
+      cacheName: () => volumeNames.claim(`${CACHE_VOLUME_PREFIX}-${index}`),
+      hostPathName: () => volumeNames.claim(`${HOST_PATH_VOLUME_PREFIX}-${index}`),
+    });
+    warnings.push(...cache.warnings.map((m) => `${where}: ${m}`));
     addedVolumes.push(...cache.volumes);
     sidecarMounts.push(...cache.mounts);
 

@@ -1,20 +1,22 @@
 // Mount settings of one JuiceFS volume: image, resources, options, env, cache
 // directories, labels and annotations, from the admin's sources in precedence
 // and the user's bounded tuning. One code path for the sidecar and the Mount Pod.
-import type { V1EnvVar, V1ResourceRequirements } from '@kubernetes/client-node';
+import type { V1CSIVolumeSource, V1EnvVar, V1ResourceRequirements } from '@kubernetes/client-node';
 import path from 'node:path';
-import type { GlobalConfig, ResourcesPatch } from '../config/schema.js';
+import type { GlobalConfig, MountPodPatch, ResourcesPatch } from '../config/schema.js';
 import { patchesFor } from '../config/selector.js';
 import {
   AttributeError,
   DEFAULT_RESOURCE_VALUES,
+  hostPathProblem,
   parseVolumeAttributes,
   RESOURCE_FIELDS,
   type ResourceAttr,
   type VolumeAttributes,
 } from '../contract/attributes.js';
 import { DenyError } from '../contract/deny.js';
-import { DEFAULT_CACHE_DIR, DEFAULT_CE_MOUNT_IMAGE, SECRET_KEYS } from '../contract/keys.js';
+import { CACHE_MOUNT_PATHS, DEFAULT_CACHE_DIR, DEFAULT_CE_MOUNT_IMAGE, SECRET_KEYS } from '../contract/keys.js';
+import { MountTemplateError, renderMountTemplate, type MountTemplateValues } from '../contract/mount-template.js';
 import { compareQuantities, isPositive, parseQuantity } from '../contract/quantity.js';
 import { normaliseSubdir, SubdirError } from '../contract/subdir.js';
 import type { UserTuning } from './allowlist.js';
@@ -32,6 +34,17 @@ import {
 } from './mount-options.js';
 import type { PvcIdentity, VolumeSource } from './volume.js';
 
+/**
+ * One cache storage of the client, and where the client sees it. `host`: a host folder at the same path (a sidecar
+ * in hostPath mode, a Mount Pod; an emptyDir at that path in a serverless pod, which has no host path).
+ */
+export type CacheStorage =
+  | { kind: 'host'; path: string }
+  | { kind: 'pvc'; path: string; claimName: string }
+  | { kind: 'emptyDir'; path: string; medium?: string; sizeLimit?: string }
+  | { kind: 'inline'; path: string; csi: V1CSIVolumeSource }
+  | { kind: 'ephemeral'; path: string; storage: string; storageClassName?: string; accessModes: string[] };
+
 export interface MountSettings {
   image: string;
   resources: V1ResourceRequirements;
@@ -40,7 +53,12 @@ export interface MountSettings {
   readOnly: boolean;
   /** Subdirectory to mount, relative to the volume root; undefined mounts the root. */
   subdir?: string;
+  /** The client's `--cache-dir` folders as it sees them (`memory` included), one per cache storage. */
   cacheDirs: string[];
+  /** The storage behind each cache folder but `memory`. */
+  cache: CacheStorage[];
+  /** `juicefs/host-path`: host files or folders the client sees at the same path. */
+  hostPaths: string[];
   /**
    * The address of the client's metrics (`metrics=host:port`) when the volume's options set it, as the reference
    * driver lets them; otherwise the injector's port (9567 + index) on 0.0.0.0.
@@ -196,6 +214,99 @@ function bufferSize(
   return opt;
 }
 
+/** A host path of the admin's, its templates rendered, as a folder the pod can mount (else a denial). */
+function hostFolder(text: string, values: MountTemplateValues, where: string, what: string): string {
+  let rendered: string;
+  try {
+    rendered = renderMountTemplate(text, values);
+  } catch (err) {
+    if (err instanceof MountTemplateError) throw new DenyError('invalid-pv', `${where}: ${what} ${err.message}`);
+    throw err;
+  }
+  const problem = hostPathProblem(rendered);
+  if (problem) throw new DenyError('invalid-pv', `${where}: ${what} "${rendered}" ${problem}`);
+  // One spelling per folder: the API server refuses two mounts at one path.
+  return path.posix.normalize(rendered).replace(/(.)\/+$/, '$1');
+}
+
+/**
+ * The client's cache storage, in the reference driver's order: cache PVCs (`juicefs/mount-cache-pvc`, then the
+ * ConfigMap's PVC entries), the emptyDir (the ConfigMap's, else `juicefs/mount-cache-emptydir`), generic ephemeral
+ * volumes (ConfigMap), inline CSI volumes (`juicefs/mount-cache-inline-volume`), the `cache-dir` option's folders, the
+ * ConfigMap's HostPath entries; `/var/jfsCache` when none is given. The last mountPodPatch entry with `cacheDirs`
+ * gives them, as the reference merges its patches.
+ */
+function cacheStorage(
+  attributes: VolumeAttributes,
+  patches: MountPodPatch[],
+  optionCacheDirs: string | undefined,
+  values: MountTemplateValues,
+  where: string,
+): { cacheDirs: string[]; cache: CacheStorage[] } {
+  const entries = [...patches].reverse().find((p) => p.cacheDirs)?.cacheDirs ?? [];
+  const cache: CacheStorage[] = [];
+  const claimNames = [...(attributes.cachePvc ?? []), ...entries.flatMap((e) => (e.type === 'PVC' ? [e.name] : []))];
+  claimNames.forEach((raw, i) => {
+    let claimName: string;
+    try {
+      claimName = renderMountTemplate(raw, values);
+    } catch (err) {
+      if (err instanceof MountTemplateError) throw new DenyError('invalid-pv', `${where}: cache PVC ${err.message}`);
+      throw err;
+    }
+    cache.push({ kind: 'pvc', path: CACHE_MOUNT_PATHS.pvc(i), claimName });
+  });
+  const emptyDir = entries.find((e) => e.type === 'EmptyDir') ?? attributes.cacheEmptyDir;
+  if (emptyDir) {
+    const { medium, sizeLimit } = emptyDir;
+    cache.push({
+      kind: 'emptyDir',
+      path: CACHE_MOUNT_PATHS.emptyDir,
+      ...(medium && { medium }),
+      ...(sizeLimit && { sizeLimit }),
+    });
+  }
+  let e = 0;
+  for (const entry of entries) {
+    if (entry.type !== 'Ephemeral') continue;
+    const { storage, storageClassName, accessModes } = entry;
+    cache.push({
+      kind: 'ephemeral',
+      path: CACHE_MOUNT_PATHS.ephemeral(e++),
+      storage,
+      accessModes,
+      ...(storageClassName && { storageClassName }),
+    });
+  }
+  (attributes.cacheInlineVolume ?? []).forEach((csi, i) =>
+    cache.push({ kind: 'inline', path: CACHE_MOUNT_PATHS.inline(i), csi }),
+  );
+  const options = optionCacheDirs === undefined ? [] : optionCacheDirs.split(':').filter((d) => d);
+  if (optionCacheDirs !== undefined && !options.length) {
+    throw new DenyError('invalid-pv', `${where}: cache-dir "" names no folder`);
+  }
+  const memory = options.includes('memory');
+  const rule = `cache-dir "${optionCacheDirs ?? ''}" must be distinct absolute paths separated by ":", without ".." or "$("`;
+  const optionDir = (d: string) => {
+    try {
+      return hostFolder(d, values, where, 'cache-dir');
+    } catch (err) {
+      if (err instanceof DenyError) throw new DenyError('invalid-pv', `${where}: ${rule} (${err.message})`);
+      throw err;
+    }
+  };
+  const hostDirs = [
+    ...options.filter((d) => d !== 'memory').map(optionDir),
+    ...entries.flatMap((x) => (x.type === 'HostPath' ? [hostFolder(x.path, values, where, 'cacheDirs HostPath')] : [])),
+  ];
+  if (new Set(hostDirs).size !== hostDirs.length) {
+    throw new DenyError('invalid-pv', `${where}: ${rule}; a cache folder is given twice (${hostDirs.join(':')})`);
+  }
+  if (!cache.length && !hostDirs.length && !memory) hostDirs.push(DEFAULT_CACHE_DIR);
+  cache.push(...hostDirs.map((p) => ({ kind: 'host' as const, path: p })));
+  return { cacheDirs: [...cache.map((c) => c.path), ...(memory ? ['memory'] : [])], cache };
+}
+
 function mergeEnv(lists: V1EnvVar[][]): V1EnvVar[] {
   const byName = new Map<string, V1EnvVar>();
   for (const list of lists) for (const e of list) byName.set(e.name, e);
@@ -256,7 +367,7 @@ export function computeMountSettings(
   ]);
   let readOnly = volume.readOnly;
   let optionSubdir: string | undefined;
-  let cacheDirs = [DEFAULT_CACHE_DIR];
+  let optionCacheDirs: string | undefined;
   let metrics: MountSettings['metrics'];
   const passed: ParsedOption[] = [];
   for (const opt of merged) {
@@ -264,26 +375,18 @@ export function computeMountSettings(
     else if (opt.key === SUBDIR_KEY) optionSubdir = opt.value;
     else if (opt.key === METRICS_KEY) metrics = metricsAddress(opt.value, where);
     else if (optionKind(opt.key) === 'dropped') warnings.push(`${where}: mount option "${opt.key}" ignored`);
-    else if (opt.key === CACHE_DIR_KEY) {
-      const dirs = (opt.value ?? '').split(':').filter((d) => d);
-      // Each directory becomes a host path and a mount of the client: the API server refuses `..` in a host
-      // path and two mounts at one path, and $( would be expanded in the client's command.
-      const bad = (d: string) =>
-        d !== 'memory' && (!path.posix.isAbsolute(d) || d.includes('$(') || d.split('/').includes('..'));
-      const canonical = dirs.map((d) => (d === 'memory' ? d : path.posix.normalize(d).replace(/(.)\/+$/, '$1')));
-      if (!dirs.length || dirs.some(bad) || new Set(canonical).size !== canonical.length) {
-        throw new DenyError(
-          'invalid-pv',
-          `${where}: cache-dir "${opt.value ?? ''}" must be distinct absolute paths separated by ":", without ".." or "$("`,
-        );
-      }
-      cacheDirs = canonical;
-    } else if (opt.key === BUFFER_SIZE_KEY) passed.push(bufferSize(opt, resources, where, warnings));
+    else if (opt.key === CACHE_DIR_KEY) optionCacheDirs = opt.value ?? '';
+    else if (opt.key === BUFFER_SIZE_KEY) passed.push(bufferSize(opt, resources, where, warnings));
     else passed.push(opt);
   }
   const base = subdirOf(optionSubdir, where);
   const own = subdirOf(volume.subdir, where);
   const subdir = base && own ? `${base}/${own}` : (own ?? base);
+  const templateValues = { volumeId: volume.pvName, subPath: subdir ?? '' };
+  const { cacheDirs, cache } = cacheStorage(attributes, patches, optionCacheDirs, templateValues, where);
+  const hostPaths = [
+    ...new Set((attributes.hostPath ?? []).map((p) => hostFolder(p, templateValues, where, 'juicefs/host-path'))),
+  ].filter((p) => !cache.some((c) => c.kind === 'host' && c.path === p));
 
   return {
     image,
@@ -292,6 +395,8 @@ export function computeMountSettings(
     readOnly,
     subdir,
     cacheDirs,
+    cache,
+    hostPaths,
     ...(metrics && { metrics }),
     env: mergeEnv(patches.map((p) => p.env ?? [])),
     labels: Object.assign({}, attributes.mountLabels, ...patches.map((p) => p.labels ?? {})) as Record<string, string>,

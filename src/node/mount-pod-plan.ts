@@ -1,13 +1,14 @@
 // The Mount Pod of one PV on one node (Mount Pod mode), built by the same code
 // as the sidecar: settings from PV/StorageClass/ConfigMap patch through
 // computeMountSettings, the container through buildSidecar. Pure.
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import fjp, { type Operation } from 'fast-json-patch';
 import { createHash } from 'node:crypto';
 import {
   CACHE_VOLUME_PREFIX,
   FD_HOLDER_ROOT,
   FORMAT_INIT_NAME,
+  HOST_PATH_VOLUME_PREFIX,
   MOUNT_POD_ANN_CLEAN_CACHE,
   MOUNT_POD_ANN_DELETE_DELAY,
   MOUNT_POD_APP_VALUE,
@@ -26,6 +27,7 @@ import { cacheVolumes } from '../mount/cache-volumes.js';
 import { buildFormatContainer, buildSidecar, mountArgs, needsFormat } from '../mount/containers.js';
 import { computeMountSettings, type MountContext, type MountSettings } from '../mount/settings.js';
 import type { PvcIdentity, VolumeSource } from '../mount/volume.js';
+import { NO_INHERITANCE, HOSTNAME_LABEL, type MountPodInheritance } from './mount-pod-inherit.js';
 
 /** Annotation key of one reference: `juicefs-` + sha256(target path), cut to 63 characters. */
 export function referenceKey(targetPath: string): string {
@@ -39,6 +41,12 @@ export function referencesOf(pod: V1Pod): string[] {
     .map(([, v]) => v);
 }
 
+function defaultCache(settings: MountSettings): boolean {
+  return (
+    settings.hostPaths.length === 0 && settings.cache.every((c) => c.kind === 'host') // host folders are all in the args (--cache-dir) already
+  );
+}
+
 /** What decides whether an existing Mount Pod can serve a publish: everything that shapes the mount. */
 export function settingsHash(volume: VolumeSource, settings: MountSettings): string {
   const material = JSON.stringify({
@@ -47,6 +55,8 @@ export function settingsHash(volume: VolumeSource, settings: MountSettings): str
     env: settings.env,
     resources: settings.resources,
     secret: volume.secret,
+    // Only when not the default cache: the hash of every Mount Pod made before cache storage existed stays.
+    ...(!defaultCache(settings) && { cache: settings.cache, hostPaths: settings.hostPaths }),
   });
   return createHash('sha256').update(material).digest('hex').slice(0, 10);
 }
@@ -119,6 +129,8 @@ export interface MountPodInput {
   /** The PVC that claims the PV (from its claimRef), when there is one: `mountPodPatch` selectors match it. */
   claim?: PvcIdentity;
   options: MountContext;
+  /** What Mount Pods take from the node service's pod, its node and env (./mount-pod-inherit.ts). */
+  inherit?: MountPodInheritance;
 }
 
 export interface MountPodPlan {
@@ -129,6 +141,22 @@ export interface MountPodPlan {
   /** Host folder of the node service's fd holder for this Mount Pod; undefined when `juicefs/fd-holder` is off. */
   fdDir?: string;
   warnings: string[];
+}
+
+/** `nodeName`, or with `enableNodeSelector` a nodeSelector on the node's hostname label (the scheduler binds it). */
+function placement(nodeName: string, bySelector: boolean, inherit: MountPodInheritance): Partial<V1PodSpec> {
+  return bySelector ? { nodeSelector: { [HOSTNAME_LABEL]: inherit.hostname ?? nodeName } } : { nodeName };
+}
+
+/**
+ * `juicefs/mount-service-account` names the Mount Pod's account and mounts its token (a client's cloud IAM: the
+ * admin made that account for it). Otherwise the node service's account is named, as the reference does (an IAM
+ * webhook keyed on it still applies), but its token is never mounted: it may read Secrets and pods of the node; the
+ * client never calls the API, and without a token volume its spec can be re-created as it was.
+ */
+function serviceAccount(own: string | undefined, inherited: string | undefined): Partial<V1PodSpec> {
+  if (own) return { serviceAccountName: own, automountServiceAccountToken: true };
+  return { ...(inherited && { serviceAccountName: inherited }), automountServiceAccountToken: false };
 }
 
 export function planMountPod(input: MountPodInput): MountPodPlan {
@@ -143,7 +171,12 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
   // ignore it), so a client that dies whole is replaced on the same FUSE connection: the targets stay valid.
   // On unless `juicefs/fd-holder: "false"` (the holder drops a fd whose connection is no longer mounted, ADR 0019).
   const fdDir = settings.attributes.fdHolder !== false ? `${FD_HOLDER_ROOT}/${mountId}` : undefined;
-  const cache = cacheVolumes(settings, (i) => `${CACHE_VOLUME_PREFIX}-${i}`, 'hostPath');
+  const cache = cacheVolumes(settings, {
+    host: 'hostPath',
+    nodeName,
+    cacheName: (i) => `${CACHE_VOLUME_PREFIX}-${i}`,
+    hostPathName: (i) => `${HOST_PATH_VOLUME_PREFIX}-${i}`,
+  });
   const container = buildSidecar({
     name: SIDECAR_NAME,
     settings,
@@ -169,6 +202,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
   // With the fd held, the client stops by handing over (the unmount is the node service's, at the last unpublish).
   if (fdDir) container.lifecycle = { preStop: { exec: { command: ['sh', '-c', HANDOVER_PRESTOP_SCRIPT] } } };
   const { deleteDelay, cleanCache } = settings.attributes;
+  const inherit = input.inherit ?? NO_INHERITANCE;
   const pod: V1Pod = {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -188,11 +222,16 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
       },
     },
     spec: {
-      nodeName,
+      ...placement(nodeName, input.options.config.enableNodeSelector === true, inherit),
       restartPolicy: 'Always',
-      priorityClassName: 'system-node-critical',
-      // It never calls the API; without a token volume its spec can be re-created as it was.
-      automountServiceAccountToken: false,
+      priorityClassName: inherit.priorityClassName,
+      ...(inherit.preemptionPolicy && { preemptionPolicy: inherit.preemptionPolicy }),
+      ...(inherit.tolerations && { tolerations: inherit.tolerations }),
+      ...(inherit.imagePullSecrets && { imagePullSecrets: inherit.imagePullSecrets }),
+      ...(inherit.dnsPolicy && { dnsPolicy: inherit.dnsPolicy }),
+      ...(inherit.dnsConfig && { dnsConfig: inherit.dnsConfig }),
+      ...(inherit.hostAliases && { hostAliases: inherit.hostAliases }),
+      ...serviceAccount(settings.attributes.mountServiceAccount, inherit.serviceAccountName),
       terminationGracePeriodSeconds: 30,
       // The same idempotent format step as the sidecar's, when the Secret names an object storage.
       ...(needsFormat(volume.secret.keys)
@@ -211,7 +250,7 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
       ],
     },
   };
-  return { pod, hash, mountPoint, fdDir, warnings: settings.warnings };
+  return { pod, hash, mountPoint, fdDir, warnings: [...settings.warnings, ...cache.warnings] };
 }
 
 export interface AnnotationChange {

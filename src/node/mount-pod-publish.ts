@@ -26,11 +26,14 @@ import { rebind, targetState, unmountTarget } from './bind.js';
 import { claimOfVolume } from './claim.js';
 import type { MountPodFdHolders } from './mount-pod-fd-holders.js';
 import { classifyMountPodChange } from '../upgrade/settings-change.js';
+import type { MountPodInheritance } from './mount-pod-inherit.js';
 import { isPodReady, planMountPod, referenceKey, referencesOf, volumeLabel } from './mount-pod-plan.js';
 import type { MountPodReferences, MountPodScope } from './mount-pod-references.js';
 
 export interface PublisherOptions extends MountPodScope {
   defaultMountImage?: string;
+  /** What Mount Pods inherit from the node service's own pod (./node-pod-reader.ts); none when absent. */
+  inheritance?: () => Promise<MountPodInheritance>;
   readyTimeoutMs?: number;
 }
 
@@ -111,6 +114,7 @@ export class VolumePublisher {
           volume,
           claim,
           options: { config: await this.globalConfig(), defaultMountImage: this.opts.defaultMountImage },
+          inherit: await this.opts.inheritance?.(),
         });
       } catch (err) {
         // A malformed admin setting (PV attribute, option, Secret, ConfigMap) names its key;

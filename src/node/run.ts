@@ -1,6 +1,7 @@
 // The node process: CSI Identity + Node on a Unix socket. The Node service can
 // also join the controller's server (`controller --node-id`), so one socket
 // serves all three services, as a combined driver does.
+import { CoreV1Api } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { identityService } from '../csi/identity-service.js';
 import { startCsiServer, type CsiServer, type ServiceImpl } from '../csi/server.js';
@@ -8,6 +9,7 @@ import { kubeConfigIfAvailable } from '../k8s/kubeconfig.js';
 import { PACKAGE_VERSION } from '../util/package-root.js';
 import { MountPodManager } from './mount-pod-manager.js';
 import { nodeService } from './node-service.js';
+import { NodePodReader } from './node-pod-reader.js';
 import { startRegistration } from './registration.js';
 
 export interface NodeServiceOptions {
@@ -37,12 +39,20 @@ export async function startNodeService(
   let mountPods: MountPodManager | undefined;
   const kc = kubeConfigIfAvailable(opts.kubeconfig);
   if (kc) {
+    const ownPod = new NodePodReader(kc.makeApiClient(CoreV1Api), {
+      nodeName: opts.nodeId,
+      podName: process.env.POD_NAME,
+      podNamespace: process.env.POD_NAMESPACE,
+      env: process.env,
+      log: opts.log,
+    });
     mountPods = new MountPodManager({
       kubeConfig: kc,
       nodeName: opts.nodeId,
       namespace: opts.namespace,
       defaultMountImage: opts.mountImage,
       log: opts.log,
+      inheritance: () => ownPod.current(),
     });
     await mountPods.start(opts.checkIntervalMs);
   }
