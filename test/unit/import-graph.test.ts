@@ -44,6 +44,9 @@ const LAYERS: string[][] = [
   // The CSI controller; `controller --node-id` also serves the node service on its socket
   // (a combined driver), so it sits above node.
   ['controller'],
+  // The dashboard (a shell of its own): informers, a JSON/SSE API and the page; it reads the Mount Pods'
+  // references as the node service writes them (node) and the upgrade object (upgrade).
+  ['dashboard'],
   // The harness: a local control plane, the real node, the stacks of processes. It drives the
   // product from above (and its processes through the CLI binary); product code never imports it.
   ['local'],
