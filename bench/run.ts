@@ -8,6 +8,8 @@
 // 4. The real node (bench/real-node.ts; root): pod startup in sidecar and Mount Pod mode, Job completion
 //    delay, volume back after the FUSE client is killed. BENCH_ONLY=real-node runs only 4
 //    (BENCH_RN_PODS, BENCH_RN_JOBS, BENCH_RN_RECOVERY_CAP_MS).
+// 5. The dashboard (bench/dashboard.ts): bundle size, time to render the pods page with 1,000 pods, RSS.
+//    BENCH_ONLY=dashboard runs only 5 (BENCH_DASH_PODS).
 import { CoreV1Api, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
 import autocannon from 'autocannon';
 import { fork, spawnSync } from 'node:child_process';
@@ -23,6 +25,7 @@ import { startWebhookStack, type WebhookStack } from '../src/local/webhook-stack
 import { BENCH_NS, pairs, podUsing, reviewFor } from './fixtures.js';
 import { abuse, abuseLines } from './webhook-abuse.js';
 import { realNodeLines } from './real-node.js';
+import { dashboardLines } from './dashboard.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -280,6 +283,11 @@ const abuseOptions = {
 };
 if (process.env.BENCH_ONLY === 'abuse') {
   process.stdout.write(`${abuseLines(await abuse(abuseOptions)).join('\n')}\n`);
+  process.exit(0);
+}
+
+if (process.env.BENCH_ONLY === 'dashboard') {
+  process.stdout.write(`${(await dashboardLines()).join('\n')}\n`);
   process.exit(0);
 }
 
