@@ -34,10 +34,7 @@ export async function dashboardLines(): Promise<string[]> {
     const kc = cp.adminKubeConfig();
     const core = kc.makeApiClient(CoreV1Api);
     const sc = readManifest('storageclass-example.yaml').filter((o) => o.kind === 'StorageClass');
-    await applyObjects(kc, [
-      ...sc,
-      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } },
-    ]);
+    await applyObjects(kc, [...sc, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }]);
     await core.createNamespacedPersistentVolumeClaim({
       namespace: NS,
       body: {

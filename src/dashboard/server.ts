@@ -2,7 +2,14 @@
 // over Server-Sent Events (one informer set for every browser), a container's log followed as SSE, and the write
 // actions (create/pause/resume/abort a JuiceFSUpgrade, edit the ConfigMap), which act with the user's own token
 // (ADR 0023). Every client error is a JSON answer with a plain message; nothing a browser sends crashes it.
-import { Log, type KubeConfig } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  Log,
+  StorageV1Api,
+  type KubeConfig,
+} from '@kubernetes/client-node';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { readFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
@@ -11,6 +18,9 @@ import { Writable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import type { Logger } from 'pino';
 import { ConfigError, parseGlobalConfig } from '../config/schema.js';
+import { diagnose } from '../diagnose/diagnose.js';
+import type { Cluster } from '../kubectl/cluster.js';
+import { gatherDebug } from '../kubectl/gather.js';
 import type { DashboardCache } from './cache.js';
 import { parseConfigRequest, parseUpgradeRequest } from './requests.js';
 import { apiFailure, bearerToken, isUpgradeAction, UserApi, userKubeConfig, UserFacingError } from './user-api.js';
@@ -33,6 +43,7 @@ export interface DashboardServerOptions {
 export const WRITE_HEADER = 'x-jfs-dashboard';
 const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const LOG_TAIL_LINES = 500;
+const DEBUG_KINDS = ['pod', 'pvc', 'pv'] as const;
 const HEARTBEAT_MS = 15_000;
 
 interface Asset {
@@ -202,6 +213,41 @@ export async function buildDashboardServer(opts: DashboardServerOptions): Promis
       } catch (err) {
         res.write(sse('end', logFailure(err)));
         res.end();
+      }
+    },
+  );
+
+  // The diagnosis of `kubectl jfs debug` (src/diagnose/), gathered on demand when a page asks (not on a timer): with
+  // the user's token when the request carries one (what they may read), else with the dashboard's read-only identity
+  // (no Secrets: their presence is then unknown). No exec: the dashboard never runs df in app containers.
+  app.get<{ Params: { kind: string; namespace: string; name: string } }>(
+    '/api/diagnose/:kind/:namespace/:name',
+    async (req) => {
+      const { kind, namespace, name } = req.params;
+      const debugKind = DEBUG_KINDS.find((k) => k === kind);
+      if (!debugKind) throw new UserFacingError(404, `no diagnosis of ${kind}: pod, pvc or pv`);
+      if (!NAME.test(name) || (kind !== 'pv' && !NAME.test(namespace)))
+        throw new UserFacingError(400, 'namespace and name must be Kubernetes names');
+      const token = bearerToken(req.headers.authorization);
+      const kc = token ? userKubeConfig(opts.kubeConfig, token) : opts.kubeConfig;
+      const cluster: Cluster = {
+        kc,
+        core: kc.makeApiClient(CoreV1Api),
+        storage: kc.makeApiClient(StorageV1Api),
+        admission: kc.makeApiClient(AdmissionregistrationV1Api),
+        custom: kc.makeApiClient(CustomObjectsApi),
+        namespace: kind === 'pv' ? 'default' : namespace,
+        allNamespaces: false,
+      };
+      const target = { kind: debugKind, namespace: debugKind === 'pv' ? undefined : namespace, name };
+      try {
+        const gathered = await gatherDebug(cluster, target, {
+          systemNamespace: opts.systemNamespace,
+          checkMounts: false,
+        });
+        return { ...diagnose(gathered), readAs: token ? 'your token' : "the dashboard's read-only account" };
+      } catch (err) {
+        throw apiFailure(err);
       }
     },
   );

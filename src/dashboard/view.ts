@@ -511,8 +511,14 @@ function configView(
   return { ...base, patches: matches, drift };
 }
 
-/** Containers whose logs are worth a tab on a pod's page: every container but the fd holder first. */
+/**
+ * The containers of the log viewer, the one shown first first: the JuiceFS clients (a Mount Pod's container, an app
+ * pod's sidecars), then the apps, then the other init containers (format, credentials), the fd holder last.
+ */
 export function logContainers(pod: V1Pod): string[] {
-  const names = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].map((c) => c.name);
-  return [...names.filter((n) => n !== FD_HOLDER_NAME), ...names.filter((n) => n === FD_HOLDER_NAME)];
+  const inits = (pod.spec?.initContainers ?? []).map((c) => c.name);
+  const main = (pod.spec?.containers ?? []).map((c) => c.name);
+  const clients = [...inits, ...main].filter((n) => SIDECAR_PATTERN.test(n));
+  const rest = [...main, ...inits].filter((n) => !clients.includes(n) && n !== FD_HOLDER_NAME);
+  return [...clients, ...rest, ...[...inits, ...main].filter((n) => n === FD_HOLDER_NAME)];
 }

@@ -221,6 +221,18 @@ t.test('a link from the app pod leads to its Mount Pod, on to the PV and Storage
   await go('pods');
   await page.getByRole('link', { name: 'shop/web-0' }).click();
   await page.getByRole('heading', { name: 'App pod shop/web-0' }).waitFor();
+  // The diagnosis of `kubectl jfs debug` (src/diagnose/), read with the dashboard's own read-only identity.
+  await page.getByRole('table', { name: 'The chain walked' }).waitFor();
+  t.match(
+    await page.getByRole('table', { name: 'The chain walked' }).innerText(),
+    /Pod shop\/web-0[\s\S]*PersistentVolumeClaim shop\/data[\s\S]*Bound/,
+    'the diagnosis walks the chain from the pod',
+  );
+  t.match(
+    await page.getByRole('table', { name: /^Findings/ }).innerText(),
+    /error[\s\S]*Mount Pod juicefs-system\/juicefs-node-a-shop-data-abcdef is Pending/,
+    'and says what is wrong: its Mount Pod is Pending (no kubelet runs node-a)',
+  );
   await shot('app-pod');
   t.same(await axeCheck(page), [], 'axe: app pod page');
   await page

@@ -39,3 +39,12 @@ export function followView(onView: (s: Snapshot) => void, onState: (connected: b
   es.onerror = () => onState(false);
   return () => es.close();
 }
+
+/** A GET with the user's token when one is set (the diagnosis then reads what they may read). */
+export async function get(url: string): Promise<unknown> {
+  const token = getToken();
+  const res = await fetch(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+  const data = (await res.json().catch(() => ({ message: res.statusText }))) as { message?: string };
+  if (!res.ok) throw new Error(data.message ?? `HTTP ${res.status}`);
+  return data;
+}

@@ -3,6 +3,7 @@
 import { useState } from 'preact/hooks';
 import type { AppPodRow, DashView, MountPodRow, UpgradeRow } from '../view.js';
 import { send } from './api.js';
+import { Diagnosis } from './diagnosis.js';
 import {
   Clients,
   diffLines,
@@ -478,6 +479,7 @@ export function PodPage(props: PageProps & { namespace: string; name: string }) 
           <UpgradeForm view={view} namespace={namespace} labels={app.labels} compact />
         </section>
       )}
+      {app && <Diagnosis kind="pod" namespace={namespace} name={name} />}
       {upgrades.map((u) => (
         <p key={u.name}>
           Upgrade <a href={upgradeHref(u.name)}>{u.name}</a>: <UpgradeBar upgrade={u} />
@@ -514,6 +516,7 @@ export function PvcPage(props: PageProps & { namespace: string; name: string }) 
         <dd>{c.patches.length ? c.patches.map((i) => `mountPodPatch[${i}]`).join(', ') : '—'}</dd>
       </dl>
       <Attributes attrs={c.labels} caption="Labels" />
+      <Diagnosis kind="pvc" namespace={c.namespace} name={c.name} />
       <h3>Events</h3>
       <Events
         events={props.view.events.filter((e) => e.kind === 'PersistentVolumeClaim' && ref(e.namespace, e.name) === k)}
@@ -546,6 +549,7 @@ export function PvPage(props: PageProps & { name: string }) {
         </dd>
       </dl>
       <Attributes attrs={p.attributes} caption="Volume attributes" />
+      <Diagnosis kind="pv" name={p.name} />
       <h3>Events</h3>
       <Events
         events={props.view.events.filter((e) => e.kind === 'PersistentVolume' && e.name === p.name)}
