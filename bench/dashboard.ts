@@ -34,7 +34,12 @@ export async function dashboardLines(): Promise<string[]> {
     const kc = cp.adminKubeConfig();
     const core = kc.makeApiClient(CoreV1Api);
     const sc = readManifest('storageclass-example.yaml').filter((o) => o.kind === 'StorageClass');
-    await applyObjects(kc, [...sc, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }]);
+    // No kube-controller-manager here: the namespace's default ServiceAccount is made by hand.
+    await applyObjects(kc, [
+      ...sc,
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } },
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: NS } },
+    ]);
     await core.createNamespacedPersistentVolumeClaim({
       namespace: NS,
       body: {
