@@ -11,7 +11,9 @@
 // 4. The real node (bench/real-node.ts; root): pod startup in sidecar and Mount Pod mode, Job completion
 //    delay, volume back after the FUSE client is killed. BENCH_ONLY=real-node runs only 4
 //    (BENCH_RN_PODS, BENCH_RN_JOBS, BENCH_RN_RECOVERY_CAP_MS).
-import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+// 6. The dashboard (bench/dashboard.ts): bundle size, time to render the pods page with 1,000 pods, RSS.
+//    BENCH_ONLY=dashboard runs only 6 (BENCH_DASH_PODS).
+import { CoreV1Api, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
 import autocannon from 'autocannon';
 import { fork, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -26,6 +28,7 @@ import { abuse, abuseLines } from './webhook-abuse.js';
 import { realNodeLines } from './real-node.js';
 import { provisionLines, provisionThroughput } from './provision.js';
 import { provisionOpsLines } from './provision-ops.js';
+import { dashboardLines } from './dashboard.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -285,6 +288,10 @@ if (process.env.BENCH_ONLY === 'provision') {
   process.stdout.write(`${(await provisioning()).join('\n')}\n`);
   process.exit(0);
 }
+if (process.env.BENCH_ONLY === 'dashboard') {
+  process.stdout.write(`${(await dashboardLines()).join('\n')}\n`);
+  process.exit(0);
+}
 
 if (process.env.BENCH_ONLY === 'real-node') {
   process.stdout.write(`${(await realNodeLines()).join('\n')}\n`);
@@ -393,4 +400,6 @@ lines.push('');
 lines.push(...abuseLines(await abuse(abuseOptions)));
 lines.push('');
 lines.push(...(await realNodeLines()));
+lines.push('');
+lines.push(...(await dashboardLines()));
 process.stdout.write(`${lines.join('\n')}\n`);

@@ -468,6 +468,35 @@ export function buildCli(): Command {
     });
 
   program
+    .command('dashboard')
+    .description("serve the dashboard (read-only by default; writes act with the user's own bearer token, ADR 0023)")
+    .option('--kubeconfig <file>', 'kubeconfig (default: in-cluster or $KUBECONFIG)')
+    .option('--host <addr>', 'listen address', '0.0.0.0')
+    .option('--port <n>', 'listen port', (v) => Number.parseInt(v, 10), 8080)
+    .addOption(
+      new Option('--namespace <ns>', 'namespace of the global ConfigMap and the Mount Pods')
+        .env('POD_NAMESPACE')
+        .default(SYSTEM_NAMESPACE),
+    )
+    .option(
+      '--allow-writes',
+      "offer the write actions (upgrades, the ConfigMap editor); each acts with the user's own token",
+      false,
+    )
+    .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
+    .action(
+      async (
+        o: LogFlags & { kubeconfig?: string; host: string; port: number; namespace: string; allowWrites: boolean },
+      ) => {
+        // Loaded on demand: no other process loads the dashboard.
+        const { runDashboard } = await import('../dashboard/run.js');
+        const log = pino({ level: o.logLevel, base: { component: 'dashboard' } });
+        const running = await runDashboard({ ...o, log });
+        closeOnSignal(() => running.close(), log);
+      },
+    );
+
+  program
     .command('local')
     .description(
       'run a throwaway local control plane with the webhook registered (npm start); never touches your cluster',

@@ -15,7 +15,6 @@ import {
   MOUNT_POD_LABEL_APP,
   MOUNT_POD_LABEL_HASH,
   MOUNT_POD_LABEL_VOLUME_ID,
-  MOUNT_POD_REF_PREFIX,
   MOUNT_POINT_ENV,
   MOUNT_ROOT,
   METRICS_PORT,
@@ -23,23 +22,15 @@ import {
 } from '../contract/keys.js';
 // A Mount Pod's name is its hostname too: a DNS label, like the label values.
 import { dnsName, LABEL_VALUE_MAX } from '../contract/names.js';
+import { referenceKey, referencesOf, volumeLabel } from '../contract/mount-pod-refs.js';
 import { cacheVolumes } from '../mount/cache-volumes.js';
 import { buildFormatContainer, buildSidecar, mountArgs, needsFormat } from '../mount/containers.js';
 import { computeMountSettings, type MountContext, type MountSettings } from '../mount/settings.js';
 import type { PvcIdentity, VolumeSource } from '../mount/volume.js';
 import { NO_INHERITANCE, HOSTNAME_LABEL, type MountPodInheritance } from './mount-pod-inherit.js';
 
-/** Annotation key of one reference: `juicefs-` + sha256(target path), cut to 63 characters. */
-export function referenceKey(targetPath: string): string {
-  return `${MOUNT_POD_REF_PREFIX}${createHash('sha256').update(targetPath).digest('hex')}`.slice(0, LABEL_VALUE_MAX);
-}
-
-/** The targets a Mount Pod's annotations reference. */
-export function referencesOf(pod: V1Pod): string[] {
-  return Object.entries(pod.metadata?.annotations ?? {})
-    .filter(([k, v]) => k === referenceKey(v))
-    .map(([, v]) => v);
-}
+// The reference annotations and the volume label live in the contract (kubectl jfs and the dashboard read them).
+export { referenceKey, referencesOf, volumeLabel };
 
 function defaultCache(settings: MountSettings): boolean {
   return (
@@ -59,11 +50,6 @@ export function settingsHash(volume: VolumeSource, settings: MountSettings): str
     ...(!defaultCache(settings) && { cache: settings.cache, hostPaths: settings.hostPaths }),
   });
   return createHash('sha256').update(material).digest('hex').slice(0, 10);
-}
-
-/** The `volume-id` label value of a PV's Mount Pods (also the node's lock key for that volume). */
-export function volumeLabel(pvName: string): string {
-  return dnsName(pvName, LABEL_VALUE_MAX);
 }
 
 /** Where a Mount Pod mounts its volume on the host (its container's JFS_MOUNT_POINT). */
