@@ -13,7 +13,7 @@
 //    (BENCH_RN_PODS, BENCH_RN_JOBS, BENCH_RN_RECOVERY_CAP_MS).
 // 6. The dashboard (bench/dashboard.ts): bundle size, time to render the pods page with 1,000 pods, RSS.
 //    BENCH_ONLY=dashboard runs only 6 (BENCH_DASH_PODS).
-import { CoreV1Api, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import autocannon from 'autocannon';
 import { fork, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
