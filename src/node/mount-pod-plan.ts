@@ -23,9 +23,14 @@ import {
 // A Mount Pod's name is its hostname too: a DNS label, like the label values.
 import { dnsName, LABEL_VALUE_MAX } from '../contract/names.js';
 import { cacheVolumes } from '../mount/cache-volumes.js';
-import { buildFormatContainer, buildSidecar, mountArgs, needsFormat } from '../mount/containers.js';
+import { buildFormatContainer, buildSidecar, mountArgs, needsFormat, renderedPatch } from '../mount/containers.js';
+import { applyToMountPod } from '../mount/patch.js';
 import { computeMountSettings, type MountContext, type MountSettings } from '../mount/settings.js';
+import type { NodeIdentity } from '../config/selector.js';
 import type { PvcIdentity, VolumeSource } from '../mount/volume.js';
+
+/** The node label enableNodeSelector places Mount Pods by. */
+const HOSTNAME_LABEL = 'kubernetes.io/hostname';
 
 /** Annotation key of one reference: `juicefs-` + sha256(target path), cut to 63 characters. */
 export function referenceKey(targetPath: string): string {
@@ -46,7 +51,10 @@ export function settingsHash(volume: VolumeSource, settings: MountSettings): str
     args: mountArgs(settings, settings.metrics?.port ?? METRICS_PORT),
     env: settings.env,
     resources: settings.resources,
-    secret: volume.secret,
+    // The file system's name is in the Secret's keys' content already (and templates use it through the args).
+    secret: { ...volume.secret, volumeName: undefined },
+    // Only when set, so that a Mount Pod without these keeps the hash it had before they were read.
+    ...(Object.keys(settings.patch).length && { patch: settings.patch }),
   });
   return createHash('sha256').update(material).digest('hex').slice(0, 10);
 }
@@ -94,6 +102,8 @@ export interface MountPodInput {
   /** The PVC that claims the PV (from its claimRef), when there is one: `mountPodPatch` selectors match it. */
   claim?: PvcIdentity;
   options: MountContext;
+  /** The Node's labels, when known: what mountPodPatch nodeSelectors match. */
+  node?: NodeIdentity;
 }
 
 export interface MountPodPlan {
@@ -109,7 +119,7 @@ export interface MountPodPlan {
 export function planMountPod(input: MountPodInput): MountPodPlan {
   const { volume, nodeName, namespace } = input;
   // PVC annotations do not tune a Mount Pod (it is not one pod's); the claim only selects mountPodPatch entries.
-  const settings = computeMountSettings(volume, input.claim, input.options, []);
+  const settings = computeMountSettings(volume, input.claim, input.options, [], { node: input.node });
   const hash = settingsHash(volume, settings);
   // One name for the mount's host folders: its mount point and its fd-holder folder.
   const mountId = `${volume.pvName}-${hash}`;
@@ -185,6 +195,13 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
       ],
     },
   };
+  // The admin's pod-level fields (mountPodPatch), rendered for this mount point.
+  applyToMountPod(pod.spec!, renderedPatch(settings, mountPoint).patch, dnsName(volume.pvName, LABEL_VALUE_MAX));
+  if (input.options.config.enableNodeSelector) {
+    // The reference's enableNodeSelector: the scheduler places it (and sees its resources) on this node only.
+    delete pod.spec!.nodeName;
+    pod.spec!.nodeSelector = { [HOSTNAME_LABEL]: nodeName };
+  }
   return { pod, hash, mountPoint, fdDir, warnings: settings.warnings };
 }
 

@@ -95,6 +95,7 @@ function planPublish(
   req: PublishRequest,
   claim: V1PersistentVolumeClaim | undefined,
   nodeObjects: KubernetesObject[],
+  node: KubernetesObject | undefined,
 ): Omit<Planned, 'pvName'> {
   const data = Object.fromEntries(Object.entries(req.secrets).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
   const secretName = mountPodSecretName(req.volumeId, data);
@@ -111,6 +112,8 @@ function planPublish(
     },
     claim: claim ? pvcIdentity(claim) : undefined,
     options: { config: configFromObjects(nodeObjects) },
+    // A case's Node of this name gives the labels mountPodPatch nodeSelectors match, as the node service reads them.
+    node: node ? { labels: node.metadata?.labels ?? {} } : undefined,
   });
   return { ...plan, cleanup: wantsCacheCleanup(plan.pod) ? planCleanCacheJob(plan.pod) : undefined };
 }
@@ -131,7 +134,8 @@ function claimOf(objects: KubernetesObject[]): V1PersistentVolumeClaim | undefin
 function planCase(objects: KubernetesObject[]): Planned {
   const pvName = objects.find((o) => o.kind === 'PersistentVolume')!.metadata!.name!;
   const nodeObjects = objects.filter((o) => o.metadata?.namespace === NODE.namespace);
-  return { pvName, ...planPublish(publishRequestOf(objects), claimOf(objects), nodeObjects) };
+  const node = objects.find((o) => o.kind === 'Node' && o.metadata?.name === NODE.name);
+  return { pvName, ...planPublish(publishRequestOf(objects), claimOf(objects), nodeObjects, node) };
 }
 
 export function renderMountPodGolden(c: MountPodCase): string {
