@@ -1,7 +1,7 @@
 // The whole ConfigMap schema of the reference driver (issue 14 item 1): every field of its Config and MountPodPatch
 // is in the one table, a bad entry is refused alone (naming the field), templates are rendered with plain values
 // only, and the migration check lists every field of the reference's own examples.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type {
@@ -22,6 +22,7 @@ import type { VolumeSource } from '../../src/mount/volume.js';
 import { planMountPod } from '../../src/node/mount-pod-plan.js';
 import { checkObjects, renderCheckTable } from '../../src/offline/check.js';
 import { parseManifests } from '../../src/offline/inject-manifests.js';
+import { CLI } from '../../src/local/components.js';
 import { TESTDATA } from '../golden/golden.js';
 
 // The reference's field names (pkg/config/config.go, Config and MountPodPatch json tags), as facts to cover.
@@ -279,4 +280,15 @@ t.test("README's config field table is the schema's", async (t) => {
   const m = /<!-- config-fields:begin -->\n([\s\S]*?)\n<!-- config-fields:end -->/.exec(readme);
   t.ok(m, 'markers present');
   t.equal(m?.[1], renderConfigFieldTable(), 'regenerate with renderConfigFieldTable()');
+});
+
+t.test('the CLI: check -f on the reference example exits 1; inject warns of each refused entry', async (t) => {
+  const file = path.join(TESTDATA, 'reference-example.yaml');
+  const check = spawnSync(process.execPath, [CLI, 'check', '-f', file], { encoding: 'utf8' });
+  t.equal(check.status, 1, check.stderr);
+  t.match(check.stdout, /mountPodPatch\[7\]\.ceMountImage +refused +mountPodPatch\[7\]\.ceMountImage: an entry whose/);
+  const inject = spawnSync(process.execPath, [CLI, 'inject', '-f', file], { encoding: 'utf8' });
+  t.equal(inject.status, 0, inject.stderr);
+  t.match(inject.stderr, /warning: config\.yaml: mountPodPatch\[1\]\.mountOptions: an entry whose pvcSelector/);
+  t.match(inject.stderr, /warning: config\.yaml: enableKubeletListMountPod: true: the node service lists/);
 });
