@@ -79,6 +79,7 @@ interface NodeFlags extends LogFlags {
   checkInterval: number;
   registrationDir?: string;
   kubeletPluginEndpoint: string;
+  healthAddress?: string;
 }
 
 /** --check-interval of the Node service (node, controller --node-id): a Go duration, in ms. */
@@ -325,6 +326,26 @@ export function buildCli(): Command {
     });
 
   program
+    .command('check')
+    .description(
+      "migration check: how a JuiceFS CSI Driver user's ConfigMap, StorageClasses, PVs, PVCs and Secrets are read here, per field (exit 1 when something is refused)",
+    )
+    .option('-f, --filename <file>', 'multi-document YAML; - for stdin (repeatable)', collect, [])
+    .option('--kubeconfig <file>', 'read the objects from that cluster (a left-behind juicefs-admission-webhook too)')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (o: { filename: string[]; kubeconfig?: string; output: 'table' | 'json' }) => {
+      const { checkCommand } = await import('./check-command.js');
+      process.exitCode = await checkCommand(
+        { files: o.filename, kubeconfig: o.kubeconfig, output: o.output },
+        {
+          readStdin: () => readFileSync(0, 'utf8'),
+          stdout: (s) => process.stdout.write(s),
+          stderr: (s) => process.stderr.write(s),
+        },
+      );
+    });
+
+  program
     .command('controller')
     .description('run the CSI controller (Identity + Controller services) on a Unix socket')
     .requiredOption('--endpoint <endpoint>', 'CSI endpoint, e.g. unix:///csi/csi.sock')
@@ -448,6 +469,10 @@ export function buildCli(): Command {
       'with --registration-dir: the CSI socket (--endpoint) as the kubelet sees it, a path on the host',
       DEFAULT_KUBELET_PLUGIN_ENDPOINT,
     )
+    .option(
+      '--health-address <host:port>',
+      "serve /healthz and /readyz (with the global ConfigMap's version and what of it is not applied) there",
+    )
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o: NodeFlags) => {
       const { runNode } = await import('../node/run.js');
@@ -462,6 +487,7 @@ export function buildCli(): Command {
         registration: o.registrationDir
           ? { dir: o.registrationDir, kubeletEndpoint: o.kubeletPluginEndpoint }
           : undefined,
+        healthAddress: o.healthAddress,
         log,
       });
       closeOnSignal(() => server.close(), log);

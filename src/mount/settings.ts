@@ -4,7 +4,7 @@
 import type { V1CSIVolumeSource, V1EnvVar, V1ResourceRequirements } from '@kubernetes/client-node';
 import path from 'node:path';
 import type { GlobalConfig, MountPodPatch, ResourcesPatch } from '../config/schema.js';
-import { patchesFor } from '../config/selector.js';
+import { patchesFor, type NodeIdentity } from '../config/selector.js';
 import {
   AttributeError,
   DEFAULT_RESOURCE_VALUES,
@@ -32,6 +32,7 @@ import {
   splitOptionList,
   type ParsedOption,
 } from './mount-options.js';
+import { mergeClientPatch, percentageLayer, renderTemplates, type ClientPatch, type TemplateValues } from './patch.js';
 import type { PvcIdentity, VolumeSource } from './volume.js';
 
 /**
@@ -69,6 +70,10 @@ export interface MountSettings {
   annotations: Record<string, string>;
   /** The volume's attributes, parsed by the table (src/contract/attributes.ts); Mount Pod-only ones included. */
   attributes: VolumeAttributes;
+  /** The selected mountPodPatch entries' container and pod fields, merged; `${MOUNT_POINT}` left to the builder. */
+  patch: ClientPatch;
+  /** The values of the entries' templates for this volume (`${MOUNT_POINT}` aside). */
+  templates: TemplateValues;
   warnings: string[];
 }
 
@@ -96,8 +101,11 @@ function patchLayer(resources: ResourcesPatch | undefined): Layer {
   return layer;
 }
 
+/** Resources other than cpu and memory (ephemeral-storage, extended resources, hugepages), by list, in order. */
+type ExtraLayer = { requests?: Record<string, string>; limits?: Record<string, string> };
+
 /** Applies layers in order; a value ≤ 0 removes that entry. */
-function resolveResources(layers: Layer[]): V1ResourceRequirements {
+function resolveResources(layers: Layer[], extras: ExtraLayer[] = []): V1ResourceRequirements {
   const merged: Layer = { ...DEFAULT_RESOURCE_VALUES };
   for (const layer of layers) Object.assign(merged, layer);
   const requests: Record<string, string> = {};
@@ -107,9 +115,19 @@ function resolveResources(layers: Layer[]): V1ResourceRequirements {
     if (v !== undefined && isPositive(parseQuantity(v) ?? { num: 0n, den: 1n }))
       (list === 'requests' ? requests : limits)[resource] = v;
   }
+  for (const extra of extras) {
+    for (const list of ['requests', 'limits'] as const) {
+      for (const [name, v] of Object.entries(extra[list] ?? {})) {
+        if (name === 'cpu' || name === 'memory') continue;
+        const target = list === 'requests' ? requests : limits;
+        if (isPositive(parseQuantity(v) ?? { num: 0n, den: 1n })) target[name] = v;
+        else delete target[name];
+      }
+    }
+  }
   // The API server refuses a request above its limit; such a request is
   // lowered to the limit rather than producing a pod that cannot be created.
-  for (const name of ['cpu', 'memory']) {
+  for (const name of Object.keys(requests)) {
     if (
       requests[name] &&
       limits[name] &&
@@ -325,6 +343,8 @@ export function computeMountSettings(
   claim: PvcIdentity | undefined,
   context: MountContext,
   userTuning: UserTuning['accepted'][],
+  /** The node (mountPodPatch nodeSelector) and, for a sidecar, its app containers' resources (resourcePercentages). */
+  scope: { node?: NodeIdentity; appResources?: V1ResourceRequirements } = {},
 ): MountSettings {
   const where = `PersistentVolume ${volume.pvName}`;
   const { config } = context;
@@ -341,29 +361,42 @@ export function computeMountSettings(
   }
   const attributes = volumeAttributes(volume);
   // Without a PVC (a static PV no claim names) the selectors see a PVC without name or labels.
-  const patches = claim
-    ? patchesFor(config.mountPodPatch, {
-        name: claim.name,
-        labels: claim.labels,
-        storageClassName: claim.storageClassName,
-      })
-    : patchesFor(config.mountPodPatch, { name: '', labels: {} });
+  const selected = claim
+    ? patchesFor(
+        config.mountPodPatch,
+        { name: claim.name, labels: claim.labels, storageClassName: claim.storageClassName },
+        scope.node,
+      )
+    : patchesFor(config.mountPodPatch, { name: '', labels: {} }, scope.node);
+  // The reference's templates, in every value of the entries that apply (the mount point is the builder's).
+  const templates: TemplateValues = {
+    VOLUME_ID: volume.pvName,
+    VOLUME_NAME: volume.secret.volumeName ?? '',
+    SUB_PATH: volume.subdir ?? '',
+  };
+  const patches = selected.map((p) => renderTemplates(p, templates, `ConfigMap mountPodPatch[${p.index ?? '?'}]`));
+  const clientPatch = mergeClientPatch(patches);
+  const percentages = percentageLayer(clientPatch.resourcePercentages, scope.appResources);
 
   let image = context.defaultMountImage ?? DEFAULT_CE_MOUNT_IMAGE;
   if (attributes.mountImage) image = attributes.mountImage;
   for (const p of patches) if (p.ceMountImage) image = p.ceMountImage;
 
-  const resources = resolveResources([
-    attributeLayer(attributes),
-    ...patches.map((p) => patchLayer(p.resources)),
-    ...userTuning,
-  ]);
+  const resources = resolveResources(
+    [
+      attributeLayer(attributes),
+      ...patches.map((p) => patchLayer(p.resources)),
+      patchLayer(percentages),
+      ...userTuning,
+    ],
+    patches.map((p) => p.resources ?? {}),
+  );
 
   const merged = mergeOptions([
     // The controller's rendering of templated StorageClass mountOptions replaces what csi-provisioner copied.
     parseOptions(attributes.renderedMountOptions ?? volume.mountOptions, where),
     parseOptions(splitOptionList(attributes.mountOptions), where),
-    ...patches.map((p) => parseOptions(p.mountOptions ?? [], 'ConfigMap mountPodPatch')),
+    ...patches.map((p) => parseOptions(p.mountOptions ?? [], `ConfigMap mountPodPatch[${p.index ?? '?'}]`)),
   ]);
   let readOnly = volume.readOnly;
   let optionSubdir: string | undefined;
@@ -405,6 +438,8 @@ export function computeMountSettings(
       string
     >,
     attributes,
+    patch: clientPatch,
+    templates,
     warnings,
   };
 }

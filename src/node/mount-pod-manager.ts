@@ -54,6 +54,11 @@ export class MountPodManager {
     this.repair = new MountPodRepair(core, this.references, lock, () => this.cachedPodsOnNode(), this.holders, opts);
   }
 
+  /** The global ConfigMap as the last publish read it (the node's /readyz detail). */
+  get configStatus() {
+    return this.publisher.configStatus;
+  }
+
   /** The Mount Pods of this node as the informer last saw them. */
   private cachedPodsOnNode(): V1Pod[] {
     return [...this.informer.list(this.opts.namespace)];

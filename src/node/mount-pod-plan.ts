@@ -24,8 +24,10 @@ import {
 import { dnsName, LABEL_VALUE_MAX } from '../contract/names.js';
 import { referenceKey, referencesOf, volumeLabel } from '../contract/mount-pod-refs.js';
 import { cacheVolumes } from '../mount/cache-volumes.js';
-import { buildFormatContainer, buildSidecar, mountArgs, needsFormat } from '../mount/containers.js';
+import { buildFormatContainer, buildSidecar, mountArgs, needsFormat, renderedPatch } from '../mount/containers.js';
+import { applyToMountPod } from '../mount/patch.js';
 import { computeMountSettings, type MountContext, type MountSettings } from '../mount/settings.js';
+import type { NodeIdentity } from '../config/selector.js';
 import type { PvcIdentity, VolumeSource } from '../mount/volume.js';
 import { NO_INHERITANCE, HOSTNAME_LABEL, type MountPodInheritance } from './mount-pod-inherit.js';
 
@@ -45,9 +47,12 @@ export function settingsHash(volume: VolumeSource, settings: MountSettings): str
     args: mountArgs(settings, settings.metrics?.port ?? METRICS_PORT),
     env: settings.env,
     resources: settings.resources,
-    secret: volume.secret,
+    // The file system's name is in the Secret's keys' content already (and templates use it through the args).
+    secret: { ...volume.secret, volumeName: undefined },
     // Only when not the default cache: the hash of every Mount Pod made before cache storage existed stays.
     ...(!defaultCache(settings) && { cache: settings.cache, hostPaths: settings.hostPaths }),
+    // Only when set, so that a Mount Pod without these keeps the hash it had before they were read.
+    ...(Object.keys(settings.patch).length && { patch: settings.patch }),
   });
   return createHash('sha256').update(material).digest('hex').slice(0, 10);
 }
@@ -117,6 +122,8 @@ export interface MountPodInput {
   options: MountContext;
   /** What Mount Pods take from the node service's pod, its node and env (./mount-pod-inherit.ts). */
   inherit?: MountPodInheritance;
+  /** The Node's labels, when known: what mountPodPatch nodeSelectors match. */
+  node?: NodeIdentity;
 }
 
 export interface MountPodPlan {
@@ -148,7 +155,7 @@ function serviceAccount(own: string | undefined, inherited: string | undefined):
 export function planMountPod(input: MountPodInput): MountPodPlan {
   const { volume, nodeName, namespace } = input;
   // PVC annotations do not tune a Mount Pod (it is not one pod's); the claim only selects mountPodPatch entries.
-  const settings = computeMountSettings(volume, input.claim, input.options, []);
+  const settings = computeMountSettings(volume, input.claim, input.options, [], { node: input.node });
   const hash = settingsHash(volume, settings);
   // One name for the mount's host folders: its mount point and its fd-holder folder.
   const mountId = `${volume.pvName}-${hash}`;
@@ -236,6 +243,8 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
       ],
     },
   };
+  // The admin's pod-level fields (mountPodPatch), rendered for this mount point, over what the node pod gave.
+  applyToMountPod(pod.spec!, renderedPatch(settings, mountPoint).patch, dnsName(volume.pvName, LABEL_VALUE_MAX));
   return { pod, hash, mountPoint, fdDir, warnings: [...settings.warnings, ...cache.warnings] };
 }
 

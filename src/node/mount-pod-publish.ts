@@ -5,7 +5,9 @@
 // run under the volume's lock: they share the volume's Mount Pod.
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConfigError, parseGlobalConfig } from '../config/schema.js';
+import { ConfigError, DEFAULT_GLOBAL_CONFIG, parseGlobalConfig, type GlobalConfig } from '../config/schema.js';
+import type { NodeIdentity } from '../config/selector.js';
+import { ConfigReport, type ConfigStatus } from '../k8s/config-report.js';
 import {
   ATTR,
   CONFIG_MAP_KEY,
@@ -47,6 +49,9 @@ export interface PublishRequest {
 }
 
 export class VolumePublisher {
+  private lastGood: GlobalConfig = structuredClone(DEFAULT_GLOBAL_CONFIG);
+  private readonly report: ConfigReport;
+
   constructor(
     private readonly core: CoreV1Api,
     private readonly references: MountPodReferences,
@@ -54,13 +59,47 @@ export class VolumePublisher {
     private readonly lock: KeyedLock,
     private readonly holders: MountPodFdHolders,
     private readonly opts: PublisherOptions,
-  ) {}
+  ) {
+    this.report = new ConfigReport({
+      core,
+      namespace: opts.namespace,
+      component: `jfs-sidecar-node/${opts.nodeName}`,
+      log: opts.log,
+    });
+  }
 
-  private async globalConfig() {
+  /** The ConfigMap as last read: its version, what of it is not applied, why a newer one was refused (/readyz). */
+  get configStatus(): ConfigStatus {
+    return this.report.current;
+  }
+
+  /** Read at each publish; a bad entry is dropped alone, a malformed document leaves the last good one in force. */
+  private async globalConfig(): Promise<GlobalConfig> {
     const cm = await unlessNotFound(
       this.core.readNamespacedConfigMap({ name: CONFIG_MAP_NAME, namespace: this.opts.namespace }),
     );
-    return parseGlobalConfig(cm?.data?.[CONFIG_MAP_KEY]);
+    try {
+      this.lastGood = parseGlobalConfig(cm?.data?.[CONFIG_MAP_KEY]);
+      this.report.loaded(cm, this.lastGood);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      this.report.refused(cm, err.message);
+    }
+    return this.lastGood;
+  }
+
+  /** This node's labels (mountPodPatch nodeSelector); undefined when the Node cannot be read (no entry matches). */
+  private async nodeIdentity(): Promise<NodeIdentity | undefined> {
+    try {
+      const node = await this.core.readNode({ name: this.opts.nodeName });
+      return { labels: node.metadata?.labels ?? {} };
+    } catch (err) {
+      this.opts.log.warn(
+        { err: (err as Error).message },
+        'Node not read: mountPodPatch entries with a nodeSelector do not apply',
+      );
+      return undefined;
+    }
   }
 
   /** The Mount Pod's Secret in our namespace, named by volume and content, created when absent. */
@@ -106,6 +145,7 @@ export class VolumePublisher {
       };
       // The PVC of the PV's claimRef: mountPodPatch entries select Mount Pods by it, as they do sidecars.
       const claim = await claimOfVolume(this.core, req.volumeId);
+      const config = await this.globalConfig();
       let plan;
       try {
         plan = planMountPod({
@@ -113,7 +153,9 @@ export class VolumePublisher {
           namespace: this.opts.namespace,
           volume,
           claim,
-          options: { config: await this.globalConfig(), defaultMountImage: this.opts.defaultMountImage },
+          options: { config, defaultMountImage: this.opts.defaultMountImage },
+          // The Node's labels, read only when an entry selects by them.
+          node: config.mountPodPatch.some((p) => p.nodeSelector) ? await this.nodeIdentity() : undefined,
           inherit: await this.opts.inheritance?.(),
         });
       } catch (err) {

@@ -10,6 +10,7 @@ import { PACKAGE_VERSION } from '../util/package-root.js';
 import { MountPodManager } from './mount-pod-manager.js';
 import { nodeService } from './node-service.js';
 import { NodePodReader } from './node-pod-reader.js';
+import { startNodeHealth } from './health.js';
 import { startRegistration } from './registration.js';
 
 export interface NodeServiceOptions {
@@ -30,12 +31,14 @@ export interface NodeRunOptions extends NodeServiceOptions {
    * this process sees it, and the CSI socket as the kubelet sees it. Without it, something else registers the driver.
    */
   registration?: { dir: string; kubeletEndpoint: string };
+  /** host:port of /healthz and /readyz (the ConfigMap's detail); unset: none. */
+  healthAddress?: string;
 }
 
 /** The Node service and, with API access, its Mount Pod manager (started). */
 export async function startNodeService(
   opts: NodeServiceOptions,
-): Promise<{ service: ServiceImpl; close(): Promise<void> }> {
+): Promise<{ service: ServiceImpl; mountPods?: MountPodManager; close(): Promise<void> }> {
   let mountPods: MountPodManager | undefined;
   const kc = kubeConfigIfAvailable(opts.kubeconfig);
   if (kc) {
@@ -58,12 +61,19 @@ export async function startNodeService(
   }
   return {
     service: nodeService({ nodeId: opts.nodeId, log: opts.log, mountPods }),
+    mountPods,
     close: async () => mountPods?.stop(),
   };
 }
 
-export async function runNode(opts: NodeRunOptions): Promise<CsiServer> {
+export async function runNode(opts: NodeRunOptions): Promise<CsiServer & { healthPort?: number }> {
   const node = await startNodeService(opts);
+  const health = opts.healthAddress
+    ? await startNodeHealth(opts.healthAddress, () => node.mountPods?.configStatus).catch(async (err: unknown) => {
+        await node.close();
+        throw err;
+      })
+    : undefined;
   const server = await startCsiServer(
     opts.endpoint,
     { Identity: identityService(PACKAGE_VERSION, false), Node: node.service },
@@ -73,13 +83,16 @@ export async function runNode(opts: NodeRunOptions): Promise<CsiServer> {
   const registration = opts.registration
     ? await startRegistration({ ...opts.registration, log: opts.log }).catch(async (err: unknown) => {
         await server.close();
+        await health?.close();
         await node.close();
         throw err;
       })
     : undefined;
   return {
     endpoint: server.endpoint,
+    ...(health && { healthPort: health.port }),
     close: async () => {
+      await health?.close();
       // First: removing the registration socket makes the kubelet deregister the driver before its socket goes.
       await registration?.close();
       await server.close();

@@ -105,7 +105,8 @@ function planPublish(
   // The node service's own pod (a Pod of its namespace among the case's objects), its Node and env (a ConfigMap
   // named node-env stands for the env of its container), as the node service reads them at start.
   const nodePod = nodeObjects.find((o): o is V1Pod => o.kind === 'Pod');
-  const node = allObjects.find((o): o is V1Node => o.kind === 'Node');
+  // A case's Node of this name: its labels (mountPodPatch nodeSelectors) and hostname label (enableNodeSelector).
+  const node = allObjects.find((o): o is V1Node => o.kind === 'Node' && o.metadata?.name === NODE.name);
   const env = (nodeObjects.find((o) => o.kind === 'ConfigMap' && o.metadata?.name === 'node-env') as V1ConfigMap)?.data;
   const plan = planMountPod({
     nodeName: NODE.name,
@@ -121,6 +122,7 @@ function planPublish(
     },
     claim: claim ? pvcIdentity(claim) : undefined,
     options: { config: configFromObjects(nodeObjects) },
+    node: node ? { labels: node.metadata?.labels ?? {} } : undefined,
   });
   return { ...plan, cleanup: wantsCacheCleanup(plan.pod) ? planCleanCacheJob(plan.pod) : undefined };
 }
