@@ -193,7 +193,11 @@ export function planMountPod(input: MountPodInput): MountPodPlan {
     placement: 'mount-pod',
   });
   // With the fd held, the client stops by handing over (the unmount is the node service's, at the last unpublish).
-  if (fdDir) container.lifecycle = { preStop: { exec: { command: ['sh', '-c', HANDOVER_PRESTOP_SCRIPT] } } };
+  if (fdDir)
+    container.lifecycle = {
+      ...container.lifecycle,
+      preStop: { exec: { command: ['sh', '-c', HANDOVER_PRESTOP_SCRIPT] } },
+    };
   const { deleteDelay, cleanCache } = settings.attributes;
   const inherit = input.inherit ?? NO_INHERITANCE;
   const pod: V1Pod = {
