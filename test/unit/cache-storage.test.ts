@@ -2,7 +2,7 @@
 // in each mode. The goldens cache-storage*, cache-dirs-configmap show whole pods; these pin the rules.
 import t from 'tap';
 import { parseCacheDirs } from '../../src/config/cache-dirs.js';
-import { ConfigError, parseGlobalConfig } from '../../src/config/schema.js';
+import { parseGlobalConfig } from '../../src/config/schema.js';
 import { parseVolumeAttributes } from '../../src/contract/attributes.js';
 import { renderMountTemplate } from '../../src/contract/mount-template.js';
 import { DenyError } from '../../src/contract/deny.js';
@@ -86,19 +86,31 @@ t.test('ConfigMap cacheDirs: the four types, an invalid entry names itself', asy
     ['x', /expected a list/],
   ];
   for (const [raw, re] of refused) t.throws(() => parseCacheDirs(raw, 'w'), re);
-  t.throws(
-    () => parseGlobalConfig('mountPodPatch:\n  - cacheDirs: [{type: PVC}]\n'),
-    new ConfigError('mountPodPatch[0].cacheDirs[0].name: a PVC name is required for PVC'),
+  // Through the schema: the bad entry alone is refused, and the issue names the field (ADR 0020).
+  const missingName = parseGlobalConfig('mountPodPatch:\n  - cacheDirs: [{type: PVC}]\n');
+  t.same(missingName.mountPodPatch, [], 'through the schema: the entry is not applied');
+  t.match(
+    missingName.issues,
+    [
+      {
+        path: 'mountPodPatch[0].cacheDirs[0].name',
+        effect: 'entry-refused',
+        message: /^mountPodPatch\[0\]\.cacheDirs\[0\]\.name: a PVC name is required for PVC/,
+      },
+    ],
     'through the schema, naming the entry',
   );
-  t.throws(
-    () =>
-      parseGlobalConfig(
-        'mountPodPatch:\n  - pvcSelector: {matchLabels: {a: b}}\n    cacheDirs: [{type: HostPath, path: /x}]\n',
-      ),
-    /cacheDirs: an entry whose pvcSelector matches PVC labels/,
-    'a host folder is never selectable by PVC labels (ADR 0005)',
+  const byLabels = parseGlobalConfig(
+    'mountPodPatch:\n  - pvcSelector: {matchLabels: {a: b}}\n    cacheDirs: [{type: HostPath, path: /x}]\n',
   );
+  t.same(byLabels.mountPodPatch, [], 'a host folder is never selectable by PVC labels (ADR 0005)');
+  t.match(byLabels.issues, [
+    {
+      path: 'mountPodPatch[0].cacheDirs',
+      effect: 'entry-refused',
+      message: /an entry whose pvcSelector matches PVC labels/,
+    },
+  ]);
 });
 
 t.test('the settings: order, default, templates, the last patch with cacheDirs, memory', async (t) => {

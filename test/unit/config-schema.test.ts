@@ -115,11 +115,15 @@ t.test('known fields that do not apply here are reported, and the entry applies'
     'enableKubeletListMountPod: true\nmysteryKnob: 1\nmountPodPatch: [{eeMountImage: ee, ceMountImage: ce, cacheDirs: [{type: EmptyDir}]}]',
   );
   t.equal(config.mountPodPatch[0].ceMountImage, 'ce');
+  t.same(config.mountPodPatch[0].cacheDirs, [{ type: 'EmptyDir' }], 'cacheDirs is honoured (src/config/cache-dirs.ts)');
+  t.notOk(
+    config.issues.some((i) => i.path.includes('cacheDirs')),
+    'an honoured field is not reported',
+  );
   t.match(config.issues, [
     { path: 'enableKubeletListMountPod', effect: 'field-ignored', message: /lists Mount Pods from the API server/ },
     { path: 'mysteryKnob', effect: 'field-ignored', message: /unknown field/ },
     { path: 'mountPodPatch[0].eeMountImage', effect: 'field-ignored', message: /Enterprise Edition/ },
-    { path: 'mountPodPatch[0].cacheDirs', effect: 'field-ignored' },
   ]);
   t.match(parseGlobalConfig('mountPodPatch: [{cacheDirs: [{type: Disk}]}]').issues[0], {
     effect: 'entry-refused',

@@ -61,5 +61,7 @@ t.test('in the plan: placement, service account and token', async (t) => {
     plan('').hash,
     'inheritance is not in the settings hash: a new toleration does not replace running Mount Pods',
   );
-  t.throws(() => parseGlobalConfig('enableNodeSelector: "yes"'), /enableNodeSelector: expected true or false/);
+  const bad = parseGlobalConfig('enableNodeSelector: "yes"');
+  t.equal(bad.enableNodeSelector, false, 'an invalid switch keeps its default (ADR 0020)');
+  t.match(bad.issues, [{ path: 'enableNodeSelector', message: /enableNodeSelector: expected true or false/ }]);
 });
