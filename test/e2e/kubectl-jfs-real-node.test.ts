@@ -379,6 +379,10 @@ if (w) {
     child.stderr.on('data', (c: Buffer) => (err += c.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     await eventually(async () => (err.includes('Streaming') ? true : undefined), 30_000, 'the stream to start');
+    // What the plugin printed, when the log line below does not come (the run shows it).
+    t.teardown(() => {
+      if (!out.includes('hello.txt')) t.comment(`accesslog stdout:\n${out.slice(-2000)}\nstderr:\n${err.slice(-2000)}`);
+    });
     // Traffic in the volume while the log streams.
     await eventually(
       async () => {
