@@ -120,7 +120,9 @@ export async function accessLog(
 ): Promise<number> {
   const t = pick(await clientTargets(c, podName, o.systemNamespace ?? SYSTEM_NAMESPACE), podName, o.mountPath);
   io.stderr.write(`Streaming ${t.root}/.accesslog through ${t.what} (Ctrl-C stops)\n`);
-  return execStream(c.kc, t.ref, ['cat', `${t.root}/.accesslog`], io);
+  // dd, not cat: busybox's cat copies with sendfile(), which on this FUSE file returns nothing until EOF (never);
+  // dd's read()/write() passes each batch of lines on at once.
+  return execStream(c.kc, t.ref, ['dd', `if=${t.root}/.accesslog`, 'bs=65536'], io);
 }
 
 /** `juicefs warmup` of PATH (relative to the volume's root, default all of it), streaming its progress. */
