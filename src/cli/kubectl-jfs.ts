@@ -206,6 +206,13 @@ async function watchAndReport(c: ReturnType<typeof connect>, name: string): Prom
     return 130;
   }
   process.stdout.write(`juicefsupgrade/${name} ${phase}\n`);
+  if (phase === 'Invalid') {
+    const u = await readUpgrade(c, name);
+    const unsupported = /no actuator for kind/.test(u.status?.message ?? '');
+    process.stderr.write(
+      `error: ${unsupported ? `kind ${u.spec.kind} is not supported by this cluster's upgrade controller` : 'the upgrade is invalid'}: ${u.status?.message ?? ''}\n`,
+    );
+  }
   return phase === 'Completed' ? 0 : 1;
 }
 

@@ -41,7 +41,7 @@ const TRANSPORT_RE = /transport endpoint is not connected/i;
 /** Why a client's log says it failed, in plain words; undefined when the lines do not tell. */
 function clientLogHint(lines: string[]): string | undefined {
   const text = lines.join('\n');
-  if (/not formatted|load setting|database is not formatted|no volume found/i.test(text))
+  if (/not formatted|load setting|no volume found|unable to open database/i.test(text))
     return 'no formatted JuiceFS volume is found at the metaurl of its Secret (wrong metaurl, or the volume was never formatted)';
   if (/connection refused|no such host|i\/o timeout|dial tcp|network is unreachable/i.test(text))
     return 'it cannot reach the metadata engine or the object storage (address, port, network policy or DNS)';
@@ -571,7 +571,9 @@ function walkPod(ctx: Ctx, pod: V1Pod): void {
         ? 'serverless'
         : 'not labelled';
   step(ctx, podSubject, status, status === 'Running' || status === 'Completed', [
-    `mode ${info?.mode ?? 'no JuiceFS volume'}`,
+    info?.mode === 'none'
+      ? 'mode: no sidecar and no Mount Pod serve it yet'
+      : `mode ${info?.mode ?? 'no JuiceFS volume'}`,
     ...(pod.spec?.nodeName ? [`node ${pod.spec.nodeName}`] : ['not scheduled']),
   ]);
   step(ctx, { kind: 'Namespace', name: ns }, nsMode, true, [

@@ -70,6 +70,12 @@ export interface MountPodInfo {
 
 const isSidecarName = (name: string) => name === SIDECAR_NAME || new RegExp(`^${SIDECAR_NAME}-\\d+$`).test(name);
 
+/**
+ * Where a sidecar mounts the volume it shares with the apps: the host's mount root (sidecar mode), or its
+ * emptyDir under /jfs/<volume> (serverless: SERVERLESS_MOUNT_BASE of src/inject/inject.ts).
+ */
+const isSharedMount = (mountPath: string) => mountPath === MOUNT_ROOT || mountPath.startsWith('/jfs/');
+
 /** Whether a pod is a Mount Pod (by its app label). */
 export const isMountPod = (pod: V1Pod) => pod.metadata?.labels?.[MOUNT_POD_LABEL_APP] === MOUNT_POD_APP_VALUE;
 
@@ -169,6 +175,27 @@ function injectedMode(pod: V1Pod, sidecar: V1Container): 'sidecar' | 'serverless
   const mount = (sidecar.volumeMounts ?? []).find((m) => m.mountPath === MOUNT_ROOT);
   const vol = (pod.spec?.volumes ?? []).find((v) => v.name === mount?.name);
   return vol?.hostPath ? 'sidecar' : 'serverless';
+}
+
+/** The JuiceFS mount paths of each app container: the volumes the sidecar shares, or the JuiceFS PVC volumes. */
+export function juicefsMountsOf(pod: V1Pod, jfsClaims: string[]): { container: string; path: string }[] {
+  const injected = sidecarContainers(pod);
+  const shared = new Set(
+    injected.flatMap((s) => (s.volumeMounts ?? []).filter((m) => isSharedMount(m.mountPath)).map((m) => m.name)),
+  );
+  const claimVolumes = new Set(
+    (pod.spec?.volumes ?? [])
+      .filter((v) => v.persistentVolumeClaim && jfsClaims.includes(v.persistentVolumeClaim.claimName))
+      .map((v) => v.name),
+  );
+  const clientNames = new Set(injected.map((c) => c.name));
+  return (pod.spec?.containers ?? [])
+    .filter((c) => !clientNames.has(c.name))
+    .flatMap((c) =>
+      (c.volumeMounts ?? [])
+        .filter((m) => shared.has(m.name) || claimVolumes.has(m.name))
+        .map((m) => ({ container: c.name, path: m.mountPath })),
+    );
 }
 
 /** The Mount Pods whose reference annotations name a target of this pod (by its UID). */

@@ -8,7 +8,13 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Writable } from 'node:stream';
 import { MOUNT_POINT_ENV, MOUNT_POD_APP_VALUE, MOUNT_POD_LABEL_APP, SYSTEM_NAMESPACE } from '../contract/keys.js';
-import { describeAppPod, isMountPod, mountPodsOfPod, sidecarContainers } from '../diagnose/inventory.js';
+import {
+  describeAppPod,
+  isMountPod,
+  juicefsMountsOf,
+  mountPodsOfPod,
+  sidecarContainers,
+} from '../diagnose/inventory.js';
 import { isStatus } from '../k8s/errors.js';
 import { apiErrorMessage, UsageError, type Cluster } from './cluster.js';
 import { execStream, type PodRef } from './exec.js';
@@ -49,25 +55,16 @@ async function clientTargets(c: Cluster, podName: string, systemNamespace: strin
     if (!root) throw new UsageError(`Mount Pod ${ns}/${podName} names no ${MOUNT_POINT_ENV}`);
     return [{ ref: { namespace: ns, name: podName, container }, root, isClient: true, what: `Mount Pod ${podName}` }];
   }
-  const sidecars = sidecarContainers(pod);
-  if (sidecars.length > 0) {
+  if (sidecarContainers(pod).length > 0)
     // The app containers that mount the shared volume, at their mount path (the volume's root).
-    const shared = new Set(sidecars.flatMap((s) => (s.volumeMounts ?? []).map((m) => m.name)));
-    const clientNames = new Set(sidecars.map((s) => s.name));
-    return (pod.spec?.containers ?? [])
-      .filter((ctr) => !clientNames.has(ctr.name))
-      .flatMap((ctr) =>
-        (ctr.volumeMounts ?? [])
-          .filter((m) => shared.has(m.name) && !m.subPath)
-          .map((m) => ({
-            ref: { namespace: ns, name: podName, container: ctr.name },
-            root: m.mountPath,
-            isClient: false,
-            what: `${ctr.name}:${m.mountPath} of pod ${podName} (sidecar mode)`,
-          })),
-      )
-      .filter((t, i, all) => all.findIndex((x) => x.root === t.root) === i);
-  }
+    return juicefsMountsOf(pod, [])
+      .filter((m, i, all) => all.findIndex((x) => x.path === m.path) === i)
+      .map((m) => ({
+        ref: { namespace: ns, name: podName, container: m.container },
+        root: m.path,
+        isClient: false,
+        what: `${m.container}:${m.path} of pod ${podName} (sidecar mode)`,
+      }));
   const mountPods = await c.core
     .listNamespacedPod({ namespace: systemNamespace, labelSelector: `${MOUNT_POD_LABEL_APP}=${MOUNT_POD_APP_VALUE}` })
     .then((l) => l.items)
@@ -123,7 +120,9 @@ export async function accessLog(
 ): Promise<number> {
   const t = pick(await clientTargets(c, podName, o.systemNamespace ?? SYSTEM_NAMESPACE), podName, o.mountPath);
   io.stderr.write(`Streaming ${t.root}/.accesslog through ${t.what} (Ctrl-C stops)\n`);
-  return execStream(c.kc, t.ref, ['cat', `${t.root}/.accesslog`], io);
+  // dd, not cat: busybox's cat copies with sendfile(), which on this FUSE file returns nothing until EOF (never);
+  // dd's read()/write() passes each batch of lines on at once.
+  return execStream(c.kc, t.ref, ['dd', `if=${t.root}/.accesslog`, 'bs=65536'], io);
 }
 
 /** `juicefs warmup` of PATH (relative to the volume's root, default all of it), streaming its progress. */

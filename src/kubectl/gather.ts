@@ -8,20 +8,14 @@ import type {
   V1Pod,
   V1StorageClass,
 } from '@kubernetes/client-node';
-import {
-  MOUNT_POD_APP_VALUE,
-  MOUNT_POD_LABEL_APP,
-  MOUNT_ROOT,
-  SC_SECRET_PARAMS,
-  SYSTEM_NAMESPACE,
-} from '../contract/keys.js';
+import { MOUNT_POD_APP_VALUE, MOUNT_POD_LABEL_APP, SC_SECRET_PARAMS, SYSTEM_NAMESPACE } from '../contract/keys.js';
 import {
   claimNamesOf,
   describeAppPod,
   isInjected,
+  juicefsMountsOf,
   mountPodsOfPod,
   mountPodsOfPv,
-  sidecarContainers,
 } from '../diagnose/inventory.js';
 import type { ContainerLog, DebugTarget, Gathered, MountCheck, SecretPresence } from '../diagnose/types.js';
 import { isStatus } from '../k8s/errors.js';
@@ -125,33 +119,12 @@ async function logsOf(c: Cluster, pod: V1Pod, container: string, tail: number): 
   return runs.flat();
 }
 
-/** The JuiceFS mount paths of each app container: the volumes the sidecar shares, or the JuiceFS PVC volumes. */
-function juicefsMounts(pod: V1Pod, jfsClaims: string[]): { container: string; path: string }[] {
-  const injected = sidecarContainers(pod);
-  const shared = new Set(
-    injected.flatMap((s) => (s.volumeMounts ?? []).filter((m) => m.mountPath === MOUNT_ROOT).map((m) => m.name)),
-  );
-  const claimVolumes = new Set(
-    (pod.spec?.volumes ?? [])
-      .filter((v) => v.persistentVolumeClaim && jfsClaims.includes(v.persistentVolumeClaim.claimName))
-      .map((v) => v.name),
-  );
-  const clientNames = new Set(injected.map((c) => c.name));
-  return (pod.spec?.containers ?? [])
-    .filter((c) => !clientNames.has(c.name))
-    .flatMap((c) =>
-      (c.volumeMounts ?? [])
-        .filter((m) => shared.has(m.name) || claimVolumes.has(m.name))
-        .map((m) => ({ container: c.name, path: m.mountPath })),
-    );
-}
-
 async function mountChecksOf(c: Cluster, pod: V1Pod, jfsClaims: string[]): Promise<MountCheck[]> {
   const running = new Set((pod.status?.containerStatuses ?? []).filter((s) => s.state?.running).map((s) => s.name));
   const namespace = pod.metadata?.namespace ?? '';
   const name = pod.metadata?.name ?? '';
   return Promise.all(
-    juicefsMounts(pod, jfsClaims)
+    juicefsMountsOf(pod, jfsClaims)
       .filter((m) => running.has(m.container))
       .map(async (m) => {
         const r = await execCapture(c.kc, { namespace, name, container: m.container }, ['df', '-P', m.path], 10_000);

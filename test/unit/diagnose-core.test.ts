@@ -517,3 +517,21 @@ t.test('every finding code has a case', async (t) => {
     'no code without a case',
   );
 });
+
+t.test('the JuiceFS mount paths of the apps: sidecar, serverless, Mount Pod mode', async (t) => {
+  const { juicefsMountsOf } = await import('../../src/diagnose/inventory.js');
+  const pod = injectedPod('demo', 'app', 'data');
+  pod.spec!.volumes!.push({ name: 'kube-api-access', projected: { sources: [] } });
+  pod.spec!.containers[0].volumeMounts!.push({ name: 'kube-api-access', mountPath: '/var/run/secrets/x' });
+  pod.spec!.initContainers![0].volumeMounts!.push({ name: 'kube-api-access', mountPath: '/var/run/secrets/x' });
+  t.same(juicefsMountsOf(pod, []), [{ container: 'app', path: '/data' }], 'not the token the sidecar mounts too');
+  const serverless = injectedPod('demo', 's', 'data');
+  serverless.spec!.volumes = [{ name: 'data', emptyDir: {} }];
+  serverless.spec!.initContainers![0].volumeMounts = [{ name: 'data', mountPath: '/jfs/data' }];
+  t.same(
+    juicefsMountsOf(serverless, []),
+    [{ container: 'app', path: '/data' }],
+    'serverless: the emptyDir under /jfs/',
+  );
+  t.same(juicefsMountsOf(plainPod('demo-mp', 'w', 'shared'), ['shared']), [{ container: 'app', path: '/data' }]);
+});
