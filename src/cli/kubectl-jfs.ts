@@ -156,7 +156,7 @@ export function buildKubectlJfs(): Command {
     .action(async (pod: string | undefined, o: UpgradeFlags, cmd: Command) => {
       const f = flags(cmd);
       const c = connect(f);
-      const name = await createUpgrade(c, pod, o);
+      const name = await createUpgrade(c, pod, { ...o, systemNamespace: f.mountNamespace });
       process.stderr.write(`juicefsupgrade.${'jfs-sidecar.juicefs.com'}/${name} created\n`);
       if (!o.watch) return;
       process.exitCode = await watchAndReport(c, name);

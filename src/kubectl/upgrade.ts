@@ -12,7 +12,8 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
-import { isMountPod, isInjected } from '../diagnose/inventory.js';
+import { isMountPod, isInjected, mountPodsOfPod } from '../diagnose/inventory.js';
+import { MOUNT_POD_APP_VALUE, MOUNT_POD_LABEL_APP, SYSTEM_NAMESPACE } from '../contract/keys.js';
 import { isStatus } from '../k8s/errors.js';
 import {
   UPGRADE_API_VERSION,
@@ -84,6 +85,8 @@ export interface UpgradeFlags {
   partition?: string;
   name?: string;
   watch: boolean;
+  /** Namespace of the Mount Pods (the Mount Pod kinds select there). */
+  systemNamespace?: string;
 }
 
 /** `--max-unavailable`: a number ≥ 1 or "N%", as the CRD takes it. */
@@ -149,11 +152,37 @@ export async function createUpgrade(c: Cluster, podName: string | undefined, fla
       );
   }
   const kind = kindOf(flags, pod);
+  // The Mount Pod kinds replace Mount Pod clients: they select Mount Pods (in the system namespace), not app pods.
+  const forMountPods = kind !== 'sidecar';
+  const system = flags.systemNamespace ?? SYSTEM_NAMESPACE;
+  let labelled: { namespace: string; name: string }[] = pod ? [{ namespace: c.namespace, name: podName! }] : [];
+  if (forMountPods && pod) {
+    if (isInjected(pod))
+      throw new UsageError(
+        `pod ${c.namespace}/${podName} runs its client as a sidecar: upgrade it in place (no --recreate or --binary, ` +
+          'which replace the client of a Mount Pod)',
+      );
+    let mountPods: V1Pod[];
+    try {
+      mountPods = (
+        await c.core.listNamespacedPod({
+          namespace: system,
+          labelSelector: `${MOUNT_POD_LABEL_APP}=${MOUNT_POD_APP_VALUE}`,
+        })
+      ).items;
+    } catch (err) {
+      throw new UsageError(`cannot list the Mount Pods in ${system}: ${apiErrorMessage(err)}`);
+    }
+    const serving = mountPodsOfPod(pod, mountPods);
+    if (!serving.length)
+      throw new UsageError(`no Mount Pod in ${system} serves pod ${c.namespace}/${podName} (kubectl jfs mounts)`);
+    labelled = serving.map((m) => ({ namespace: system, name: m.metadata!.name! }));
+  }
   const spec: UpgradeSpec = {
     kind,
     target: flags.image ? { image: flags.image } : { fromSettings: true },
     selector: {
-      ...(c.allNamespaces ? {} : { namespaces: [c.namespace] }),
+      ...(forMountPods ? { namespaces: [system] } : c.allNamespaces ? {} : { namespaces: [c.namespace] }),
       podSelector: podName ? { matchLabels: { [UPGRADE_POD_LABEL]: name } } : parseLabelSelector(flags.selector ?? ''),
     },
     strategy: {
@@ -161,14 +190,16 @@ export async function createUpgrade(c: Cluster, podName: string | undefined, fla
       ...(flags.partition !== undefined ? { partition: partitionOf(flags.partition) } : {}),
     },
   };
-  if (podName)
+  for (const target of labelled)
     try {
       await c.core.patchNamespacedPod(
-        { namespace: c.namespace, name: podName, body: { metadata: { labels: { [UPGRADE_POD_LABEL]: name } } } },
+        { ...target, body: { metadata: { labels: { [UPGRADE_POD_LABEL]: name } } } },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );
     } catch (err) {
-      throw new UsageError(`cannot label pod ${c.namespace}/${podName} for the upgrade: ${apiErrorMessage(err)}`);
+      throw new UsageError(
+        `cannot label pod ${target.namespace}/${target.name} for the upgrade: ${apiErrorMessage(err)}`,
+      );
     }
   try {
     await c.custom.createClusterCustomObject({

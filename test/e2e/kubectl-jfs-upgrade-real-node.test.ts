@@ -1,7 +1,7 @@
 // `kubectl jfs upgrade` on the real node, through the plugin as a user runs it: one pod's sidecar upgraded in
 // place and watched to Completed (no TTY: one line per change), a rollout by label created, paused, resumed and
-// watched to the end, and --recreate on a cluster whose upgrade controller has no Mount Pod actuator named as
-// unsupported. The real controller (--upgrades) reconciles the JuiceFSUpgrade objects the plugin creates.
+// watched to the end, and --recreate on a sidecar pod refused with the reason.
+// The real controller (--upgrades) reconciles the JuiceFSUpgrade objects the plugin creates.
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -134,14 +134,11 @@ if (w) {
         t.equal(await clientImage(name), normalizeImage(MOUNT_IMAGE), `${name} upgraded`);
     });
 
-    t.test('--recreate where the controller has no Mount Pod actuator: said plainly', async (t) => {
+    t.test('--recreate on a sidecar pod: said plainly (the Mount Pod kinds replace Mount Pod clients)', async (t) => {
       const r = await jfs('upgrade', 'web-1', '-n', NS, '--recreate', '--image', MOUNT_IMAGE, '--name', 'recreate');
       t.comment(r.err);
       t.equal(r.code, 1);
-      t.match(
-        r.err,
-        /error: kind mount-pod-recreate is not supported by this cluster's upgrade controller: no actuator for kind mount-pod-recreate/,
-      );
+      t.match(r.err, /runs its client as a sidecar: upgrade it in place \(no --recreate or --binary/);
       const bad = await jfs('upgrade', 'web-1', '-n', NS, '--recreate', '--binary');
       t.match(bad.err, /--recreate and --binary exclude each other/);
       const none = await jfs('upgrade', 'nope', '-n', NS);
