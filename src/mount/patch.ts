@@ -14,7 +14,7 @@ import type {
 } from '@kubernetes/client-node';
 import type { MountPodPatch, ResourcePercentages } from '../config/schema.js';
 import { DenyError } from '../contract/deny.js';
-import { parseQuantity } from '../contract/quantity.js';
+import { canonicalQuantity, parseQuantity } from '../contract/quantity.js';
 
 /** The fields of the entries that shape the client's container and pod (images, resources, env, options aside). */
 export interface ClientPatch {
@@ -223,7 +223,8 @@ export function percentageLayer(
       const floor = list === 'limits' ? floors[resource] : undefined;
       const floorValue = toNumber(floor);
       if (floor && floorValue !== undefined && v.value < floorValue) v = { text: floor, value: floorValue };
-      out[list][resource] = v.text;
+      // As the API server stores it (1000m → 1): the pod read back equals what was planned.
+      out[list][resource] = canonicalQuantity(v.text) ?? v.text;
     }
   }
   return out;

@@ -17,7 +17,7 @@ import {
 import { DenyError } from '../contract/deny.js';
 import { CACHE_MOUNT_PATHS, DEFAULT_CACHE_DIR, DEFAULT_CE_MOUNT_IMAGE, SECRET_KEYS } from '../contract/keys.js';
 import { MountTemplateError, renderMountTemplate, type MountTemplateValues } from '../contract/mount-template.js';
-import { compareQuantities, isPositive, parseQuantity } from '../contract/quantity.js';
+import { canonicalQuantity, compareQuantities, isPositive, parseQuantity } from '../contract/quantity.js';
 import { normaliseSubdir, SubdirError } from '../contract/subdir.js';
 import type { UserTuning } from './allowlist.js';
 import {
@@ -281,7 +281,7 @@ function cacheStorage(
       kind: 'emptyDir',
       path: CACHE_MOUNT_PATHS.emptyDir,
       ...(medium && { medium }),
-      ...(sizeLimit && { sizeLimit }),
+      ...(sizeLimit && { sizeLimit: canonicalQuantity(sizeLimit) ?? sizeLimit }),
     });
   }
   let e = 0;
@@ -329,6 +329,16 @@ function mergeEnv(lists: V1EnvVar[][]): V1EnvVar[] {
   const byName = new Map<string, V1EnvVar>();
   for (const list of lists) for (const e of list) byName.set(e.name, e);
   return [...byName.values()];
+}
+
+function canonicalResources(r: V1ResourceRequirements): V1ResourceRequirements {
+  const canon = (list: Record<string, string> | undefined) =>
+    list && Object.fromEntries(Object.entries(list).map(([k, v]) => [k, canonicalQuantity(v) ?? v]));
+  return {
+    ...r,
+    ...(r.requests && { requests: canon(r.requests) }),
+    ...(r.limits && { limits: canon(r.limits) }),
+  };
 }
 
 /**
@@ -423,7 +433,8 @@ export function computeMountSettings(
 
   return {
     image,
-    resources,
+    // As the API server stores them (5000m → 5): the pod read back equals what was planned.
+    resources: canonicalResources(resources),
     options: passed,
     readOnly,
     subdir,
