@@ -5,9 +5,11 @@ COPY package.json package-lock.json ./
 RUN npm ci
 COPY tsconfig.json ./
 COPY src ./src
+COPY scripts ./scripts
 # The harness (src/local: a local control plane, the kubelet stand-in) is not the product: it is not
 # shipped, and `jfs-sidecar local` says so (src/cli/main.ts loads it on demand).
-RUN npx tsc -p tsconfig.json && rm -rf dist/src/local && npm prune --omit=dev
+# npm run build: tsc, then the dashboard's page (scripts/build-dashboard.mjs).
+RUN npm run build --silent && rm -rf dist/src/local && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 # The controller mounts JuiceFS volumes to create and remove PV directories.

@@ -1,5 +1,7 @@
 // Child process of the benchmark: the webhook server over HTTPS with N PVC/PV
 // pairs in an in-memory cluster view (Maps keyed like the informer caches).
+// argv[3]: `lean` (default: the objects as the API server sends them, through the informers' transforms),
+// `whole` (the same objects kept whole, as before the transforms), `plain` (the bare fixtures).
 // Prints its port and RSS on stdout; answers any IPC message with its RSS and
 // open connections; exits on SIGTERM.
 import { pino } from 'pino';
@@ -7,10 +9,26 @@ import { generateBundle } from '../src/certs/generate.js';
 import { DEFAULT_GLOBAL_CONFIG } from '../src/config/schema.js';
 import { ObjectView } from '../src/resolve/object-view.js';
 import { buildServer } from '../src/webhook/server.js';
-import { pairs } from './fixtures.js';
+import type { KubernetesObject, V1StorageClass } from '@kubernetes/client-node';
+import { leanPv, leanPvc, leanSecret, leanStorageClass } from '../src/k8s/lean-objects.js';
+import { apiServerPairs, pairs } from './fixtures.js';
+
+/** What an informer keeps of an object (the kind stays for ObjectView's sorting, as the cache's Map would). */
+function lean(o: KubernetesObject): KubernetesObject {
+  const kind = { kind: o.kind };
+  if (o.kind === 'PersistentVolumeClaim') return { ...kind, ...leanPvc(o) };
+  if (o.kind === 'PersistentVolume') return { ...kind, ...leanPv(o) };
+  if (o.kind === 'StorageClass') return { ...kind, ...leanStorageClass(o as V1StorageClass) };
+  if (o.kind === 'Secret') return { ...kind, ...leanSecret(o) };
+  return o;
+}
 
 const n = Number(process.argv[2] ?? '100');
-const view = new ObjectView(pairs(n));
+const shape = process.argv[3] ?? 'lean';
+// Each object is made lean as it is made, as an informer does per object: the whole ones never all live at once.
+const objects = shape === 'plain' ? pairs(n) : shape === 'whole' ? apiServerPairs(n) : apiServerPairs(n, lean);
+const view = new ObjectView(objects);
+objects.length = 0;
 const tls = await generateBundle({ hosts: ['127.0.0.1'], validityDays: 1 });
 const app = buildServer({
   view,

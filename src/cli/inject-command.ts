@@ -32,6 +32,8 @@ export function injectCommand(opts: InjectCommandOptions, io: CommandIo): number
       parseManifests(f === '-' ? io.readStdin() : readFileSync(f, 'utf8'), f === '-' ? 'stdin' : f),
     );
     const config = opts.config ? parseGlobalConfig(readFileSync(opts.config, 'utf8')) : configFromObjects(objects);
+    // What of the config is not applied (a refused entry, an ignored switch), as the webhook logs it.
+    for (const issue of config.issues) io.stderr(`warning: config.yaml: ${issue.message}\n`);
     const results = injectObjects(objects, {
       mode: opts.serverless ? 'serverless' : 'sidecar',
       config,

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// jfs-sidecar: one executable, one subcommand per component.
+// jfs-sidecar: one executable, one subcommand per component. Each subcommand loads its own code with a dynamic
+// import in its action, so a process loads only what it runs (the webhook's RSS pays for no controller, node or
+// offline code). Keep the static imports below to flags and constants.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import { PACKAGE_VERSION } from '../util/package-root.js';
-import { injectCommand } from './inject-command.js';
 import { parseDuration } from '../contract/duration.js';
 import {
   CREDENTIALS_CERT_SECRET_NAME,
@@ -78,6 +79,7 @@ interface NodeFlags extends LogFlags {
   checkInterval: number;
   registrationDir?: string;
   kubeletPluginEndpoint: string;
+  healthAddress?: string;
 }
 
 /** --check-interval of the Node service (node, controller --node-id): a Go duration, in ms. */
@@ -304,7 +306,8 @@ export function buildCli(): Command {
     .addOption(credentialsOptions()[1])
     .addOption(credentialsOptions()[2])
     .addOption(credentialsOptions()[3])
-    .action((o: InjectFlags) => {
+    .action(async (o: InjectFlags) => {
+      const { injectCommand } = await import('./inject-command.js');
       process.exitCode = injectCommand(
         {
           files: o.filename,
@@ -314,6 +317,26 @@ export function buildCli(): Command {
           broker: brokerClientFlags(o),
           projectImage: o.credentialsImage,
         },
+        {
+          readStdin: () => readFileSync(0, 'utf8'),
+          stdout: (s) => process.stdout.write(s),
+          stderr: (s) => process.stderr.write(s),
+        },
+      );
+    });
+
+  program
+    .command('check')
+    .description(
+      "migration check: how a JuiceFS CSI Driver user's ConfigMap, StorageClasses, PVs, PVCs and Secrets are read here, per field (exit 1 when something is refused)",
+    )
+    .option('-f, --filename <file>', 'multi-document YAML; - for stdin (repeatable)', collect, [])
+    .option('--kubeconfig <file>', 'read the objects from that cluster (a left-behind juicefs-admission-webhook too)')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (o: { filename: string[]; kubeconfig?: string; output: 'table' | 'json' }) => {
+      const { checkCommand } = await import('./check-command.js');
+      process.exitCode = await checkCommand(
+        { files: o.filename, kubeconfig: o.kubeconfig, output: o.output },
         {
           readStdin: () => readFileSync(0, 'utf8'),
           stdout: (s) => process.stdout.write(s),
@@ -446,6 +469,10 @@ export function buildCli(): Command {
       'with --registration-dir: the CSI socket (--endpoint) as the kubelet sees it, a path on the host',
       DEFAULT_KUBELET_PLUGIN_ENDPOINT,
     )
+    .option(
+      '--health-address <host:port>',
+      "serve /healthz and /readyz (with the global ConfigMap's version and what of it is not applied) there",
+    )
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o: NodeFlags) => {
       const { runNode } = await import('../node/run.js');
@@ -460,10 +487,40 @@ export function buildCli(): Command {
         registration: o.registrationDir
           ? { dir: o.registrationDir, kubeletEndpoint: o.kubeletPluginEndpoint }
           : undefined,
+        healthAddress: o.healthAddress,
         log,
       });
       closeOnSignal(() => server.close(), log);
     });
+
+  program
+    .command('dashboard')
+    .description("serve the dashboard (read-only by default; writes act with the user's own bearer token, ADR 0023)")
+    .option('--kubeconfig <file>', 'kubeconfig (default: in-cluster or $KUBECONFIG)')
+    .option('--host <addr>', 'listen address', '0.0.0.0')
+    .option('--port <n>', 'listen port', (v) => Number.parseInt(v, 10), 8080)
+    .addOption(
+      new Option('--namespace <ns>', 'namespace of the global ConfigMap and the Mount Pods')
+        .env('POD_NAMESPACE')
+        .default(SYSTEM_NAMESPACE),
+    )
+    .option(
+      '--allow-writes',
+      "offer the write actions (upgrades, the ConfigMap editor); each acts with the user's own token",
+      false,
+    )
+    .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
+    .action(
+      async (
+        o: LogFlags & { kubeconfig?: string; host: string; port: number; namespace: string; allowWrites: boolean },
+      ) => {
+        // Loaded on demand: no other process loads the dashboard.
+        const { runDashboard } = await import('../dashboard/run.js');
+        const log = pino({ level: o.logLevel, base: { component: 'dashboard' } });
+        const running = await runDashboard({ ...o, log });
+        closeOnSignal(() => running.close(), log);
+      },
+    );
 
   program
     .command('local')

@@ -47,7 +47,19 @@ export function matchesPvcSelector(selector: PvcSelector | undefined, pvc: PvcId
   return matchesLabelSelector(selector, pvc.labels);
 }
 
-/** The mountPodPatch entries that apply to a PVC, in config order (later ones win). */
-export function patchesFor(patches: MountPodPatch[], pvc: PvcIdentity): MountPodPatch[] {
-  return patches.filter((p) => matchesPvcSelector(p.pvcSelector, pvc));
+/**
+ * The node an entry's nodeSelector is matched against: the Node's labels (Mount Pod mode), or the pod's own
+ * nodeSelector (sidecar mode, as the reference); undefined when unknown, which no nodeSelector matches.
+ */
+export interface NodeIdentity {
+  labels: Record<string, string>;
+}
+
+/** The mountPodPatch entries that apply to a PVC on a node, in config order (later ones win). */
+export function patchesFor(patches: MountPodPatch[], pvc: PvcIdentity, node?: NodeIdentity): MountPodPatch[] {
+  return patches.filter(
+    (p) =>
+      matchesPvcSelector(p.pvcSelector, pvc) &&
+      (p.nodeSelector === undefined || (node !== undefined && matchesLabelSelector(p.nodeSelector, node.labels))),
+  );
 }

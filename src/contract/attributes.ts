@@ -3,12 +3,14 @@
 // StorageClass parameters key → its parser, who may set it, and where it
 // applies. The settings parser, the user allow-list, the ConfigMap's default
 // bounds, the Mount Pod plan and the README's table are all driven by it.
+import type { V1CSIVolumeSource } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from './duration.js';
-import { ATTR, DEFAULT_RESOURCES } from './keys.js';
+import { ATTR, CSI_DRIVER_NAME, DEFAULT_RESOURCES } from './keys.js';
+import { MountTemplateError, renderMountTemplate } from './mount-template.js';
 import { hasControlCharacters } from './names.js';
 import { checkPathPattern } from './path-pattern.js';
-import { parseQuantity } from './quantity.js';
+import { isPositive, parseQuantity } from './quantity.js';
 
 /**
  * How a sidecar gets its volume's credentials (ADR 0010): `copy`, a per-PVC Secret copy in the pod's namespace
@@ -96,6 +98,98 @@ function parseMap(key: string, text: string): Record<string, string> {
     out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
   }
   return out;
+}
+
+/** A comma-separated list, entries trimmed, empty ones dropped (the reference driver's split). */
+function commaList(text: string): string[] {
+  return text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+}
+
+/** A text with `${VOLUME_ID}`-style templates, checked on a sample rendering (the real one: the mount spec). */
+function sampleRendering(key: string, text: string): string {
+  try {
+    return renderMountTemplate(text, { volumeId: 'pv', subPath: 'sub' });
+  } catch (err) {
+    if (err instanceof MountTemplateError) throw new AttributeError(key, err.message);
+    throw err;
+  }
+}
+
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+/** A host folder or file given to the client: absolute, no `..` (the API server refuses it), no `$(` (expanded). */
+export function hostPathProblem(p: string): string | undefined {
+  if (!p.startsWith('/')) return 'is not an absolute path';
+  if (p.split('/').includes('..')) return 'holds ".."';
+  if (p.includes('$(') || hasControlCharacters(p) || p.includes(',') || p.includes(':')) {
+    return 'holds "$(", ",", ":" or a control character';
+  }
+  return undefined;
+}
+
+/** The emptyDir of `juicefs/mount-cache-emptydir`: `medium[:sizeLimit]` as the reference writes it. */
+export interface CacheEmptyDirSpec {
+  medium?: string;
+  sizeLimit?: string;
+}
+
+const MEDIA = /^(Memory|HugePages(-[0-9]+[KMG]i)?)$/;
+
+function parseCacheEmptyDir(text: string): CacheEmptyDirSpec | undefined {
+  if (!text.trim()) return undefined;
+  const parts = text.split(':').map((p) => p.trim());
+  if (parts.length > 2) fail(ATTR.cacheEmptyDir, text, 'is not "medium" or "medium:sizeLimit" (e.g. Memory:1Gi)');
+  const [medium, sizeLimit] = parts;
+  if (medium && !MEDIA.test(medium)) fail(ATTR.cacheEmptyDir, text, 'names no emptyDir medium ("", Memory, HugePages)');
+  if (sizeLimit !== undefined && sizeLimit !== '') {
+    const q = parseQuantity(sizeLimit);
+    if (!q || !isPositive(q))
+      fail(ATTR.cacheEmptyDir, text, `has a sizeLimit "${sizeLimit}" that is no positive quantity`);
+  }
+  return { ...(medium ? { medium } : {}), ...(sizeLimit ? { sizeLimit } : {}) };
+}
+
+const CSI_FIELDS = new Set(['driver', 'readOnly', 'fsType', 'volumeAttributes', 'nodePublishSecretRef']);
+
+/** `juicefs/mount-cache-inline-volume`: a JSON list of CSI volume sources (the pod's `volumes[].csi`). */
+function parseInlineVolumes(text: string): V1CSIVolumeSource[] {
+  const key = ATTR.cacheInlineVolume;
+  let list: unknown;
+  try {
+    list = JSON.parse(text);
+  } catch {
+    return fail(key, text, 'is not a JSON list of CSI volume sources');
+  }
+  if (!Array.isArray(list)) return fail(key, text, 'is not a JSON list of CSI volume sources');
+  return list.map((raw: unknown, i) => {
+    const at = `entry ${i}`;
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(key, text, `${at} is not a map`);
+    const v = raw as Record<string, unknown>;
+    const unknownField = Object.keys(v).find((k) => !CSI_FIELDS.has(k));
+    if (unknownField) fail(key, text, `${at} has a field "${unknownField}" that a CSI volume source has not`);
+    if (typeof v.driver !== 'string' || !DNS_SUBDOMAIN.test(v.driver)) fail(key, text, `${at} names no driver`);
+    // The cache of a JuiceFS volume on a JuiceFS volume would need the Mount Pod or sidecar it is the cache of.
+    if (v.driver === CSI_DRIVER_NAME) fail(key, text, `${at}: a JuiceFS volume cannot be the cache of one`);
+    if (v.readOnly !== undefined && typeof v.readOnly !== 'boolean') fail(key, text, `${at}: readOnly is no boolean`);
+    if (v.readOnly === true) fail(key, text, `${at}: a read-only volume cannot hold a cache`);
+    if (v.fsType !== undefined && typeof v.fsType !== 'string') fail(key, text, `${at}: fsType is no string`);
+    const attrs = v.volumeAttributes;
+    if (
+      attrs !== undefined &&
+      (typeof attrs !== 'object' ||
+        attrs === null ||
+        Array.isArray(attrs) ||
+        Object.values(attrs).some((x) => typeof x !== 'string'))
+    )
+      fail(key, text, `${at}: volumeAttributes is no map of strings`);
+    const ref = v.nodePublishSecretRef as Record<string, unknown> | undefined;
+    if (ref !== undefined && (typeof ref !== 'object' || ref === null || typeof ref.name !== 'string'))
+      fail(key, text, `${at}: nodePublishSecretRef has no name`);
+    return v as unknown as V1CSIVolumeSource;
+  });
 }
 
 /**
@@ -257,8 +351,8 @@ export const ATTRIBUTES = {
       '`"false"`: no FUSE fd holder for this volume\'s sidecar or Mount Pod (a crashed or upgraded sidecar then leaves ' +
       'the apps on a dead mount; a crashed Mount Pod client fails I/O at once and its targets are re-bound to a fresh ' +
       'mount, instead of blocking until its replacement takes the connection over; ADR 0015); `"true"`: a holder (the ' +
-      'node service for Mount Pods; in the pod with native placement; classic placement never has one); empty: a ' +
-      'holder for sidecars, none for Mount Pods (opt-in there until a stale-fd restart loop is fixed, ADR 0015)',
+      'node service for Mount Pods; in the pod with native placement; classic placement never has one); empty: ' +
+      '`"true"` (ADR 0015, 0019)',
     parse: (text) =>
       text === ''
         ? undefined
@@ -267,6 +361,73 @@ export const ATTRIBUTES = {
           : text === 'false'
             ? false
             : fail(ATTR.fdHolder, text, 'is not "true" or "false"'),
+  }),
+  cachePvc: spec<string[]>({
+    key: ATTR.cachePvc,
+    setBy: 'admin',
+    appliesTo: 'both',
+    writtenIn: 'pv-and-storage-class',
+    summary:
+      'PVCs the client caches in, `a,b` (templates `${VOLUME_ID}`, `${SUB_PATH}`), mounted at `/var/jfsCache-<i>`: ' +
+      "a sidecar's in the pod's namespace, a Mount Pod's in the Mount Pods' namespace (see Cache)",
+    parse: (text) => {
+      const names = commaList(text);
+      for (const n of names) {
+        if (!DNS_SUBDOMAIN.test(sampleRendering(ATTR.cachePvc, n)))
+          fail(ATTR.cachePvc, text, `has "${n}", no PVC name`);
+      }
+      return names;
+    },
+  }),
+  cacheEmptyDir: spec<CacheEmptyDirSpec | undefined>({
+    key: ATTR.cacheEmptyDir,
+    setBy: 'admin',
+    appliesTo: 'both',
+    writtenIn: 'pv-and-storage-class',
+    summary:
+      'an emptyDir the client caches in, `medium[:sizeLimit]` (e.g. `Memory:1Gi`, `:10Gi`), at `/var/jfsCache-emptyDir`',
+    parse: parseCacheEmptyDir,
+  }),
+  cacheInlineVolume: spec<V1CSIVolumeSource[]>({
+    key: ATTR.cacheInlineVolume,
+    setBy: 'admin',
+    appliesTo: 'both',
+    writtenIn: 'pv-and-storage-class',
+    summary:
+      'inline CSI volumes the client caches in, a JSON list of `volumes[].csi` (`driver`, `fsType`, `volumeAttributes`, ' +
+      '`nodePublishSecretRef`), at `/var/jfsCache-inlineVolume-<i>`',
+    parse: parseInlineVolumes,
+  }),
+  hostPath: spec<string[]>({
+    key: ATTR.hostPath,
+    setBy: 'admin',
+    appliesTo: 'both',
+    writtenIn: 'pv-and-storage-class',
+    summary:
+      'host files or folders mounted into the client at the same path, `/a,/b` (templates `${VOLUME_ID}`, ' +
+      '`${SUB_PATH}`); not in serverless pods, which have no host path',
+    parse: (text) => {
+      const paths = commaList(text);
+      for (const p of paths) {
+        const problem = hostPathProblem(sampleRendering(ATTR.hostPath, p));
+        if (problem) fail(ATTR.hostPath, text, `has "${p}", which ${problem}`);
+      }
+      return paths;
+    },
+  }),
+  mountServiceAccount: spec<string | undefined>({
+    key: ATTR.mountServiceAccount,
+    setBy: 'admin',
+    appliesTo: 'mount-pod',
+    writtenIn: 'pv-and-storage-class',
+    summary:
+      "service account of the Mount Pod, its token mounted (cloud IAM of the client); empty: the node service's own, " +
+      'without its token',
+    parse: (text) => {
+      if (!text) return undefined;
+      if (!DNS_SUBDOMAIN.test(text)) fail(ATTR.mountServiceAccount, text, 'is not a service account name');
+      return text;
+    },
   }),
 } as const;
 

@@ -25,6 +25,8 @@ export const UPGRADE_GATE = 'jfs-sidecar.juicefs.com/client-ready';
 export const SIDECAR_NAME = 'jfs-mount';
 export const FORMAT_INIT_NAME = 'jfs-format';
 export const CACHE_VOLUME_PREFIX = 'jfs-cache';
+/** Pod volumes of `juicefs/host-path` (not caches: the cache cleanup never touches them). */
+export const HOST_PATH_VOLUME_PREFIX = 'jfs-host';
 /** Env var (downward API) that makes per-pod host paths unique before the pod has a name or UID. */
 export const POD_UID_ENV = 'JUICEFS_POD_UID';
 export const MOUNT_POINT_ENV = 'JFS_MOUNT_POINT';
@@ -62,6 +64,11 @@ export const ATTR = {
   renderedMountOptions: 'juicefs/rendered-mount-options',
   credentials: 'juicefs/credentials',
   fdHolder: 'juicefs/fd-holder',
+  cachePvc: 'juicefs/mount-cache-pvc',
+  cacheEmptyDir: 'juicefs/mount-cache-emptydir',
+  cacheInlineVolume: 'juicefs/mount-cache-inline-volume',
+  hostPath: 'juicefs/host-path',
+  mountServiceAccount: 'juicefs/mount-service-account',
 } as const;
 
 /** Prefix of keys that belong to JuiceFS; user annotations with it are checked against the allow-list. */
@@ -81,6 +88,17 @@ export const MOUNT_ROOT = '/var/lib/juicefs/volume';
 /** The node service's CSI socket as a kubelet at the default root (/var/lib/kubelet) sees it. */
 export const DEFAULT_KUBELET_PLUGIN_ENDPOINT = `/var/lib/kubelet/plugins/${CSI_DRIVER_NAME}/csi.sock`;
 export const DEFAULT_CACHE_DIR = '/var/jfsCache';
+/**
+ * Where the client sees its cache volumes that are no host folder, as the reference driver names them: the i-th cache
+ * PVC `/var/jfsCache-<i>`, the emptyDir `/var/jfsCache-emptyDir`, the i-th inline CSI volume
+ * `/var/jfsCache-inlineVolume-<i>`, the i-th generic ephemeral volume `/var/jfsCache-ephemeral-<i>`.
+ */
+export const CACHE_MOUNT_PATHS = {
+  pvc: (i: number) => `${DEFAULT_CACHE_DIR}-${i}`,
+  emptyDir: `${DEFAULT_CACHE_DIR}-emptyDir`,
+  inline: (i: number) => `${DEFAULT_CACHE_DIR}-inlineVolume-${i}`,
+  ephemeral: (i: number) => `${DEFAULT_CACHE_DIR}-ephemeral-${i}`,
+} as const;
 /**
  * The node service's FUSE fd holders (Mount Pod mode): one folder per Mount Pod, mounted at /tmp in it, holding the
  * holder's socket, the client's own fd socket (`fuse_fd_comm.<pid>`, found again after a node service restart) and

@@ -52,3 +52,44 @@ export function compareQuantities(a: Quantity, b: Quantity): -1 | 0 | 1 {
 export function isPositive(q: Quantity): boolean {
   return q.num > 0n;
 }
+
+const DECIMAL_SUFFIX: Record<number, string> = {
+  18: 'E',
+  15: 'P',
+  12: 'T',
+  9: 'G',
+  6: 'M',
+  3: 'k',
+  0: '',
+  [-3]: 'm',
+  [-6]: 'u',
+  [-9]: 'n',
+};
+
+/**
+ * The text the API server stores for a quantity (its canonical form), so that what we emit equals what is read back:
+ * `1000m` → `1`, `1024Mi` → `1Gi`, `1500m` stays. Binary suffixes stay binary while the value is a whole multiple of
+ * 1 Ki; exponent forms (`1e3`) are left as written. Undefined when the text is not a quantity.
+ */
+export function canonicalQuantity(text: string): string | undefined {
+  const q = parseQuantity(text);
+  if (!q) return undefined;
+  const suffix = QUANTITY.exec(text.trim())?.[3] ?? '';
+  if (/^[eE]/.test(suffix)) return text.trim();
+  const negative = q.num < 0n;
+  const abs = negative ? -q.num : q.num;
+  const sign = negative ? '-' : '';
+  if (suffix in BINARY && abs % q.den === 0n && abs / q.den >= 1024n) {
+    const whole = abs / q.den;
+    for (const [name, bits] of Object.entries(BINARY).reverse())
+      if (whole % 2n ** bits === 0n) return `${sign}${whole / 2n ** bits}${name}`;
+  }
+  // Decimal: rounded up to nano units (the API server's precision), with the largest exponent that leaves it whole.
+  const nano = (abs * 1_000_000_000n + q.den - 1n) / q.den;
+  if (nano === 0n) return '0';
+  for (const e of [18, 15, 12, 9, 6, 3, 0, -3, -6]) {
+    const unit = 10n ** BigInt(e + 9);
+    if (nano % unit === 0n) return `${sign}${nano / unit}${DECIMAL_SUFFIX[e]}`;
+  }
+  return `${sign}${nano}n`;
+}

@@ -150,9 +150,11 @@ export interface SecretSummary {
   envNames: string[];
   /** The `juicefs format` flags it gives values for (each in key `format.<flag>`). */
   formatFlags: string[];
+  /** The one value it keeps: `name`, the file system's name (no credential), for mountPodPatch `${VOLUME_NAME}`. */
+  volumeName?: string;
 }
 
-/** What the injector may know of a Secret: its keys and the names of its format flags, never a value. */
+/** What the injector may know of a Secret: its keys and the names of its format flags, never a credential. */
 export function summariseSecret(source: Record<string, string> | undefined): SecretSummary {
   const envNames = Object.keys(parseEnvs(decode(source, SECRET_KEYS.envs))).sort();
   const all = Object.keys(normaliseSecretData(source));
@@ -161,7 +163,8 @@ export function summariseSecret(source: Record<string, string> | undefined): Sec
     .filter((k) => k.startsWith(FORMAT_FLAG_KEY_PREFIX))
     .map((k) => k.slice(FORMAT_FLAG_KEY_PREFIX.length))
     .sort();
-  return { keys, envNames, formatFlags };
+  const volumeName = decode(source, SECRET_KEYS.name);
+  return { keys, envNames, formatFlags, ...(volumeName !== undefined && { volumeName }) };
 }
 
 /** What decides whether a Secret may back a JuiceFS volume: its place, name, type and keys (never its values). */

@@ -277,9 +277,16 @@ export function decideCredentials(input: DecisionInput): Decision {
 
   const expected = new Set<string>();
   const caPems = [input.options.broker.caPem, ...(input.options.previousCaPems ?? [])];
+  // The webhook places the sidecar natively unless told (enableNativeSidecar set) or its API server is too old for
+  // native sidecars (withServerVersion); the controller does not track the server's version, so with the field
+  // unset both placements are the injector's.
+  const config = input.options.config;
+  const configs = config.nativeSidecarSet
+    ? [config]
+    : [true, false].map((enableNativeSidecar) => ({ ...config, enableNativeSidecar }));
   try {
-    for (const caPem of new Set(caPems)) {
-      const options = { ...input.options, broker: { ...input.options.broker, caPem } };
+    for (const [caPem, config] of [...new Set(caPems)].flatMap((ca) => configs.map((c) => [ca, c] as const))) {
+      const options = { ...input.options, config, broker: { ...input.options.broker, caPem } };
       for (const mode of ['sidecar', 'serverless'] as const)
         for (const readOnly of [false, true])
           for (const p of derivedProjections(pod, known, input.view, options, mode, readOnly)) expected.add(p);

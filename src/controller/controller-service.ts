@@ -2,7 +2,7 @@
 // JuiceFS volume (named by the PV, or the StorageClass pathPattern), with its
 // capacity as a JuiceFS quota.
 import type { V1Node, V1PersistentVolumeClaim } from '@kubernetes/client-node';
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ATTR } from '../contract/keys.js';
@@ -222,7 +222,7 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
 
       return lock.run(name, () =>
         volumes.withMount(c, async (root) => {
-          const existing = readRecord(root, name);
+          const existing = await readRecord(root, name);
           if (existing && (existing.capacityBytes !== quotaBytes || existing.subdir !== subdir)) {
             throw new CsiError(
               Code.ALREADY_EXISTS,
@@ -232,11 +232,16 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
           // The record comes first: an interrupted create leaves a record a retry completes, never an unknown
           // directory.
           if (!existing)
-            writeRecord(root, { id: name, subdir, capacityBytes: quotaBytes, createdAt: new Date().toISOString() });
+            await writeRecord(root, {
+              id: name,
+              subdir,
+              capacityBytes: quotaBytes,
+              createdAt: new Date().toISOString(),
+            });
           const dir = path.join(root, subdir);
-          mkdirSync(dir, { recursive: true });
+          await mkdir(dir, { recursive: true });
           // Apps run as any user: the new directory is theirs to write.
-          chmodSync(dir, 0o777);
+          await chmod(dir, 0o777);
           if (quotaBytes > 0) await volumes.setQuota(c, subdir, quotaBytes);
           log.info({ volume: name, subdir, capacityBytes: quotaBytes }, existing ? 'volume exists' : 'volume created');
           return {
@@ -255,10 +260,10 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
       const c = creds(req.secrets);
       return lock.run(id, () =>
         volumes.withMount(c, async (root) => {
-          const record = readRecord(root, id);
+          const record = await readRecord(root, id);
           if (!record) return {}; // unknown or already deleted: success
           const subdir = checkSubdir(record.subdir);
-          const sharers = listRecords(root).filter((r) => r.id !== id && r.subdir === subdir);
+          const sharers = (await listRecords(root)).filter((r) => r.id !== id && r.subdir === subdir);
           if (sharers.length === 0) {
             await volumes.removeTree(root, subdir);
             await volumes.deleteQuota(c, subdir);
@@ -269,7 +274,7 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
             );
           }
           // The record goes last, so an interrupted delete is retried to completion.
-          removeRecord(root, id);
+          await removeRecord(root, id);
           return {};
         }),
       );
@@ -279,7 +284,7 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
       const id = requiredString(req, 'volume_id');
       const caps = checkCapabilities(req.volume_capabilities, true);
       const c = creds(req.secrets);
-      const record = await volumes.withMount(c, async (root) => readRecord(root, id));
+      const record = await volumes.withMount(c, (root) => readRecord(root, id));
       if (!record) throw new CsiError(Code.NOT_FOUND, `volume ${id} does not exist`);
       if (caps.some((cap) => cap.block)) return { message: 'block access is not supported' };
       return {
@@ -304,12 +309,12 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
       const c = creds(req.secrets);
       return lock.run(id, () =>
         volumes.withMount(c, async (root) => {
-          const record = readRecord(root, id);
+          const record = await readRecord(root, id);
           if (!record) throw new CsiError(Code.NOT_FOUND, `volume ${id} does not exist`);
           if (required <= record.capacityBytes)
             return { capacity_bytes: String(record.capacityBytes), node_expansion_required: false };
           const quotaBytes = await volumes.setQuota(c, record.subdir, required);
-          writeRecord(root, { ...record, capacityBytes: quotaBytes });
+          await writeRecord(root, { ...record, capacityBytes: quotaBytes });
           return { capacity_bytes: String(quotaBytes), node_expansion_required: false };
         }),
       );

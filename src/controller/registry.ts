@@ -3,7 +3,9 @@
 // gets only a volume id, knows the directory (a pathPattern can name any) and
 // whether another PV shares it, with no state outside the volume.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+// Asynchronous I/O: the record lives on the FUSE mount, and a synchronous call there would hold the controller's
+// event loop (every other CreateVolume in flight) for a metadata round trip.
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 export const REGISTRY_DIR = '.jfs-sidecar/volumes';
@@ -21,29 +23,44 @@ function fileOf(root: string, id: string): string {
   return path.join(root, REGISTRY_DIR, `${createHash('sha256').update(id).digest('hex')}.json`);
 }
 
-export function readRecord(root: string, id: string): VolumeRecord | undefined {
-  const f = fileOf(root, id);
-  if (!existsSync(f)) return undefined;
-  return JSON.parse(readFileSync(f, 'utf8')) as VolumeRecord;
+const missing = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT';
+
+export async function readRecord(root: string, id: string): Promise<VolumeRecord | undefined> {
+  let text: string;
+  try {
+    text = await readFile(fileOf(root, id), 'utf8');
+  } catch (err) {
+    if (missing(err)) return undefined;
+    throw err;
+  }
+  return JSON.parse(text) as VolumeRecord;
 }
 
 /** Written to a temporary name and renamed, so a crash never leaves half a record. */
-export function writeRecord(root: string, record: VolumeRecord): void {
+export async function writeRecord(root: string, record: VolumeRecord): Promise<void> {
   const f = fileOf(root, record.id);
-  mkdirSync(path.dirname(f), { recursive: true });
+  await mkdir(path.dirname(f), { recursive: true });
   const tmp = `${f}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(record));
-  renameSync(tmp, f);
+  await writeFile(tmp, JSON.stringify(record));
+  await rename(tmp, f);
 }
 
-export function removeRecord(root: string, id: string): void {
-  rmSync(fileOf(root, id), { force: true });
+export async function removeRecord(root: string, id: string): Promise<void> {
+  await rm(fileOf(root, id), { force: true });
 }
 
-export function listRecords(root: string): VolumeRecord[] {
+export async function listRecords(root: string): Promise<VolumeRecord[]> {
   const dir = path.join(root, REGISTRY_DIR);
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .filter((f) => f.endsWith('.json'))
-    .map((f) => JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as VolumeRecord);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if (missing(err)) return [];
+    throw err;
+  }
+  return Promise.all(
+    names
+      .filter((f) => f.endsWith('.json'))
+      .map(async (f) => JSON.parse(await readFile(path.join(dir, f), 'utf8')) as VolumeRecord),
+  );
 }

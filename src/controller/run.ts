@@ -8,6 +8,7 @@ import { unlessNotFound } from '../k8s/errors.js';
 import { SecretSync } from './secret-sync.js';
 import { UpgradeGateKeeper } from './upgrade-gate.js';
 import { UpgradeReconciler } from './upgrade-reconciler.js';
+import { MountPodBinaryActuator, MountPodRecreateActuator } from './upgrade-mount-pod.js';
 import { SidecarActuator } from './upgrade-sidecar.js';
 import { identityService } from '../csi/identity-service.js';
 import { startCsiServer, type CsiServer } from '../csi/server.js';
@@ -110,7 +111,11 @@ export async function runController(
     const log = opts.log.child({ part: 'upgrades' });
     const u = (upgrades = new UpgradeReconciler({
       kubeConfig: kc,
-      actuators: [new SidecarActuator({ kubeConfig: kc, log })],
+      actuators: [
+        new SidecarActuator({ kubeConfig: kc, log }),
+        new MountPodBinaryActuator({ kubeConfig: kc, log }),
+        new MountPodRecreateActuator({ kubeConfig: kc, log }),
+      ],
       log,
     }));
     leaderWork.push({ what: 'upgrade reconciler', start: () => u.start() });

@@ -76,20 +76,24 @@ export function execHandover(kc: KubeConfig, timeoutMs = 30_000): HandoverStep {
   };
 }
 
-async function execIn(
+/** One exec in a pod's container: its status, stderr and stdout (the Mount Pod upgrades read its output too). */
+export async function execIn(
   kc: KubeConfig,
   pod: V1Pod,
   container: string,
   command: string[],
   timeoutMs: number,
-): Promise<{ status: V1Status; err: string }> {
+): Promise<{ status: V1Status; err: string; out: string }> {
   const stderr = new PassThrough();
+  const stdout = new PassThrough();
   let err = '';
+  let out = '';
   stderr.on('data', (c: Buffer) => (err += c.toString()));
+  stdout.on('data', (c: Buffer) => (out += c.toString()));
   const status = await new Promise<V1Status>((resolve, reject) => {
     const timer = setTimeout(() => reject(new UpgradeStepFailed(`${command.join(' ')}: no answer`)), timeoutMs);
     new Exec(kc)
-      .exec(pod.metadata!.namespace!, pod.metadata!.name!, container, command, null, stderr, null, false, (s) => {
+      .exec(pod.metadata!.namespace!, pod.metadata!.name!, container, command, stdout, stderr, null, false, (s) => {
         clearTimeout(timer);
         resolve(s);
       })
@@ -98,7 +102,7 @@ async function execIn(
         reject(new UpgradeStepFailed(`exec into ${container}: ${e instanceof Error ? e.message : String(e)}`));
       });
   });
-  return { status, err: err.trim() };
+  return { status, err: err.trim(), out };
 }
 
 export const CANARY_LABEL = 'app.kubernetes.io/name';

@@ -13,6 +13,11 @@ export interface HeldFd {
   fd: number;
   /** The client's FUSE InitIn (104 bytes from juicefs v1.3.1), sent with the fd to the next client. */
   setting: Buffer;
+  /**
+   * The FUSE connection the fd serves, as `connection()` named it when the fd was stored (a FUSE mount's device
+   * number, `0:NN`: one per connection); undefined until it could be named.
+   */
+  connection?: string;
 }
 
 export interface HolderOptions {
@@ -21,6 +26,14 @@ export interface HolderOptions {
   adopt?: HeldFd;
   /** How long one exchange may take before the holder drops the connection (default 10 s). */
   exchangeTimeoutMs?: number;
+  /**
+   * The FUSE connection mounted where the client mounts, or undefined when nothing is mounted there. A fd can
+   * neither be read nor stat'ed for its connection, so this is how the holder tells a live fd from a dead one: a
+   * held fd whose connection is no longer mounted there (unmounted, or replaced by another connection) is dropped,
+   * never handed to a client (which would serve a connection nothing is mounted from, and exit 0, in a loop).
+   * Absent: every held fd counts as live.
+   */
+  connection?: () => string | undefined;
 }
 
 interface HolderEvents {
@@ -37,7 +50,9 @@ export class FuseFdHolder extends EventEmitter<HolderEvents> {
   private readonly server = new UServer();
   private readonly log: Logger;
   private readonly timeoutMs: number;
+  private readonly connection: (() => string | undefined) | undefined;
   private closed = false;
+  private lastAsk: number | undefined;
 
   private constructor(
     readonly socketPath: string,
@@ -46,7 +61,8 @@ export class FuseFdHolder extends EventEmitter<HolderEvents> {
     super();
     this.log = opts.log;
     this.timeoutMs = opts.exchangeTimeoutMs ?? 10_000;
-    this.current = opts.adopt;
+    this.connection = opts.connection;
+    this.current = opts.adopt && { ...opts.adopt, connection: opts.adopt.connection ?? this.connection?.() };
     // juicefs always expects a first descriptor it throws away; /dev/null is what it sends itself (fd 0).
     this.dummy = openSync('/dev/null', 'r');
   }
@@ -77,6 +93,41 @@ export class FuseFdHolder extends EventEmitter<HolderEvents> {
     return this.current;
   }
 
+  /** When a client last opened an exchange on the socket (ms since the epoch): a client that asks for the fd. */
+  lastAskAt(): number | undefined {
+    return this.lastAsk;
+  }
+
+  /**
+   * The held fd if its connection is still mounted; otherwise it is released and undefined is returned. A fd stored
+   * before its connection could be named takes the name of the connection mounted now.
+   */
+  live(): HeldFd | undefined {
+    const h = this.current;
+    if (!h || !this.connection) return h;
+    const now = this.connection();
+    if (now !== undefined && (h.connection === undefined || h.connection === now)) {
+      h.connection = now;
+      return h;
+    }
+    this.log.warn({ fd: h.fd, connection: h.connection, mountedNow: now ?? null }, 'held FUSE fd is dead: dropped');
+    this.release();
+    return undefined;
+  }
+
+  /**
+   * Keep `h` (pulled from a client's own socket) unless a fd is held already: then `h` is closed. A client that never
+   * hands its fd over (juicefs < 1.2.1 ignores JFS_SUPER_COMM) is held this way too.
+   */
+  adopt(h: HeldFd): boolean {
+    if (this.closed || this.live()) {
+      closeQuietly(h.fd);
+      return false;
+    }
+    this.store(h);
+    return true;
+  }
+
   /** Close the held fd: once no client has it either, the kernel ends the FUSE connection. */
   release(): void {
     const h = this.current;
@@ -97,7 +148,9 @@ export class FuseFdHolder extends EventEmitter<HolderEvents> {
   }
 
   private async serve(sock: USocket): Promise<void> {
-    const offered = this.current;
+    this.lastAsk = Date.now();
+    // Never a dead connection: a client given one serves nothing, exits 0, and is restarted into it again.
+    const offered = this.live();
     try {
       const answer = readToEnd(sock, this.timeoutMs);
       // Observed below, unless the send fails first: then the socket is closed and the answer is moot.
@@ -126,10 +179,13 @@ export class FuseFdHolder extends EventEmitter<HolderEvents> {
     const rdev = fstatSync(next.fd).rdev;
     if (rdev !== FUSE_RDEV) this.log.warn({ fd: next.fd, rdev }, 'stored fd is not /dev/fuse');
     const old = this.current;
-    this.current = next;
+    this.current = { ...next, connection: this.connection?.() };
     if (old && old.fd !== next.fd) closeQuietly(old.fd);
-    this.log.info({ fd: next.fd, settingBytes: next.setting.length, replaced: old?.fd }, 'stored a FUSE fd');
-    this.emit('stored', next);
+    this.log.info(
+      { fd: next.fd, settingBytes: next.setting.length, replaced: old?.fd, connection: this.current.connection },
+      'stored a FUSE fd',
+    );
+    this.emit('stored', this.current);
   }
 }
 

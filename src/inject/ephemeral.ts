@@ -37,6 +37,9 @@ export function ephemeralContainersDenial(pod: V1Pod, old: V1Pod | undefined): D
         (v) =>
           v.hostPath !== undefined ||
           v.emptyDir !== undefined ||
+          // Cache storage an admin gave the client (inline CSI, generic ephemeral): a node's or the client's own.
+          v.csi !== undefined ||
+          v.ephemeral !== undefined ||
           v.projected?.sources?.some((s) => s.serviceAccountToken?.audience === CREDENTIALS_AUDIENCE),
       )
       .map((v) => v.name),

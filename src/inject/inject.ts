@@ -1,10 +1,18 @@
 // The injector: pod + resolved JuiceFS volumes + options in, mutated pod out.
 // Pure: no I/O, no clock, no randomness, so that the same input always gives
 // the same pod (golden files, idempotency, reinvocation).
-import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type {
+  V1Container,
+  V1EnvVar,
+  V1Pod,
+  V1ResourceRequirements,
+  V1Volume,
+  V1VolumeMount,
+} from '@kubernetes/client-node';
 import {
   ANNOTATION_DEFAULT_CONTAINER,
   CACHE_VOLUME_PREFIX,
+  HOST_PATH_VOLUME_PREFIX,
   CREDENTIALS_INIT_NAME,
   CREDENTIALS_TOKEN_VOLUME,
   CREDENTIALS_VOLUME_PREFIX,
@@ -20,11 +28,13 @@ import {
   UPGRADE_GATE,
 } from '../contract/keys.js';
 import { DenyError } from '../contract/deny.js';
+import { parseQuantity } from '../contract/quantity.js';
 import { filterUserAnnotations } from '../mount/allowlist.js';
 import { cacheVolumes } from '../mount/cache-volumes.js';
 import { buildFormatContainer, buildSidecar, needsFormat } from '../mount/containers.js';
 import { brokerClient, buildFetchContainer, credentialsVolume, tokenVolume } from '../mount/credentials.js';
 import { buildFdHolderContainer, fdHolderVolume, withFdHolder } from '../mount/fd-holder.js';
+import { patchVolumes } from '../mount/patch.js';
 import { computeMountSettings } from '../mount/settings.js';
 import { checkAddedContainers } from './post-check.js';
 import type { ResolvedVolume } from '../resolve/types.js';
@@ -159,6 +169,23 @@ export function skipBeforeResolving(pod: V1Pod): InjectOutcome | undefined {
   return undefined;
 }
 
+/** The cpu and memory the app containers that mount a volume ask for, summed (resourcePercentages' base). */
+function appResourcesOf(containers: V1Container[], volumeName: string): V1ResourceRequirements {
+  const sum = { requests: {} as Record<string, string>, limits: {} as Record<string, string> };
+  for (const list of ['requests', 'limits'] as const) {
+    for (const resource of ['cpu', 'memory']) {
+      let total: { num: bigint; den: bigint } | undefined;
+      for (const c of containers) {
+        if (!c.volumeMounts?.some((m) => m.name === volumeName)) continue;
+        const q = parseQuantity(String(c.resources?.[list]?.[resource] ?? ''));
+        if (q) total = total ? { num: total.num * q.den + q.num * total.den, den: total.den * q.den } : q;
+      }
+      if (total) sum[list][resource] = String(Number(total.num) / Number(total.den));
+    }
+  }
+  return sum;
+}
+
 export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: InjectOptions): InjectOutcome {
   const early = skipBeforeResolving(input);
   if (early) return early;
@@ -211,7 +238,11 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
   volumes.forEach(({ source, binding }, index) => {
     const where = `PersistentVolumeClaim ${binding.pvc.name}`;
     const pvcTuning = filterUserAnnotations(binding.pvc.annotations, options.config.annotationBounds, where);
-    const settings = computeMountSettings(source, binding.pvc, options, [pvcTuning.accepted, podTuning.accepted]);
+    const settings = computeMountSettings(source, binding.pvc, options, [pvcTuning.accepted, podTuning.accepted], {
+      // The reference matches a nodeSelector entry against the pod's own nodeSelector (the node is not chosen yet).
+      node: spec.nodeSelector ? { labels: spec.nodeSelector } : undefined,
+      appResources: appResourcesOf(appContainers, binding.podVolumeName),
+    });
     warnings.push(...pvcTuning.warnings, ...settings.warnings);
 
     // The PVC volume keeps its name and becomes the shared volume.
@@ -238,11 +269,12 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
       mountPoint = `${SERVERLESS_MOUNT_BASE}/${binding.podVolumeName}`;
       sidecarMounts.push({ name: binding.podVolumeName, mountPath: mountPoint, mountPropagation: 'Bidirectional' });
     }
-    const cache = cacheVolumes(
-      settings,
-      () => volumeNames.claim(`${CACHE_VOLUME_PREFIX}-${index}`),
-      hostPathMode ? 'hostPath' : 'emptyDir',
-    );
+    const cache = cacheVolumes(settings, {
+      host: hostPathMode ? 'hostPath' : 'serverless',
+      cacheName: () => volumeNames.claim(`${CACHE_VOLUME_PREFIX}-${index}`),
+      hostPathName: () => volumeNames.claim(`${HOST_PATH_VOLUME_PREFIX}-${index}`),
+    });
+    warnings.push(...cache.warnings.map((m) => `${where}: ${m}`));
     addedVolumes.push(...cache.volumes);
     sidecarMounts.push(...cache.mounts);
 
@@ -272,9 +304,14 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
         ),
       );
     }
+    const sidecarName = containerNames.claim(SIDECAR_NAME, index);
+    // mountPodPatch volumes, one set per client: named after it, so two volumes' clients never share or clash.
+    const patchVolumeName = (name: string) => volumeNames.claim(`${sidecarName}-${name}`);
+    const patchNames = new Map((settings.patch.volumes ?? []).map((v) => [v.name, patchVolumeName(v.name)]));
+    addedVolumes.push(...patchVolumes(settings.patch, (n) => patchNames.get(n)!));
     const sidecar = client(
       buildSidecar({
-        name: containerNames.claim(SIDECAR_NAME, index),
+        name: sidecarName,
         settings,
         secret: source.secret,
         leadingEnv: hostPathMode ? [POD_UID_VAR] : [],
@@ -284,6 +321,7 @@ export function injectPod(input: V1Pod, volumes: ResolvedVolume[], options: Inje
         // volume's own metrics= option picks one).
         metricsPort: settings.metrics?.port ?? METRICS_PORT + index,
         placement: native ? 'native' : 'classic',
+        patchVolumeName: (n) => patchNames.get(n) ?? n,
       }),
       'mount',
     );

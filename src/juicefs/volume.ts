@@ -1,6 +1,7 @@
 // A JuiceFS volume as the controller uses it: formatted once (idempotently),
-// mounted only while an operation needs it (reference-counted, unmounted
-// after a short linger), directories created and removed, quotas set.
+// mounted while operations need it (reference-counted: one mount per volume
+// shared by every queued operation, unmounted after a short idle linger),
+// directories created and removed, quotas set by a bounded pool.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
@@ -8,7 +9,7 @@ import type { Logger } from 'pino';
 import { FORMAT_FLAG_KEY_PREFIX, SECRET_KEYS } from '../contract/keys.js';
 import { formatFlagKey, normaliseSecretText, parseEnvs } from '../contract/secret-copy.js';
 import { ENV_METAURL, expandEnvReferences, FormatError, formatCommand } from '../mount/format.js';
-import { KeyedLock } from '../util/keyed-lock.js';
+import { KeyedPool } from '../util/pool.js';
 import type { JuicefsCli } from './cli.js';
 import { isJuicefsMount, readMounts } from './mounts.js';
 
@@ -76,17 +77,21 @@ interface ActiveMount {
 export class JuicefsVolumes {
   private readonly formatted = new Set<string>();
   private readonly mounts = new Map<string, ActiveMount>();
-  // Metadata commands of one volume run one at a time: concurrent clients on
-  // one SQLite (or other single-writer) engine only back off against each other.
-  private readonly metaLock = new KeyedLock();
+  // Quota commands (`juicefs quota set` / `delete`: one process each, the client's only quota API) of one
+  // volume, a few at a time: most of a command is process start-up and opening the metadata engine, which
+  // overlap; on a single-writer engine (SQLite) their transactions still queue. Measured on SQLite, 2 cores
+  // (ADR 0024): 37 ms each one at a time, 23 ms at 4, 28 ms at 8.
+  private readonly metaPool: KeyedPool;
 
   constructor(
     private readonly cli: JuicefsCli,
     private readonly stateDir: string,
     private readonly log: Logger,
     private readonly lingerMs = 5_000,
+    metaConcurrency = 4,
   ) {
     mkdirSync(path.join(stateDir, 'mnt'), { recursive: true });
+    this.metaPool = new KeyedPool(metaConcurrency);
   }
 
   private key(c: VolumeCredentials): string {
@@ -208,14 +213,14 @@ export class JuicefsVolumes {
   /** Sets the directory quota (whole GiB, rounded up, as juicefs takes it). Returns the bytes it stands for. */
   async setQuota(c: VolumeCredentials, dir: string, bytes: number): Promise<number> {
     const gib = Math.max(1, Math.ceil(bytes / 2 ** 30));
-    await this.metaLock.run(this.key(c), () =>
+    await this.metaPool.run(this.key(c), () =>
       this.cli.run(['quota', 'set', c.metaurl, `--path=/${dir}`, `--capacity=${gib}`], secretsOf(c), { env: envOf(c) }),
     );
     return gib * 2 ** 30;
   }
 
   async deleteQuota(c: VolumeCredentials, dir: string): Promise<void> {
-    await this.metaLock
+    await this.metaPool
       .run(this.key(c), () =>
         this.cli.run(['quota', 'delete', c.metaurl, `--path=/${dir}`], secretsOf(c), { env: envOf(c) }),
       )

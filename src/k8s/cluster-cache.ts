@@ -7,6 +7,7 @@ import { ConfigError, DEFAULT_GLOBAL_CONFIG, parseGlobalConfig, type GlobalConfi
 import { CONFIG_MAP_KEY, CONFIG_MAP_NAME } from '../contract/keys.js';
 import type { CredentialsMode } from '../contract/attributes.js';
 import type { ClusterView } from '../resolve/resolve.js';
+import { ConfigReport, type ConfigStatus } from './config-report.js';
 import { ResilientInformer } from './informer.js';
 import { VolumeInformers } from './volume-informers.js';
 
@@ -27,8 +28,7 @@ export class ClusterCache implements ClusterView {
   private readonly volumes: VolumeInformers;
   private readonly configMaps: ResilientInformer<V1ConfigMap>;
   private config: GlobalConfig = structuredClone(DEFAULT_GLOBAL_CONFIG);
-  private configError: string | undefined;
-  private configVersion = '';
+  private readonly report: ConfigReport;
   readonly requireSecretCopySeal: boolean;
   readonly defaultCredentials: CredentialsMode;
 
@@ -36,6 +36,12 @@ export class ClusterCache implements ClusterView {
     this.requireSecretCopySeal = opts.requireSecretCopySeal ?? true;
     this.defaultCredentials = opts.defaultCredentials ?? 'copy';
     const core = opts.kubeConfig.makeApiClient(CoreV1Api);
+    this.report = new ConfigReport({
+      core,
+      namespace: opts.configNamespace,
+      component: 'jfs-sidecar-webhook',
+      log: opts.log,
+    });
     const base = { kubeConfig: opts.kubeConfig, log: opts.log };
     this.volumes = new VolumeInformers(opts);
     const fieldSelector = `metadata.name=${CONFIG_MAP_NAME}`;
@@ -74,26 +80,29 @@ export class ClusterCache implements ClusterView {
     return this.config;
   }
 
-  /** Which ConfigMap version the config came from ("" when absent), and why a newer one was rejected. */
-  get globalConfigStatus(): { resourceVersion: string; error?: string } {
-    return { resourceVersion: this.configVersion, ...(this.configError ? { error: this.configError } : {}) };
+  /** The ConfigMap version in force ("" when absent), what of it is not applied, why a newer one was refused. */
+  get globalConfigStatus(): ConfigStatus {
+    return this.report.current;
   }
 
   private reloadConfig(): void {
     const cm = this.configMaps.get(CONFIG_MAP_NAME, this.opts.configNamespace);
     try {
       this.config = parseGlobalConfig(cm?.data?.[CONFIG_MAP_KEY]);
-      this.configError = undefined;
-      this.configVersion = cm?.metadata?.resourceVersion ?? '';
       this.opts.log.info(
-        { configMap: `${this.opts.configNamespace}/${CONFIG_MAP_NAME}`, present: !!cm },
+        {
+          configMap: `${this.opts.configNamespace}/${CONFIG_MAP_NAME}`,
+          present: !!cm,
+          issues: this.config.issues.length,
+        },
         'global config loaded',
       );
+      // Each issue: a log line naming the entry and field, an Event on the ConfigMap, the /readyz detail.
+      this.report.loaded(cm, this.config);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
-      // Keep serving with the last good config; the error is logged and shown on /readyz.
-      this.configError = `ConfigMap version ${cm?.metadata?.resourceVersion}: ${err.message}`;
-      this.opts.log.error({ err: err.message }, 'global config rejected; keeping the previous one');
+      // Keep serving with the last good config; the error is logged, recorded and shown on /readyz.
+      this.report.refused(cm, err.message);
     }
   }
 

@@ -4,6 +4,7 @@ import {
   ListWatch,
   Watch,
   type KubeConfig,
+  type KubernetesListObject,
   type KubernetesObject,
   type ListPromise,
   type ObjectCallback,
@@ -16,11 +17,70 @@ export interface InformerOptions<T extends KubernetesObject> {
   /** Watch path, e.g. /api/v1/persistentvolumeclaims. */
   path: string;
   list: ListPromise<T>;
+  /**
+   * The LIST in pages of `LIST_PAGE_SIZE` (limit/continue), each page transformed before the next is fetched:
+   * a relist of 100,000 objects never holds them all whole at once. Used instead of `list` when given.
+   */
+  listPage?: (page: { limit: number; _continue?: string }) => Promise<KubernetesListObject<T>>;
   labelSelector?: string;
   fieldSelector?: string;
   log: Logger;
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * What the cache keeps of each object (src/k8s/lean-objects.ts), applied to the LIST's items and to every
+   * watch event before the object enters the cache or reaches a callback.
+   */
+  transform?: (obj: T) => T;
+}
+
+export const LIST_PAGE_SIZE = 500;
+
+/** The pages of a LIST as one list (one resourceVersion: the API server serves every page from one snapshot). */
+export function pagedList<T extends KubernetesObject>(
+  listPage: NonNullable<InformerOptions<T>['listPage']>,
+  transform: (obj: T) => T,
+): ListPromise<T> {
+  return async () => {
+    const items: T[] = [];
+    let cont: string | undefined;
+    let page: KubernetesListObject<T>;
+    do {
+      page = await listPage({ limit: LIST_PAGE_SIZE, _continue: cont });
+      for (const o of page.items) items.push(transform(o));
+      cont = page.metadata?._continue || undefined;
+    } while (cont);
+    return { ...page, metadata: { ...page.metadata, _continue: undefined }, items };
+  };
+}
+
+/** A Watch whose ADDED/MODIFIED/DELETED objects pass through `transform` first (BOOKMARK, ERROR as they are). */
+class TransformingWatch<T> extends Watch {
+  constructor(
+    config: KubeConfig,
+    private readonly transform: (obj: T) => T,
+  ) {
+    super(config);
+  }
+
+  override watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    return super.watch(
+      path,
+      queryParams,
+      (phase, apiObj, watchObj) =>
+        callback(
+          phase,
+          phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? this.transform(apiObj as T) : apiObj,
+          watchObj,
+        ),
+      done,
+    );
+  }
 }
 
 export class ResilientInformer<T extends KubernetesObject> {
@@ -30,12 +90,23 @@ export class ResilientInformer<T extends KubernetesObject> {
   private backoffMs: number;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly opts: InformerOptions<T>) {
+  // Without the transform: a stored function of T would make ResilientInformer<T> invariant in T.
+  private readonly opts: Omit<InformerOptions<T>, 'transform' | 'listPage'>;
+
+  constructor({ transform, listPage, ...opts }: InformerOptions<T>) {
+    this.opts = opts;
     this.backoffMs = opts.minBackoffMs ?? 500;
     this.lw = new ListWatch<T>(
       opts.path,
-      new Watch(opts.kubeConfig),
-      opts.list,
+      transform ? new TransformingWatch(opts.kubeConfig, transform) : new Watch(opts.kubeConfig),
+      listPage
+        ? pagedList(listPage, transform ?? ((o) => o))
+        : transform
+          ? async () => {
+              const list = await opts.list();
+              return { ...list, items: list.items.map(transform) };
+            }
+          : opts.list,
       false,
       opts.labelSelector,
       opts.fieldSelector,

@@ -1,7 +1,8 @@
 // The informer caches every JuiceFS volume lookup needs: PVCs, PVs,
 // StorageClasses, and the Secrets of the namespaces where the admin keeps
 // JuiceFS Secrets. The webhook's view and the controller's Secret copies share
-// this one set, so a new kind of lookup is added in one place.
+// this one set, so a new kind of lookup is added in one place. Each cache keeps
+// only the fields its readers use (lean-objects.ts).
 import {
   CoreV1Api,
   StorageV1Api,
@@ -14,6 +15,7 @@ import {
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { ResilientInformer } from './informer.js';
+import { leanPv, leanPvc, leanSecret, leanStorageClass } from './lean-objects.js';
 
 export interface VolumeInformersOptions {
   kubeConfig: KubeConfig;
@@ -37,16 +39,21 @@ export class VolumeInformers {
       ...base,
       path: '/api/v1/persistentvolumeclaims',
       list: () => core.listPersistentVolumeClaimForAllNamespaces(),
+      listPage: (page) => core.listPersistentVolumeClaimForAllNamespaces(page),
+      transform: leanPvc,
     });
     this.pvs = new ResilientInformer({
       ...base,
       path: '/api/v1/persistentvolumes',
       list: () => core.listPersistentVolume(),
+      listPage: (page) => core.listPersistentVolume(page),
+      transform: leanPv,
     });
     this.classes = new ResilientInformer({
       ...base,
       path: '/apis/storage.k8s.io/v1/storageclasses',
       list: () => storage.listStorageClass(),
+      transform: leanStorageClass,
     });
     for (const namespace of new Set(opts.secretNamespaces)) {
       this.secrets.set(
@@ -55,6 +62,7 @@ export class VolumeInformers {
           ...base,
           path: `/api/v1/namespaces/${namespace}/secrets`,
           list: () => core.listNamespacedSecret({ namespace }),
+          transform: leanSecret,
         }),
       );
     }

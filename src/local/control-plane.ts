@@ -70,6 +70,8 @@ export interface ControlPlaneOptions {
   keepDir?: boolean;
   /** Extra kube-apiserver flags. */
   apiserverArgs?: string[];
+  /** Extra kube-controller-manager flags (e.g. --kube-api-qps for the provisioning benchmark). */
+  controllerManagerArgs?: string[];
 }
 
 interface Proc {
@@ -236,6 +238,7 @@ export class ControlPlane {
         `--secure-port=${await freePort()}`,
         '--concurrent-deployment-syncs=5',
         '--concurrent-replicaset-syncs=5',
+        ...(this.opts.controllerManagerArgs ?? []),
       ]);
       // The ServiceAccount admission plugin needs the default ServiceAccount, which the controller-manager creates.
       await this.waitFor(

@@ -21,7 +21,16 @@ export interface ControllerStack {
 
 export async function startControllerStack(
   cp: ControlPlane,
-  opts: { dir: string; secretNamespaces: string[]; extraArgs?: string[] },
+  opts: {
+    dir: string;
+    secretNamespaces: string[];
+    extraArgs?: string[];
+    /**
+     * Serve CSI from this Node.js script (argv: the endpoint) instead of `jfs-sidecar controller`: the
+     * provisioning benchmark's no-filesystem baseline, under the same csi-provisioner.
+     */
+    controllerScript?: string;
+  },
 ): Promise<ControllerStack> {
   const bins = ensureBinaries(['juicefs', 'csi-provisioner']);
   const admin = cp.adminKubeConfig();
@@ -45,7 +54,16 @@ export async function startControllerStack(
     `--leader-election-namespace=${CONTROLLER_NAMESPACE}`,
     ...(opts.extraArgs ?? []),
   ];
-  let controller = ManagedProcess.cli(controllerArgs, path.join(opts.dir, 'controller.log')).start();
+  const startController = () =>
+    (opts.controllerScript
+      ? new ManagedProcess(
+          process.execPath,
+          [opts.controllerScript, `unix://${socket}`],
+          path.join(opts.dir, 'controller.log'),
+        )
+      : ManagedProcess.cli(controllerArgs, path.join(opts.dir, 'controller.log'))
+    ).start();
+  let controller = startController();
   await waitForSocket(socket);
   const provisioner = new ManagedProcess(
     bins['csi-provisioner'],
@@ -57,9 +75,12 @@ export async function startControllerStack(
       '--timeout=60s',
       '--retry-interval-start=500ms',
       '--retry-interval-max=5s',
-      // The defaults (5 QPS, burst 10) throttle provisioning to a few PVCs per second.
-      '--kube-api-qps=50',
-      '--kube-api-burst=100',
+      // As manifests/controller.yaml: the defaults (5 QPS, burst 10) throttle provisioning to a few PVCs per
+      // second (each costs a PV create and two Events); 100 workers keep CreateVolume calls queued at the
+      // controller, whose pool sets the pace (ADR 0024).
+      '--worker-threads=100',
+      '--kube-api-qps=200',
+      '--kube-api-burst=400',
       '--v=2',
     ],
     path.join(opts.dir, 'csi-provisioner.log'),
@@ -76,7 +97,7 @@ export async function startControllerStack(
       controller.kill();
       await controller.stop();
       rmSync(socket, { force: true });
-      controller = ManagedProcess.cli(controllerArgs, path.join(opts.dir, 'controller.log')).start();
+      controller = startController();
       await waitForSocket(socket);
     },
     stop: async () => {

@@ -15,6 +15,7 @@ import {
 import { DenyError } from '../contract/deny.js';
 import { ENV_METAURL, FormatError, formatCommand } from './format.js';
 import { renderOptions } from './mount-options.js';
+import { applyToContainer, mountPointFromEnv, renderTemplates, type ClientPatch } from './patch.js';
 import type { MountSettings } from './settings.js';
 import type { SecretInfo } from './volume.js';
 
@@ -197,6 +198,23 @@ export interface SidecarSpec {
    * mount-pod: the only container of a Mount Pod, Ready once mounted.
    */
   placement: 'native' | 'classic' | 'mount-pod';
+  /** The pod's name of a mountPodPatch volume (a sidecar's pod prefixes them; a Mount Pod keeps them). */
+  patchVolumeName?: (name: string) => string;
+}
+
+/**
+ * The settings' patch and env with `${MOUNT_POINT}` rendered: the one template only the builder knows. A mount point
+ * that kubelet expands (a sidecar's, with the pod's UID) is read from env by the probes and hooks instead.
+ */
+export function renderedPatch(settings: MountSettings, mountPoint: string): { patch: ClientPatch; env: V1EnvVar[] } {
+  const values = { ...settings.templates, MOUNT_POINT: mountPoint };
+  const expanded = mountPoint.includes('$(');
+  return {
+    patch: expanded
+      ? renderTemplates(mountPointFromEnv(settings.patch), settings.templates, 'ConfigMap mountPodPatch')
+      : renderTemplates(settings.patch, values, 'ConfigMap mountPodPatch'),
+    env: renderTemplates(settings.env, values, 'ConfigMap mountPodPatch env'),
+  };
 }
 
 /** `$$` keeps Kubernetes' $(VAR) expansion from reading env (credentials) into a value from data. */
@@ -243,12 +261,13 @@ function clientLifecycle(placement: SidecarSpec['placement']): V1Lifecycle | und
 export function buildSidecar(spec: SidecarSpec): V1Container {
   const { settings } = spec;
   const lifecycle = clientLifecycle(spec.placement);
+  const { patch, env } = renderedPatch(settings, spec.mountPoint);
   const container: V1Container = {
     name: spec.name,
     image: settings.image,
     command: clientCommand(spec),
     env: orderEnv(
-      [...secretEnvs(spec.secret), ...settings.env],
+      [...secretEnvs(spec.secret), ...env],
       [
         ...spec.leadingEnv,
         { name: MOUNT_POINT_ENV, value: spec.mountPoint },
@@ -273,6 +292,12 @@ export function buildSidecar(spec: SidecarSpec): V1Container {
     // A Mount Pod is Ready while its mount is up; the node service waits for that.
     container.readinessProbe = { ...mountedProbe, failureThreshold: 3 };
   }
+  // The admin's probes, hooks and mounts (mountPodPatch); the injector's own hooks, and a native sidecar's startup
+  // probe (which holds the apps until the mount is up), stay.
+  applyToContainer(container, patch, {
+    keepStartupProbe: spec.placement === 'native',
+    volumeName: spec.patchVolumeName ?? ((n) => n),
+  });
   return container;
 }
 

@@ -1,21 +1,23 @@
 // Mount settings of one JuiceFS volume: image, resources, options, env, cache
 // directories, labels and annotations, from the admin's sources in precedence
 // and the user's bounded tuning. One code path for the sidecar and the Mount Pod.
-import type { V1EnvVar, V1ResourceRequirements } from '@kubernetes/client-node';
+import type { V1CSIVolumeSource, V1EnvVar, V1ResourceRequirements } from '@kubernetes/client-node';
 import path from 'node:path';
-import type { GlobalConfig, ResourcesPatch } from '../config/schema.js';
-import { patchesFor } from '../config/selector.js';
+import type { GlobalConfig, MountPodPatch, ResourcesPatch } from '../config/schema.js';
+import { patchesFor, type NodeIdentity } from '../config/selector.js';
 import {
   AttributeError,
   DEFAULT_RESOURCE_VALUES,
+  hostPathProblem,
   parseVolumeAttributes,
   RESOURCE_FIELDS,
   type ResourceAttr,
   type VolumeAttributes,
 } from '../contract/attributes.js';
 import { DenyError } from '../contract/deny.js';
-import { DEFAULT_CACHE_DIR, DEFAULT_CE_MOUNT_IMAGE, SECRET_KEYS } from '../contract/keys.js';
-import { compareQuantities, isPositive, parseQuantity } from '../contract/quantity.js';
+import { CACHE_MOUNT_PATHS, DEFAULT_CACHE_DIR, DEFAULT_CE_MOUNT_IMAGE, SECRET_KEYS } from '../contract/keys.js';
+import { MountTemplateError, renderMountTemplate, type MountTemplateValues } from '../contract/mount-template.js';
+import { canonicalQuantity, compareQuantities, isPositive, parseQuantity } from '../contract/quantity.js';
 import { normaliseSubdir, SubdirError } from '../contract/subdir.js';
 import type { UserTuning } from './allowlist.js';
 import {
@@ -30,7 +32,19 @@ import {
   splitOptionList,
   type ParsedOption,
 } from './mount-options.js';
+import { mergeClientPatch, percentageLayer, renderTemplates, type ClientPatch, type TemplateValues } from './patch.js';
 import type { PvcIdentity, VolumeSource } from './volume.js';
+
+/**
+ * One cache storage of the client, and where the client sees it. `host`: a host folder at the same path (a sidecar
+ * in hostPath mode, a Mount Pod; an emptyDir at that path in a serverless pod, which has no host path).
+ */
+export type CacheStorage =
+  | { kind: 'host'; path: string }
+  | { kind: 'pvc'; path: string; claimName: string }
+  | { kind: 'emptyDir'; path: string; medium?: string; sizeLimit?: string }
+  | { kind: 'inline'; path: string; csi: V1CSIVolumeSource }
+  | { kind: 'ephemeral'; path: string; storage: string; storageClassName?: string; accessModes: string[] };
 
 export interface MountSettings {
   image: string;
@@ -40,7 +54,12 @@ export interface MountSettings {
   readOnly: boolean;
   /** Subdirectory to mount, relative to the volume root; undefined mounts the root. */
   subdir?: string;
+  /** The client's `--cache-dir` folders as it sees them (`memory` included), one per cache storage. */
   cacheDirs: string[];
+  /** The storage behind each cache folder but `memory`. */
+  cache: CacheStorage[];
+  /** `juicefs/host-path`: host files or folders the client sees at the same path. */
+  hostPaths: string[];
   /**
    * The address of the client's metrics (`metrics=host:port`) when the volume's options set it, as the reference
    * driver lets them; otherwise the injector's port (9567 + index) on 0.0.0.0.
@@ -51,6 +70,10 @@ export interface MountSettings {
   annotations: Record<string, string>;
   /** The volume's attributes, parsed by the table (src/contract/attributes.ts); Mount Pod-only ones included. */
   attributes: VolumeAttributes;
+  /** The selected mountPodPatch entries' container and pod fields, merged; `${MOUNT_POINT}` left to the builder. */
+  patch: ClientPatch;
+  /** The values of the entries' templates for this volume (`${MOUNT_POINT}` aside). */
+  templates: TemplateValues;
   warnings: string[];
 }
 
@@ -78,8 +101,11 @@ function patchLayer(resources: ResourcesPatch | undefined): Layer {
   return layer;
 }
 
+/** Resources other than cpu and memory (ephemeral-storage, extended resources, hugepages), by list, in order. */
+type ExtraLayer = { requests?: Record<string, string>; limits?: Record<string, string> };
+
 /** Applies layers in order; a value ≤ 0 removes that entry. */
-function resolveResources(layers: Layer[]): V1ResourceRequirements {
+function resolveResources(layers: Layer[], extras: ExtraLayer[] = []): V1ResourceRequirements {
   const merged: Layer = { ...DEFAULT_RESOURCE_VALUES };
   for (const layer of layers) Object.assign(merged, layer);
   const requests: Record<string, string> = {};
@@ -89,9 +115,19 @@ function resolveResources(layers: Layer[]): V1ResourceRequirements {
     if (v !== undefined && isPositive(parseQuantity(v) ?? { num: 0n, den: 1n }))
       (list === 'requests' ? requests : limits)[resource] = v;
   }
+  for (const extra of extras) {
+    for (const list of ['requests', 'limits'] as const) {
+      for (const [name, v] of Object.entries(extra[list] ?? {})) {
+        if (name === 'cpu' || name === 'memory') continue;
+        const target = list === 'requests' ? requests : limits;
+        if (isPositive(parseQuantity(v) ?? { num: 0n, den: 1n })) target[name] = v;
+        else delete target[name];
+      }
+    }
+  }
   // The API server refuses a request above its limit; such a request is
   // lowered to the limit rather than producing a pod that cannot be created.
-  for (const name of ['cpu', 'memory']) {
+  for (const name of Object.keys(requests)) {
     if (
       requests[name] &&
       limits[name] &&
@@ -196,10 +232,113 @@ function bufferSize(
   return opt;
 }
 
+/** A host path of the admin's, its templates rendered, as a folder the pod can mount (else a denial). */
+function hostFolder(text: string, values: MountTemplateValues, where: string, what: string): string {
+  let rendered: string;
+  try {
+    rendered = renderMountTemplate(text, values);
+  } catch (err) {
+    if (err instanceof MountTemplateError) throw new DenyError('invalid-pv', `${where}: ${what} ${err.message}`);
+    throw err;
+  }
+  const problem = hostPathProblem(rendered);
+  if (problem) throw new DenyError('invalid-pv', `${where}: ${what} "${rendered}" ${problem}`);
+  // One spelling per folder: the API server refuses two mounts at one path.
+  return path.posix.normalize(rendered).replace(/(.)\/+$/, '$1');
+}
+
+/**
+ * The client's cache storage, in the reference driver's order: cache PVCs (`juicefs/mount-cache-pvc`, then the
+ * ConfigMap's PVC entries), the emptyDir (the ConfigMap's, else `juicefs/mount-cache-emptydir`), generic ephemeral
+ * volumes (ConfigMap), inline CSI volumes (`juicefs/mount-cache-inline-volume`), the `cache-dir` option's folders, the
+ * ConfigMap's HostPath entries; `/var/jfsCache` when none is given. The last mountPodPatch entry with `cacheDirs`
+ * gives them, as the reference merges its patches.
+ */
+function cacheStorage(
+  attributes: VolumeAttributes,
+  patches: MountPodPatch[],
+  optionCacheDirs: string | undefined,
+  values: MountTemplateValues,
+  where: string,
+): { cacheDirs: string[]; cache: CacheStorage[] } {
+  const entries = [...patches].reverse().find((p) => p.cacheDirs)?.cacheDirs ?? [];
+  const cache: CacheStorage[] = [];
+  const claimNames = [...(attributes.cachePvc ?? []), ...entries.flatMap((e) => (e.type === 'PVC' ? [e.name] : []))];
+  claimNames.forEach((raw, i) => {
+    let claimName: string;
+    try {
+      claimName = renderMountTemplate(raw, values);
+    } catch (err) {
+      if (err instanceof MountTemplateError) throw new DenyError('invalid-pv', `${where}: cache PVC ${err.message}`);
+      throw err;
+    }
+    cache.push({ kind: 'pvc', path: CACHE_MOUNT_PATHS.pvc(i), claimName });
+  });
+  const emptyDir = entries.find((e) => e.type === 'EmptyDir') ?? attributes.cacheEmptyDir;
+  if (emptyDir) {
+    const { medium, sizeLimit } = emptyDir;
+    cache.push({
+      kind: 'emptyDir',
+      path: CACHE_MOUNT_PATHS.emptyDir,
+      ...(medium && { medium }),
+      ...(sizeLimit && { sizeLimit: canonicalQuantity(sizeLimit) ?? sizeLimit }),
+    });
+  }
+  let e = 0;
+  for (const entry of entries) {
+    if (entry.type !== 'Ephemeral') continue;
+    const { storage, storageClassName, accessModes } = entry;
+    cache.push({
+      kind: 'ephemeral',
+      path: CACHE_MOUNT_PATHS.ephemeral(e++),
+      storage,
+      accessModes,
+      ...(storageClassName && { storageClassName }),
+    });
+  }
+  (attributes.cacheInlineVolume ?? []).forEach((csi, i) =>
+    cache.push({ kind: 'inline', path: CACHE_MOUNT_PATHS.inline(i), csi }),
+  );
+  const options = optionCacheDirs === undefined ? [] : optionCacheDirs.split(':').filter((d) => d);
+  if (optionCacheDirs !== undefined && !options.length) {
+    throw new DenyError('invalid-pv', `${where}: cache-dir "" names no folder`);
+  }
+  const memory = options.includes('memory');
+  const rule = `cache-dir "${optionCacheDirs ?? ''}" must be distinct absolute paths separated by ":", without ".." or "$("`;
+  const optionDir = (d: string) => {
+    try {
+      return hostFolder(d, values, where, 'cache-dir');
+    } catch (err) {
+      if (err instanceof DenyError) throw new DenyError('invalid-pv', `${where}: ${rule} (${err.message})`);
+      throw err;
+    }
+  };
+  const hostDirs = [
+    ...options.filter((d) => d !== 'memory').map(optionDir),
+    ...entries.flatMap((x) => (x.type === 'HostPath' ? [hostFolder(x.path, values, where, 'cacheDirs HostPath')] : [])),
+  ];
+  if (new Set(hostDirs).size !== hostDirs.length) {
+    throw new DenyError('invalid-pv', `${where}: ${rule}; a cache folder is given twice (${hostDirs.join(':')})`);
+  }
+  if (!cache.length && !hostDirs.length && !memory) hostDirs.push(DEFAULT_CACHE_DIR);
+  cache.push(...hostDirs.map((p) => ({ kind: 'host' as const, path: p })));
+  return { cacheDirs: [...cache.map((c) => c.path), ...(memory ? ['memory'] : [])], cache };
+}
+
 function mergeEnv(lists: V1EnvVar[][]): V1EnvVar[] {
   const byName = new Map<string, V1EnvVar>();
   for (const list of lists) for (const e of list) byName.set(e.name, e);
   return [...byName.values()];
+}
+
+function canonicalResources(r: V1ResourceRequirements): V1ResourceRequirements {
+  const canon = (list: Record<string, string> | undefined) =>
+    list && Object.fromEntries(Object.entries(list).map(([k, v]) => [k, canonicalQuantity(v) ?? v]));
+  return {
+    ...r,
+    ...(r.requests && { requests: canon(r.requests) }),
+    ...(r.limits && { limits: canon(r.limits) }),
+  };
 }
 
 /**
@@ -214,6 +353,8 @@ export function computeMountSettings(
   claim: PvcIdentity | undefined,
   context: MountContext,
   userTuning: UserTuning['accepted'][],
+  /** The node (mountPodPatch nodeSelector) and, for a sidecar, its app containers' resources (resourcePercentages). */
+  scope: { node?: NodeIdentity; appResources?: V1ResourceRequirements } = {},
 ): MountSettings {
   const where = `PersistentVolume ${volume.pvName}`;
   const { config } = context;
@@ -230,33 +371,46 @@ export function computeMountSettings(
   }
   const attributes = volumeAttributes(volume);
   // Without a PVC (a static PV no claim names) the selectors see a PVC without name or labels.
-  const patches = claim
-    ? patchesFor(config.mountPodPatch, {
-        name: claim.name,
-        labels: claim.labels,
-        storageClassName: claim.storageClassName,
-      })
-    : patchesFor(config.mountPodPatch, { name: '', labels: {} });
+  const selected = claim
+    ? patchesFor(
+        config.mountPodPatch,
+        { name: claim.name, labels: claim.labels, storageClassName: claim.storageClassName },
+        scope.node,
+      )
+    : patchesFor(config.mountPodPatch, { name: '', labels: {} }, scope.node);
+  // The reference's templates, in every value of the entries that apply (the mount point is the builder's).
+  const templates: TemplateValues = {
+    VOLUME_ID: volume.pvName,
+    VOLUME_NAME: volume.secret.volumeName ?? '',
+    SUB_PATH: volume.subdir ?? '',
+  };
+  const patches = selected.map((p) => renderTemplates(p, templates, `ConfigMap mountPodPatch[${p.index ?? '?'}]`));
+  const clientPatch = mergeClientPatch(patches);
+  const percentages = percentageLayer(clientPatch.resourcePercentages, scope.appResources);
 
   let image = context.defaultMountImage ?? DEFAULT_CE_MOUNT_IMAGE;
   if (attributes.mountImage) image = attributes.mountImage;
   for (const p of patches) if (p.ceMountImage) image = p.ceMountImage;
 
-  const resources = resolveResources([
-    attributeLayer(attributes),
-    ...patches.map((p) => patchLayer(p.resources)),
-    ...userTuning,
-  ]);
+  const resources = resolveResources(
+    [
+      attributeLayer(attributes),
+      ...patches.map((p) => patchLayer(p.resources)),
+      patchLayer(percentages),
+      ...userTuning,
+    ],
+    patches.map((p) => p.resources ?? {}),
+  );
 
   const merged = mergeOptions([
     // The controller's rendering of templated StorageClass mountOptions replaces what csi-provisioner copied.
     parseOptions(attributes.renderedMountOptions ?? volume.mountOptions, where),
     parseOptions(splitOptionList(attributes.mountOptions), where),
-    ...patches.map((p) => parseOptions(p.mountOptions ?? [], 'ConfigMap mountPodPatch')),
+    ...patches.map((p) => parseOptions(p.mountOptions ?? [], `ConfigMap mountPodPatch[${p.index ?? '?'}]`)),
   ]);
   let readOnly = volume.readOnly;
   let optionSubdir: string | undefined;
-  let cacheDirs = [DEFAULT_CACHE_DIR];
+  let optionCacheDirs: string | undefined;
   let metrics: MountSettings['metrics'];
   const passed: ParsedOption[] = [];
   for (const opt of merged) {
@@ -264,34 +418,29 @@ export function computeMountSettings(
     else if (opt.key === SUBDIR_KEY) optionSubdir = opt.value;
     else if (opt.key === METRICS_KEY) metrics = metricsAddress(opt.value, where);
     else if (optionKind(opt.key) === 'dropped') warnings.push(`${where}: mount option "${opt.key}" ignored`);
-    else if (opt.key === CACHE_DIR_KEY) {
-      const dirs = (opt.value ?? '').split(':').filter((d) => d);
-      // Each directory becomes a host path and a mount of the client: the API server refuses `..` in a host
-      // path and two mounts at one path, and $( would be expanded in the client's command.
-      const bad = (d: string) =>
-        d !== 'memory' && (!path.posix.isAbsolute(d) || d.includes('$(') || d.split('/').includes('..'));
-      const canonical = dirs.map((d) => (d === 'memory' ? d : path.posix.normalize(d).replace(/(.)\/+$/, '$1')));
-      if (!dirs.length || dirs.some(bad) || new Set(canonical).size !== canonical.length) {
-        throw new DenyError(
-          'invalid-pv',
-          `${where}: cache-dir "${opt.value ?? ''}" must be distinct absolute paths separated by ":", without ".." or "$("`,
-        );
-      }
-      cacheDirs = canonical;
-    } else if (opt.key === BUFFER_SIZE_KEY) passed.push(bufferSize(opt, resources, where, warnings));
+    else if (opt.key === CACHE_DIR_KEY) optionCacheDirs = opt.value ?? '';
+    else if (opt.key === BUFFER_SIZE_KEY) passed.push(bufferSize(opt, resources, where, warnings));
     else passed.push(opt);
   }
   const base = subdirOf(optionSubdir, where);
   const own = subdirOf(volume.subdir, where);
   const subdir = base && own ? `${base}/${own}` : (own ?? base);
+  const templateValues = { volumeId: volume.pvName, subPath: subdir ?? '' };
+  const { cacheDirs, cache } = cacheStorage(attributes, patches, optionCacheDirs, templateValues, where);
+  const hostPaths = [
+    ...new Set((attributes.hostPath ?? []).map((p) => hostFolder(p, templateValues, where, 'juicefs/host-path'))),
+  ].filter((p) => !cache.some((c) => c.kind === 'host' && c.path === p));
 
   return {
     image,
-    resources,
+    // As the API server stores them (5000m → 5): the pod read back equals what was planned.
+    resources: canonicalResources(resources),
     options: passed,
     readOnly,
     subdir,
     cacheDirs,
+    cache,
+    hostPaths,
     ...(metrics && { metrics }),
     env: mergeEnv(patches.map((p) => p.env ?? [])),
     labels: Object.assign({}, attributes.mountLabels, ...patches.map((p) => p.labels ?? {})) as Record<string, string>,
@@ -300,6 +449,8 @@ export function computeMountSettings(
       string
     >,
     attributes,
+    patch: clientPatch,
+    templates,
     warnings,
   };
 }

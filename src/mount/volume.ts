@@ -15,6 +15,8 @@ export interface SecretInfo {
   envNames: string[];
   /** The `juicefs format` flags it holds values for, each in key `format.<flag>` (read through env, never argv). */
   formatFlags: string[];
+  /** The Secret's `name` (the file system's name, no credential): the `${VOLUME_NAME}` of mountPodPatch templates. */
+  volumeName?: string;
 }
 
 /** The volume's source: PV (or, while unbound, StorageClass), admin attributes, options and Secret. */

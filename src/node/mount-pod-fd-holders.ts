@@ -12,13 +12,26 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { FD_HOLDER_ROOT } from '../contract/keys.js';
 import { FuseFdHolder, pullFuseFd, type HeldFd } from '../fdpass/holder.js';
-import { FD_HOLDER_SOCKET, fdDirOf } from './mount-pod-plan.js';
+import { JUICEFS_FS_TYPE, mountAt } from '../juicefs/mounts.js';
+import { judgeTakeover, runningClientOf, type ClientWatch } from './fd-takeover.js';
+import { FD_HOLDER_SOCKET, fdDirOf, mountPointOf } from './mount-pod-plan.js';
 
 /** juicefs's own fd socket: `/tmp/fuse_fd_comm.<supervisor pid>`. */
 const CLIENT_SOCKET_PREFIX = 'fuse_fd_comm.';
 
+/**
+ * The FUSE connection of the JuiceFS mount at a Mount Pod's mount point (its device number), or undefined: how a
+ * holder tells whether the fd it keeps still serves the mount its next client will find there.
+ */
+export function juicefsConnectionAt(mountPoint: string): string | undefined {
+  const m = mountAt(mountPoint);
+  return m?.fsType === JUICEFS_FS_TYPE ? m.device : undefined;
+}
+
 export class MountPodFdHolders {
   private readonly holders = new Map<string, Promise<FuseFdHolder>>();
+  /** Per folder: the client container the held fd belongs to, and one replacing it (fd-takeover.ts). */
+  private readonly watches = new Map<string, ClientWatch>();
 
   constructor(
     private readonly log: Logger,
@@ -35,17 +48,24 @@ export class MountPodFdHolders {
   /**
    * A holder listening in the Mount Pod's folder (made first), unless there is one. Call it before the Mount Pod is
    * created, so that its client finds the holder when it starts. With JFS_SUPER_COMM juicefs does not make its mount
-   * point (it leaves that to the holder's side, as the reference driver does): `mountPoint` is made here.
+   * point (it leaves that to the holder's side, as the reference driver does): `mountPoint` is made here. The holder
+   * keeps a fd only while its connection is mounted at `mountPoint` (juicefsConnectionAt).
    */
-  async ensure(fdDir: string, mountPoint?: string, adopt?: HeldFd): Promise<void> {
-    if (mountPoint) mkdirSync(mountPoint, { recursive: true });
+  async ensure(fdDir: string, mountPoint: string, adopt?: HeldFd): Promise<void> {
+    // Never touched while mounted: a held connection with no client serving it (between a handover and the next
+    // client) blocks every stat, and mkdirSync stats an existing path; the whole service would hang.
+    if (!mountAt(mountPoint)) mkdirSync(mountPoint, { recursive: true });
     const dir = this.check(fdDir);
     if (this.holders.has(dir)) return void (await this.holders.get(dir));
     // Root only: whoever can dial the socket gets the FUSE connection of the volume.
     mkdirSync(this.root, { recursive: true, mode: 0o700 });
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const log = this.log.child({ fdDir: dir });
-    const started = FuseFdHolder.listen(path.join(dir, FD_HOLDER_SOCKET), { log, adopt });
+    const started = FuseFdHolder.listen(path.join(dir, FD_HOLDER_SOCKET), {
+      log,
+      adopt,
+      connection: () => juicefsConnectionAt(mountPoint),
+    });
     this.holders.set(dir, started);
     try {
       const holder = await started;
@@ -58,7 +78,72 @@ export class MountPodFdHolders {
 
   /** Whether the Mount Pod's client handed its FUSE fd over (a client < 1.2.1 never does). */
   async holds(fdDir: string): Promise<boolean> {
-    return (await this.holders.get(fdDir))?.held() !== undefined;
+    return (await this.holders.get(fdDir))?.live() !== undefined;
+  }
+
+  /**
+   * The check pass: closes every held fd whose connection is no longer mounted at its Mount Pod's mount point, and
+   * pulls one from the client's own fd socket where nothing is held (a client < 1.2.1 never hands its fd over, but
+   * its supervisor serves it on `/tmp/fuse_fd_comm.<pid>` as every juicefs >= 1.1 does): with it held, that client
+   * too survives a whole-client crash and can be upgraded (ADR 0019).
+   */
+  async dropDeadAndPullMissing(): Promise<void> {
+    for (const [dir, started] of [...this.holders.entries()]) {
+      const holder = await started.catch(() => undefined);
+      if (!holder || holder.live()) continue;
+      const pulled = await this.pullFromClient(dir);
+      if (pulled && holder.adopt(pulled)) this.log.info({ fdDir: dir }, "pulled the FUSE fd from the client's socket");
+    }
+  }
+
+  /**
+   * The check pass, for each Mount Pod whose fd is held: a client container that replaced the fd's own and has not
+   * asked the holder for it within the grace period (juicefs < 1.2.1) gets the connection ended, so that it mounts
+   * afresh rather than wait on a connection nobody serves (fd-takeover.ts).
+   */
+  async releaseUntaken(pods: V1Pod[], now = Date.now()): Promise<void> {
+    const byDir = new Map<string, V1Pod>();
+    for (const p of pods) {
+      const dir = fdDirOf(p);
+      // The pod in use wins over one on its way out in the same folder (a re-creation).
+      if (dir && (!byDir.has(dir) || !p.metadata?.deletionTimestamp)) byDir.set(dir, p);
+    }
+    for (const [dir, started] of [...this.holders.entries()]) {
+      const holder = await started.catch(() => undefined);
+      if (!holder) continue;
+      const current = runningClientOf(byDir.get(dir));
+      if (!holder.held()) {
+        if (current) this.watches.set(dir, { containerId: current.containerId });
+        continue;
+      }
+      const judged = judgeTakeover(this.watches.get(dir), current, holder.lastAskAt(), now);
+      if (judged.watch) this.watches.set(dir, judged.watch);
+      if (judged.release) {
+        this.log.warn(
+          { fdDir: dir, container: current?.containerId },
+          'the new client did not ask for the held FUSE fd (juicefs < 1.2.1): released, it mounts afresh',
+        );
+        holder.release();
+      }
+    }
+  }
+
+  /** A dup of the fd a client's supervisor in `dir` serves on its own socket, if any. */
+  private async pullFromClient(dir: string): Promise<HeldFd | undefined> {
+    let files: string[];
+    try {
+      files = readdirSync(dir).filter((f) => f.startsWith(CLIENT_SOCKET_PREFIX));
+    } catch {
+      return undefined;
+    }
+    for (const file of files) {
+      const pulled = await pullFuseFd(path.join(dir, file)).catch((err: unknown) => {
+        this.log.debug({ socket: path.join(dir, file), err: (err as Error).message }, 'could not pull the FUSE fd');
+        return undefined;
+      });
+      if (pulled) return pulled;
+    }
+    return undefined;
   }
 
   /**
@@ -74,6 +159,7 @@ export class MountPodFdHolders {
     const dir = this.check(fdDir);
     const holder = await this.holders.get(dir)?.catch(() => undefined);
     this.holders.delete(dir);
+    this.watches.delete(dir);
     holder?.release();
     await holder?.close();
     rmSync(dir, { recursive: true, force: true });
@@ -85,7 +171,12 @@ export class MountPodFdHolders {
    * client's own fd socket (the client keeps its copy); folders of no live Mount Pod are removed.
    */
   async recover(pods: V1Pod[]): Promise<void> {
-    const live = new Set(pods.filter((p) => !p.metadata?.deletionTimestamp).map(fdDirOf));
+    const live = new Map<string, string>();
+    for (const p of pods.filter((p) => !p.metadata?.deletionTimestamp)) {
+      const dir = fdDirOf(p);
+      const mountPoint = mountPointOf(p);
+      if (dir && mountPoint) live.set(dir, mountPoint);
+    }
     let entries: string[];
     try {
       entries = readdirSync(this.root);
@@ -99,21 +190,14 @@ export class MountPodFdHolders {
         this.log.info({ fdDir: dir }, 'fd-holder folder of no Mount Pod removed');
         continue;
       }
-      let pulled: HeldFd | undefined;
-      for (const file of readdirSync(dir).filter((f) => f.startsWith(CLIENT_SOCKET_PREFIX))) {
-        pulled = await pullFuseFd(path.join(dir, file)).catch((err: unknown) => {
-          this.log.warn({ socket: path.join(dir, file), err: (err as Error).message }, 'could not pull the FUSE fd');
-          return undefined;
-        });
-        if (pulled) break;
-      }
-      await this.ensure(dir, undefined, pulled);
+      const pulled = await this.pullFromClient(dir);
+      await this.ensure(dir, live.get(dir)!, pulled);
       this.log.info({ fdDir: dir, recovered: pulled !== undefined }, 'fd holder recovered after a restart');
     }
     // A live Mount Pod whose folder is missing still gets a holder (the kubelet makes the folder otherwise).
-    for (const dir of live) {
-      if (!dir || this.holders.has(dir)) continue;
-      await this.ensure(dir).catch((err: unknown) =>
+    for (const [dir, mountPoint] of live) {
+      if (this.holders.has(dir)) continue;
+      await this.ensure(dir, mountPoint).catch((err: unknown) =>
         this.log.warn({ fdDir: dir, err: (err as Error).message }, 'no fd holder for a Mount Pod'),
       );
     }

@@ -54,6 +54,11 @@ export class MountPodManager {
     this.repair = new MountPodRepair(core, this.references, lock, () => this.cachedPodsOnNode(), this.holders, opts);
   }
 
+  /** The global ConfigMap as the last publish read it (the node's /readyz detail). */
+  get configStatus() {
+    return this.publisher.configStatus;
+  }
+
   /** The Mount Pods of this node as the informer last saw them. */
   private cachedPodsOnNode(): V1Pod[] {
     return [...this.informer.list(this.opts.namespace)];
@@ -99,7 +104,7 @@ export class MountPodManager {
     });
     this.informer.on('update', (pod) => {
       if (pod.metadata?.deletionTimestamp)
-        void this.repair.going(pod).catch(failed(pod, 'could not release the FUSE fd'));
+        void this.repair.going(pod).catch(failed(pod, 'could not ask the Mount Pod to unmount at stop'));
       else if (isPodReady(pod) && referencesOf(pod).length > 0) this.kick();
     });
     await this.informer.start();
@@ -120,6 +125,13 @@ export class MountPodManager {
         this.again = false;
         await this.sweep().catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'sweep failed'));
         await this.check().catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'check failed'));
+        // A held fd whose connection is no longer mounted is closed, so no later client takes it over; one a
+        // replacing client never asks for is closed too (it cannot take it); a client that never handed its fd over
+        // has it pulled.
+        await this.holders
+          .releaseUntaken(this.cachedPodsOnNode())
+          .catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'fd takeover check failed'));
+        await this.holders.dropDeadAndPullMissing();
       } while (this.again);
     })().finally(() => (this.pass = undefined));
   }

@@ -3,10 +3,20 @@
 // records the target as a reference, waits for the mount, and bind-mounts it
 // into the target; unpublish unmounts the target and drops its reference. Both
 // run under the volume's lock: they share the volume's Mount Pod.
-import type { CoreV1Api } from '@kubernetes/client-node';
+import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConfigError, parseGlobalConfig } from '../config/schema.js';
-import { ATTR, CONFIG_MAP_KEY, CONFIG_MAP_NAME, MOUNT_POD_APP_VALUE, MOUNT_POD_LABEL_APP } from '../contract/keys.js';
+import { ConfigError, DEFAULT_GLOBAL_CONFIG, parseGlobalConfig, type GlobalConfig } from '../config/schema.js';
+import type { NodeIdentity } from '../config/selector.js';
+import { ConfigReport, type ConfigStatus } from '../k8s/config-report.js';
+import {
+  ATTR,
+  CONFIG_MAP_KEY,
+  CONFIG_MAP_NAME,
+  MOUNT_POD_APP_VALUE,
+  MOUNT_POD_LABEL_APP,
+  MOUNT_POD_LABEL_HASH,
+  MOUNT_POD_LABEL_VOLUME_ID,
+} from '../contract/keys.js';
 import { DenyError } from '../contract/deny.js';
 import { mountPodSecretName, secretCopyData, summariseSecret } from '../contract/secret-copy.js';
 import { Code, CsiError } from '../csi/server.js';
@@ -17,11 +27,15 @@ import type { KeyedLock } from '../util/keyed-lock.js';
 import { rebind, targetState, unmountTarget } from './bind.js';
 import { claimOfVolume } from './claim.js';
 import type { MountPodFdHolders } from './mount-pod-fd-holders.js';
-import { isPodReady, planMountPod, referenceKey, volumeLabel } from './mount-pod-plan.js';
+import { classifyMountPodChange } from '../upgrade/settings-change.js';
+import type { MountPodInheritance } from './mount-pod-inherit.js';
+import { isPodReady, planMountPod, referenceKey, referencesOf, volumeLabel } from './mount-pod-plan.js';
 import type { MountPodReferences, MountPodScope } from './mount-pod-references.js';
 
 export interface PublisherOptions extends MountPodScope {
   defaultMountImage?: string;
+  /** What Mount Pods inherit from the node service's own pod (./node-pod-reader.ts); none when absent. */
+  inheritance?: () => Promise<MountPodInheritance>;
   readyTimeoutMs?: number;
 }
 
@@ -35,6 +49,9 @@ export interface PublishRequest {
 }
 
 export class VolumePublisher {
+  private lastGood: GlobalConfig = structuredClone(DEFAULT_GLOBAL_CONFIG);
+  private readonly report: ConfigReport;
+
   constructor(
     private readonly core: CoreV1Api,
     private readonly references: MountPodReferences,
@@ -42,13 +59,47 @@ export class VolumePublisher {
     private readonly lock: KeyedLock,
     private readonly holders: MountPodFdHolders,
     private readonly opts: PublisherOptions,
-  ) {}
+  ) {
+    this.report = new ConfigReport({
+      core,
+      namespace: opts.namespace,
+      component: `jfs-sidecar-node/${opts.nodeName}`,
+      log: opts.log,
+    });
+  }
 
-  private async globalConfig() {
+  /** The ConfigMap as last read: its version, what of it is not applied, why a newer one was refused (/readyz). */
+  get configStatus(): ConfigStatus {
+    return this.report.current;
+  }
+
+  /** Read at each publish; a bad entry is dropped alone, a malformed document leaves the last good one in force. */
+  private async globalConfig(): Promise<GlobalConfig> {
     const cm = await unlessNotFound(
       this.core.readNamespacedConfigMap({ name: CONFIG_MAP_NAME, namespace: this.opts.namespace }),
     );
-    return parseGlobalConfig(cm?.data?.[CONFIG_MAP_KEY]);
+    try {
+      this.lastGood = parseGlobalConfig(cm?.data?.[CONFIG_MAP_KEY]);
+      this.report.loaded(cm, this.lastGood);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      this.report.refused(cm, err.message);
+    }
+    return this.lastGood;
+  }
+
+  /** This node's labels (mountPodPatch nodeSelector); undefined when the Node cannot be read (no entry matches). */
+  private async nodeIdentity(): Promise<NodeIdentity | undefined> {
+    try {
+      const node = await this.core.readNode({ name: this.opts.nodeName });
+      return { labels: node.metadata?.labels ?? {} };
+    } catch (err) {
+      this.opts.log.warn(
+        { err: (err as Error).message },
+        'Node not read: mountPodPatch entries with a nodeSelector do not apply',
+      );
+      return undefined;
+    }
   }
 
   /** The Mount Pod's Secret in our namespace, named by volume and content, created when absent. */
@@ -94,6 +145,7 @@ export class VolumePublisher {
       };
       // The PVC of the PV's claimRef: mountPodPatch entries select Mount Pods by it, as they do sidecars.
       const claim = await claimOfVolume(this.core, req.volumeId);
+      const config = await this.globalConfig();
       let plan;
       try {
         plan = planMountPod({
@@ -101,7 +153,10 @@ export class VolumePublisher {
           namespace: this.opts.namespace,
           volume,
           claim,
-          options: { config: await this.globalConfig(), defaultMountImage: this.opts.defaultMountImage },
+          options: { config, defaultMountImage: this.opts.defaultMountImage },
+          // The Node's labels, read only when an entry selects by them.
+          node: config.mountPodPatch.some((p) => p.nodeSelector) ? await this.nodeIdentity() : undefined,
+          inherit: await this.opts.inheritance?.(),
         });
       } catch (err) {
         // A malformed admin setting (PV attribute, option, Secret, ConfigMap) names its key;
@@ -111,6 +166,7 @@ export class VolumePublisher {
         throw err;
       }
       const name = plan.pod.metadata!.name!;
+      await this.noteSettingsChange(req.volumeId, plan.hash, plan.pod);
       // Listening before the Mount Pod exists: its client hands the FUSE fd over as soon as it has mounted.
       if (plan.fdDir) await this.holders.ensure(plan.fdDir, plan.mountPoint);
       await this.references.addReference(plan.pod, referenceKey(req.targetPath), req.targetPath);
@@ -120,6 +176,37 @@ export class VolumePublisher {
         await rebind(plan.mountPoint, req.targetPath, req.readOnly);
       this.opts.log.info({ volume: req.volumeId, target: req.targetPath, mountPod: name }, 'published');
     });
+  }
+
+  /**
+   * The volume's settings changed while a Mount Pod of the old ones serves targets here: this publish gets a Mount Pod
+   * of its own (another hash), the running one is left as it is. Whether the running one could take the change
+   * without a new mount, and why not, is logged (issue 13 item 5): an image change is rolled out by a JuiceFSUpgrade
+   * (mount-pod-binary or mount-pod-recreate), never applied behind the user's back.
+   */
+  private async noteSettingsChange(volumeId: string, hash: string, planned: V1Pod): Promise<void> {
+    const running = (await this.references.podsOnNode()).filter(
+      (p) =>
+        p.metadata?.labels?.[MOUNT_POD_LABEL_VOLUME_ID] === volumeLabel(volumeId) &&
+        p.metadata?.labels?.[MOUNT_POD_LABEL_HASH] !== hash &&
+        !p.metadata?.deletionTimestamp &&
+        referencesOf(p).length > 0,
+    );
+    for (const pod of running) {
+      const change = classifyMountPodChange(pod.spec!.containers[0], planned.spec!.containers[0]);
+      this.opts.log.warn(
+        {
+          volume: volumeId,
+          mountPod: pod.metadata?.name,
+          image: change.image,
+          smooth: change.smooth,
+          ...(change.smooth ? {} : { reasons: change.reasons }),
+        },
+        change.smooth
+          ? 'volume settings changed (image only): the running Mount Pod keeps its client until a JuiceFSUpgrade rolls it out'
+          : 'volume settings changed: the running Mount Pod cannot take them without a new mount',
+      );
+    }
   }
 
   /** Waits until the Mount Pod is Ready and its mount is up; returns that mount. */

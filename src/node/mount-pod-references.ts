@@ -6,6 +6,8 @@
 // volume's lock (see lockKeyOf).
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import type { Operation } from 'fast-json-patch';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { parseDuration } from '../contract/duration.js';
@@ -18,7 +20,7 @@ import {
 } from '../contract/keys.js';
 import { Code, CsiError } from '../csi/server.js';
 import { isStatus, unlessNotFound } from '../k8s/errors.js';
-import { annotationPatch, referenceKey, referencesOf } from './mount-pod-plan.js';
+import { annotationPatch, FD_UNMOUNT_MARKER, fdDirOf, referenceKey, referencesOf } from './mount-pod-plan.js';
 
 /** Where this node's Mount Pods live. */
 export interface MountPodScope {
@@ -64,6 +66,35 @@ export class MountPodReferences {
 
   async deletePod(name: string): Promise<void> {
     await unlessNotFound(this.core.deleteNamespacedPod({ name, namespace: this.scope.namespace }));
+  }
+
+  /**
+   * Deletes a Mount Pod no target uses any more (call under the volume's lock): its mount ends with it. A held Mount
+   * Pod's preStop hands over unless its fd folder names it in FD_UNMOUNT_MARKER, so that is written first.
+   */
+  async deleteUnreferenced(pod: V1Pod): Promise<void> {
+    this.askUnmountAtStop(pod);
+    await this.deletePod(pod.metadata!.name!);
+  }
+
+  /**
+   * Asks a held Mount Pod's preStop to unmount rather than hand over (FD_UNMOUNT_MARKER): its mount ends with it.
+   * Never an unmount from here while the pod runs: its client would exit 0 and the kubelet, not yet told of the
+   * deletion, would start it again, re-creating its `--subdir` (CI of the session-6 merge, csi-sanity).
+   */
+  askUnmountAtStop(pod: V1Pod): void {
+    const fdDir = fdDirOf(pod);
+    const uid = pod.metadata?.uid;
+    if (!fdDir || !uid) return;
+    try {
+      writeFileSync(path.join(fdDir, FD_UNMOUNT_MARKER), uid, { mode: 0o600 });
+    } catch (err) {
+      // No folder: the kubelet made none either (no container started), so no preStop will look for it.
+      this.scope.log.warn(
+        { mountPod: pod.metadata?.name, fdDir, err: (err as Error).message },
+        'could not ask the Mount Pod to unmount at stop',
+      );
+    }
   }
 
   /**
@@ -134,7 +165,7 @@ export class MountPodReferences {
     if (deleteAt) {
       this.scope.log.info({ mountPod: name, deleteAt }, 'last reference gone: Mount Pod deletion delayed');
     } else if (remaining.length === 0) {
-      await this.deletePod(name);
+      await this.deleteUnreferenced(pod);
       this.scope.log.info({ mountPod: name }, 'last reference gone: Mount Pod deleted');
     }
   }

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { MOUNT_POD_ANN_DELETE_AT } from '../contract/keys.js';
 import { JUICEFS_FS_TYPE, mountAt } from '../juicefs/mounts.js';
 import type { KeyedLock } from '../util/keyed-lock.js';
-import { kubeletPodUid, rebind, targetState, unmountTarget } from './bind.js';
+import { kubeletPodUid, rebind, targetState, unmountAll, unmountTarget } from './bind.js';
 import type { MountPodFdHolders } from './mount-pod-fd-holders.js';
 import { fdDirOf, isPodReady, mountPointOf, referenceKey, referencesOf } from './mount-pod-plan.js';
 import { lockKeyOf, type MountPodReferences, type MountPodScope } from './mount-pod-references.js';
@@ -36,7 +36,7 @@ export class MountPodRepair {
         // Looked at again under the volume's lock: a publish may have just taken it back.
         const fresh = await this.references.read(pod.metadata!.name!);
         if (fresh?.metadata?.annotations?.[MOUNT_POD_ANN_DELETE_AT] !== at || referencesOf(fresh).length > 0) return;
-        await this.references.deletePod(pod.metadata!.name!);
+        await this.references.deleteUnreferenced(fresh);
         this.opts.log.info({ mountPod: pod.metadata!.name }, 'delete delay over: Mount Pod deleted');
       });
     }
@@ -104,10 +104,33 @@ export class MountPodRepair {
     }
   }
 
-  /** A Mount Pod is going (deletionTimestamp set): its client's fd is dropped, so no new client takes it over. */
+  /**
+   * A Mount Pod is going (deletionTimestamp set). With no reference left (the last unpublish, the delete delay's
+   * sweep, a deletion by hand of an unused one) its preStop is asked to unmount (most deletions asked before they
+   * were made; this covers the others); the held fd and the folder go once the pod is gone (forget). With references
+   * (deleted while in use) nothing is touched: the fd and the mount stay for the Mount Pod that re-creation makes in
+   * the same folder, and its preStop hands over.
+   */
   async going(pod: V1Pod): Promise<void> {
     const fdDir = fdDirOf(pod);
-    if (fdDir) await this.lock.run(lockKeyOf(pod), () => this.holders.release(fdDir));
+    if (!fdDir || referencesOf(pod).length > 0) return;
+    await this.lock.run(lockKeyOf(pod), async () => {
+      const now = await this.references.read(pod.metadata!.name!);
+      // A publish may have taken it back (its reference is on a pod that is not going) or made a new one.
+      if (now && (!now.metadata?.deletionTimestamp || now.metadata.uid !== pod.metadata?.uid)) return;
+      if (now && referencesOf(now).length > 0) return;
+      this.references.askUnmountAtStop(pod);
+    });
+  }
+
+  /** The held fd closed and the mount point unmounted (lazily: a client still flushing needs no mount). */
+  private async endMount(pod: V1Pod, fdDir: string): Promise<void> {
+    await this.holders.release(fdDir);
+    const mountPoint = mountPointOf(pod);
+    if (mountPoint && mountAt(mountPoint)) {
+      await unmountAll(mountPoint);
+      this.opts.log.info({ mountPod: pod.metadata?.name, mountPoint }, 'Mount Pod mount point unmounted');
+    }
   }
 
   /** A Mount Pod gone for good (no reference left): its fd holder stops and its folder goes. */
@@ -121,6 +144,7 @@ export class MountPodRepair {
     if (!fdDir) return;
     const now = await this.references.read(deleted.metadata!.name!);
     if (now && fdDirOf(now) === fdDir) return;
+    await this.endMount(deleted, fdDir);
     await this.holders.remove(fdDir);
   }
 
@@ -134,12 +158,11 @@ export class MountPodRepair {
     await this.lock.run(lockKeyOf(deleted), async () => {
       const targets = referencesOf(deleted).filter((t) => mountAt(t));
       const fdDir = fdDirOf(deleted);
+      const mountPoint = mountPointOf(deleted);
       if (targets.length === 0) return this.removeHolder(deleted);
-      // Its preStop unmounted the mount point: the new client must mount afresh, not take the old connection.
-      if (fdDir) {
-        await this.holders.release(fdDir);
-        await this.holders.ensure(fdDir, mountPointOf(deleted));
-      }
+      // Its preStop handed over (ADR 0019): the new client takes the held fd and the saved handles, so the targets
+      // stay on the same connection. A fd that is dead by now (an older preStop unmounted) is dropped by the holder.
+      if (fdDir && mountPoint) await this.holders.ensure(fdDir, mountPoint);
       const body: V1Pod = {
         apiVersion: 'v1',
         kind: 'Pod',

@@ -1,6 +1,7 @@
 // The node process: CSI Identity + Node on a Unix socket. The Node service can
 // also join the controller's server (`controller --node-id`), so one socket
 // serves all three services, as a combined driver does.
+import { CoreV1Api } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { identityService } from '../csi/identity-service.js';
 import { startCsiServer, type CsiServer, type ServiceImpl } from '../csi/server.js';
@@ -8,6 +9,8 @@ import { kubeConfigIfAvailable } from '../k8s/kubeconfig.js';
 import { PACKAGE_VERSION } from '../util/package-root.js';
 import { MountPodManager } from './mount-pod-manager.js';
 import { nodeService } from './node-service.js';
+import { NodePodReader } from './node-pod-reader.js';
+import { startNodeHealth } from './health.js';
 import { startRegistration } from './registration.js';
 
 export interface NodeServiceOptions {
@@ -28,32 +31,49 @@ export interface NodeRunOptions extends NodeServiceOptions {
    * this process sees it, and the CSI socket as the kubelet sees it. Without it, something else registers the driver.
    */
   registration?: { dir: string; kubeletEndpoint: string };
+  /** host:port of /healthz and /readyz (the ConfigMap's detail); unset: none. */
+  healthAddress?: string;
 }
 
 /** The Node service and, with API access, its Mount Pod manager (started). */
 export async function startNodeService(
   opts: NodeServiceOptions,
-): Promise<{ service: ServiceImpl; close(): Promise<void> }> {
+): Promise<{ service: ServiceImpl; mountPods?: MountPodManager; close(): Promise<void> }> {
   let mountPods: MountPodManager | undefined;
   const kc = kubeConfigIfAvailable(opts.kubeconfig);
   if (kc) {
+    const ownPod = new NodePodReader(kc.makeApiClient(CoreV1Api), {
+      nodeName: opts.nodeId,
+      podName: process.env.POD_NAME,
+      podNamespace: process.env.POD_NAMESPACE,
+      env: process.env,
+      log: opts.log,
+    });
     mountPods = new MountPodManager({
       kubeConfig: kc,
       nodeName: opts.nodeId,
       namespace: opts.namespace,
       defaultMountImage: opts.mountImage,
       log: opts.log,
+      inheritance: () => ownPod.current(),
     });
     await mountPods.start(opts.checkIntervalMs);
   }
   return {
     service: nodeService({ nodeId: opts.nodeId, log: opts.log, mountPods }),
+    mountPods,
     close: async () => mountPods?.stop(),
   };
 }
 
-export async function runNode(opts: NodeRunOptions): Promise<CsiServer> {
+export async function runNode(opts: NodeRunOptions): Promise<CsiServer & { healthPort?: number }> {
   const node = await startNodeService(opts);
+  const health = opts.healthAddress
+    ? await startNodeHealth(opts.healthAddress, () => node.mountPods?.configStatus).catch(async (err: unknown) => {
+        await node.close();
+        throw err;
+      })
+    : undefined;
   const server = await startCsiServer(
     opts.endpoint,
     { Identity: identityService(PACKAGE_VERSION, false), Node: node.service },
@@ -63,13 +83,16 @@ export async function runNode(opts: NodeRunOptions): Promise<CsiServer> {
   const registration = opts.registration
     ? await startRegistration({ ...opts.registration, log: opts.log }).catch(async (err: unknown) => {
         await server.close();
+        await health?.close();
         await node.close();
         throw err;
       })
     : undefined;
   return {
     endpoint: server.endpoint,
+    ...(health && { healthPort: health.port }),
     close: async () => {
+      await health?.close();
       // First: removing the registration socket makes the kubelet deregister the driver before its socket goes.
       await registration?.close();
       await server.close();

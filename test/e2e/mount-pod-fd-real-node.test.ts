@@ -246,6 +246,18 @@ t.test(
       const r = await crash('pv-old');
       t.not(r.after, r.before, `re-bound to a new FUSE connection (${r.ms} ms)`);
       t.comment(`1.2.0 client, whole-client SIGKILL, re-bind: ${r.ms} ms`);
+      // The held fd had to go for that: dropped as dead (the client's own umount of the hung mount point worked) or
+      // released because the new client never asked for it (ADR 0019 decision 7).
+      const logs = await core.readNamespacedPodLog({
+        name: (await h.nodePluginPod()).metadata!.name!,
+        namespace: NS,
+        container: 'node',
+      });
+      const freed = logs
+        .split('\n')
+        .filter((l) => l.includes('pv-old') && /held FUSE fd is dead|did not ask for the held FUSE fd/.test(l));
+      t.ok(freed.length > 0, 'the node service freed the held fd');
+      for (const l of freed) t.comment(`node: ${l.slice(0, 300)}`);
     });
 
     await t.test('an OOM kill under a memory limit: the mount comes back on the same connection', async (t) => {

@@ -144,7 +144,7 @@ t.test('Mount Pod mode on the real node: shared Mount Pod, references, recovery,
     t.same(referencesOf(after).sort(), [t1, t2].sort(), 'references kept');
   });
 
-  await t.test('a Mount Pod deleted while in use is created again and its targets re-bound', async (t) => {
+  await t.test('a Mount Pod deleted while in use is created again; it takes the held connection over', async (t) => {
     const pod = (await mountPodOf('pv-a'))!;
     const before = deviceOf(t1);
     await core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: NS });
@@ -164,7 +164,8 @@ t.test('Mount Pod mode on the real node: shared Mount Pod, references, recovery,
       90_000,
       'targets readable again',
     );
-    t.not(deviceOf(t1), before, 're-bound');
+    // Its preStop handed over (ADR 0019): the new client took the held fd, so the targets stay on their connection.
+    t.equal(deviceOf(t1), before, 'same FUSE connection: not re-bound');
   });
 
   await t.test('a reference whose pod is gone is dropped by the background check', async (t) => {

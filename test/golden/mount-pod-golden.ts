@@ -6,6 +6,8 @@
 // asks for one), or the denial.
 import type {
   KubernetesObject,
+  V1ConfigMap,
+  V1Node,
   V1Job,
   V1PersistentVolume,
   V1PersistentVolumeClaim,
@@ -21,6 +23,7 @@ import { DenyError } from '../../src/contract/deny.js';
 import { parseManifests, stringifyManifests } from '../../src/offline/inject-manifests.js';
 import { planCleanCacheJob, wantsCacheCleanup } from '../../src/node/clean-cache.js';
 import { planMountPod } from '../../src/node/mount-pod-plan.js';
+import { inheritanceOf } from '../../src/node/mount-pod-inherit.js';
 import { pvcIdentity } from '../../src/resolve/resolve.js';
 import { TESTDATA } from './golden.js';
 
@@ -95,11 +98,19 @@ function planPublish(
   req: PublishRequest,
   claim: V1PersistentVolumeClaim | undefined,
   nodeObjects: KubernetesObject[],
+  allObjects: KubernetesObject[],
 ): Omit<Planned, 'pvName'> {
   const data = Object.fromEntries(Object.entries(req.secrets).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
   const secretName = mountPodSecretName(req.volumeId, data);
+  // The node service's own pod (a Pod of its namespace among the case's objects), its Node and env (a ConfigMap
+  // named node-env stands for the env of its container), as the node service reads them at start.
+  const nodePod = nodeObjects.find((o): o is V1Pod => o.kind === 'Pod');
+  // A case's Node of this name: its labels (mountPodPatch nodeSelectors) and hostname label (enableNodeSelector).
+  const node = allObjects.find((o): o is V1Node => o.kind === 'Node' && o.metadata?.name === NODE.name);
+  const env = (nodeObjects.find((o) => o.kind === 'ConfigMap' && o.metadata?.name === 'node-env') as V1ConfigMap)?.data;
   const plan = planMountPod({
     nodeName: NODE.name,
+    inherit: inheritanceOf(nodePod, node, env ?? {}).inheritance,
     namespace: NODE.namespace,
     volume: {
       pvName: req.volumeId,
@@ -111,6 +122,7 @@ function planPublish(
     },
     claim: claim ? pvcIdentity(claim) : undefined,
     options: { config: configFromObjects(nodeObjects) },
+    node: node ? { labels: node.metadata?.labels ?? {} } : undefined,
   });
   return { ...plan, cleanup: wantsCacheCleanup(plan.pod) ? planCleanCacheJob(plan.pod) : undefined };
 }
@@ -131,7 +143,7 @@ function claimOf(objects: KubernetesObject[]): V1PersistentVolumeClaim | undefin
 function planCase(objects: KubernetesObject[]): Planned {
   const pvName = objects.find((o) => o.kind === 'PersistentVolume')!.metadata!.name!;
   const nodeObjects = objects.filter((o) => o.metadata?.namespace === NODE.namespace);
-  return { pvName, ...planPublish(publishRequestOf(objects), claimOf(objects), nodeObjects) };
+  return { pvName, ...planPublish(publishRequestOf(objects), claimOf(objects), nodeObjects, objects) };
 }
 
 export function renderMountPodGolden(c: MountPodCase): string {

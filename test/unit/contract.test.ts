@@ -125,10 +125,38 @@ t.test('PVC selectors', async (t) => {
 t.test('global config', async (t) => {
   t.equal(parseGlobalConfig('').enableNativeSidecar, true);
   t.equal(parseGlobalConfig('enableNativeSidecar: false').enableNativeSidecar, false);
-  t.throws(() => parseGlobalConfig('enableNativeSidecar: "no"'), ConfigError);
+  // An invalid switch keeps its default and is reported; the rest of the document applies.
+  const badSwitch = parseGlobalConfig('enableNativeSidecar: "no"\nupgradeReadinessGate: true');
+  t.equal(badSwitch.enableNativeSidecar, true);
+  t.equal(badSwitch.nativeSidecarSet, undefined);
+  t.equal(badSwitch.upgradeReadinessGate, true);
+  t.match(badSwitch.issues, [
+    { path: 'enableNativeSidecar', effect: 'field-ignored', message: /expected true or false/ },
+  ]);
   t.throws(() => parseGlobalConfig('mountPodPatch: {}'), ConfigError);
-  t.throws(() => parseGlobalConfig('mountPodPatch: [{resources: {limits: {cpu: lots}}}]'), ConfigError);
-  t.throws(() => parseGlobalConfig('mountPodPatch: [{resources: {limits: {gpu: "1"}}}]'), ConfigError);
+  // A bad entry is refused alone, named with its field; the others apply.
+  const badEntry = parseGlobalConfig(
+    'mountPodPatch: [{ceMountImage: a}, {resources: {limits: {cpu: lots}}}, {ceMountImage: c}]',
+  );
+  t.same(
+    badEntry.mountPodPatch.map((p) => p.ceMountImage),
+    ['a', 'c'],
+  );
+  t.match(badEntry.issues, [
+    {
+      path: 'mountPodPatch[1].resources.limits.cpu',
+      entry: 1,
+      effect: 'entry-refused',
+      message: /"lots" is not a quantity/,
+    },
+  ]);
+  // Any resource name, as the reference reads corev1.ResourceRequirements.
+  t.same(
+    parseGlobalConfig('mountPodPatch: [{resources: {limits: {nvidia.com/gpu: "1"}}}]').mountPodPatch[0].resources,
+    {
+      limits: { 'nvidia.com/gpu': '1' },
+    },
+  );
   t.throws(() => parseGlobalConfig(': : :'), ConfigError);
   t.equal(parseGlobalConfig('annotationBounds: {maxCpu: "8"}').annotationBounds.maxCpu, '8');
 });

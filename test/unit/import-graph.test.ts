@@ -32,6 +32,9 @@ const LAYERS: string[][] = [
   // The upgrade object's types, the rollout planner and the upgrade's patches: pure, above config (label
   // selectors); the controller's reconciler and actuators apply what they say.
   ['upgrade'],
+  // The diagnosis (`kubectl jfs debug`, the dashboard): gathered objects in, the chain and findings out; pure, over
+  // the contract's keys and names.
+  ['diagnose'],
   // Adapters to the outside world: the API (k8s: informer caches implementing resolve's ClusterView),
   // the juicefs client and /proc mounts (juicefs: uses inject's option parsing), the CSI gRPC plumbing (csi),
   // the FUSE fd holder speaking juicefs's JFS_SUPER_COMM over SCM_RIGHTS (fdpass, ADR 0016).
@@ -40,10 +43,15 @@ const LAYERS: string[][] = [
   ['certs'],
   // The shells, each a process or command of its own: the admission webhook, the CSI node service
   // (Mount Pods), the offline `inject` over YAML files.
-  ['webhook', 'node', 'offline'],
+  // `kubectl jfs` (kubectl): the user's own credentials, lists and the diagnosis's gathering shell, exec streams,
+  // the JuiceFSUpgrade it creates and watches; it loads none of the other shells.
+  ['webhook', 'node', 'offline', 'kubectl'],
   // The CSI controller; `controller --node-id` also serves the node service on its socket
   // (a combined driver), so it sits above node.
   ['controller'],
+  // The dashboard (a shell of its own): informers, a JSON/SSE API and the page; it reads the Mount Pods'
+  // references as the node service writes them (node) and the upgrade object (upgrade).
+  ['dashboard'],
   // The harness: a local control plane, the real node, the stacks of processes. It drives the
   // product from above (and its processes through the CLI binary); product code never imports it.
   ['local'],
@@ -217,7 +225,8 @@ t.test(
   async (t) => {
     // Reachable from the executable through product imports, the harness left out.
     const seen = new Set<string>();
-    const next = ['src/cli/main.ts'];
+    // The two executables: jfs-sidecar and the kubectl plugin.
+    const next = ['src/cli/main.ts', 'src/cli/kubectl-jfs.ts'];
     while (next.length) {
       const f = next.pop()!;
       if (seen.has(f)) continue;

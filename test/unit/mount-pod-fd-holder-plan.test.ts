@@ -52,9 +52,9 @@ t.test('a Secret envs entry cannot point the client at another holder', async (t
 });
 
 t.test(
-  'juicefs/fd-holder "false" or unset (opt-in for Mount Pods): no folder, no JFS_SUPER_COMM; one hash',
+  'juicefs/fd-holder "false": no folder, no JFS_SUPER_COMM; unset: a holder (the default); one hash',
   async (t) => {
-    t.equal(plan().fdDir, undefined, 'unset: no holder for a Mount Pod');
+    t.equal(plan().fdDir, plan(HELD).fdDir, 'unset: a holder for a Mount Pod, as with "true"');
     const off = plan({ 'juicefs/fd-holder': 'false' });
     t.equal(off.fdDir, undefined);
     t.equal(fdDirOf(off.pod), undefined);

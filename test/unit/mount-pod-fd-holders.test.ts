@@ -12,7 +12,10 @@ import { FD_HOLDER_SOCKET, FD_VOLUME_NAME } from '../../src/node/mount-pod-plan.
 
 const podWith = (fdDir: string): V1Pod => ({
   metadata: { name: path.basename(fdDir) },
-  spec: { containers: [], volumes: [{ name: FD_VOLUME_NAME, hostPath: { path: fdDir } }] },
+  spec: {
+    containers: [{ name: 'jfs-mount', env: [{ name: 'JFS_MOUNT_POINT', value: `${fdDir}-mnt` }] }],
+    volumes: [{ name: FD_VOLUME_NAME, hostPath: { path: fdDir } }],
+  },
 });
 
 t.test('holders per Mount Pod folder: listen first, recover after a restart, remove when gone', async (t) => {
@@ -27,7 +30,7 @@ t.test('holders per Mount Pod folder: listen first, recover after a restart, rem
   t.ok(existsSync(path.join(live, FD_HOLDER_SOCKET)), 'listening in the folder before the Mount Pod exists');
   t.ok(existsSync(mountPoint), 'the mount point made (juicefs does not with JFS_SUPER_COMM)');
   t.equal(await first.holds(live), false, 'no fd until a client hands one over');
-  await t.rejects(first.ensure('/elsewhere/x'), /not under/, 'only folders under its root');
+  await t.rejects(first.ensure('/elsewhere/x', mountPoint), /not under/, 'only folders under its root');
   await first.close();
 
   // A restart: the live Mount Pod's folder keeps a holder, a folder of no Mount Pod goes.

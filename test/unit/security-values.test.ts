@@ -3,7 +3,7 @@
 // comparison, and pods that would be invalid after injection.
 import type { V1Pod } from '@kubernetes/client-node';
 import t, { type Test } from 'tap';
-import { ConfigError, parseGlobalConfig, selectsByUserFacts } from '../../src/config/schema.js';
+import { parseGlobalConfig, selectsByUserFacts } from '../../src/config/schema.js';
 import { CLIENT_ENV_NAMES, isClientEnvName } from '../../src/contract/client-env.js';
 import { DenyError } from '../../src/contract/deny.js';
 import { MOUNT_POINT_ENV, POD_UID_ENV } from '../../src/contract/keys.js';
@@ -142,26 +142,63 @@ t.test('class 7: a patch selected by PVC labels or names may set only bounded re
       'labels: {a: b}',
       'annotations: {a: b}',
     ]) {
-      t.throws(
-        () => parseGlobalConfig(`mountPodPatch:\n  - pvcSelector: ${selector}\n    ${field}\n`),
-        ConfigError,
+      // The entry is refused (only it: the second one applies), naming the field.
+      const cfg = parseGlobalConfig(
+        `mountPodPatch:\n  - pvcSelector: ${selector}\n    ${field}\n  - ceMountImage: ok/image\n`,
+      );
+      t.same(
+        cfg.mountPodPatch.map((p) => p.index),
+        [1],
         `${selector} with ${field} is refused`,
       );
+      t.match(cfg.issues[0], {
+        entry: 0,
+        effect: 'entry-refused',
+        path: `mountPodPatch[0].${field.split(':')[0]}`,
+        message: /may set only resources/,
+      });
     }
   }
-  t.throws(
-    () =>
-      parseGlobalConfig(
-        'mountPodPatch:\n  - pvcSelector: {matchLabels: {a: b}}\n    resources: {limits: {memory: 6Gi}}\n',
-      ),
+  const refusal = (text: string) => {
+    const cfg = parseGlobalConfig(text);
+    return cfg.mountPodPatch.length === 0 && cfg.issues[0]?.effect === 'entry-refused' ? cfg.issues[0].message : '';
+  };
+  t.match(
+    refusal('mountPodPatch:\n  - pvcSelector: {matchLabels: {a: b}}\n    resources: {limits: {memory: 6Gi}}\n'),
     /above annotationBounds/,
   );
-  t.throws(
-    () =>
-      parseGlobalConfig(
-        'mountPodPatch:\n  - pvcSelector: {matchLabels: {a: b}}\n    resources: {limits: {cpu: "0"}}\n',
-      ),
+  t.match(
+    refusal('mountPodPatch:\n  - pvcSelector: {matchLabels: {a: b}}\n    resources: {limits: {cpu: "0"}}\n'),
     /cannot remove a limit/,
+  );
+  // A user-selectable entry may not ask for resources users cannot ask for (extended resources, hugepages).
+  t.match(
+    refusal('mountPodPatch:\n  - pvcSelector: {matchLabels: {a: b}}\n    resources: {limits: {nvidia.com/gpu: "1"}}\n'),
+    /only cpu and memory/,
+  );
+  // Every field but resources (and the selectors) is refused in a user-selectable entry: the table decides.
+  for (const field of [
+    'hostNetwork: true',
+    'volumes: [{name: h, hostPath: {path: /}}]\n    volumeMounts: [{name: h, mountPath: /h}]',
+    'initContainers: []',
+  ]) {
+    t.match(
+      refusal(`mountPodPatch:\n  - pvcSelector: {matchLabels: {a: b}}\n    ${field}\n`),
+      /may set only resources/,
+      field,
+    );
+  }
+  // A nodeSelector with NotIn / DoesNotExist is matched by a pod that does not name the label: user-selectable too.
+  t.match(
+    refusal(
+      'mountPodPatch:\n  - nodeSelector: {matchExpressions: [{key: zone, operator: NotIn, values: [a]}]}\n    ceMountImage: x\n',
+    ),
+    /nodeSelector has NotIn or DoesNotExist/,
+  );
+  t.equal(
+    parseGlobalConfig('mountPodPatch:\n  - nodeSelector: {matchLabels: {zone: a}}\n    ceMountImage: x\n').mountPodPatch
+      .length,
+    1,
   );
   // Within bounds, or with bounds the admin raised, resources stay selectable by labels (the reference driver's use).
   const ok = parseGlobalConfig(
