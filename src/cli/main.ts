@@ -49,6 +49,7 @@ interface InjectFlags extends CredentialsFlags {
   mountImage?: string;
 }
 interface ControllerFlags extends LogFlags, CredentialsFlags {
+  metricsAddress?: string;
   credentialsBroker: boolean;
   credentialsHost: string;
   credentialsPort: number;
@@ -378,7 +379,10 @@ export function buildCli(): Command {
       'also serve the CSI Node service for this node on the same socket (Mount Pod mode with --kubeconfig)',
     )
     .addOption(
-      new Option('--mount-image <image>', 'default JuiceFS mount image (with --node-id)').env('JFS_MOUNT_IMAGE'),
+      new Option(
+        '--mount-image <image>',
+        "default JuiceFS mount image (the node service's with --node-id; upgrades' target.fromSettings)",
+      ).env('JFS_MOUNT_IMAGE'),
     )
     .addOption(checkIntervalOption())
     .addOption(credentialsOptions()[0])
@@ -408,6 +412,7 @@ export function buildCli(): Command {
       collect,
       [],
     )
+    .option('--metrics-address <host:port>', 'serve /metrics (Prometheus), /healthz and /readyz there')
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o: ControllerFlags) => {
       const { runController } = await import('../controller/run.js');
@@ -421,6 +426,8 @@ export function buildCli(): Command {
         secretNamespaces: o.secretNamespace.length ? o.secretNamespace : [o.leaderElectionNamespace],
         leaderElect: o.leaderElect,
         upgrades: o.upgrades,
+        mountImage: o.mountImage,
+        metricsAddress: o.metricsAddress,
         stopClassicSidecars: o.stopClassicSidecars,
         leaderElectionNamespace: o.leaderElectionNamespace,
         node: o.nodeId ? { nodeId: o.nodeId, mountImage: o.mountImage, checkIntervalMs: o.checkInterval } : undefined,
@@ -471,7 +478,7 @@ export function buildCli(): Command {
     )
     .option(
       '--health-address <host:port>',
-      "serve /healthz and /readyz (with the global ConfigMap's version and what of it is not applied) there",
+      "serve /healthz, /readyz (with the global ConfigMap's version and what of it is not applied) and /metrics there",
     )
     .addOption(new Option('--log-level <level>', 'log level').env('LOG_LEVEL').default('info'))
     .action(async (o: NodeFlags) => {

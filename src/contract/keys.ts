@@ -124,6 +124,11 @@ export const MOUNT_POD_LABEL_VOLUME_ID = 'volume-id';
 export const MOUNT_POD_LABEL_HASH = 'juicefs-hash';
 export const MOUNT_POD_ANN_DELETE_DELAY = 'juicefs-delete-delay';
 export const MOUNT_POD_ANN_DELETE_AT = 'juicefs-delete-at';
+/**
+ * "true" while the node service holds the Mount Pod client's FUSE fd (its check pass keeps it current): a recreate
+ * upgrade hands over only then, else the client's restart would end the mount (ADR 0019).
+ */
+export const MOUNT_POD_ANN_FD_HELD = 'juicefs-fd-held';
 export const MOUNT_POD_REF_PREFIX = 'juicefs-';
 /** Set on a Mount Pod whose volume has `juicefs/clean-cache: "true"`: its cache is removed after it is gone. */
 export const MOUNT_POD_ANN_CLEAN_CACHE = 'juicefs-clean-cache';

@@ -11,7 +11,9 @@ import { UpgradeReconciler } from './upgrade-reconciler.js';
 import { MountPodBinaryActuator, MountPodRecreateActuator } from './upgrade-mount-pod.js';
 import { SidecarActuator } from './upgrade-sidecar.js';
 import { identityService } from '../csi/identity-service.js';
+import { CsiMetrics } from '../csi/metrics.js';
 import { startCsiServer, type CsiServer } from '../csi/server.js';
+import { startHealthServer } from '../util/health-server.js';
 import { JuicefsCli } from '../juicefs/cli.js';
 import { JuicefsVolumes } from '../juicefs/volume.js';
 import { startNodeService, type NodeServiceOptions } from '../node/run.js';
@@ -22,6 +24,8 @@ import { serviceHosts } from '../certs/generate.js';
 import { CREDENTIALS_CA_CONFIGMAP_NAME } from '../contract/keys.js';
 import { startCredentialsBroker, type CredentialsBroker, type CredentialsBrokerOptions } from './credentials-broker.js';
 import { ClassicStopper } from './classic-stopper.js';
+import { ClusterCache } from '../k8s/cluster-cache.js';
+import type { SettingsSource } from '../upgrade/settings-images.js';
 
 export interface ControllerRunOptions {
   endpoint: string;
@@ -50,6 +54,10 @@ export interface ControllerRunOptions {
    * first value (every replica; ADR 0017).
    */
   upgrades?: boolean;
+  /** The deployment's default mount image, as the node service has it: `target.fromSettings` of Mount Pods. */
+  mountImage?: string;
+  /** host:port of /healthz, /readyz and /metrics (Prometheus); unset: none. */
+  metricsAddress?: string;
   /** Also serve the Node service for this node on the same socket (Mount Pods in leaderElectionNamespace). */
   node?: Omit<NodeServiceOptions, 'kubeconfig' | 'namespace' | 'log'>;
   log: Logger;
@@ -57,7 +65,7 @@ export interface ControllerRunOptions {
 
 export async function runController(
   opts: ControllerRunOptions,
-): Promise<{ server: CsiServer; close(): Promise<void> }> {
+): Promise<{ server: CsiServer; metricsPort?: number; close(): Promise<void> }> {
   const volumes = new JuicefsVolumes(new JuicefsCli(opts.juicefsBinary, opts.log), opts.stateDir, opts.log);
   await volumes.cleanupStale();
   const kc = kubeConfigIfAvailable(opts.kubeconfig);
@@ -67,11 +75,13 @@ export async function runController(
         unlessNotFound(core.readNamespacedPersistentVolumeClaim({ namespace, name }))
     : undefined;
   const getNode = core ? async (name: string) => unlessNotFound(core.readNode({ name })) : undefined;
+  const metrics = new CsiMetrics({ role: opts.node ? 'both' : 'controller' });
   const node = opts.node
     ? await startNodeService({
         ...opts.node,
         kubeconfig: opts.kubeconfig,
         namespace: opts.leaderElectionNamespace,
+        metrics,
         log: opts.log,
       })
     : undefined;
@@ -83,11 +93,13 @@ export async function runController(
       ...(node ? { Node: node.service } : {}),
     },
     opts.log,
+    metrics,
   );
   let sync: SecretSync | undefined;
   let stopper: ClassicStopper | undefined;
   let elector: LeaderElector | undefined;
   let upgrades: UpgradeReconciler | undefined;
+  let upgradeView: ClusterCache | undefined;
   let gates: UpgradeGateKeeper | undefined;
   // What one replica does at a time (the leader's, with leaderElect).
   const leaderWork: { what: string; start(): Promise<void> }[] = [];
@@ -109,16 +121,42 @@ export async function runController(
   if (opts.upgrades) {
     if (!kc) throw new Error('--upgrades needs a Kubernetes API: give --kubeconfig or run in a cluster');
     const log = opts.log.child({ part: 'upgrades' });
+    // `target.fromSettings` of Mount Pods reads PVs, PVCs and the ConfigMap from caches (no Secrets).
+    const view = (upgradeView = new ClusterCache({
+      kubeConfig: kc,
+      secretNamespaces: [],
+      configNamespace: opts.leaderElectionNamespace,
+      defaultCredentials: opts.defaultCredentials,
+      log,
+    }));
+    const settings: SettingsSource = {
+      pvs: () => view.pvs(),
+      getPvc: (namespace, name) => view.getPvc(namespace, name),
+      get config() {
+        return view.globalConfig;
+      },
+      defaultMountImage: opts.mountImage ?? opts.node?.mountImage,
+    };
     const u = (upgrades = new UpgradeReconciler({
       kubeConfig: kc,
       actuators: [
         new SidecarActuator({ kubeConfig: kc, log }),
-        new MountPodBinaryActuator({ kubeConfig: kc, log }),
-        new MountPodRecreateActuator({ kubeConfig: kc, log }),
+        new MountPodBinaryActuator({ kubeConfig: kc, log, settings }),
+        new MountPodRecreateActuator({ kubeConfig: kc, log, settings }),
       ],
       log,
+      outcomes: metrics.counter('jfs_sidecar_upgrade_pods_total', 'Pods whose upgrade ended, by kind and result', [
+        'kind',
+        'result',
+      ]),
     }));
-    leaderWork.push({ what: 'upgrade reconciler', start: () => u.start() });
+    leaderWork.push({
+      what: 'upgrade reconciler',
+      start: async () => {
+        await view.start();
+        await u.start();
+      },
+    });
     // Not behind the lease: new pods must not wait for a leader to become Ready.
     gates = new UpgradeGateKeeper({ kubeConfig: kc, log });
     void gates.start().catch((err) => log.error({ err: (err as Error).message }, 'gate keeper failed to start'));
@@ -161,13 +199,19 @@ export async function runController(
       log: opts.log.child({ part: 'credential-broker' }),
     });
   }
+  const health = opts.metricsAddress
+    ? await startHealthServer(opts.metricsAddress, { metrics: () => metrics.render() }, '--metrics-address')
+    : undefined;
   return {
     server,
+    ...(health && { metricsPort: health.port }),
     close: async () => {
+      await health?.close();
       await broker?.close();
       elector?.stop();
       await sync?.stop();
       await upgrades?.stop();
+      await upgradeView?.stop();
       await gates?.stop();
       await stopper?.stop();
       await server.close();

@@ -23,6 +23,11 @@ export interface UpgradeActuator {
    * status write after it may fail, and a new leader resumes from the last written phase).
    */
   step(pod: V1Pod, rec: PodUpgradeProgress, upgrade: JuiceFSUpgrade): Promise<Partial<PodUpgradeProgress>>;
+  /**
+   * For `target.fromSettings`: each client container's image as the pod's volume settings say now, or why they
+   * cannot tell. Absent: this kind reads no settings (the plan says so).
+   */
+  settingsImages?(pod: V1Pod): Record<string, string> | { unknown: string };
   /** After the pod's upgrade ended (Succeeded or Failed): e.g. its readiness gate back to True. */
   finish(pod: V1Pod, rec: PodUpgradeProgress): Promise<void>;
 }

@@ -9,13 +9,14 @@
 //   new imageID, started, ready), as for sidecars.
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { MOUNT_POD_APP_VALUE, MOUNT_POD_LABEL_APP, SYSTEM_NAMESPACE } from '../contract/keys.js';
+import { MOUNT_POD_ANN_FD_HELD, MOUNT_POD_APP_VALUE, MOUNT_POD_LABEL_APP, SYSTEM_NAMESPACE } from '../contract/keys.js';
 import { isStatus, unlessNotFound } from '../k8s/errors.js';
 import { fdDirOf } from '../node/mount-pod-plan.js';
 import { observeSidecarPod, podKey } from '../upgrade/clients.js';
 import { BINARY_INSTALL_SCRIPT, binaryCopyPod, MOUNT_POD_CLIENT, versionOfConfigLine } from '../upgrade/mount-pod.js';
 import { imagePatch } from '../upgrade/patches.js';
 import { classifyMountPodChange } from '../upgrade/settings-change.js';
+import { mountPodSettingsImages, type SettingsSource } from '../upgrade/settings-images.js';
 import type { JuiceFSUpgrade, PodUpgradeProgress } from '../upgrade/types.js';
 import { UpgradeStepFailed, type UpgradeActuator } from './upgrade-actuator.js';
 import { canaryPod, canaryVerdict, execIn } from './upgrade-sidecar.js';
@@ -25,6 +26,8 @@ export interface MountPodActuatorOptions {
   log: Logger;
   /** The Mount Pods' namespace (the node service's `--namespace`). */
   namespace?: string;
+  /** What `target.fromSettings` reads: the PVs, PVCs and ConfigMap in the controller's caches. */
+  settings?: SettingsSource;
   now?: () => Date;
 }
 
@@ -43,6 +46,12 @@ abstract class MountPodActuator implements UpgradeActuator {
 
   observe(pod: V1Pod) {
     return observeSidecarPod(pod);
+  }
+
+  settingsImages(pod: V1Pod): Record<string, string> | { unknown: string } {
+    if (!this.opts.settings) return { unknown: 'the controller was started without the settings caches' };
+    const answer = mountPodSettingsImages(pod, this.opts.settings);
+    return 'images' in answer ? answer.images : answer;
   }
 
   abstract step(pod: V1Pod, rec: PodUpgradeProgress, upgrade: JuiceFSUpgrade): Promise<Partial<PodUpgradeProgress>>;
@@ -164,13 +173,19 @@ export class MountPodRecreateActuator extends MountPodActuator {
       case 'Draining':
         return { phase: 'HandingOver' };
       case 'HandingOver': {
-        // The handover is the preStop's (ADR 0019); the kubelet runs it when it replaces the container.
+        // The handover is the preStop's (ADR 0019); the kubelet runs it when it replaces the container. Only with the
+        // fd held: otherwise the old client's exit ends the connection and the mount with it.
         this.fdDir(pod);
+        if (pod.metadata?.annotations?.[MOUNT_POD_ANN_FD_HELD] !== 'true')
+          return {
+            message:
+              "waiting for the node service to hold the client's FUSE fd (it pulls a juicefs < 1.2.1 client's within seconds of its start)",
+          };
         const images = Object.fromEntries(rec.containers.map((c) => [c.name, c.toImage]));
         const body = imagePatch(pod, images, upgrade.metadata!.name!);
         try {
           await this.core.patchNamespacedPod(
-            { name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, body },
+            { name: pod.metadata.name!, namespace: pod.metadata.namespace!, body },
             setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
           );
         } catch (err) {

@@ -10,9 +10,10 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import type { Counter } from 'prom-client';
 import { isStatus } from '../k8s/errors.js';
 import { describeError, ResilientInformer } from '../k8s/informer.js';
-import { podKey } from '../upgrade/clients.js';
+import { podKey, type PodObservation } from '../upgrade/clients.js';
 import { plan } from '../upgrade/plan.js';
 import {
   ACTIVE_PHASES,
@@ -33,6 +34,8 @@ export interface UpgradeReconcilerOptions {
   /** How often upgrades with a swap under way are looked at again (ms). */
   tickMs?: number;
   now?: () => Date;
+  /** Pods whose upgrade ended, by kind and result (Succeeded, Failed), counted once their status is written. */
+  outcomes?: Counter<'kind' | 'result'>;
 }
 
 const CRD = { group: UPGRADE_GROUP, version: UPGRADE_VERSION, plural: UPGRADE_PLURAL };
@@ -159,9 +162,16 @@ export class UpgradeReconciler {
         .map((p) => [`${p.metadata!.namespace}/${p.metadata!.name}`, p]),
     );
     const observed = [...podsByKey.values()].map((p) => actuator.observe(p));
+    const settingsImages = actuator.settingsImages
+      ? (o: PodObservation) => {
+          const pod = podsByKey.get(podKey(o));
+          return pod ? actuator.settingsImages!(pod) : undefined;
+        }
+      : undefined;
     const result = plan({
       upgrade,
       pods: observed.filter((o) => !busyElsewhere.has(podKey(o))),
+      settingsImages,
       now: this.now(),
     });
     const status = result.status;
@@ -202,7 +212,7 @@ export class UpgradeReconciler {
     }
     // A step that failed in this pass stops the rollout now, not on the next pass.
     if (records.some((r) => r.phase === 'Failed') && status.phase !== 'Failed') {
-      const again = plan({ upgrade: { ...upgrade, status }, pods: observed, now: this.now() }).status;
+      const again = plan({ upgrade: { ...upgrade, status }, pods: observed, settingsImages, now: this.now() }).status;
       Object.assign(status, {
         phase: again.phase,
         message: again.message,
@@ -211,6 +221,7 @@ export class UpgradeReconciler {
       });
     }
     if (JSON.stringify(status) !== JSON.stringify(upgrade.status)) await this.writeStatus(upgrade, status);
+    for (const rec of finished) this.opts.outcomes?.inc({ kind: actuator.kind, result: rec.phase });
     if (result.start.length) this.opts.log.info({ upgrade: name, started: result.start.map(podKey) }, 'pods started');
     return records.some((r) => ACTIVE_PHASES.includes(r.phase));
   }

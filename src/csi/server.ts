@@ -6,6 +6,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import type { CsiMetrics } from './metrics.js';
 import { PACKAGE_ROOT } from '../util/package-root.js';
 
 /** The CSI spec's proto, shipped in the package (proto/ beside dist/ in the image). */
@@ -56,7 +57,12 @@ function describe(request: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-function adapt(service: string, impl: ServiceImpl, log: Logger): grpc.UntypedServiceImplementation {
+function adapt(
+  service: string,
+  impl: ServiceImpl,
+  log: Logger,
+  metrics: CsiMetrics | undefined,
+): grpc.UntypedServiceImplementation {
   const out: grpc.UntypedServiceImplementation = {};
   for (const [method, handler] of Object.entries(impl)) {
     out[method] = (
@@ -68,6 +74,7 @@ function adapt(service: string, impl: ServiceImpl, log: Logger): grpc.UntypedSer
       handler(call.request).then(
         (response) => {
           log.info({ rpc: `${service}/${method}`, ...fields, ms: Date.now() - started }, 'ok');
+          metrics?.observe(method, 'OK', (Date.now() - started) / 1000);
           callback(null, response);
         },
         (err: unknown) => {
@@ -77,6 +84,7 @@ function adapt(service: string, impl: ServiceImpl, log: Logger): grpc.UntypedSer
             { rpc: `${service}/${method}`, ...fields, code: grpc.status[code], err: message, ms: Date.now() - started },
             'failed',
           );
+          metrics?.observe(method, grpc.status[code], (Date.now() - started) / 1000);
           callback({ code, details: message, metadata: new grpc.Metadata() });
         },
       );
@@ -99,12 +107,14 @@ export async function startCsiServer(
   endpoint: string,
   services: Partial<Record<'Identity' | 'Controller' | 'Node', ServiceImpl>>,
   log: Logger,
+  /** Every call counted and timed (the process's /metrics). */
+  metrics?: CsiMetrics,
 ): Promise<CsiServer> {
   const csi = loadCsi();
   const server = new grpc.Server();
   for (const [name, impl] of Object.entries(services)) {
     if (!impl) continue;
-    server.addService(csi.csi.v1[name as 'Identity'].service, adapt(name, impl, log));
+    server.addService(csi.csi.v1[name as 'Identity'].service, adapt(name, impl, log, metrics));
   }
   const sock = socketPath(endpoint);
   mkdirSync(path.dirname(sock), { recursive: true });

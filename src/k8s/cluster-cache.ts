@@ -112,6 +112,10 @@ export class ClusterCache implements ClusterView {
   getPv(name: string) {
     return this.volumes.pvs.get(name);
   }
+  /** Every PV in the cache (a Mount Pod names its volume by handle, not by PV name). */
+  pvs() {
+    return [...this.volumes.pvs.list()];
+  }
   getStorageClass(name: string) {
     return this.volumes.classes.get(name);
   }

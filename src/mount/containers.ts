@@ -25,14 +25,8 @@ export { ENV_METAURL, needsFormat } from './format.js';
 export const MOUNT_READY_SCRIPT = `grep -qF " $${MOUNT_POINT_ENV} fuse.juicefs " /proc/mounts`;
 /** Waits up to five minutes for the mount (classic placement: holds the next containers in postStart). */
 export const WAIT_FOR_MOUNT_SCRIPT = `i=0; until ${MOUNT_READY_SCRIPT}; do i=$((i+1)); if [ "$i" -ge 300 ]; then exit 1; fi; sleep 1; done`;
-/**
- * A Mount Pod's preStop: unmounts before the client stops, so no stale mount point is left on the host; then sends
- * SIGTERM to the mount process itself and waits (up to 25 s) for it to end. With JFS_SUPER_COMM (the node service's
- * fd holder) juicefs's supervisor, PID 1, no longer passes SIGTERM on: the kubelet's SIGTERM would end it at once and
- * the mount process with it, unflushed. No `$$` or `$(NAME)` of an env var here: kubelet would expand them.
- */
-export const UNMOUNT_SCRIPT = `umount -l "$${MOUNT_POINT_ENV}" 2>/dev/null; rmdir "$${MOUNT_POINT_ENV}" 2>/dev/null
-i=0
+/** SIGTERM to the client's mount processes (not PID 1, the supervisor) and a wait of up to 25 s for them to end. */
+export const STOP_CLIENT_SCRIPT = `i=0
 while [ "$i" -lt 250 ]; do
   left=
   for d in /proc/[0-9]*; do
@@ -45,6 +39,15 @@ while [ "$i" -lt 250 ]; do
   sleep 0.1; i=$((i+1))
 done
 true`;
+
+/**
+ * A Mount Pod's preStop: unmounts before the client stops, so no stale mount point is left on the host; then sends
+ * SIGTERM to the mount process itself and waits (up to 25 s) for it to end. With JFS_SUPER_COMM (the node service's
+ * fd holder) juicefs's supervisor, PID 1, no longer passes SIGTERM on: the kubelet's SIGTERM would end it at once and
+ * the mount process with it, unflushed. No `$$` or `$(NAME)` of an env var here: kubelet would expand them.
+ */
+export const UNMOUNT_SCRIPT = `umount -l "$${MOUNT_POINT_ENV}" 2>/dev/null; rmdir "$${MOUNT_POINT_ENV}" 2>/dev/null
+${STOP_CLIENT_SCRIPT}`;
 
 /**
  * The sidecar's entrypoint (native and classic placement; ADR 0013): `sh -c` this, then `jfs-mount` ($0) and the

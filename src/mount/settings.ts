@@ -33,7 +33,7 @@ import {
   type ParsedOption,
 } from './mount-options.js';
 import { mergeClientPatch, percentageLayer, renderTemplates, type ClientPatch, type TemplateValues } from './patch.js';
-import type { PvcIdentity, VolumeSource } from './volume.js';
+import type { PvcIdentity, SecretInfo, VolumeSource } from './volume.js';
 
 /**
  * One cache storage of the client, and where the client sees it. `host`: a host folder at the same path (a sidecar
@@ -348,6 +348,39 @@ function canonicalResources(r: V1ResourceRequirements): V1ResourceRequirements {
  * precedence first. Throws DenyError when an admin-controlled source is
  * malformed.
  */
+/** The client image: the deployment's default, then the PV's `juicefs/mount-image`, then the last entry naming one. */
+function imageOf(attributes: VolumeAttributes, patches: { ceMountImage?: string }[], context: MountContext): string {
+  let image = context.defaultMountImage ?? DEFAULT_CE_MOUNT_IMAGE;
+  if (attributes.mountImage) image = attributes.mountImage;
+  for (const p of patches) if (p.ceMountImage) image = p.ceMountImage;
+  return image;
+}
+
+/**
+ * The client image a volume's settings name now, by the same rule as computeMountSettings but from what a cluster
+ * view holds without the Secret (an upgrade's `target.fromSettings`): the PV's attributes, its claim, the ConfigMap.
+ * `${VOLUME_NAME}` (the Secret's `name`) renders empty here: an image templated on it cannot be told.
+ */
+export function settingsImage(
+  volume: Pick<VolumeSource, 'pvName' | 'subdir' | 'attributes'>,
+  claim: PvcIdentity | undefined,
+  context: MountContext,
+  node?: NodeIdentity,
+): string {
+  const attributes = volumeAttributes({ ...volume, readOnly: false, mountOptions: [], secret: NO_SECRET });
+  const selected = patchesFor(
+    context.config.mountPodPatch,
+    claim
+      ? { name: claim.name, labels: claim.labels, storageClassName: claim.storageClassName }
+      : { name: '', labels: {} },
+    node,
+  );
+  const templates: TemplateValues = { VOLUME_ID: volume.pvName, VOLUME_NAME: '', SUB_PATH: volume.subdir ?? '' };
+  const patches = selected.map((p) => renderTemplates(p, templates, `ConfigMap mountPodPatch[${p.index ?? '?'}]`));
+  return imageOf(attributes, patches, context);
+}
+const NO_SECRET: SecretInfo = { name: '', keys: [], envNames: [], formatFlags: [] };
+
 export function computeMountSettings(
   volume: VolumeSource,
   claim: PvcIdentity | undefined,
@@ -388,9 +421,7 @@ export function computeMountSettings(
   const clientPatch = mergeClientPatch(patches);
   const percentages = percentageLayer(clientPatch.resourcePercentages, scope.appResources);
 
-  let image = context.defaultMountImage ?? DEFAULT_CE_MOUNT_IMAGE;
-  if (attributes.mountImage) image = attributes.mountImage;
-  for (const p of patches) if (p.ceMountImage) image = p.ceMountImage;
+  const image = imageOf(attributes, patches, context);
 
   const resources = resolveResources(
     [

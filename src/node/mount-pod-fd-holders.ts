@@ -14,6 +14,7 @@ import { FD_HOLDER_ROOT } from '../contract/keys.js';
 import { FuseFdHolder, pullFuseFd, type HeldFd } from '../fdpass/holder.js';
 import { JUICEFS_FS_TYPE, mountAt } from '../juicefs/mounts.js';
 import { judgeTakeover, runningClientOf, type ClientWatch } from './fd-takeover.js';
+import type { NodeRepairCounters } from './node-metrics.js';
 import { FD_HOLDER_SOCKET, fdDirOf, mountPointOf } from './mount-pod-plan.js';
 
 /** juicefs's own fd socket: `/tmp/fuse_fd_comm.<supervisor pid>`. */
@@ -33,11 +34,20 @@ export class MountPodFdHolders {
   /** Per folder: the client container the held fd belongs to, and one replacing it (fd-takeover.ts). */
   private readonly watches = new Map<string, ClientWatch>();
 
+  /** The holders that are listening, for counting without waiting on a start. */
+  private readonly listening = new Map<string, FuseFdHolder>();
+
   constructor(
     private readonly log: Logger,
     /** The folders' parent: FD_HOLDER_ROOT, the same path on the host and in the node service's container. */
     private readonly root = FD_HOLDER_ROOT,
+    private readonly counters: NodeRepairCounters = {},
   ) {}
+
+  /** How many Mount Pod clients' fds are held now. */
+  heldCount(): number {
+    return [...this.listening.values()].filter((h) => h.held() !== undefined).length;
+  }
 
   /** A Mount Pod's folder this service manages (its plan's fdDir); anything else is refused. */
   private check(fdDir: string): string {
@@ -69,6 +79,7 @@ export class MountPodFdHolders {
     this.holders.set(dir, started);
     try {
       const holder = await started;
+      this.listening.set(dir, holder);
       holder.on('stored', (h) => log.info({ fd: h.fd }, "holding the Mount Pod client's FUSE fd"));
     } catch (err) {
       this.holders.delete(dir);
@@ -90,7 +101,10 @@ export class MountPodFdHolders {
   async dropDeadAndPullMissing(): Promise<void> {
     for (const [dir, started] of [...this.holders.entries()]) {
       const holder = await started.catch(() => undefined);
-      if (!holder || holder.live()) continue;
+      if (!holder) continue;
+      const had = holder.held() !== undefined;
+      if (holder.live()) continue;
+      if (had) this.counters.fdReleased?.inc({ reason: 'dead' });
       const pulled = await this.pullFromClient(dir);
       if (pulled && holder.adopt(pulled)) this.log.info({ fdDir: dir }, "pulled the FUSE fd from the client's socket");
     }
@@ -124,6 +138,7 @@ export class MountPodFdHolders {
           'the new client did not ask for the held FUSE fd (juicefs < 1.2.1): released, it mounts afresh',
         );
         holder.release();
+        this.counters.fdReleased?.inc({ reason: 'untaken' });
       }
     }
   }
@@ -151,7 +166,9 @@ export class MountPodFdHolders {
    * the next client in this folder must mount afresh rather than take a connection nothing is mounted from.
    */
   async release(fdDir: string): Promise<void> {
-    (await this.holders.get(fdDir))?.release();
+    const holder = await this.holders.get(fdDir);
+    if (holder?.held()) this.counters.fdReleased?.inc({ reason: 'ended' });
+    holder?.release();
   }
 
   /** The Mount Pod is gone for good: the holder stops, its fd is closed, the folder is removed. */
@@ -159,6 +176,7 @@ export class MountPodFdHolders {
     const dir = this.check(fdDir);
     const holder = await this.holders.get(dir)?.catch(() => undefined);
     this.holders.delete(dir);
+    this.listening.delete(dir);
     this.watches.delete(dir);
     holder?.release();
     await holder?.close();
@@ -207,6 +225,7 @@ export class MountPodFdHolders {
   async close(): Promise<void> {
     const all = [...this.holders.values()];
     this.holders.clear();
+    this.listening.clear();
     for (const started of all) await (await started.catch(() => undefined))?.close();
   }
 }

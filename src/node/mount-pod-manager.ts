@@ -15,10 +15,14 @@ import { VolumePublisher, type PublisherOptions, type PublishRequest } from './m
 import { MountPodFdHolders } from './mount-pod-fd-holders.js';
 import { MountPodReferences } from './mount-pod-references.js';
 import { MountPodRepair } from './mount-pod-repair.js';
+import { registerNodeMetrics } from './node-metrics.js';
+import type { CsiMetrics } from '../csi/metrics.js';
 import { volumeStats, type VolumeStats } from './volume-stats.js';
 
 export interface MountPodManagerOptions extends PublisherOptions {
   kubeConfig: KubeConfig;
+  /** The process's metrics: this node's Mount Pods, references, held fds, target health, repairs. */
+  metrics?: CsiMetrics;
 }
 
 export class MountPodManager {
@@ -48,10 +52,25 @@ export class MountPodManager {
       log: opts.log,
     });
     this.references = new MountPodReferences(core, opts);
-    this.holders = new MountPodFdHolders(opts.log);
+    const counters = opts.metrics
+      ? registerNodeMetrics(
+          opts.metrics,
+          () => this.cachedPodsOnNode(),
+          () => this.holders.heldCount(),
+        )
+      : {};
+    this.holders = new MountPodFdHolders(opts.log, undefined, counters);
     this.publisher = new VolumePublisher(core, this.references, lock, this.holders, opts);
     // Background passes pick candidates from the informer's cache; requests list through the API.
-    this.repair = new MountPodRepair(core, this.references, lock, () => this.cachedPodsOnNode(), this.holders, opts);
+    this.repair = new MountPodRepair(
+      core,
+      this.references,
+      lock,
+      () => this.cachedPodsOnNode(),
+      this.holders,
+      opts,
+      counters,
+    );
   }
 
   /** The global ConfigMap as the last publish read it (the node's /readyz detail). */
@@ -132,6 +151,7 @@ export class MountPodManager {
           .releaseUntaken(this.cachedPodsOnNode())
           .catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'fd takeover check failed'));
         await this.holders.dropDeadAndPullMissing();
+        await this.repair.recordFdHolding();
       } while (this.again);
     })().finally(() => (this.pass = undefined));
   }

@@ -31,7 +31,7 @@ import {
   mountArgs,
   needsFormat,
   renderedPatch,
-  UNMOUNT_SCRIPT,
+  STOP_CLIENT_SCRIPT,
 } from '../mount/containers.js';
 import { applyToMountPod } from '../mount/patch.js';
 import { computeMountSettings, type MountContext, type MountSettings } from '../mount/settings.js';
@@ -96,8 +96,10 @@ export const FD_STATE_FILE = 'state1.json';
 export const FD_UNMOUNT_MARKER = 'unmount-on-stop';
 
 /**
- * A held Mount Pod's preStop (ADR 0019). Asked to unmount (FD_UNMOUNT_MARKER names this pod): the unmount preStop,
- * then SIGTERM to PID 1 so that nothing is started again. Otherwise a handover, never an unmount: SIGHUP makes the
+ * A held Mount Pod's preStop (ADR 0019). Asked to unmount (FD_UNMOUNT_MARKER names this pod): unmount, stop the
+ * client, then SIGTERM to PID 1 so that nothing is started again; the mount point folder stays (a publish may have
+ * made it for the next Mount Pod in this folder, whose client does not make it: JFS_SUPER_COMM); the node service
+ * removes it once no Mount Pod uses it. Otherwise a handover, never an unmount: SIGHUP makes the
  * mount process flush, stop serving, save its open handles to /tmp/state1.json and exit; the node service keeps the
  * FUSE fd, so the mount point and every target bound from it stay up. Once it has exited, SIGTERM to PID 1
  * (juicefs's supervisor) keeps the supervisor from starting it again 1 s later on the same connection, which is its
@@ -105,7 +107,8 @@ export const FD_UNMOUNT_MARKER = 'unmount-on-stop';
  * No `$$` or `$(NAME)` here: kubelet would expand them.
  */
 export const HANDOVER_PRESTOP_SCRIPT = `if [ -n "$${POD_UID_ENV}" ] && [ "$(cat ${FD_DIR_IN_POD}/${FD_UNMOUNT_MARKER} 2>/dev/null)" = "$${POD_UID_ENV}" ]; then
-${UNMOUNT_SCRIPT}
+umount -l "$${MOUNT_POINT_ENV}" 2>/dev/null
+${STOP_CLIENT_SCRIPT}
 kill -TERM 1 2>/dev/null
 exit 0
 fi

@@ -14,6 +14,7 @@ import { parseDuration } from '../contract/duration.js';
 import {
   MOUNT_POD_ANN_DELETE_AT,
   MOUNT_POD_ANN_DELETE_DELAY,
+  MOUNT_POD_ANN_FD_HELD,
   MOUNT_POD_APP_VALUE,
   MOUNT_POD_LABEL_APP,
   MOUNT_POD_LABEL_VOLUME_ID,
@@ -62,6 +63,16 @@ export class MountPodReferences {
       { name, namespace: this.scope.namespace, body: ops },
       setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
     );
+  }
+
+  /** Records on the Mount Pod whether its client's FUSE fd is held (MOUNT_POD_ANN_FD_HELD); nothing when it says so. */
+  async recordFdHeld(pod: V1Pod, held: boolean): Promise<void> {
+    const ops = annotationPatch(
+      pod,
+      held ? { set: { [MOUNT_POD_ANN_FD_HELD]: 'true' } } : { remove: [MOUNT_POD_ANN_FD_HELD] },
+    );
+    if (ops.length === 0) return;
+    await this.patchPod(pod.metadata!.name!, ops);
   }
 
   async deletePod(name: string): Promise<void> {

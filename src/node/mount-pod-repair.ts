@@ -4,13 +4,14 @@
 // deleted while targets still use it. Candidates come from the informer's
 // cache; each is read again under its volume's lock before anything is done.
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
-import { existsSync } from 'node:fs';
+import { existsSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
-import { MOUNT_POD_ANN_DELETE_AT } from '../contract/keys.js';
+import { MOUNT_POD_ANN_DELETE_AT, MOUNT_POD_ANN_FD_HELD } from '../contract/keys.js';
 import { JUICEFS_FS_TYPE, mountAt } from '../juicefs/mounts.js';
 import type { KeyedLock } from '../util/keyed-lock.js';
 import { kubeletPodUid, rebind, targetState, unmountAll, unmountTarget } from './bind.js';
 import type { MountPodFdHolders } from './mount-pod-fd-holders.js';
+import type { NodeRepairCounters } from './node-metrics.js';
 import { fdDirOf, isPodReady, mountPointOf, referenceKey, referencesOf } from './mount-pod-plan.js';
 import { lockKeyOf, type MountPodReferences, type MountPodScope } from './mount-pod-references.js';
 
@@ -24,6 +25,7 @@ export class MountPodRepair {
     private readonly cachedPodsOnNode: () => V1Pod[],
     private readonly holders: MountPodFdHolders,
     private readonly opts: MountPodScope,
+    private readonly counters: NodeRepairCounters = {},
   ) {}
 
   /** Deletes Mount Pods of this node whose delete delay has run out with still no reference. */
@@ -88,6 +90,7 @@ export class MountPodRepair {
           }
           if (!serving || targetState(serving, bound) === 'ok') continue;
           await rebind(mountPoint!, target, bound?.readOnly ?? false);
+          this.counters.rebinds?.inc({ was: bound ? 'stale' : 'unmounted' });
           const fdDir = fdDirOf(pod);
           this.opts.log.info(
             {
@@ -101,6 +104,24 @@ export class MountPodRepair {
           );
         }
       });
+    }
+  }
+
+  /**
+   * Each live Mount Pod of this node says whether its client's FUSE fd is held (MOUNT_POD_ANN_FD_HELD), from the
+   * informer's cache: one patch when that changes, none otherwise. The controller's recreate upgrade waits for it.
+   */
+  async recordFdHolding(): Promise<void> {
+    for (const pod of this.cachedPodsOnNode()) {
+      const fdDir = fdDirOf(pod);
+      if (!fdDir || pod.metadata?.deletionTimestamp) continue;
+      const held = await this.holders.holds(fdDir);
+      if ((pod.metadata?.annotations?.[MOUNT_POD_ANN_FD_HELD] === 'true') === held) continue;
+      await this.references
+        .recordFdHeld(pod, held)
+        .catch((err: unknown) =>
+          this.opts.log.warn({ mountPod: pod.metadata?.name, err: (err as Error).message }, 'could not record the fd'),
+        );
     }
   }
 
@@ -146,6 +167,14 @@ export class MountPodRepair {
     if (now && fdDirOf(now) === fdDir) return;
     await this.endMount(deleted, fdDir);
     await this.holders.remove(fdDir);
+    // Unmounted by now: its folder is empty and no Mount Pod will use it (a new one makes it again).
+    const mountPoint = mountPointOf(deleted);
+    if (mountPoint && !mountAt(mountPoint))
+      try {
+        rmdirSync(mountPoint);
+      } catch {
+        // gone already, or not empty (then not ours to remove)
+      }
   }
 
   /**

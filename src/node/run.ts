@@ -4,6 +4,7 @@
 import { CoreV1Api } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { identityService } from '../csi/identity-service.js';
+import { CsiMetrics } from '../csi/metrics.js';
 import { startCsiServer, type CsiServer, type ServiceImpl } from '../csi/server.js';
 import { kubeConfigIfAvailable } from '../k8s/kubeconfig.js';
 import { PACKAGE_VERSION } from '../util/package-root.js';
@@ -21,6 +22,8 @@ export interface NodeServiceOptions {
   mountImage?: string;
   /** How often the background check and the delete-delay sweep run. */
   checkIntervalMs?: number;
+  /** The process's metrics (the node's Mount Pods are registered in it). */
+  metrics?: CsiMetrics;
   log: Logger;
 }
 
@@ -31,7 +34,7 @@ export interface NodeRunOptions extends NodeServiceOptions {
    * this process sees it, and the CSI socket as the kubelet sees it. Without it, something else registers the driver.
    */
   registration?: { dir: string; kubeletEndpoint: string };
-  /** host:port of /healthz and /readyz (the ConfigMap's detail); unset: none. */
+  /** host:port of /healthz, /readyz (the ConfigMap's detail) and /metrics; unset: none. */
   healthAddress?: string;
 }
 
@@ -55,6 +58,7 @@ export async function startNodeService(
       namespace: opts.namespace,
       defaultMountImage: opts.mountImage,
       log: opts.log,
+      metrics: opts.metrics,
       inheritance: () => ownPod.current(),
     });
     await mountPods.start(opts.checkIntervalMs);
@@ -67,9 +71,19 @@ export async function startNodeService(
 }
 
 export async function runNode(opts: NodeRunOptions): Promise<CsiServer & { healthPort?: number }> {
-  const node = await startNodeService(opts);
+  const metrics = opts.metrics ?? new CsiMetrics({ role: 'node' });
+  const node = await startNodeService({ ...opts, metrics });
+  // A port taken (a host-network node, another process) costs the endpoint, not the node's mounts: logged, not fatal.
   const health = opts.healthAddress
-    ? await startNodeHealth(opts.healthAddress, () => node.mountPods?.configStatus).catch(async (err: unknown) => {
+    ? await startNodeHealth(
+        opts.healthAddress,
+        () => node.mountPods?.configStatus,
+        () => metrics.render(),
+      ).catch(async (err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EACCES') {
+          opts.log.error({ address: opts.healthAddress, err: (err as Error).message }, 'health and metrics not served');
+          return undefined;
+        }
         await node.close();
         throw err;
       })
@@ -78,6 +92,7 @@ export async function runNode(opts: NodeRunOptions): Promise<CsiServer & { healt
     opts.endpoint,
     { Identity: identityService(PACKAGE_VERSION, false), Node: node.service },
     opts.log,
+    metrics,
   );
   // After the CSI server listens: the kubelet calls NodeGetInfo on it while registering.
   const registration = opts.registration

@@ -32,8 +32,11 @@ export interface PlanInput {
   upgrade: JuiceFSUpgrade;
   /** Every pod of the upgrade's kind the informer holds (selection happens here). */
   pods: PodObservation[];
-  /** For `target.fromSettings`: each client container's image as the settings say now; undefined: unknown. */
-  settingsImages?: (pod: PodObservation) => Record<string, string> | undefined;
+  /**
+   * For `target.fromSettings`: each client container's image as the settings say now; `{ unknown }` says why they
+   * cannot tell (undefined: no reason known).
+   */
+  settingsImages?: (pod: PodObservation) => Record<string, string> | { unknown: string } | undefined;
   now: Date;
 }
 
@@ -63,12 +66,16 @@ export function maxUnavailableOf(value: number | string | undefined, selected: n
   return Math.max(1, Math.floor((selected * pct) / 100));
 }
 
-function validate(u: JuiceFSUpgrade): void {
+function validate(u: JuiceFSUpgrade, readsSettings: boolean): void {
   const { spec } = u;
   if (!UPGRADE_KINDS.includes(spec.kind))
     throw new InvalidUpgrade(`kind "${spec.kind}" is not one of ${UPGRADE_KINDS.join(', ')}`);
   const { image, fromSettings } = spec.target ?? {};
   if (!!image === !!fromSettings) throw new InvalidUpgrade('target: give exactly one of image and fromSettings');
+  if (fromSettings && !readsSettings)
+    throw new InvalidUpgrade(
+      `target.fromSettings is not supported for ${spec.kind} upgrades yet: an injected pod does not record the PVC of each client, so its settings cannot be read back; give target.image`,
+    );
   const p = spec.strategy?.partition ?? 0;
   if (!Number.isInteger(p) || p < 0) throw new InvalidUpgrade(`partition ${p}: expected an integer ≥ 0`);
   maxUnavailableOf(spec.strategy?.maxUnavailable, 1);
@@ -86,12 +93,15 @@ export function selects(u: JuiceFSUpgrade, pod: PodObservation): boolean {
   return pod.clients.length > 0;
 }
 
-/** Each client's target image for this pod; undefined when the settings cannot tell. */
-function targetsOf(input: PlanInput, pod: PodObservation): Record<string, string> | undefined {
+/** Each client's target image for this pod, or why the settings cannot tell. */
+function targetsOf(input: PlanInput, pod: PodObservation): Record<string, string> | { unknown: string } {
   const { image } = input.upgrade.spec.target;
   if (image) return Object.fromEntries(pod.clients.map((c) => [c.name, image]));
-  return input.settingsImages?.(pod);
+  const answer = input.settingsImages?.(pod);
+  return answer ?? { unknown: '' };
 }
+const isUnknown = (t: Record<string, string> | { unknown: string }): t is { unknown: string } =>
+  typeof t.unknown === 'string' && Object.keys(t).length === 1;
 
 const sameImage = (a: string | undefined, b: string) => a !== undefined && normalizeImage(a) === normalizeImage(b);
 
@@ -137,7 +147,7 @@ export function plan(input: PlanInput): Plan {
     condition(prev.conditions, 'Failed', phase === 'Failed', reason, message, nowIso, generation),
   ];
   try {
-    validate(upgrade);
+    validate(upgrade, input.settingsImages !== undefined);
   } catch (err) {
     if (!(err instanceof InvalidUpgrade)) throw err;
     const status: UpgradeStatus = {
@@ -206,13 +216,15 @@ export function plan(input: PlanInput): Plan {
   let current = 0;
   const waiting: PodObservation[] = [];
   const unknown: string[] = [];
+  const targetOf = new Map<string, Record<string, string>>();
   for (const p of inScope) {
     if (recordOf.has(podKey(p))) continue;
     const targets = targetsOf(input, p);
-    if (!targets) {
-      unknown.push(podKey(p));
+    if (isUnknown(targets)) {
+      unknown.push(targets.unknown ? `${podKey(p)} (${targets.unknown})` : podKey(p));
       continue;
     }
+    targetOf.set(podKey(p), targets);
     if (p.clients.every((c) => sameImage(c.specImage, targets[c.name] ?? c.specImage))) current++;
     else waiting.push(p);
   }
@@ -227,7 +239,7 @@ export function plan(input: PlanInput): Plan {
         notReady.push(podKey(p));
         continue;
       }
-      const targets = targetsOf(input, p)!;
+      const targets = targetOf.get(podKey(p))!;
       const rec: PodUpgradeProgress = {
         namespace: p.namespace,
         name: p.name,

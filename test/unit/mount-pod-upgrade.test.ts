@@ -3,9 +3,9 @@
 // read back from the mount's .config.
 import t from 'tap';
 import { DEFAULT_GLOBAL_CONFIG } from '../../src/config/schema.js';
-import { UNMOUNT_SCRIPT } from '../../src/mount/containers.js';
+import { STOP_CLIENT_SCRIPT, UNMOUNT_SCRIPT } from '../../src/mount/containers.js';
 import type { VolumeSource } from '../../src/mount/volume.js';
-import { POD_UID_ENV } from '../../src/contract/keys.js';
+import { MOUNT_POINT_ENV, POD_UID_ENV } from '../../src/contract/keys.js';
 import { FD_UNMOUNT_MARKER, HANDOVER_PRESTOP_SCRIPT, planMountPod } from '../../src/node/mount-pod-plan.js';
 import { binaryCopyPod, BINARY_INSTALL_SCRIPT, versionOfConfigLine } from '../../src/upgrade/mount-pod.js';
 
@@ -38,7 +38,14 @@ t.test('a held Mount Pod hands over in its preStop; an unheld one unmounts', asy
     ),
     "the unmount branch is taken only when the marker holds this pod's UID",
   );
-  t.ok(asked.includes(UNMOUNT_SCRIPT) && /kill -TERM 1 2>\/dev\/null\nexit 0$/.test(asked), 'asked: unmount, end');
+  t.ok(
+    asked.includes(`umount -l "$${MOUNT_POINT_ENV}"`) &&
+      asked.includes(STOP_CLIENT_SCRIPT) &&
+      /kill -TERM 1 2>\/dev\/null\nexit 0$/.test(asked),
+    'asked: unmount, stop the client, end',
+  );
+  // A publish may have made the folder for the next Mount Pod in this fd folder, whose client does not make it.
+  t.notMatch(asked, /rmdir/, 'the mount point folder is left to the node service');
   t.notMatch(handover, /umount/, 'the handover never unmounts');
   const env = plan().pod.spec!.containers[0].env ?? [];
   t.same(

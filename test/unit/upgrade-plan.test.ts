@@ -324,6 +324,24 @@ t.test('fromSettings: the per-pod image comes from the settings; a pod they cann
   t.match(p.status.message, /no target known from the settings: apps\/b/);
 });
 
+t.test('fromSettings for a kind whose settings the controller cannot read: Invalid, with the reason', async (t) => {
+  const p = plan({ upgrade: upgrade({ target: { fromSettings: true } }), pods: obs([pod('a')]), now: T0 });
+  t.equal(p.status.phase, 'Invalid');
+  t.match(p.status.message, /fromSettings is not supported for sidecar upgrades yet: .*give target.image/);
+  t.same(p.start, []);
+  // The reason a pod's settings cannot tell is shown with the pod.
+  const why = plan({
+    upgrade: upgrade({ target: { fromSettings: true } }),
+    pods: obs([pod('a')]),
+    settingsImages: () => ({ unknown: 'no PersistentVolume has its volume handle' }),
+    now: T0,
+  });
+  t.match(
+    why.status.message,
+    /no target known from the settings: apps\/a \(no PersistentVolume has its volume handle\)/,
+  );
+});
+
 t.test('maxUnavailable as a percentage rounds down, never below one', async (t) => {
   t.equal(maxUnavailableOf('25%', 10), 2);
   t.equal(maxUnavailableOf('5%', 10), 1);
