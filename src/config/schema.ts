@@ -244,7 +244,7 @@ export const CONFIG_FIELDS: Record<string, FieldSpec> = {
   enableNodeSelector: sw({
     status: 'honoured',
     appliesTo: 'mount-pod',
-    note: 'a Mount Pod is placed by nodeSelector kubernetes.io/hostname=<node> instead of nodeName',
+    note: "a Mount Pod is placed by nodeSelector kubernetes.io/hostname=<node> instead of nodeName; unset, the node service's env ENABLE_NODE_SELECTOR=1 turns it on (the reference's older switch)",
     parse: bool,
   }),
   enableNativeSidecar: sw({
@@ -686,8 +686,15 @@ function parseEntry(raw: unknown, i: number, bounds: AnnotationBounds, issues: C
  * keeps the last good config); within it, a switch that is invalid or refused is left at its default and a
  * mountPodPatch entry with an unknown or invalid field is dropped, each reported in `issues`, and the rest applies.
  */
-export function parseGlobalConfig(text: string | undefined): GlobalConfig {
+/** What a process's own environment sets where config.yaml says nothing (the reference's older env switches). */
+export interface ConfigDefaults {
+  /** ENABLE_NODE_SELECTOR=1 of the node service. */
+  enableNodeSelector?: boolean;
+}
+
+export function parseGlobalConfig(text: string | undefined, defaults: ConfigDefaults = {}): GlobalConfig {
   const config = structuredClone(DEFAULT_GLOBAL_CONFIG);
+  if (defaults.enableNodeSelector !== undefined) config.enableNodeSelector = defaults.enableNodeSelector;
   if (!text || !text.trim()) return config;
   let raw: unknown;
   try {

@@ -34,6 +34,8 @@ export interface CredentialsBrokerOptions {
   configNamespace: string;
   defaultCredentials: CredentialsMode;
   defaultMountImage?: string;
+  /** The controller's started cluster cache, shared with its other parts; unset: the broker keeps its own. */
+  view?: ClusterCache;
   log: Logger;
 }
 
@@ -81,15 +83,18 @@ export async function startCredentialsBroker(opts: CredentialsBrokerOptions): Pr
   const { log } = opts;
   const core = opts.kubeConfig.makeApiClient(CoreV1Api);
   const auth = opts.kubeConfig.makeApiClient(AuthenticationV1Api);
-  const view = new ClusterCache({
-    kubeConfig: opts.kubeConfig,
-    secretNamespaces: opts.secretNamespaces,
-    configNamespace: opts.configNamespace,
-    requireSecretCopySeal: false,
-    defaultCredentials: opts.defaultCredentials,
-    log,
-  });
-  await view.start();
+  const ownView = opts.view
+    ? undefined
+    : new ClusterCache({
+        kubeConfig: opts.kubeConfig,
+        secretNamespaces: opts.secretNamespaces,
+        configNamespace: opts.configNamespace,
+        requireSecretCopySeal: false,
+        defaultCredentials: opts.defaultCredentials,
+        log,
+      });
+  await ownView?.start();
+  const view = opts.view ?? ownView!;
   const certs = certSource(opts);
   // A rotation by one replica reaches the webhook through the ConfigMap within seconds, the other replicas' own
   // certificate check only within minutes: they watch the ConfigMap too, so pods injected with the new bundle match.
@@ -200,7 +205,7 @@ export async function startCredentialsBroker(opts: CredentialsBrokerOptions): Pr
       certs.stop();
       await app.close();
       await published?.stop();
-      await view.stop();
+      await ownView?.stop();
     },
   };
 }

@@ -99,7 +99,7 @@ export async function runController(
   let stopper: ClassicStopper | undefined;
   let elector: LeaderElector | undefined;
   let upgrades: UpgradeReconciler | undefined;
-  let upgradeView: ClusterCache | undefined;
+  let clusterView: ClusterCache | undefined;
   let gates: UpgradeGateKeeper | undefined;
   // What one replica does at a time (the leader's, with leaderElect).
   const leaderWork: { what: string; start(): Promise<void> }[] = [];
@@ -118,17 +118,23 @@ export async function runController(
     const s = (stopper = new ClassicStopper({ kubeConfig: kc, log: opts.log.child({ part: 'classic-stopper' }) }));
     leaderWork.push({ what: 'classic sidecar stopper', start: () => s.start() });
   }
+  // One cluster cache for the parts that read volumes and the ConfigMap (the broker's decisions, the upgrades'
+  // `target.fromSettings`), started before either.
+  const view =
+    kc && (opts.upgrades || opts.broker)
+      ? (clusterView = new ClusterCache({
+          kubeConfig: kc,
+          secretNamespaces: opts.broker ? opts.secretNamespaces : [],
+          configNamespace: opts.leaderElectionNamespace,
+          requireSecretCopySeal: false,
+          defaultCredentials: opts.defaultCredentials,
+          log: opts.log.child({ part: 'cluster-cache' }),
+        }))
+      : undefined;
+  await view?.start();
   if (opts.upgrades) {
-    if (!kc) throw new Error('--upgrades needs a Kubernetes API: give --kubeconfig or run in a cluster');
+    if (!kc || !view) throw new Error('--upgrades needs a Kubernetes API: give --kubeconfig or run in a cluster');
     const log = opts.log.child({ part: 'upgrades' });
-    // `target.fromSettings` of Mount Pods reads PVs, PVCs and the ConfigMap from caches (no Secrets).
-    const view = (upgradeView = new ClusterCache({
-      kubeConfig: kc,
-      secretNamespaces: [],
-      configNamespace: opts.leaderElectionNamespace,
-      defaultCredentials: opts.defaultCredentials,
-      log,
-    }));
     const settings: SettingsSource = {
       pvs: () => view.pvs(),
       getPvc: (namespace, name) => view.getPvc(namespace, name),
@@ -150,13 +156,7 @@ export async function runController(
         'result',
       ]),
     }));
-    leaderWork.push({
-      what: 'upgrade reconciler',
-      start: async () => {
-        await view.start();
-        await u.start();
-      },
-    });
+    leaderWork.push({ what: 'upgrade reconciler', start: () => u.start() });
     // Not behind the lease: new pods must not wait for a leader to become Ready.
     gates = new UpgradeGateKeeper({ kubeConfig: kc, log });
     void gates.start().catch((err) => log.error({ err: (err as Error).message }, 'gate keeper failed to start'));
@@ -196,6 +196,7 @@ export async function runController(
       secretNamespaces: opts.secretNamespaces,
       configNamespace: opts.leaderElectionNamespace,
       defaultCredentials: opts.defaultCredentials,
+      view,
       log: opts.log.child({ part: 'credential-broker' }),
     });
   }
@@ -211,7 +212,7 @@ export async function runController(
       elector?.stop();
       await sync?.stop();
       await upgrades?.stop();
-      await upgradeView?.stop();
+      await clusterView?.stop();
       await gates?.stop();
       await stopper?.stop();
       await server.close();

@@ -127,6 +127,17 @@ export function kindOf(flags: Pick<UpgradeFlags, 'recreate' | 'binary'>, pod?: V
   return 'sidecar';
 }
 
+/** The upgrade's target: the image asked for, else the image each pod's settings name now (Mount Pods only). */
+export function targetOf(kind: UpgradeKind, image: string | undefined): UpgradeSpec['target'] {
+  if (image) return { image };
+  if (kind === 'sidecar')
+    throw new UsageError(
+      'a sidecar upgrade needs --image: an injected pod does not record which PVC each client serves, so the image ' +
+        'its settings name now cannot be read back (Mount Pods can: --recreate or --binary without --image)',
+    );
+  return { fromSettings: true };
+}
+
 const defaultName = () =>
   `jfs-upgrade-${new Date().toISOString().slice(0, 10).replace(/-/g, '')}-${randomBytes(3).toString('hex')}`;
 
@@ -152,6 +163,7 @@ export async function createUpgrade(c: Cluster, podName: string | undefined, fla
       );
   }
   const kind = kindOf(flags, pod);
+  const target = targetOf(kind, flags.image);
   // The Mount Pod kinds replace Mount Pod clients: they select Mount Pods (in the system namespace), not app pods.
   const forMountPods = kind !== 'sidecar';
   const system = flags.systemNamespace ?? SYSTEM_NAMESPACE;
@@ -180,7 +192,7 @@ export async function createUpgrade(c: Cluster, podName: string | undefined, fla
   }
   const spec: UpgradeSpec = {
     kind,
-    target: flags.image ? { image: flags.image } : { fromSettings: true },
+    target,
     selector: {
       ...(forMountPods ? { namespaces: [system] } : c.allNamespaces ? {} : { namespaces: [c.namespace] }),
       podSelector: podName ? { matchLabels: { [UPGRADE_POD_LABEL]: name } } : parseLabelSelector(flags.selector ?? ''),

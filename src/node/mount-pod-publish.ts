@@ -5,7 +5,7 @@
 // run under the volume's lock: they share the volume's Mount Pod.
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConfigError, DEFAULT_GLOBAL_CONFIG, parseGlobalConfig, type GlobalConfig } from '../config/schema.js';
+import { ConfigError, parseGlobalConfig, type ConfigDefaults, type GlobalConfig } from '../config/schema.js';
 import type { NodeIdentity } from '../config/selector.js';
 import { ConfigReport, type ConfigStatus } from '../k8s/config-report.js';
 import {
@@ -37,6 +37,8 @@ export interface PublisherOptions extends MountPodScope {
   /** What Mount Pods inherit from the node service's own pod (./node-pod-reader.ts); none when absent. */
   inheritance?: () => Promise<MountPodInheritance>;
   readyTimeoutMs?: number;
+  /** What the node service's env sets where the ConfigMap says nothing (ENABLE_NODE_SELECTOR=1). */
+  configDefaults?: ConfigDefaults;
 }
 
 export interface PublishRequest {
@@ -49,7 +51,7 @@ export interface PublishRequest {
 }
 
 export class VolumePublisher {
-  private lastGood: GlobalConfig = structuredClone(DEFAULT_GLOBAL_CONFIG);
+  private lastGood: GlobalConfig;
   private readonly report: ConfigReport;
 
   constructor(
@@ -60,6 +62,7 @@ export class VolumePublisher {
     private readonly holders: MountPodFdHolders,
     private readonly opts: PublisherOptions,
   ) {
+    this.lastGood = parseGlobalConfig(undefined, opts.configDefaults);
     this.report = new ConfigReport({
       core,
       namespace: opts.namespace,
@@ -79,7 +82,7 @@ export class VolumePublisher {
       this.core.readNamespacedConfigMap({ name: CONFIG_MAP_NAME, namespace: this.opts.namespace }),
     );
     try {
-      this.lastGood = parseGlobalConfig(cm?.data?.[CONFIG_MAP_KEY]);
+      this.lastGood = parseGlobalConfig(cm?.data?.[CONFIG_MAP_KEY], this.opts.configDefaults);
       this.report.loaded(cm, this.lastGood);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;

@@ -59,6 +59,8 @@ export async function startNodeService(
       defaultMountImage: opts.mountImage,
       log: opts.log,
       metrics: opts.metrics,
+      // The reference's older switch; the ConfigMap's enableNodeSelector, when set, wins.
+      configDefaults: process.env.ENABLE_NODE_SELECTOR === '1' ? { enableNodeSelector: true } : {},
       inheritance: () => ownPod.current(),
     });
     await mountPods.start(opts.checkIntervalMs);

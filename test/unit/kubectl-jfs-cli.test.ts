@@ -2,7 +2,7 @@
 // progress lines, kubectl-like tables and -o, and the diagnosis as text.
 import t from 'tap';
 import { diagnose } from '../../src/diagnose/diagnose.js';
-import { kindOf, parseLabelSelector, renderProgress } from '../../src/kubectl/upgrade.js';
+import { kindOf, parseLabelSelector, renderProgress, targetOf } from '../../src/kubectl/upgrade.js';
 import { age, parseOutput, serialise, table } from '../../src/kubectl/output.js';
 import { renderDiagnosis } from '../../src/kubectl/render-diagnosis.js';
 import type { JuiceFSUpgrade } from '../../src/upgrade/types.js';
@@ -122,4 +122,11 @@ t.test('the diagnosis as text', async (t) => {
   );
   t.match(broken, /Last log lines of demo\/app jfs-mount \(previous run\):\n {4}<FATAL>: boom/);
   t.match(broken, /Result: pod demo\/app: The JuiceFS client/);
+});
+
+t.test('the target: --image, else the settings (Mount Pods only; a sidecar upgrade needs --image)', async (t) => {
+  t.same(targetOf('sidecar', 'juicedata/mount:ce-v1.3.1'), { image: 'juicedata/mount:ce-v1.3.1' });
+  t.same(targetOf('mount-pod-recreate', undefined), { fromSettings: true });
+  t.same(targetOf('mount-pod-binary', undefined), { fromSettings: true });
+  t.throws(() => targetOf('sidecar', undefined), /a sidecar upgrade needs --image/);
 });
