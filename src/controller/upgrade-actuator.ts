@@ -3,6 +3,7 @@
 // the same way (one actuator per UpgradeKind, registered in the reconciler).
 import type { V1Pod } from '@kubernetes/client-node';
 import type { PodObservation } from '../upgrade/clients.js';
+import type { SettingsAnswer } from '../upgrade/settings-images.js';
 import type { JuiceFSUpgrade, PodUpgradeProgress, UpgradeKind } from '../upgrade/types.js';
 
 /** A step that cannot succeed: the pod's upgrade fails with this message and the rollout stops. */
@@ -27,7 +28,7 @@ export interface UpgradeActuator {
    * For `target.fromSettings`: each client container's image as the pod's volume settings say now, or why they
    * cannot tell. Absent: this kind reads no settings (the plan says so).
    */
-  settingsImages?(pod: V1Pod): Record<string, string> | { unknown: string };
+  settingsImages?(pod: V1Pod): SettingsAnswer;
   /** After the pod's upgrade ended (Succeeded or Failed): e.g. its readiness gate back to True. */
   finish(pod: V1Pod, rec: PodUpgradeProgress): Promise<void>;
 }

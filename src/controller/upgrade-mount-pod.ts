@@ -16,7 +16,7 @@ import { observeSidecarPod, podKey } from '../upgrade/clients.js';
 import { BINARY_INSTALL_SCRIPT, binaryCopyPod, MOUNT_POD_CLIENT, versionOfConfigLine } from '../upgrade/mount-pod.js';
 import { imagePatch } from '../upgrade/patches.js';
 import { classifyMountPodChange } from '../upgrade/settings-change.js';
-import { mountPodSettingsImages, type SettingsSource } from '../upgrade/settings-images.js';
+import { mountPodSettingsImages, type SettingsAnswer, type SettingsSource } from '../upgrade/settings-images.js';
 import type { JuiceFSUpgrade, PodUpgradeProgress } from '../upgrade/types.js';
 import { UpgradeStepFailed, type UpgradeActuator } from './upgrade-actuator.js';
 import { canaryPod, canaryVerdict, execIn } from './upgrade-sidecar.js';
@@ -48,10 +48,9 @@ abstract class MountPodActuator implements UpgradeActuator {
     return observeSidecarPod(pod);
   }
 
-  settingsImages(pod: V1Pod): Record<string, string> | { unknown: string } {
+  settingsImages(pod: V1Pod): SettingsAnswer {
     if (!this.opts.settings) return { unknown: 'the controller was started without the settings caches' };
-    const answer = mountPodSettingsImages(pod, this.opts.settings);
-    return 'images' in answer ? answer.images : answer;
+    return mountPodSettingsImages(pod, this.opts.settings);
   }
 
   abstract step(pod: V1Pod, rec: PodUpgradeProgress, upgrade: JuiceFSUpgrade): Promise<Partial<PodUpgradeProgress>>;

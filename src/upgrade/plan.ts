@@ -27,6 +27,7 @@ import {
   type UpgradePhase,
   type UpgradeStatus,
 } from './types.js';
+import type { SettingsAnswer } from './settings-images.js';
 
 export interface PlanInput {
   upgrade: JuiceFSUpgrade;
@@ -36,7 +37,7 @@ export interface PlanInput {
    * For `target.fromSettings`: each client container's image as the settings say now; `{ unknown }` says why they
    * cannot tell (undefined: no reason known).
    */
-  settingsImages?: (pod: PodObservation) => Record<string, string> | { unknown: string } | undefined;
+  settingsImages?: (pod: PodObservation) => SettingsAnswer | undefined;
   now: Date;
 }
 
@@ -94,14 +95,11 @@ export function selects(u: JuiceFSUpgrade, pod: PodObservation): boolean {
 }
 
 /** Each client's target image for this pod, or why the settings cannot tell. */
-function targetsOf(input: PlanInput, pod: PodObservation): Record<string, string> | { unknown: string } {
+function targetsOf(input: PlanInput, pod: PodObservation): SettingsAnswer {
   const { image } = input.upgrade.spec.target;
-  if (image) return Object.fromEntries(pod.clients.map((c) => [c.name, image]));
-  const answer = input.settingsImages?.(pod);
-  return answer ?? { unknown: '' };
+  if (image) return { images: Object.fromEntries(pod.clients.map((c) => [c.name, image])) };
+  return input.settingsImages?.(pod) ?? { unknown: '' };
 }
-const isUnknown = (t: Record<string, string> | { unknown: string }): t is { unknown: string } =>
-  typeof t.unknown === 'string' && Object.keys(t).length === 1;
 
 const sameImage = (a: string | undefined, b: string) => a !== undefined && normalizeImage(a) === normalizeImage(b);
 
@@ -219,11 +217,12 @@ export function plan(input: PlanInput): Plan {
   const targetOf = new Map<string, Record<string, string>>();
   for (const p of inScope) {
     if (recordOf.has(podKey(p))) continue;
-    const targets = targetsOf(input, p);
-    if (isUnknown(targets)) {
-      unknown.push(targets.unknown ? `${podKey(p)} (${targets.unknown})` : podKey(p));
+    const answer = targetsOf(input, p);
+    if (!('images' in answer)) {
+      unknown.push(answer.unknown ? `${podKey(p)} (${answer.unknown})` : podKey(p));
       continue;
     }
+    const targets = answer.images;
     targetOf.set(podKey(p), targets);
     if (p.clients.every((c) => sameImage(c.specImage, targets[c.name] ?? c.specImage))) current++;
     else waiting.push(p);

@@ -4,18 +4,16 @@
 // test/e2e/security-broker-manifests.test.ts proves the Secret, the ConfigMap and the webhook on a real API server.
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { bundleIsUsable, generateBundle, mergeCaBundle, serviceHosts, splitPem } from '../../src/certs/generate.js';
 import { configFromObjects } from '../../src/config/options.js';
 import { CREDENTIALS_CERT_SECRET_NAME, CREDENTIALS_SERVICE_NAME } from '../../src/contract/keys.js';
 import { unfitSourceSecret } from '../../src/contract/secret-copy.js';
-import { decideCredentials, type TokenReviewResult } from '../../src/controller/broker-decision.js';
-import { injectObjects, parseManifests } from '../../src/offline/inject-manifests.js';
+import { decideCredentials } from '../../src/controller/broker-decision.js';
 import { ObjectView } from '../../src/resolve/object-view.js';
 import { GOLDEN_BROKER } from '../golden/golden.js';
+import { brokerObjects, brokerReview, injectedBrokerPod } from './broker-fixtures.js';
 
-const UID = '11111111-2222-3333-4444-555555555555';
 const DAY = 24 * 3600 * 1000;
 
 t.test('the certificate is signed for the broker Service’s names', async (t) => {
@@ -47,31 +45,14 @@ t.test('the broker’s certificate Secret never backs a volume', async (t) => {
 });
 
 t.test('a rotation keeps pods injected with the previous bundle the injector’s, and no other CA', async (t) => {
-  const objs: KubernetesObject[] = parseManifests(
-    readFileSync(new URL('../testdata/broker.yaml', import.meta.url), 'utf8'),
-    'broker.yaml',
-  );
+  const objs: KubernetesObject[] = brokerObjects();
   const config = configFromObjects(objs);
   const hosts = serviceHosts(CREDENTIALS_SERVICE_NAME, 'juicefs-system');
   const [before, after, stranger] = await Promise.all(
     [1, 2, 3].map(() => generateBundle({ hosts, validityDays: 1 }).then((b) => b.caCert)),
   );
-  const podWith = (caPem: string): V1Pod => {
-    const broker = { ...GOLDEN_BROKER, caPem };
-    const [r] = injectObjects(objs, { mode: 'sidecar', config, broker }).filter((o) => o.object.kind === 'Pod');
-    const pod = structuredClone(r.object) as V1Pod;
-    pod.metadata!.uid = UID;
-    pod.spec!.serviceAccountName = 'default';
-    return pod;
-  };
-  const review: TokenReviewResult = {
-    authenticated: true,
-    audiences: ['juicefs.com/credentials'],
-    user: {
-      username: 'system:serviceaccount:team-a:default',
-      extra: { 'authentication.kubernetes.io/pod-name': ['app'], 'authentication.kubernetes.io/pod-uid': [UID] },
-    },
-  };
+  const podWith = (caPem: string): V1Pod => injectedBrokerPod(objs, { config, broker: { ...GOLDEN_BROKER, caPem } });
+  const review = brokerReview();
   const bundleNow = mergeCaBundle(after, before);
   const decide = (pod: V1Pod, previousCaPems: string[]) => {
     const d = decideCredentials({

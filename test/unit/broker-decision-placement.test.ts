@@ -3,36 +3,18 @@
 // which does not track the server's version, must accept that pod too (it denied every broker-mode pod of such a
 // cluster as carrying a foreign container). Set explicitly, only the configured placement is the injector's.
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
-import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { configFromObjects } from '../../src/config/options.js';
 import { withServerVersion } from '../../src/config/schema.js';
-import { decideCredentials, type TokenReviewResult } from '../../src/controller/broker-decision.js';
-import { injectObjects, parseManifests } from '../../src/offline/inject-manifests.js';
+import { decideCredentials } from '../../src/controller/broker-decision.js';
 import { ObjectView } from '../../src/resolve/object-view.js';
 import { GOLDEN_BROKER } from '../golden/golden.js';
+import { brokerObjects, brokerReview, injectedBrokerPod } from './broker-fixtures.js';
 
-const UID = '11111111-2222-3333-4444-555555555555';
-const objects = (): KubernetesObject[] =>
-  parseManifests(readFileSync(new URL('../testdata/broker.yaml', import.meta.url), 'utf8'), 'broker.yaml');
-const review: TokenReviewResult = {
-  authenticated: true,
-  audiences: ['juicefs.com/credentials'],
-  user: {
-    username: 'system:serviceaccount:team-a:default',
-    extra: { 'authentication.kubernetes.io/pod-name': ['app'], 'authentication.kubernetes.io/pod-uid': [UID] },
-  },
-};
-
-function injected(objs: KubernetesObject[], config: ReturnType<typeof configFromObjects>): V1Pod {
-  const [r] = injectObjects(objs, { mode: 'sidecar', config, broker: GOLDEN_BROKER }).filter(
-    (x) => x.object.kind === 'Pod',
-  );
-  const pod = structuredClone(r.object) as V1Pod;
-  pod.metadata!.uid = UID;
-  pod.spec!.serviceAccountName = 'default';
-  return pod;
-}
+const objects = brokerObjects;
+const review = brokerReview();
+const injected = (objs: KubernetesObject[], config: ReturnType<typeof configFromObjects>): V1Pod =>
+  injectedBrokerPod(objs, { config, broker: GOLDEN_BROKER });
 
 const decide = (objs: KubernetesObject[], pod: V1Pod, config: ReturnType<typeof configFromObjects>) =>
   decideCredentials({

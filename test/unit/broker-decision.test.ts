@@ -2,44 +2,25 @@
 // asked for and the cluster's objects in; allow or a typed refusal out. The pod is the one the injector makes from
 // the golden case test/testdata/broker.yaml, then changed the way a namespace user could.
 import type { KubernetesObject, V1Container, V1PersistentVolume, V1Pod } from '@kubernetes/client-node';
-import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { configFromObjects } from '../../src/config/options.js';
-import { decideCredentials, tokenPod, type TokenReviewResult } from '../../src/controller/broker-decision.js';
+import { decideCredentials, tokenPod } from '../../src/controller/broker-decision.js';
 import { ephemeralContainersDenial } from '../../src/inject/ephemeral.js';
 import { credentialValues, isCredentialName } from '../../src/mount/credentials.js';
-import { injectObjects, parseManifests } from '../../src/offline/inject-manifests.js';
 import { ObjectView } from '../../src/resolve/object-view.js';
 import { credentialsModeOf, credentialsOfPvc } from '../../src/resolve/resolve.js';
 import { GOLDEN_BROKER } from '../golden/golden.js';
+import { BROKER_POD_UID, brokerObjects, brokerReview, injectedBrokerPod } from './broker-fixtures.js';
 
 const AUD = 'juicefs.com/credentials';
-const UID = '11111111-2222-3333-4444-555555555555';
-
-function objects(): KubernetesObject[] {
-  return parseManifests(readFileSync(new URL('../testdata/broker.yaml', import.meta.url), 'utf8'), 'broker.yaml');
-}
+const UID = BROKER_POD_UID;
+const objects = brokerObjects;
+const review = brokerReview;
 
 const options = (objs: KubernetesObject[]) => ({ config: configFromObjects(objs), broker: GOLDEN_BROKER });
 
 /** The pod as the API server keeps it after the webhook: injected, with a uid and the default ServiceAccount. */
-function injectedPod(objs: KubernetesObject[]): V1Pod {
-  const [result] = injectObjects(objs, { mode: 'sidecar', ...options(objs) }).filter((r) => r.object.kind === 'Pod');
-  const pod = structuredClone(result.object) as V1Pod;
-  pod.metadata!.uid = UID;
-  pod.spec!.serviceAccountName = 'default';
-  return pod;
-}
-
-const review = (over: Partial<TokenReviewResult> = {}): TokenReviewResult => ({
-  authenticated: true,
-  audiences: [AUD],
-  user: {
-    username: 'system:serviceaccount:team-a:default',
-    extra: { 'authentication.kubernetes.io/pod-name': ['app'], 'authentication.kubernetes.io/pod-uid': [UID] },
-  },
-  ...over,
-});
+const injectedPod = (objs: KubernetesObject[]): V1Pod => injectedBrokerPod(objs, options(objs));
 
 function decide(pod: V1Pod | undefined, objs = objects(), r = review(), pvcName = 'data') {
   return decideCredentials({ review: r, pod, pvcName, view: new ObjectView(objs), options: options(objs) });

@@ -314,7 +314,7 @@ t.test('fromSettings: the per-pod image comes from the settings; a pod they cann
   const p = plan({
     upgrade: upgrade({ target: { fromSettings: true } }),
     pods: obs([pod('a'), pod('b')]),
-    settingsImages: (o) => (o.name === 'a' ? { 'jfs-mount': NEW } : undefined),
+    settingsImages: (o) => (o.name === 'a' ? { images: { 'jfs-mount': NEW } } : undefined),
     now: T0,
   });
   t.same(
