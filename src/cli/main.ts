@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import { PACKAGE_VERSION } from '../util/package-root.js';
 import { parseDuration } from '../contract/duration.js';
+import { aliasedEnv } from '../contract/env-aliases.js';
 import {
   CREDENTIALS_CERT_SECRET_NAME,
   CREDENTIALS_SERVICE_NAME,
@@ -546,6 +547,7 @@ export function buildCli(): Command {
   return program;
 }
 
+Object.assign(process.env, aliasedEnv(process.env));
 buildCli()
   .parseAsync(process.argv)
   .catch((err) => {

@@ -29,3 +29,11 @@ export function isCanonicalSubdir(raw: string): boolean {
     throw err;
   }
 }
+
+/**
+ * Where a PV's data lies in its JuiceFS volume: its own subdirectory (`subPath`) under the one the `subdir` mount
+ * option names, as `juicefs mount --subdir` gets it. Both canonical (or undefined for the root).
+ */
+export function joinSubdirs(base: string | undefined, own: string | undefined): string | undefined {
+  return base && own ? `${base}/${own}` : (own ?? base);
+}

@@ -1,5 +1,7 @@
 // The controller process: CSI Identity + Controller on a Unix socket.
-import { CoreV1Api } from '@kubernetes/client-node';
+import { CoreV1Api, type V1PersistentVolume } from '@kubernetes/client-node';
+import { ResilientInformer } from '../k8s/informer.js';
+import { leanPv } from '../k8s/lean-objects.js';
 import { kubeConfigIfAvailable } from '../k8s/kubeconfig.js';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
@@ -75,6 +77,25 @@ export async function runController(
         unlessNotFound(core.readNamespacedPersistentVolumeClaim({ namespace, name }))
     : undefined;
   const getNode = core ? async (name: string) => unlessNotFound(core.readNode({ name })) : undefined;
+  // One PV read per DeleteVolume or expansion of a volume with no record (its capacity is not in the lean cache).
+  const getPv = core ? async (name: string) => unlessNotFound(core.readPersistentVolume({ name })) : undefined;
+  // Every DeleteVolume asks which other PVs mount its directory: a lean PV cache, not a LIST per call.
+  const pvCache =
+    kc && core
+      ? new ResilientInformer<V1PersistentVolume>({
+          kubeConfig: kc,
+          path: '/api/v1/persistentvolumes',
+          list: () => core.listPersistentVolume(),
+          listPage: (page) => core.listPersistentVolume(page),
+          transform: leanPv,
+          log: opts.log.child({ part: 'pv-cache' }),
+        })
+      : undefined;
+  void pvCache?.start();
+  const listPvs =
+    pvCache && core
+      ? async () => (pvCache.synced ? [...pvCache.list()] : (await core.listPersistentVolume()).items)
+      : undefined;
   const metrics = new CsiMetrics({ role: opts.node ? 'both' : 'controller' });
   const node = opts.node
     ? await startNodeService({
@@ -89,7 +110,15 @@ export async function runController(
     opts.endpoint,
     {
       Identity: identityService(PACKAGE_VERSION, true),
-      Controller: controllerService({ volumes, version: PACKAGE_VERSION, log: opts.log, getPvc, getNode }),
+      Controller: controllerService({
+        volumes,
+        version: PACKAGE_VERSION,
+        log: opts.log,
+        getPvc,
+        getNode,
+        getPv,
+        listPvs,
+      }),
       ...(node ? { Node: node.service } : {}),
     },
     opts.log,
@@ -213,6 +242,7 @@ export async function runController(
       await sync?.stop();
       await upgrades?.stop();
       await clusterView?.stop();
+      await pvCache?.stop();
       await gates?.stop();
       await stopper?.stop();
       await server.close();

@@ -53,7 +53,8 @@ export function loadCsi(): CsiPackage {
 /** The fields a log line may show of a request: its ids and paths, never secrets. */
 function describe(request: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const k of ['name', 'volume_id', 'target_path', 'node_id']) if (request[k]) out[k] = request[k];
+  for (const k of ['name', 'volume_id', 'snapshot_id', 'source_volume_id', 'target_path', 'node_id'])
+    if (request[k]) out[k] = request[k];
   return out;
 }
 

@@ -230,6 +230,14 @@ export class JuicefsVolumes {
       });
   }
 
+  /**
+   * Copies a directory tree inside one mounted volume without copying its data (`juicefs clone -p`: a metadata
+   * copy, owners and modes kept), for snapshots and their restores.
+   */
+  async cloneTree(root: string, from: string, to: string): Promise<void> {
+    await this.cli.run(['clone', '-p', path.join(root, from), path.join(root, to)], [], { timeoutMs: 600_000 });
+  }
+
   /** Removes a directory tree with juicefs' server-side rmr (fast, and moves nothing through FUSE). */
   async removeTree(root: string, dir: string): Promise<void> {
     const target = path.join(root, dir);

@@ -28,7 +28,10 @@ export type Component =
   | 'juicefs'
   | 'juicefs-prev'
   | 'csi-sanity'
-  | 'csi-provisioner';
+  | 'csi-provisioner'
+  | 'csi-resizer'
+  | 'csi-snapshotter'
+  | 'snapshot-controller';
 
 /** The user the API server presents to kubelets (logs, exec, port-forward), bound to system:kubelet-api-admin. */
 export const APISERVER_KUBELET_CLIENT = 'kube-apiserver-kubelet-client';

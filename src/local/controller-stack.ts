@@ -1,5 +1,5 @@
 // The controller as a cluster runs it: jfs-sidecar controller (with the
-// shipped RBAC, through its ServiceAccount) beside the real csi-provisioner,
+// shipped RBAC, through its ServiceAccount) beside the real csi-provisioner and csi-resizer,
 // on a control plane of ours. Shared by `jfs-sidecar local`, tests and bench.
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { rmSync } from 'node:fs';
@@ -14,6 +14,8 @@ export interface ControllerStack {
   socket: string;
   controller: ManagedProcess;
   provisioner: ManagedProcess;
+  resizer: ManagedProcess;
+  snapshotter?: ManagedProcess;
   /** Kills the controller at once (as a crash) and starts it again. */
   crashAndRestart(): Promise<void>;
   stop(): Promise<void>;
@@ -30,9 +32,16 @@ export async function startControllerStack(
      * provisioning benchmark's no-filesystem baseline, under the same csi-provisioner.
      */
     controllerScript?: string;
+    /** Also run csi-snapshotter (the cluster needs the CRDs and snapshot-controller: ./snapshot-controller.ts). */
+    snapshots?: boolean;
   },
 ): Promise<ControllerStack> {
-  const bins = ensureBinaries(['juicefs', 'csi-provisioner']);
+  const bins = ensureBinaries([
+    'juicefs',
+    'csi-provisioner',
+    'csi-resizer',
+    ...(opts.snapshots ? (['csi-snapshotter'] as const) : []),
+  ]);
   const admin = cp.adminKubeConfig();
   // The shipped ServiceAccount and RBAC; the Deployment's containers run here as processes.
   await applyObjects(admin, [
@@ -87,12 +96,47 @@ export async function startControllerStack(
     // csi-provisioner exits when it loses the driver's socket; in a pod, kubelet restarts it.
     true,
   ).start();
+  // As manifests/controller.yaml's csi-resizer container.
+  const resizer = new ManagedProcess(
+    bins['csi-resizer'],
+    [
+      `--csi-address=${socket}`,
+      `--kubeconfig=${kubeconfig}`,
+      '--leader-election=false',
+      '--timeout=60s',
+      '--handle-volume-inuse-error=false',
+      '--retry-interval-start=500ms',
+      '--retry-interval-max=5s',
+      '--v=2',
+    ],
+    path.join(opts.dir, 'csi-resizer.log'),
+    true,
+  ).start();
+  // As manifests/controller.yaml's csi-snapshotter container.
+  const snapshotter = opts.snapshots
+    ? new ManagedProcess(
+        bins['csi-snapshotter'],
+        [
+          `--csi-address=${socket}`,
+          `--kubeconfig=${kubeconfig}`,
+          '--leader-election=false',
+          '--timeout=60s',
+          '--retry-interval-start=500ms',
+          '--retry-interval-max=5s',
+          '--v=2',
+        ],
+        path.join(opts.dir, 'csi-snapshotter.log'),
+        true,
+      ).start()
+    : undefined;
   const stack: ControllerStack = {
     socket,
     get controller() {
       return controller;
     },
     provisioner,
+    resizer,
+    snapshotter,
     crashAndRestart: async () => {
       controller.kill();
       await controller.stop();
@@ -102,6 +146,8 @@ export async function startControllerStack(
     },
     stop: async () => {
       await provisioner.stop();
+      await resizer.stop();
+      await snapshotter?.stop();
       await controller.stop();
     },
   };

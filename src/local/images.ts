@@ -65,7 +65,16 @@ const USOCKET_ADDON = path.join(PACKAGE_ROOT, 'node_modules/usocket/build/Releas
 /** The project's own image, as manifests/*.yaml name it (`jfs-sidecar:<version>`). */
 export const PROJECT_IMAGE = qualifiedRef(`jfs-sidecar:${PACKAGE_VERSION}`);
 
-export type ImageName = 'pause' | 'busybox' | 'mount' | 'mount-prev' | 'mount-next' | 'jfs-sidecar' | 'csi-provisioner';
+export type ImageName =
+  | 'pause'
+  | 'busybox'
+  | 'mount'
+  | 'mount-prev'
+  | 'mount-next'
+  | 'jfs-sidecar'
+  | 'csi-provisioner'
+  | 'csi-resizer'
+  | 'csi-snapshotter';
 export const IMAGE_NAMES: ImageName[] = [
   'pause',
   'busybox',
@@ -74,6 +83,8 @@ export const IMAGE_NAMES: ImageName[] = [
   'mount-next',
   'jfs-sidecar',
   'csi-provisioner',
+  'csi-resizer',
+  'csi-snapshotter',
 ];
 
 export interface BuiltImage extends ArchiveInfo {
@@ -393,11 +404,27 @@ const NEEDS: Record<ImageName, Component[]> = {
   'mount-next': ['juicefs'],
   'jfs-sidecar': ['juicefs'],
   'csi-provisioner': ['csi-provisioner'],
+  'csi-resizer': ['csi-resizer'],
+  'csi-snapshotter': ['csi-snapshotter'],
 };
 const binaries: Partial<Record<Component, string>> = {};
 
 function binary(c: Component): string {
   return (binaries[c] ??= ensureBinaries([c])[c]);
+}
+
+/** A Kubernetes CSI sidecar (csi-provisioner, -resizer, -snapshotter) as its image is named, with build.sh's binary. */
+function sigStorageSpec(name: 'csi-provisioner' | 'csi-resizer' | 'csi-snapshotter'): ImageSpec {
+  const bin = binary(name);
+  // build.sh keys its folder by the module's version: csi-provisioner-v6.3.0-<pins>.
+  const version = new RegExp(`${name}-(v\\d+\\.\\d+\\.\\d+)-`).exec(bin)?.[1];
+  if (!version) throw new Error(`cannot tell the ${name} version from ${bin}`);
+  return {
+    name,
+    refs: [`registry.k8s.io/sig-storage/${name}:${version}`],
+    config: { Entrypoint: [`/${name}`] },
+    steps: [{ file: bin, to: name, mode: 0o755 }],
+  };
 }
 
 /** Each image's spec, made on demand (the binaries it needs are built by test/env/build.sh when missing). */
@@ -447,18 +474,9 @@ export const IMAGE_SPECS: Record<ImageName, () => ImageSpec> = {
       ],
     };
   },
-  'csi-provisioner': () => {
-    const bin = binary('csi-provisioner');
-    // build.sh keys its folder by the module's version: csi-provisioner-v6.3.0-<pins>.
-    const version = /csi-provisioner-(v\d+\.\d+\.\d+)-/.exec(bin)?.[1];
-    if (!version) throw new Error(`cannot tell the csi-provisioner version from ${bin}`);
-    return {
-      name: 'csi-provisioner',
-      refs: [`registry.k8s.io/sig-storage/csi-provisioner:${version}`],
-      config: { Entrypoint: ['/csi-provisioner'] },
-      steps: [{ file: bin, to: 'csi-provisioner', mode: 0o755 }],
-    };
-  },
+  'csi-provisioner': () => sigStorageSpec('csi-provisioner'),
+  'csi-resizer': () => sigStorageSpec('csi-resizer'),
+  'csi-snapshotter': () => sigStorageSpec('csi-snapshotter'),
 };
 
 // ---- the cache ----

@@ -18,7 +18,7 @@ import { DenyError } from '../contract/deny.js';
 import { CACHE_MOUNT_PATHS, DEFAULT_CACHE_DIR, DEFAULT_CE_MOUNT_IMAGE, SECRET_KEYS } from '../contract/keys.js';
 import { MountTemplateError, renderMountTemplate, type MountTemplateValues } from '../contract/mount-template.js';
 import { canonicalQuantity, compareQuantities, isPositive, parseQuantity } from '../contract/quantity.js';
-import { normaliseSubdir, SubdirError } from '../contract/subdir.js';
+import { joinSubdirs, normaliseSubdir, SubdirError } from '../contract/subdir.js';
 import type { UserTuning } from './allowlist.js';
 import {
   CACHE_DIR_KEY,
@@ -455,7 +455,7 @@ export function computeMountSettings(
   }
   const base = subdirOf(optionSubdir, where);
   const own = subdirOf(volume.subdir, where);
-  const subdir = base && own ? `${base}/${own}` : (own ?? base);
+  const subdir = joinSubdirs(base, own);
   const templateValues = { volumeId: volume.pvName, subPath: subdir ?? '' };
   const { cacheDirs, cache } = cacheStorage(attributes, patches, optionCacheDirs, templateValues, where);
   const hostPaths = [

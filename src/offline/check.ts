@@ -4,6 +4,7 @@
 // runs on: CONFIG_FIELDS / ENTRY_FIELDS and the parser's issues (src/config/schema.ts), the settings table
 // (src/contract/attributes.ts), the option table (src/mount/mount-options.ts) and the Secret keys
 // (src/contract/keys.ts, secret-copy.ts). Pure: objects in, rows out.
+import { pvDirectory } from '../mount/volume-path.js';
 import type {
   KubernetesObject,
   V1ConfigMap,
@@ -238,7 +239,31 @@ function checkPv(pv: V1PersistentVolume): CheckRow[] {
   rows.push(...optionRows(object, 'spec.mountOptions', pv.spec?.mountOptions ?? []));
   if (pv.spec?.accessModes)
     rows.push({ object, field: 'spec.accessModes', status: 'honoured', note: 'ReadOnlyMany alone mounts read-only' });
+  rows.push(directoryRow(object, pv));
   return rows;
+}
+
+/** Where the PV's data lies, as its mount and the controller (expansion, DeleteVolume) find it. */
+function directoryRow(object: string, pv: V1PersistentVolume): CheckRow {
+  let dir: string | undefined;
+  try {
+    dir = pvDirectory(pv);
+  } catch (err) {
+    return { object, field: 'directory', status: 'refused', note: (err as Error).message };
+  }
+  if (!dir) return { object, field: 'directory', status: 'honoured', note: 'mounts the volume root; never deleted' };
+  const reclaim = pv.spec?.persistentVolumeReclaimPolicy ?? 'Retain';
+  return {
+    object,
+    field: 'directory',
+    status: 'honoured',
+    note:
+      `data at /${dir} (subPath under the subdir option), with or without a record of this controller: expansion ` +
+      `sets the quota there` +
+      (reclaim === 'Delete'
+        ? '; deleting the PVC removes it unless another PV mounts it'
+        : `; reclaim ${reclaim} keeps it`),
+  };
 }
 
 function checkPvc(pvc: V1PersistentVolumeClaim): CheckRow[] {
@@ -289,12 +314,18 @@ function checkSecret(secret: V1Secret): CheckRow[] {
 }
 
 function checkWebhookConfig(w: V1MutatingWebhookConfiguration): CheckRow[] {
+  const failing = (w.webhooks ?? []).filter((h) => (h.failurePolicy ?? 'Fail') === 'Fail').map((h) => h.name);
   return [
     {
       object: describe(w),
       field: 'webhooks',
       status: 'refused',
-      note: "the reference driver's sidecar webhook: delete it before enabling this one, or both inject into the same pods",
+      note:
+        "the reference driver's sidecar webhook: delete it before enabling this one, or both inject into the same pods" +
+        (failing.length
+          ? `; with failurePolicy Fail (${failing.join(', ')}), once its Service is gone it blocks every pod CREATE ` +
+            'in the namespaces it selects'
+          : ''),
     },
   ];
 }

@@ -18,6 +18,10 @@ import { createMetrics, type WebhookMetrics } from './metrics.js';
 export const MUTATE_PATHS: Record<string, InjectMode> = {
   '/mutate': 'sidecar',
   '/mutate-serverless': 'serverless',
+  // The reference driver's paths: its MutatingWebhookConfiguration, pointed at this Service, works unedited
+  // (docs/migration.md).
+  '/juicefs/inject-v1-pod': 'sidecar',
+  '/juicefs/serverless/inject-v1-pod': 'serverless',
 };
 
 export interface WebhookServerOptions {

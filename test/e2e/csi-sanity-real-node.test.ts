@@ -13,7 +13,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { stringify } from 'yaml';
-import { REGISTRY_DIR } from '../../src/controller/registry.js';
+import { REGISTRY_DIR, SNAPSHOT_REGISTRY_DIR } from '../../src/controller/registry.js';
 import { readMounts } from '../../src/juicefs/mounts.js';
 import { ManagedProcess, waitForSocket } from '../../src/local/components.js';
 import { ensureBinaries } from '../../src/local/control-plane.js';
@@ -63,6 +63,9 @@ t.test('csi-sanity: Identity and Node specs against the node plugin on the real 
           'ControllerValidateVolumeCapabilitiesSecret',
           'ControllerExpandVolumeSecret',
           'NodePublishVolumeSecret',
+          'CreateSnapshotSecret',
+          'DeleteSnapshotSecret',
+          'ListSnapshotsSecret',
         ].map((k) => [k, vol.secrets]),
       ),
     ),
@@ -107,6 +110,14 @@ t.test('csi-sanity: Identity and Node specs against the node plugin on the real 
   ]) {
     t.notMatch(out, new RegExp(`\\[SKIPPED\\].*${spec}`), `node spec ran: ${spec}`);
   }
+  // The snapshot specs run once the controller advertises CREATE_DELETE_SNAPSHOT and LIST_SNAPSHOTS.
+  for (const spec of [
+    'should create volume from an existing source snapshot',
+    'should return next token when a limited number of entries are requested',
+    'should fail when requesting to create a snapshot with already existing name and different source volume ID',
+  ]) {
+    t.notMatch(out, new RegExp(`\\[SKIPPED\\].*${spec}`), `snapshot spec ran: ${spec}`);
+  }
 
   // Everything csi-sanity published it also unpublished: no target, and (references gone) no Mount Pod left.
   t.notOk(
@@ -135,6 +146,11 @@ t.test('csi-sanity: Identity and Node specs against the node plugin on the real 
       'only the registry is left at the root',
     );
     t.same(readdirSync(path.join(mnt, REGISTRY_DIR)), [], 'no volume record is left');
+    t.same(
+      readdirSync(path.join(mnt, SNAPSHOT_REGISTRY_DIR)),
+      [],
+      'no snapshot record is left (and no .snapshots folder, by the line above)',
+    );
   } finally {
     spawnSync(vol.juicefs, ['umount', mnt]);
     rmSync(mnt, { recursive: true, force: true });

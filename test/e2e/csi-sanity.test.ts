@@ -14,7 +14,7 @@ import { pino } from 'pino';
 import { applyObjects, ManagedProcess, readManifest, waitForSocket } from '../../src/local/components.js';
 import { ControlPlane, ensureBinaries } from '../../src/local/control-plane.js';
 import { startRealNodeStack } from '../../src/local/real-node-stack.js';
-import { REGISTRY_DIR } from '../../src/controller/registry.js';
+import { REGISTRY_DIR, SNAPSHOT_REGISTRY_DIR } from '../../src/controller/registry.js';
 import { readMounts } from '../../src/juicefs/mounts.js';
 import { detachMountsUnder } from '../../src/local/mounts.js';
 import { eventually } from '../env/harness.js';
@@ -95,6 +95,9 @@ t.test(
             'ControllerValidateVolumeCapabilitiesSecret',
             'ControllerExpandVolumeSecret',
             'NodePublishVolumeSecret',
+            'CreateSnapshotSecret',
+            'DeleteSnapshotSecret',
+            'ListSnapshotsSecret',
           ].map((k) => [k, secrets]),
         ),
       ),
@@ -138,6 +141,14 @@ t.test(
     ]) {
       t.notMatch(out, new RegExp(`\\[SKIPPED\\].*${spec}`), `node spec ran: ${spec}`);
     }
+    // The snapshot specs run once the controller advertises CREATE_DELETE_SNAPSHOT and LIST_SNAPSHOTS.
+    for (const spec of [
+      'should create volume from an existing source snapshot',
+      'should return next token when a limited number of entries are requested',
+      'should fail when requesting to create a snapshot with already existing name and different source volume ID',
+    ]) {
+      t.notMatch(out, new RegExp(`\\[SKIPPED\\].*${spec}`), `snapshot spec ran: ${spec}`);
+    }
 
     // Everything csi-sanity published it also unpublished: no target, and (references gone) no Mount Pod left.
     t.notOk(
@@ -166,6 +177,11 @@ t.test(
         'only the registry is left at the root',
       );
       t.same(readdirSync(path.join(mnt, REGISTRY_DIR)), [], 'no volume record is left');
+      t.same(
+        readdirSync(path.join(mnt, SNAPSHOT_REGISTRY_DIR)),
+        [],
+        'no snapshot record is left (and no .snapshots folder, by the line above)',
+      );
     } finally {
       vol.run(['umount', mnt]);
       rmSync(mnt, { recursive: true, force: true });

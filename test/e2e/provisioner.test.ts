@@ -3,11 +3,13 @@
 // checked by mounting the JuiceFS volume with the real client through FUSE.
 import {
   CoreV1Api,
+  PatchStrategy,
+  setHeaderOptions,
   type KubernetesObject,
   type V1PersistentVolume,
   type V1PersistentVolumeClaim,
 } from '@kubernetes/client-node';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -331,5 +333,129 @@ t.test('csi-provisioner + controller on a real control plane', async (t) => {
       const records = readdirSync(path.join(mnt, REGISTRY_DIR)).length;
       t.equal(records, pvs.length, 'one volume record per PV');
     });
+  });
+
+  // Expansion: the StorageClass allows it and names the Secret csi-resizer passes to ControllerExpandVolume.
+  const expandParams = {
+    'csi.storage.k8s.io/controller-expand-secret-name': 'juicefs-secret',
+    'csi.storage.k8s.io/controller-expand-secret-namespace': SYSTEM,
+  };
+  const resize = (name: string, storage: string) =>
+    core.patchNamespacedPersistentVolumeClaim(
+      { name, namespace: NS, body: { spec: { resources: { requests: { storage } } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  const resized = (name: string, storage: string) =>
+    eventually(
+      async () => {
+        const pvc = await core.readNamespacedPersistentVolumeClaim({ name, namespace: NS });
+        return pvc.status?.capacity?.storage === storage ? pvc : undefined;
+      },
+      90_000,
+      `PVC ${name} to have ${storage} in its status`,
+    );
+  const quotaOf = (dir: string) => vol.run(['quota', 'get', vol.metaurl, `--path=/${dir}`]);
+
+  await t.test('subdir= in the StorageClass mountOptions: directory, quota, resize and delete under it', async (t) => {
+    await applyObjects(admin, [
+      {
+        ...sc('jfs-team-x', 'Delete', expandParams),
+        mountOptions: ['writeback', 'subdir=team-x'],
+        allowVolumeExpansion: true,
+      } as KubernetesObject,
+    ]);
+    await createPvc('team', 'jfs-team-x');
+    const pv = await pvOf(await bound('team'));
+    const pvName = pv.metadata!.name!;
+    t.equal(pv.spec?.csi?.volumeAttributes?.subPath, pvName, 'subPath is relative to the subdir the mount joins');
+    await inVolume((mnt) => {
+      t.ok(existsSync(path.join(mnt, 'team-x', pvName)), 'the directory is team-x/<pv>');
+      t.notOk(existsSync(path.join(mnt, pvName)), 'not <pv> at the root');
+      writeFileSync(path.join(mnt, 'team-x', pvName, 'data.txt'), 'team');
+    });
+    t.match(quotaOf(`team-x/${pvName}`), /2\.0 GiB|2 GiB/, 'the quota is on team-x/<pv>');
+
+    await resize('team', '3Gi');
+    await resized('team', '3Gi');
+    t.match(quotaOf(`team-x/${pvName}`), /3\.0 GiB|3 GiB/, 'csi-resizer raised the quota to 3 GiB');
+    const grown = await core.readPersistentVolume({ name: pvName });
+    t.equal(grown.spec?.capacity?.storage, '3Gi', 'and the PV says so');
+
+    await core.deleteNamespacedPersistentVolumeClaim({ name: 'team', namespace: NS });
+    await gone(pvName);
+    await inVolume((mnt) => t.notOk(existsSync(path.join(mnt, 'team-x', pvName)), 'deleted at team-x/<pv>'));
+  });
+
+  await t.test('a PV as the reference provisions it (no record): resized and deleted at its directory', async (t) => {
+    await applyObjects(admin, [
+      { ...sc('jfs-reference', 'Delete', expandParams), allowVolumeExpansion: true } as KubernetesObject,
+    ]);
+    // What the reference's controller leaves: a directory named by the PV, with data, and no record of ours.
+    const pvName = 'pvc-1c2d3e4f-aaaa-bbbb-cccc-0123456789ab';
+    await inVolume((mnt) => {
+      mkdirSync(path.join(mnt, pvName));
+      writeFileSync(path.join(mnt, pvName, 'old.txt'), 'from the reference');
+    });
+    vol.run(['quota', 'set', vol.metaurl, `--path=/${pvName}`, '--capacity=1']);
+    const secretRef = { name: 'juicefs-secret', namespace: SYSTEM };
+    await core.createPersistentVolume({
+      body: {
+        metadata: {
+          name: pvName,
+          annotations: {
+            'pv.kubernetes.io/provisioned-by': 'csi.juicefs.com',
+            'volume.kubernetes.io/provisioner-deletion-secret-name': 'juicefs-secret',
+            'volume.kubernetes.io/provisioner-deletion-secret-namespace': SYSTEM,
+          },
+        },
+        spec: {
+          capacity: { storage: '1Gi' },
+          accessModes: ['ReadWriteMany'],
+          persistentVolumeReclaimPolicy: 'Delete',
+          storageClassName: 'jfs-reference',
+          claimRef: { namespace: NS, name: 'inherited' },
+          csi: {
+            driver: 'csi.juicefs.com',
+            volumeHandle: pvName,
+            volumeAttributes: { subPath: pvName, capacity: String(2 ** 30) },
+            nodePublishSecretRef: secretRef,
+            controllerExpandSecretRef: secretRef,
+          },
+        },
+      },
+    });
+    await core.createNamespacedPersistentVolumeClaim({
+      namespace: NS,
+      body: {
+        metadata: { name: 'inherited' },
+        spec: {
+          accessModes: ['ReadWriteMany'],
+          storageClassName: 'jfs-reference',
+          volumeName: pvName,
+          resources: { requests: { storage: '1Gi' } },
+        },
+      },
+    });
+    await bound('inherited');
+    const recordOf = (id: string) =>
+      inVolume((mnt) =>
+        readdirSync(path.join(mnt, REGISTRY_DIR))
+          .map((f) => JSON.parse(readFileSync(path.join(mnt, REGISTRY_DIR, f), 'utf8')) as { id: string })
+          .find((r) => r.id === id),
+      );
+    t.equal(await recordOf(pvName), undefined, 'no record of it before');
+
+    await resize('inherited', '4Gi');
+    await resized('inherited', '4Gi');
+    t.match(quotaOf(pvName), /4\.0 GiB|4 GiB/, 'the quota on <pv> raised through csi-resizer');
+    t.match(
+      await recordOf(pvName),
+      { id: pvName, subdir: pvName, capacityBytes: 4 * 2 ** 30 },
+      'its record written on first touch',
+    );
+
+    await core.deleteNamespacedPersistentVolumeClaim({ name: 'inherited', namespace: NS });
+    await gone(pvName);
+    await inVolume((mnt) => t.notOk(existsSync(path.join(mnt, pvName)), 'its directory and data deleted'));
   });
 });

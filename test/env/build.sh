@@ -10,6 +10,8 @@
 #   juicefs-prev                             (the same, an older release: a second mount image to upgrade from)
 #   csi-sanity                               (github.com/kubernetes-csi/csi-test/v5)
 #   csi-provisioner                          (github.com/kubernetes-csi/external-provisioner/v6)
+#   csi-resizer                              (github.com/kubernetes-csi/external-resizer/v2)
+#   csi-snapshotter, snapshot-controller     (github.com/kubernetes-csi/external-snapshotter/v8)
 #
 # Usage: build.sh [--paths] [COMPONENT ...]   (default: all components)
 #   --paths  print "name=/abs/path" lines for the requested binaries at the end.
@@ -29,11 +31,11 @@ components=()
 for arg in "$@"; do
   case "$arg" in
     --paths) print_paths=1 ;;
-    kube-apiserver|kube-controller-manager|kubelet|kube-scheduler|kubectl|etcd|juicefs|juicefs-prev|csi-sanity|csi-provisioner) components+=("$arg") ;;
+    kube-apiserver|kube-controller-manager|kubelet|kube-scheduler|kubectl|etcd|juicefs|juicefs-prev|csi-sanity|csi-provisioner|csi-resizer|csi-snapshotter|snapshot-controller) components+=("$arg") ;;
     *) echo "build.sh: unknown component '$arg'" >&2; exit 2 ;;
   esac
 done
-[ ${#components[@]} -gt 0 ] || components=(kube-apiserver kube-controller-manager kubelet kube-scheduler kubectl etcd juicefs juicefs-prev csi-sanity csi-provisioner)
+[ ${#components[@]} -gt 0 ] || components=(kube-apiserver kube-controller-manager kubelet kube-scheduler kubectl etcd juicefs juicefs-prev csi-sanity csi-provisioner csi-resizer csi-snapshotter snapshot-controller)
 
 log() { echo "[env:build] $*" >&2; }
 
@@ -106,6 +108,8 @@ for c in "${components[@]}"; do
     juicefs-prev) CGO=1 build juicefs juicefs-prev github.com/juicedata/juicefs "$juicefs_prev_ldflags" "$juicefs_tags" juicefs-prev ;;
     csi-sanity) build csi-sanity csi-sanity github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity "" "" ;;
     csi-provisioner) build csi-provisioner csi-provisioner github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner "" "" ;;
+    csi-resizer) build csi-resizer csi-resizer github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer "" "" ;;
+    csi-snapshotter|snapshot-controller) build "$c" csi-snapshotter "github.com/kubernetes-csi/external-snapshotter/v8/cmd/$c" "" "" ;;
   esac
 done
 

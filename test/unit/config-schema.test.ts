@@ -279,6 +279,54 @@ t.test('check: exit codes, JSON, a left-behind reference webhook, bad input', as
   t.match(err.join(''), /no input/);
 });
 
+t.test("check: where each PV's data lies, and a reference webhook that fails closed", async (t) => {
+  const rows = checkObjects(
+    parseManifests(
+      `apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pvc-1c2d3e4f-aaaa-bbbb-cccc-0123456789ab}
+spec:
+  persistentVolumeReclaimPolicy: Delete
+  mountOptions: [subdir=team-x]
+  csi: {driver: csi.juicefs.com, volumeHandle: pvc-1c2d3e4f-aaaa-bbbb-cccc-0123456789ab,
+        volumeAttributes: {subPath: pvc-1c2d3e4f-aaaa-bbbb-cccc-0123456789ab}}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: static}
+spec:
+  csi: {driver: csi.juicefs.com, volumeHandle: static}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: bad}
+spec:
+  csi: {driver: csi.juicefs.com, volumeHandle: bad, volumeAttributes: {subPath: ../x}}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: juicefs-admission-webhook}
+webhooks: [{name: sidecar.inject.juicefs.com, failurePolicy: Fail}]
+`,
+      'x',
+    ),
+  );
+  const dir = (name: string) => rows.find((r) => r.object.endsWith(name) && r.field === 'directory');
+  t.match(dir('0123456789ab'), {
+    status: 'honoured',
+    note: /data at \/team-x\/pvc-1c2d3e4f-aaaa-bbbb-cccc-0123456789ab .*removes it unless another PV mounts it/,
+  });
+  t.match(dir('static'), { status: 'honoured', note: /data at \/static .*reclaim Retain keeps it/ });
+  t.match(dir('bad'), { status: 'refused', note: /escapes the volume/ });
+  t.match(
+    rows.find((r) => r.field === 'webhooks'),
+    {
+      status: 'refused',
+      note: /failurePolicy Fail \(sidecar\.inject\.juicefs\.com\).*blocks every pod CREATE/,
+    },
+  );
+});
+
 t.test("README's config field table is the schema's", async (t) => {
   const readme = readFileSync(path.join(TESTDATA, '../../README.md'), 'utf8');
   const m = /<!-- config-fields:begin -->\n([\s\S]*?)\n<!-- config-fields:end -->/.exec(readme);

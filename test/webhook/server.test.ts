@@ -177,6 +177,17 @@ t.test('serverless path uses emptyDir', async (t) => {
   t.notOk(JSON.stringify(ops).includes('"hostPath"'), 'no hostPath');
 });
 
+t.test("the reference driver's webhook paths answer as ours do (its configuration works unedited)", async (t) => {
+  const patchAt = async (url: string) => {
+    const res = await server().inject({ method: 'POST', url, payload: reviewOf(pod) });
+    t.equal(res.statusCode, 200, url);
+    return res.json().response.patch as string;
+  };
+  t.equal(await patchAt('/juicefs/inject-v1-pod'), await patchAt('/mutate'), 'sidecar');
+  t.equal(await patchAt('/juicefs/serverless/inject-v1-pod'), await patchAt('/mutate-serverless'), 'serverless');
+  t.not(await patchAt('/mutate'), await patchAt('/mutate-serverless'), 'and the two modes differ');
+});
+
 t.test('readiness follows the caches; metrics count results', async (t) => {
   t.equal((await server({ ready: false }).inject({ method: 'GET', url: '/readyz' })).statusCode, 503);
   const app = server({ ready: true });
