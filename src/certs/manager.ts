@@ -7,6 +7,7 @@
 //   CA kept in the bundle so replicas still serving the old certificate stay trusted.
 //   The credential broker (ADR 0010) uses the same source with no webhook configuration: its CA bundle goes into a
 //   ConfigMap instead (public, so that the webhook needs no read access to the Secret).
+import fjp from 'fast-json-patch';
 import {
   AdmissionregistrationV1Api,
   CoreV1Api,
@@ -82,12 +83,20 @@ export class FileCertSource implements CertSource {
   }
 }
 
+/** What both kinds of webhook configuration share, as far as the CA bundle goes. */
+interface WebhookConfig {
+  metadata?: { resourceVersion?: string };
+  webhooks?: { clientConfig: { caBundle?: string } }[];
+}
+
 export interface SecretCertOptions {
   kubeConfig: KubeConfig;
   namespace: string;
   secretName: string;
   /** MutatingWebhookConfiguration whose webhooks get the CA bundle; undefined to leave it alone. */
   webhookConfigName?: string;
+  /** ValidatingWebhookConfiguration whose webhooks get the CA bundle too; undefined to leave it alone. */
+  validatingWebhookConfigName?: string;
   /** ConfigMap (same namespace) that gets the CA bundle as `ca.crt` (and the previous one); undefined: none. */
   caConfigMapName?: string;
   /** Common name of the generated CA (default the webhook's). */
@@ -253,38 +262,61 @@ export class SecretCertSource implements CertSource {
   }
 
   private async publishCaBundle(caBundle: string): Promise<void> {
-    const name = this.opts.webhookConfigName;
-    if (!name) return;
+    const { webhookConfigName: mutating, validatingWebhookConfigName: validating } = this.opts;
+    const a = this.admission;
+    if (mutating)
+      await this.writeCaBundle(caBundle, 'MutatingWebhookConfiguration', mutating, {
+        read: (name) => a.readMutatingWebhookConfiguration({ name }),
+        patch: (name, body) =>
+          a.patchMutatingWebhookConfiguration(
+            { name, body },
+            setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+          ),
+      });
+    if (validating)
+      await this.writeCaBundle(caBundle, 'ValidatingWebhookConfiguration', validating, {
+        read: (name) => a.readValidatingWebhookConfiguration({ name }),
+        patch: (name, body) =>
+          a.patchValidatingWebhookConfiguration(
+            { name, body },
+            setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+          ),
+      });
+  }
+
+  /** The bundle into every webhook of one configuration, by a JSON patch diffed from it and guarded by its version. */
+  private async writeCaBundle<C extends WebhookConfig>(
+    caBundle: string,
+    kind: string,
+    name: string,
+    api: { read(name: string): Promise<C>; patch(name: string, body: object[]): Promise<unknown> },
+  ): Promise<void> {
     const encoded = Buffer.from(caBundle, 'utf8').toString('base64');
     for (let attempt = 0; attempt < 5; attempt++) {
-      const config = await unlessNotFound(this.admission.readMutatingWebhookConfiguration({ name }));
+      const config = await unlessNotFound(api.read(name));
       if (!config) {
-        this.opts.log.warn({ name }, 'MutatingWebhookConfiguration not found; caBundle not written');
+        this.opts.log.warn({ name }, `${kind} not found; caBundle not written`);
         return;
       }
       const webhooks = config.webhooks ?? [];
       if (webhooks.every((w) => w.clientConfig.caBundle === encoded)) return;
-      // A JSON patch guarded by resourceVersion: a concurrent writer (another replica) makes it fail, and we look
-      // again.
+      const wanted = {
+        webhooks: webhooks.map((w) => ({ ...w, clientConfig: { ...w.clientConfig, caBundle: encoded } })),
+      };
+      // A concurrent writer (another replica) makes the version test fail, and we look again.
       const ops = [
         { op: 'test', path: '/metadata/resourceVersion', value: config.metadata?.resourceVersion },
-        ...webhooks.map((_w, i) => ({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: encoded })),
+        ...fjp.compare({ webhooks }, wanted),
       ];
       try {
-        await this.admission.patchMutatingWebhookConfiguration(
-          { name, body: ops },
-          setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
-        );
-        this.opts.log.info(
-          { name, webhooks: webhooks.length },
-          'caBundle written into the MutatingWebhookConfiguration',
-        );
+        await api.patch(name, ops);
+        this.opts.log.info({ name, webhooks: webhooks.length }, `caBundle written into the ${kind}`);
         return;
       } catch (err) {
         // 422: the resourceVersion test failed; 409: a conflict. Either way someone else wrote in between.
         if (!isStatus(err, 422, 409)) throw err;
       }
     }
-    throw new Error(`could not write the caBundle into ${name} after 5 attempts`);
+    throw new Error(`could not write the caBundle into ${kind} ${name} after 5 attempts`);
   }
 }

@@ -15,6 +15,7 @@ import {
   DEFAULT_KUBELET_PLUGIN_ENDPOINT,
   FD_HOLDER_DIR,
   SYSTEM_NAMESPACE,
+  VALIDATING_WEBHOOK_CONFIG_NAME,
   WEBHOOK_CERT_SECRET_NAME,
 } from '../contract/keys.js';
 import type { CredentialsMode } from '../contract/attributes.js';
@@ -37,8 +38,10 @@ type WebhookFlags = LogFlags &
   CredentialsFlags &
   Omit<
     WebhookRunOptions,
-    'extraHosts' | 'secretNamespaces' | 'clientNames' | 'log' | 'broker' | 'defaultCredentials'
+    'extraHosts' | 'secretNamespaces' | 'clientNames' | 'log' | 'broker' | 'defaultCredentials' | 'validateSecretStatus'
   > & {
+    validateSecretStatus: boolean;
+    juicefs: string;
     extraHost: string[];
     clientName: string[];
     secretNamespace: string[];
@@ -237,6 +240,21 @@ export function buildCli(): Command {
       'MutatingWebhookConfiguration to write the CA bundle into',
       'jfs-sidecar-webhook',
     )
+    .option(
+      '--validating-webhook-config-name <name>',
+      'ValidatingWebhookConfiguration (Secrets, PVs) to write the CA bundle into',
+      VALIDATING_WEBHOOK_CONFIG_NAME,
+    )
+    .option(
+      '--validate-secret-status',
+      'refuse a Secret marked juicefs.com/validate-secret when `juicefs status` cannot reach its metadata engine',
+      false,
+    )
+    .addOption(
+      new Option('--juicefs <path>', 'the juicefs client binary (--validate-secret-status)')
+        .env('JFS_BINARY')
+        .default('juicefs'),
+    )
     .option('--cert-secret-name <name>', 'Secret holding the self-managed CA and certificate', WEBHOOK_CERT_SECRET_NAME)
     .option('--cert-dir <dir>', 'use tls.crt/tls.key from this folder (e.g. cert-manager) instead of self-managed ones')
     .option('--extra-host <host>', 'extra DNS name or IP for the serving certificate (repeatable)', collect, [])
@@ -276,6 +294,8 @@ export function buildCli(): Command {
         namespace: o.namespace,
         serviceName: o.serviceName,
         webhookConfigName: o.webhookConfigName,
+        validatingWebhookConfigName: o.validatingWebhookConfigName,
+        ...(o.validateSecretStatus && { validateSecretStatus: { juicefsBinary: o.juicefs } }),
         certSecretName: o.certSecretName,
         certDir: o.certDir,
         extraHosts: o.extraHost,

@@ -104,6 +104,13 @@ export interface GlobalConfig {
   nativeSidecarSet?: boolean;
   /** Mount Pods placed by a nodeSelector on the node's hostname label instead of nodeName (the reference's switch). */
   enableNodeSelector: boolean;
+  /** JuiceFS quotas from PV/PVC capacities at all (the reference's enableSetQuota). */
+  enableSetQuota: boolean;
+  /**
+   * The controller sets a new PV's quota in CreateVolume; false: the sidecar sets it at its mount instead, as it
+   * does for PVs the controller did not provision (the reference's enableControllerSetQuota).
+   */
+  enableControllerSetQuota: boolean;
   /**
    * Give injected pods the upgrade readiness gate (ADR 0017): Services drain a pod while the upgrader swaps
    * its client. Off by default: a pod with the gate is Ready only once the controller has said so.
@@ -119,6 +126,8 @@ export interface GlobalConfig {
 export const DEFAULT_GLOBAL_CONFIG: GlobalConfig = {
   enableNativeSidecar: true,
   enableNodeSelector: false,
+  enableSetQuota: true,
+  enableControllerSetQuota: true,
   upgradeReadinessGate: false,
   mountPodPatch: [],
   // By default a user may tune up to the default limits, never beyond: raising
@@ -256,20 +265,18 @@ export const CONFIG_FIELDS: Record<string, FieldSpec> = {
   enableSetQuota: sw({
     status: 'honoured',
     appliesTo: 'config',
-    note: "the controller sets each new PV's capacity as a JuiceFS quota on its directory",
+    note:
+      "capacities as JuiceFS quotas on the PV's directory (controller and sidecar); false: none is set, and an " +
+      'expansion only records the new size',
     parse: bool,
-    refuse: (v) =>
-      v === false ? 'the controller always sets the capacity as a quota; false is not supported' : undefined,
   }),
   enableControllerSetQuota: sw({
-    status: 'honoured',
+    status: 'differs',
     appliesTo: 'config',
-    note: 'the quota is set in CreateVolume (the controller)',
+    note:
+      'true: CreateVolume and expansion set the quota; false: the sidecar sets it from the PVC request at its mount ' +
+      '(as it does for PVs the controller did not provision); Mount Pods do not set one',
     parse: bool,
-    refuse: (v) =>
-      v === false
-        ? 'the quota is set in CreateVolume only; setting it at NodePublishVolume is not supported'
-        : undefined,
   }),
   enableAutoRemoveRequestResources: sw({
     status: 'honoured',
@@ -733,6 +740,9 @@ export function parseGlobalConfig(text: string | undefined, defaults: ConfigDefa
     config.nativeSidecarSet = true;
   }
   if (values.enableNodeSelector !== undefined) config.enableNodeSelector = values.enableNodeSelector as boolean;
+  if (values.enableSetQuota !== undefined) config.enableSetQuota = values.enableSetQuota as boolean;
+  if (values.enableControllerSetQuota !== undefined)
+    config.enableControllerSetQuota = values.enableControllerSetQuota as boolean;
   if (values.upgradeReadinessGate !== undefined) config.upgradeReadinessGate = values.upgradeReadinessGate as boolean;
   if (values.annotationBounds) Object.assign(config.annotationBounds, values.annotationBounds);
   const entries = (values.mountPodPatch as unknown[] | undefined) ?? [];

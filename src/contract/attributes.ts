@@ -315,6 +315,17 @@ export const ATTRIBUTES = {
       return list;
     },
   }),
+  controllerQuotaSet: spec<boolean>({
+    key: ATTR.controllerQuotaSet,
+    setBy: 'admin',
+    appliesTo: 'sidecar',
+    writtenIn: 'pv-and-storage-class',
+    summary:
+      "set by the controller (the reference's key) on the PVs whose quota it set in CreateVolume; the sidecar sets a " +
+      "quota from the PVC's request only on PVs without it",
+    // Any value means set, as the reference reads it.
+    parse: () => true,
+  }),
   pathPattern: spec<string>({
     key: ATTR.pathPattern,
     setBy: 'admin',

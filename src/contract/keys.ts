@@ -30,6 +30,9 @@ export const HOST_PATH_VOLUME_PREFIX = 'jfs-host';
 /** Env var (downward API) that makes per-pod host paths unique before the pod has a name or UID. */
 export const POD_UID_ENV = 'JUICEFS_POD_UID';
 export const MOUNT_POINT_ENV = 'JFS_MOUNT_POINT';
+/** A sidecar's quota to set once mounted (src/mount/settings.ts `quota`): the directory and its size in GiB. */
+export const QUOTA_PATH_ENV = 'JFS_QUOTA_PATH';
+export const QUOTA_GIB_ENV = 'JFS_QUOTA_GIB';
 
 /** Secret keys (PV nodePublishSecretRef or provisioner secrets). */
 export const SECRET_KEYS = {
@@ -62,6 +65,7 @@ export const ATTR = {
   subPath: 'subPath',
   pathPattern: 'pathPattern',
   renderedMountOptions: 'juicefs/rendered-mount-options',
+  controllerQuotaSet: 'juicefs/controller-quota-set',
   credentials: 'juicefs/credentials',
   fdHolder: 'juicefs/fd-holder',
   cachePvc: 'juicefs/mount-cache-pvc',
@@ -195,3 +199,8 @@ export const FD_HOLDER_STATE_FILE = 'state.json';
 export const FD_HOLDER_HANDOVER_FILE = 'handover';
 /** The client container's folder on that volume (its entrypoint script reads the marker and moves the state there). */
 export const FD_DIR_ENV = 'JFS_FD_DIR';
+
+/** The ValidatingWebhookConfiguration of JuiceFS Secrets and PVs (manifests/validating-webhook.yaml). */
+export const VALIDATING_WEBHOOK_CONFIG_NAME = 'jfs-sidecar-validate';
+/** The label that asks the validating webhook to check a Secret (the reference driver's). */
+export const VALIDATE_SECRET_LABEL = 'juicefs.com/validate-secret';

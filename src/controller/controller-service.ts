@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { chmod, mkdir, readdir, rename, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import type { GlobalConfig } from '../config/schema.js';
 import { ATTR } from '../contract/keys.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
 import {
@@ -102,6 +103,8 @@ export interface ControllerOptions {
   getPv?: (name: string) => Promise<V1PersistentVolume | undefined>;
   /** Lists the PVs: DeleteVolume keeps a directory another PV mounts, recorded or not. */
   listPvs?: () => Promise<V1PersistentVolume[]>;
+  /** The global ConfigMap's quota switches (enableSetQuota, enableControllerSetQuota); unset: both on. */
+  config?: () => Pick<GlobalConfig, 'enableSetQuota' | 'enableControllerSetQuota'>;
 }
 
 function bytes(v: unknown): number {
@@ -392,13 +395,16 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
             // Apps run as any user: the new directory is theirs to write.
             await chmod(full, 0o777);
           }
-          if (quotaBytes > 0) await volumes.setQuota(c, dir, quotaBytes);
+          // The reference's switches: no quota at all, or the sidecar's at its mount (the marker tells it apart).
+          const { enableSetQuota = true, enableControllerSetQuota = true } = opts.config?.() ?? {};
+          const quotaHere = quotaBytes > 0 && enableSetQuota && enableControllerSetQuota;
+          if (quotaHere) await volumes.setQuota(c, dir, quotaBytes);
           log.info({ volume: name, dir, capacityBytes: quotaBytes }, existing ? 'volume exists' : 'volume created');
           return {
             volume: {
               volume_id: name,
               capacity_bytes: String(quotaBytes),
-              volume_context: context,
+              volume_context: { ...context, ...(quotaHere && { [ATTR.controllerQuotaSet]: 'true' }) },
               ...(contentSource?.type && { content_source: contentSource }),
             },
           };
@@ -562,6 +568,13 @@ export function controllerService(opts: ControllerOptions): ServiceImpl {
           }
           if (required <= record.capacityBytes)
             return { capacity_bytes: String(record.capacityBytes), node_expansion_required: false };
+          if (opts.config?.().enableSetQuota === false) {
+            // No quotas: the new size is only recorded (the reference fails the expansion, which leaves it stuck).
+            const recorded = Math.ceil(required / GIB) * GIB;
+            await writeRecord(root, { ...record, capacityBytes: recorded });
+            log.info({ volume: id, capacityBytes: recorded }, 'expanded without a quota (enableSetQuota: false)');
+            return { capacity_bytes: String(recorded), node_expansion_required: false };
+          }
           const quotaBytes = await volumes.setQuota(c, record.subdir, required);
           await writeRecord(root, { ...record, capacityBytes: quotaBytes });
           return { capacity_bytes: String(quotaBytes), node_expansion_required: false };

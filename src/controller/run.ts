@@ -1,5 +1,6 @@
 // The controller process: CSI Identity + Controller on a Unix socket.
-import { CoreV1Api, type V1PersistentVolume } from '@kubernetes/client-node';
+import { CoreV1Api, type V1ConfigMap, type V1PersistentVolume } from '@kubernetes/client-node';
+import { ConfigError, parseGlobalConfig, type GlobalConfig } from '../config/schema.js';
 import { ResilientInformer } from '../k8s/informer.js';
 import { leanPv } from '../k8s/lean-objects.js';
 import { kubeConfigIfAvailable } from '../k8s/kubeconfig.js';
@@ -23,7 +24,7 @@ import { PACKAGE_VERSION } from '../util/package-root.js';
 import { controllerService } from './controller-service.js';
 import type { CredentialsMode } from '../contract/attributes.js';
 import { serviceHosts } from '../certs/generate.js';
-import { CREDENTIALS_CA_CONFIGMAP_NAME } from '../contract/keys.js';
+import { CONFIG_MAP_KEY, CONFIG_MAP_NAME, CREDENTIALS_CA_CONFIGMAP_NAME } from '../contract/keys.js';
 import { startCredentialsBroker, type CredentialsBroker, type CredentialsBrokerOptions } from './credentials-broker.js';
 import { ClassicStopper } from './classic-stopper.js';
 import { ClusterCache } from '../k8s/cluster-cache.js';
@@ -92,6 +93,32 @@ export async function runController(
         })
       : undefined;
   void pvCache?.start();
+  // The quota switches of the global ConfigMap: from the cluster cache when one runs (below), else a watch of that
+  // one object (the last config that parsed stays in force).
+  let quotaConfig = { enableSetQuota: true, enableControllerSetQuota: true };
+  let clusterConfig: (() => GlobalConfig) | undefined;
+  const fieldSelector = `metadata.name=${CONFIG_MAP_NAME}`;
+  const configNamespace = opts.leaderElectionNamespace;
+  const configWatch =
+    kc && core && !(opts.upgrades || opts.broker)
+      ? new ResilientInformer<V1ConfigMap>({
+          kubeConfig: kc,
+          path: `/api/v1/namespaces/${configNamespace}/configmaps`,
+          list: () => core.listNamespacedConfigMap({ namespace: configNamespace, fieldSelector }),
+          fieldSelector,
+          log: opts.log.child({ part: 'config' }),
+        })
+      : undefined;
+  const reloadQuotaConfig = () => {
+    try {
+      quotaConfig = parseGlobalConfig(configWatch?.get(CONFIG_MAP_NAME, configNamespace)?.data?.[CONFIG_MAP_KEY]);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      opts.log.warn({ err: err.message }, 'global ConfigMap refused; the last good quota switches stay');
+    }
+  };
+  for (const verb of ['add', 'update', 'delete'] as const) configWatch?.on(verb, reloadQuotaConfig);
+  void configWatch?.start();
   const listPvs =
     pvCache && core
       ? async () => (pvCache.synced ? [...pvCache.list()] : (await core.listPersistentVolume()).items)
@@ -118,6 +145,7 @@ export async function runController(
         getNode,
         getPv,
         listPvs,
+        config: () => clusterConfig?.() ?? quotaConfig,
       }),
       ...(node ? { Node: node.service } : {}),
     },
@@ -161,6 +189,7 @@ export async function runController(
         }))
       : undefined;
   await view?.start();
+  if (view) clusterConfig = () => view.globalConfig;
   if (opts.upgrades) {
     if (!kc || !view) throw new Error('--upgrades needs a Kubernetes API: give --kubeconfig or run in a cluster');
     const log = opts.log.child({ part: 'upgrades' });
@@ -243,6 +272,7 @@ export async function runController(
       await upgrades?.stop();
       await clusterView?.stop();
       await pvCache?.stop();
+      await configWatch?.stop();
       await gates?.stop();
       await stopper?.stop();
       await server.close();

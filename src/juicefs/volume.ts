@@ -67,6 +67,23 @@ function envOf(c: VolumeCredentials): Record<string, string> {
   };
 }
 
+/**
+ * Why the volume's metadata engine does not answer `juicefs status` (its error, credentials redacted), or undefined
+ * when it does: the validating webhook's opt-in check of a Secret.
+ */
+export async function metadataStatusProblem(
+  cli: JuicefsCli,
+  c: VolumeCredentials,
+  timeoutMs = 4000,
+): Promise<string | undefined> {
+  try {
+    await cli.run(['status', c.metaurl], secretsOf(c), { env: envOf(c), timeoutMs });
+    return undefined;
+  } catch (err) {
+    return `juicefs status failed: ${(err as Error).message}`;
+  }
+}
+
 interface ActiveMount {
   dir: string;
   users: number;

@@ -36,13 +36,18 @@ function leanMeta(m: V1ObjectMeta | undefined, owners = false): V1ObjectMeta {
   return out;
 }
 
-/** A PVC: who it is, its class, access modes and volume (no status, no resources, selector or data source). */
+/**
+ * A PVC: who it is, its class, access modes, storage request (the sidecar's quota) and volume (no status, limits,
+ * selector or data source).
+ */
 export function leanPvc(pvc: V1PersistentVolumeClaim): V1PersistentVolumeClaim {
   const s = pvc.spec;
+  const storage = s?.resources?.requests?.storage;
   return {
     metadata: leanMeta(pvc.metadata),
     spec: {
       ...(s?.accessModes ? { accessModes: s.accessModes } : {}),
+      ...(storage !== undefined ? { resources: { requests: { storage } } } : {}),
       ...(s?.storageClassName !== undefined ? { storageClassName: s.storageClassName } : {}),
       ...(s?.volumeName ? { volumeName: s.volumeName } : {}),
     },

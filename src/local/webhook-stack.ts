@@ -3,7 +3,11 @@
 // the shipped MutatingWebhookConfiguration pointed at loopback — on a control
 // plane of ours. Shared by `jfs-sidecar local`, tests and bench (as
 // controller-stack.ts and real-node-stack.ts are for the controller and the node).
-import type { KubeConfig, V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
+import type {
+  KubeConfig,
+  V1MutatingWebhookConfiguration,
+  V1ValidatingWebhookConfiguration,
+} from '@kubernetes/client-node';
 import path from 'node:path';
 import { SYSTEM_NAMESPACE } from '../contract/keys.js';
 import { applyObjects, readManifest, WebhookProcess } from './components.js';
@@ -11,14 +15,22 @@ import { freePort, type ControlPlane } from './control-plane.js';
 
 export const WEBHOOK_NAMESPACE = SYSTEM_NAMESPACE;
 
-/** The shipped MutatingWebhookConfiguration, pointed at a webhook on loopback; everything else as shipped. */
-export function loopbackWebhookConfiguration(port: number): V1MutatingWebhookConfiguration {
-  const [mwc] = readManifest('mutating-webhook.yaml') as V1MutatingWebhookConfiguration[];
-  for (const w of mwc.webhooks ?? []) {
+/** A shipped webhook configuration, pointed at a webhook on loopback; everything else as shipped. */
+function atLoopback<C extends V1MutatingWebhookConfiguration | V1ValidatingWebhookConfiguration>(
+  file: string,
+  port: number,
+): C {
+  const [config] = readManifest(file) as C[];
+  for (const w of config.webhooks ?? []) {
     const p = w.clientConfig.service?.path ?? '/';
     w.clientConfig = { url: `https://127.0.0.1:${port}${p}` };
   }
-  return mwc;
+  return config;
+}
+
+/** The shipped MutatingWebhookConfiguration, pointed at a webhook on loopback; everything else as shipped. */
+export function loopbackWebhookConfiguration(port: number): V1MutatingWebhookConfiguration {
+  return atLoopback('mutating-webhook.yaml', port);
 }
 
 /** The webhook's namespace and its registration, pointed at `port` on loopback (no process: see startWebhookStack). */
@@ -38,6 +50,8 @@ export interface WebhookStackOptions {
   withoutController?: boolean;
   /** More flags of `jfs-sidecar webhook` (e.g. the credential broker's). */
   extraArgs?: string[];
+  /** Also register the shipped ValidatingWebhookConfiguration (Secrets, PVs) at the webhook. */
+  validating?: boolean;
 }
 
 export interface WebhookStack {
@@ -62,6 +76,7 @@ export async function startWebhookStack(cp: ControlPlane, opts: WebhookStackOpti
   ]);
   const port = await freePort();
   await registerLoopbackWebhook(admin, port);
+  if (opts.validating) await applyObjects(admin, [atLoopback('validating-webhook.yaml', port)]);
   const kubeconfig = await cp.serviceAccountKubeconfig(WEBHOOK_NAMESPACE, 'jfs-sidecar-webhook');
   const logFile = opts.dir ? path.join(opts.dir, 'webhook.log') : undefined;
   const webhook = await WebhookProcess.start({

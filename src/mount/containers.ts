@@ -9,6 +9,8 @@ import {
   FD_HOLDER_STATE_FILE,
   METRICS_PORT_NAME,
   MOUNT_POINT_ENV,
+  QUOTA_GIB_ENV,
+  QUOTA_PATH_ENV,
   SECRET_COPY_ENV_PREFIX,
   SECRET_KEYS,
 } from '../contract/keys.js';
@@ -125,6 +127,13 @@ ${FD_HOLDER_FUNCTIONS}
 wait_holder
 "$@" "$${ENV_METAURL}" "$${MOUNT_POINT_ENV}" &
 pid=$!
+# The quota of a PV the controller set none on (the reference sets it so, in the background once mounted).
+if [ -n "$${QUOTA_GIB_ENV}" ]; then
+  (i=0
+  until grep -qF " $${MOUNT_POINT_ENV} fuse.juicefs " /proc/mounts || [ "$i" -ge 600 ]; do sleep 0.1; i=$((i+1)); done
+  "$1" quota set "$${ENV_METAURL}" --path="$${QUOTA_PATH_ENV}" --capacity="$${QUOTA_GIB_ENV}" >/dev/null 2>&1 ||
+    echo "jfs-mount: juicefs quota set on $${QUOTA_PATH_ENV} failed" >&2) &
+fi
 open_files() { sed -n 's/^juicefs_fuse_open_handlers \\([0-9]*\\)$/\\1/p' "$${MOUNT_POINT_ENV}/.stats" 2>/dev/null; }
 abort() {
   f=/sys/fs/fuse/connections
@@ -275,6 +284,13 @@ export function buildSidecar(spec: SidecarSpec): V1Container {
         ...spec.leadingEnv,
         { name: MOUNT_POINT_ENV, value: spec.mountPoint },
         secretEnv(ENV_METAURL, spec.secret, SECRET_KEYS.metaurl),
+        // A Mount Pod's quota is the controller's (or none): its env is part of its hash.
+        ...(settings.quota && spec.placement !== 'mount-pod'
+          ? [
+              { name: QUOTA_PATH_ENV, value: settings.quota.path },
+              { name: QUOTA_GIB_ENV, value: String(settings.quota.gib) },
+            ]
+          : []),
       ],
     ),
     // The name the reference driver gives it, which its documented scrape configs and PodMonitors select (names need

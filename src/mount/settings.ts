@@ -74,6 +74,11 @@ export interface MountSettings {
   patch: ClientPatch;
   /** The values of the entries' templates for this volume (`${MOUNT_POINT}` aside). */
   templates: TemplateValues;
+  /**
+   * The quota a sidecar sets once mounted (`juicefs quota set`, in whole GiB, on the mounted directory), for a PV
+   * the controller has set none on; undefined: none.
+   */
+  quota?: { path: string; gib: number };
   warnings: string[];
 }
 
@@ -456,6 +461,7 @@ export function computeMountSettings(
   const base = subdirOf(optionSubdir, where);
   const own = subdirOf(volume.subdir, where);
   const subdir = joinSubdirs(base, own);
+  const quota = sidecarQuota(volume, claim, attributes, config, subdir);
   const templateValues = { volumeId: volume.pvName, subPath: subdir ?? '' };
   const { cacheDirs, cache } = cacheStorage(attributes, patches, optionCacheDirs, templateValues, where);
   const hostPaths = [
@@ -482,6 +488,26 @@ export function computeMountSettings(
     attributes,
     patch: clientPatch,
     templates,
+    ...(quota && { quota }),
     warnings,
   };
+}
+
+/**
+ * The reference's sidecar rule: a PV with its own subdirectory gets its PVC's request as a quota at the mount,
+ * unless quotas are off or the controller set one (its marker, or, for a PV it is still to provision, its switch).
+ * Whole GiB rounded up, as the controller's.
+ */
+function sidecarQuota(
+  volume: VolumeSource,
+  claim: PvcIdentity | undefined,
+  attributes: VolumeAttributes,
+  config: GlobalConfig,
+  subdir: string | undefined,
+): MountSettings['quota'] {
+  if (!config.enableSetQuota || attributes.controllerQuotaSet || !volume.subdir || !subdir) return undefined;
+  if (volume.provisioning && config.enableControllerSetQuota) return undefined;
+  const bytes = claim?.requestBytes ?? 0;
+  if (bytes <= 0) return undefined;
+  return { path: `/${subdir}`, gib: Math.max(1, Math.ceil(bytes / 2 ** 30)) };
 }

@@ -37,6 +37,8 @@ export interface VolumeSource {
    * Pod mode, which lives in the system namespace).
    */
   credentials?: CredentialsMode;
+  /** An unbound PVC of a JuiceFS StorageClass: its PV is yet to come from the controller, which sets its quota. */
+  provisioning?: boolean;
 }
 
 /** The PVC that claims a volume: what `mountPodPatch[].pvcSelector` matches, and the user's annotations. */
@@ -44,4 +46,6 @@ export interface PvcIdentity extends SelectedPvc {
   namespace: string;
   /** Written by namespace users: only the allow-listed keys are honoured, within bounds. */
   annotations: Record<string, string>;
+  /** Its storage request in bytes (the sidecar's quota for a PV the controller did not set one on). */
+  requestBytes?: number;
 }

@@ -11,6 +11,7 @@ import type {
   V1Volume,
 } from '@kubernetes/client-node';
 import { ATTR, CSI_DRIVER_NAME, SC_SECRET_PARAMS, SECRET_COPY_SEAL_ANNOTATION } from '../contract/keys.js';
+import { parseQuantity } from '../contract/quantity.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
 import {
   mountOptionsNeed,
@@ -252,7 +253,16 @@ export function pvcIdentity(pvc: V1PersistentVolumeClaim): PvcIdentity {
     labels: pvc.metadata?.labels ?? {},
     annotations: pvc.metadata?.annotations ?? {},
     storageClassName: pvc.spec?.storageClassName,
+    ...(requestBytes(pvc) !== undefined && { requestBytes: requestBytes(pvc) }),
   };
+}
+
+/** A PVC's storage request in bytes, rounded up; undefined when it names none a quantity reads. */
+function requestBytes(pvc: V1PersistentVolumeClaim): number | undefined {
+  const text = pvc.spec?.resources?.requests?.storage;
+  const q = text === undefined ? undefined : parseQuantity(String(text));
+  if (!q || q.num <= 0n) return undefined;
+  return Number((q.num + q.den - 1n) / q.den);
 }
 
 function fromBoundPv(
@@ -341,6 +351,7 @@ function fromStorageClass(
       mountOptions,
       secret: resolveSecret(ref, pvc, where, view, credentials),
       credentials,
+      provisioning: true,
     },
     binding: { podVolumeName: volume.name, pvc: { ...pvcIdentity(pvc), storageClassName: scName } },
   };

@@ -44,16 +44,16 @@ export interface AdmissionDeps {
   log: Logger;
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
+export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function reply(uid: string, response: Omit<AdmissionResponse, 'uid'>): AdmissionReviewOut {
+export function reply(uid: string, response: Omit<AdmissionResponse, 'uid'>): AdmissionReviewOut {
   return { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response: { uid, ...response } };
 }
 
 /** Kubernetes shows at most a few hundred characters of a warning; keep each short and single-line. */
-function cleanWarnings(warnings: string[]): string[] | undefined {
+export function cleanWarnings(warnings: string[]): string[] | undefined {
   if (!warnings.length) return undefined;
   return warnings.map((w) => w.replace(/\s+/g, ' ').slice(0, 250));
 }

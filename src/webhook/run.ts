@@ -11,6 +11,9 @@ import { ServerVersionWatch } from '../k8s/server-version.js';
 import { withServerVersion, type GlobalConfig, type ServerVersion } from '../config/schema.js';
 import type { OnError } from './admission.js';
 import { buildServer } from './server.js';
+import type { V1Secret } from '@kubernetes/client-node';
+import { JuicefsCli } from '../juicefs/cli.js';
+import { credentialsFromSecrets, CredentialsError, metadataStatusProblem } from '../juicefs/volume.js';
 import type { CredentialsMode } from '../contract/attributes.js';
 import type { BrokerClientOptions } from '../mount/credentials.js';
 
@@ -21,12 +24,19 @@ export interface WebhookRunOptions {
   namespace: string;
   serviceName: string;
   webhookConfigName: string;
+  /** ValidatingWebhookConfiguration to write the CA bundle into, beside the mutating one. */
+  validatingWebhookConfigName?: string;
   certSecretName: string;
   certDir?: string;
   extraHosts: string[];
   secretNamespaces: string[];
   /** Admit a pod only once the controller has sealed each PVC's Secret copy (ADR 0010). */
   requireSecretCopySeal: boolean;
+  /**
+   * The validating webhook asks each marked Secret's metadata engine (`juicefs status`, with this binary) and
+   * refuses the Secret when it does not answer; unset: format checks only.
+   */
+  validateSecretStatus?: { juicefsBinary: string };
   mountImage?: string;
   /** A volume's credentials mode when its PV / StorageClass sets none (ADR 0010). */
   defaultCredentials?: CredentialsMode;
@@ -85,6 +95,7 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
         namespace: opts.namespace,
         secretName: opts.certSecretName,
         webhookConfigName: opts.webhookConfigName,
+        validatingWebhookConfigName: opts.validatingWebhookConfigName,
         hosts,
         validityDays: 365,
         renewBeforeDays: 30,
@@ -119,6 +130,9 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
       ...(clientAuth ? { ca: clientAuth.ca } : {}),
     });
   });
+  const statusCli = opts.validateSecretStatus
+    ? new JuicefsCli(opts.validateSecretStatus.juicefsBinary, log)
+    : undefined;
   app = buildServer({
     view: cache,
     config: () => effectiveConfig(),
@@ -136,6 +150,23 @@ export async function runWebhook(opts: WebhookRunOptions): Promise<RunningWebhoo
     log,
     tls,
     clientAuth,
+    validation: {
+      pvs: () => cache.pvs(),
+      ...(statusCli && {
+        secretStatus: async (secret: V1Secret) => {
+          const text = Object.fromEntries(
+            Object.entries({ ...secret.data }).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]),
+          );
+          for (const [k, v] of Object.entries(secret.stringData ?? {})) text[k] = v;
+          try {
+            return await metadataStatusProblem(statusCli, credentialsFromSecrets(text));
+          } catch (err) {
+            if (err instanceof CredentialsError) return err.message;
+            throw err;
+          }
+        },
+      }),
+    },
   });
   await app.listen({ host: opts.host, port: opts.port });
   const address = app.server.address();

@@ -14,6 +14,7 @@ import type { BrokerClientOptions } from '../mount/credentials.js';
 import { reviewAwaitingSeal, type OnError } from './admission.js';
 import { JsonDepthScanner, MAX_JSON_DEPTH } from './json-guard.js';
 import { createMetrics, type WebhookMetrics } from './metrics.js';
+import { validationReview, type ValidationDeps } from './validation-review.js';
 
 export const MUTATE_PATHS: Record<string, InjectMode> = {
   '/mutate': 'sidecar',
@@ -23,6 +24,9 @@ export const MUTATE_PATHS: Record<string, InjectMode> = {
   '/juicefs/inject-v1-pod': 'sidecar',
   '/juicefs/serverless/inject-v1-pod': 'serverless',
 };
+
+/** The validating webhook (ours, and the reference driver's two paths, which its configuration names). */
+export const VALIDATE_PATHS = ['/validate', '/juicefs/validate-secret', '/juicefs/validate-pv'] as const;
 
 export interface WebhookServerOptions {
   view: ClusterView;
@@ -49,6 +53,8 @@ export interface WebhookServerOptions {
   /** Defaults: SERVER_LIMITS; tests shorten them. */
   limits?: Partial<ServerLimits>;
   metrics?: WebhookMetrics;
+  /** The validating webhook's inputs (VALIDATE_PATHS); unset: those paths allow everything. */
+  validation?: Omit<ValidationDeps, 'log'>;
 }
 
 export interface ServerLimits {
@@ -184,7 +190,8 @@ export function buildServer(opts: WebhookServerOptions): FastifyInstance {
   const clientAuth = opts.clientAuth;
   if (clientAuth) {
     app.addHook('onRequest', async (req, res) => {
-      if (!(req.routeOptions.url && req.routeOptions.url in MUTATE_PATHS)) return;
+      const url = req.routeOptions.url;
+      if (!(url && (url in MUTATE_PATHS || (VALIDATE_PATHS as readonly string[]).includes(url)))) return;
       const socket = req.raw.socket as TLSSocket;
       const cn = socket.authorized ? socket.getPeerCertificate().subject?.CN : undefined;
       const name = Array.isArray(cn) ? cn[0] : cn;
@@ -215,6 +222,25 @@ export function buildServer(opts: WebhookServerOptions): FastifyInstance {
         view: opts.view,
         options,
         onError: opts.onError,
+        log: opts.log,
+      });
+      end();
+      if (result.kind === 'bad-request') {
+        metrics.admissions.inc({ path, result: 'bad-request' });
+        opts.log.warn({ path, reason: result.message }, 'bad admission request');
+        return res.code(400).send({ error: 'BadRequest', message: result.message });
+      }
+      metrics.admissions.inc({ path, result: result.result });
+      return res.code(200).send(result.review);
+    });
+  }
+
+  for (const path of VALIDATE_PATHS) {
+    app.post(path, async (req, res) => {
+      const end = metrics.latency.startTimer({ path });
+      const result = await validationReview(req.body, {
+        pvs: opts.validation?.pvs ?? (() => []),
+        secretStatus: opts.validation?.secretStatus,
         log: opts.log,
       });
       end();

@@ -33,7 +33,7 @@ import {
   startSuiteWorld,
   timeToVolumeBack,
 } from '../env/real-node-world.js';
-import { eventually } from '../env/harness.js';
+import { eventually, staticJuicefsPv } from '../env/harness.js';
 
 t.setTimeout(25 * 60 * 1000);
 const execFileP = promisify(execFile);
@@ -65,6 +65,70 @@ if (w) {
     const dir = await pvDirOf(w, NS, 'data');
     t.equal(readOnHost(w, `${dir}/hello.txt`), 'from-the-app\n', `the host's own mount sees it in ${dir}/`);
   });
+
+  t.test(
+    "quotas: the controller's on a PV it provisioned, the sidecar's (the PVC request) on a static PV",
+    async (t) => {
+      const juicefs = ensureBinaries(['juicefs']).juicefs;
+      const quotaOf = (dir: string) =>
+        spawnSync(juicefs, ['quota', 'get', w.metaurl, `--path=/${dir}`], { encoding: 'utf8' }).stdout;
+      const one = await podWhen(w, NS, 'one', () => true, 1000, 'pod one');
+      const env = (one.spec?.initContainers ?? []).find((c) => c.name.startsWith('jfs-mount'))?.env ?? [];
+      t.notOk(
+        env.some((e) => e.name === 'JFS_QUOTA_GIB'),
+        'a PV the controller provisioned (marked juicefs/controller-quota-set): no second quota from the sidecar',
+      );
+      t.match(quotaOf(await pvDirOf(w, NS, 'data')), /1\.0 GiB|1 GiB/, "the controller's quota (the PVC's 1Gi)");
+
+      await applyObjects(w.kc, [
+        staticJuicefsPv({
+          name: 'static-quota',
+          subPath: 'teams/static-quota',
+          secret: { name: 'juicefs-secret', namespace: WEBHOOK_NAMESPACE },
+          claim: { namespace: NS, name: 'static' },
+        }),
+      ]);
+      await w.core.createNamespacedPersistentVolumeClaim({
+        namespace: NS,
+        body: {
+          metadata: { name: 'static' },
+          spec: {
+            accessModes: ['ReadWriteMany'],
+            storageClassName: '',
+            volumeName: 'static-quota',
+            resources: { requests: { storage: '3Gi' } },
+          },
+        },
+      });
+      await eventually(
+        async () =>
+          (await w.core.readNamespacedPersistentVolumeClaim({ name: 'static', namespace: NS })).status?.phase ===
+          'Bound',
+        60_000,
+        'the static PVC Bound',
+      );
+      t.notMatch(quotaOf('teams/static-quota'), /GiB/, 'no quota on it before');
+      await createPod(w, appPod(NS, 'static', ['static']));
+      await podWhen(w, NS, 'static', (p) => appRunning(p), 120_000, 'pod static Running');
+      const quota = await eventually(
+        async () => (/3\.0 GiB|3 GiB/.test(quotaOf('teams/static-quota')) ? quotaOf('teams/static-quota') : undefined),
+        30_000,
+        'the sidecar to set the quota',
+      );
+      t.match(
+        quota,
+        /3\.0 GiB|3 GiB/,
+        "the sidecar set the PVC's 3Gi as the quota of teams/static-quota, once mounted",
+      );
+      const logs = await w.core.readNamespacedPodLog({
+        name: 'static',
+        namespace: NS,
+        container: 'jfs-mount',
+      });
+      t.notMatch(logs, /quota set on .* failed/, 'and logged no failure');
+        await w.core.deleteNamespacedPod({ name: 'static', namespace: NS, gracePeriodSeconds: 5 });
+    },
+  );
 
   t.test('a pod with two JuiceFS PVCs: both mounted, each its own PV directory', async (t) => {
     await createPod(w, appPod(NS, 'two', ['data', 'data2']));

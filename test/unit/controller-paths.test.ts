@@ -17,7 +17,11 @@ const SECRETS = { name: 'vol', metaurl: 'sqlite3:///tmp/none.db', storage: 'file
 const CAP = { mount: { mount_flags: [] as string[] }, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } };
 const UID_NAME = 'pvc-0a1b2c3d-1111-2222-3333-444455556666';
 
-function world(t: Test, pvs: V1PersistentVolume[] = []) {
+function world(
+  t: Test,
+  pvs: V1PersistentVolume[] = [],
+  config?: { enableSetQuota: boolean; enableControllerSetQuota: boolean },
+) {
   const root = mkdtempSync(path.join(tmpdir(), 'jfs-ctl-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const quotas = new Map<string, number>();
@@ -40,6 +44,7 @@ function world(t: Test, pvs: V1PersistentVolume[] = []) {
     log: pino({ level: 'silent' }),
     getPv: async (name) => pvs.find((p) => p.metadata?.name === name),
     listPvs: async () => pvs,
+    ...(config && { config: () => config }),
   });
   const call = (rpc: string, req: Record<string, unknown>) =>
     (service[rpc] as (r: Record<string, unknown>) => Promise<Record<string, unknown>>)(req);
@@ -315,4 +320,39 @@ t.test('a snapshot the reference took (no record) restores and deletes', async (
     Code.INVALID_ARGUMENT,
     'the snapshots folder is no volume directory',
   );
+});
+
+t.test("the reference's quota switches: the marker tells the sidecar whether the controller set one", async (t) => {
+  const req = (name: string) => ({
+    name,
+    volume_capabilities: [CAP],
+    capacity_range: { required_bytes: String(2 * 2 ** 30) },
+    secrets: SECRETS,
+  });
+  const contextOf = (r: Record<string, unknown>) =>
+    (r.volume as { volume_context: Record<string, string> }).volume_context;
+  const on = world(t);
+  t.equal(
+    contextOf(await on.call('CreateVolume', req('a')))['juicefs/controller-quota-set'],
+    'true',
+    'default: set, marked',
+  );
+  t.same([...on.quotas.keys()], ['a']);
+
+  const sidecarSets = world(t, [], { enableSetQuota: true, enableControllerSetQuota: false });
+  const b = contextOf(await sidecarSets.call('CreateVolume', req('b')));
+  t.notOk('juicefs/controller-quota-set' in b, 'enableControllerSetQuota: false: not marked (the sidecar sets it)');
+  t.same([...sidecarSets.quotas.keys()], [], 'and not set here');
+
+  const off = world(t, [], { enableSetQuota: false, enableControllerSetQuota: true });
+  t.notOk('juicefs/controller-quota-set' in contextOf(await off.call('CreateVolume', req('c'))));
+  t.same([...off.quotas.keys()], [], 'enableSetQuota: false: none');
+  const grown = await off.call('ControllerExpandVolume', {
+    volume_id: 'c',
+    capacity_range: { required_bytes: String(5 * 2 ** 30) },
+    secrets: SECRETS,
+  });
+  t.equal(grown.capacity_bytes, String(5 * 2 ** 30), 'an expansion succeeds and records the size');
+  t.same([...off.quotas.keys()], [], 'with no quota');
+  t.equal((await readRecord(off.root, 'c'))?.capacityBytes, 5 * 2 ** 30);
 });

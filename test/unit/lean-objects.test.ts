@@ -40,43 +40,51 @@ const bulk = {
   finalizers: ['kubernetes.io/pvc-protection'],
 };
 
-t.test('a lean PVC keeps identity, labels, annotations, class, modes and volume; drops the rest', async (t) => {
-  const pvc: V1PersistentVolumeClaim = {
-    metadata: {
-      name: 'data',
-      namespace: 'apps',
-      uid: 'u1',
-      resourceVersion: '7',
-      labels: { app: 'a' },
-      annotations: {
-        'kubectl.kubernetes.io/last-applied-configuration': '{"big":1}',
-        'pv.kubernetes.io/bind-completed': 'yes',
-        'volume.kubernetes.io/storage-provisioner': 'csi.juicefs.com',
-        'juicefs/mount-cpu-limit': '1',
+t.test(
+  'a lean PVC keeps identity, labels, annotations, class, modes, request and volume; drops the rest',
+  async (t) => {
+    const pvc: V1PersistentVolumeClaim = {
+      metadata: {
+        name: 'data',
+        namespace: 'apps',
+        uid: 'u1',
+        resourceVersion: '7',
+        labels: { app: 'a' },
+        annotations: {
+          'kubectl.kubernetes.io/last-applied-configuration': '{"big":1}',
+          'pv.kubernetes.io/bind-completed': 'yes',
+          'volume.kubernetes.io/storage-provisioner': 'csi.juicefs.com',
+          'juicefs/mount-cpu-limit': '1',
+        },
+        ...bulk,
       },
-      ...bulk,
-    },
-    spec: {
-      accessModes: ['ReadWriteMany'],
-      storageClassName: 'jfs',
-      volumeName: 'pv-1',
-      resources: { requests: { storage: '1Gi' } },
-    },
-    status: { phase: 'Bound', capacity: { storage: '1Gi' } },
-  };
-  t.same(leanPvc(pvc), {
-    metadata: {
-      name: 'data',
-      namespace: 'apps',
-      uid: 'u1',
-      resourceVersion: '7',
-      labels: { app: 'a' },
-      annotations: { 'juicefs/mount-cpu-limit': '1' },
-    },
-    spec: { accessModes: ['ReadWriteMany'], storageClassName: 'jfs', volumeName: 'pv-1' },
-  });
-  t.equal(leanPvc({ spec: { storageClassName: '' } }).spec?.storageClassName, '', 'an empty class is a class');
-});
+      spec: {
+        accessModes: ['ReadWriteMany'],
+        storageClassName: 'jfs',
+        volumeName: 'pv-1',
+        resources: { requests: { storage: '1Gi' }, limits: { storage: '2Gi' } },
+      },
+      status: { phase: 'Bound', capacity: { storage: '1Gi' } },
+    };
+    t.same(leanPvc(pvc), {
+      metadata: {
+        name: 'data',
+        namespace: 'apps',
+        uid: 'u1',
+        resourceVersion: '7',
+        labels: { app: 'a' },
+        annotations: { 'juicefs/mount-cpu-limit': '1' },
+      },
+      spec: {
+        accessModes: ['ReadWriteMany'],
+        resources: { requests: { storage: '1Gi' } },
+        storageClassName: 'jfs',
+        volumeName: 'pv-1',
+      },
+    });
+    t.equal(leanPvc({ spec: { storageClassName: '' } }).spec?.storageClassName, '', 'an empty class is a class');
+  },
+);
 
 t.test('a lean PV keeps its CSI source and claim; a lean Secret its data, type and owners', async (t) => {
   const pv = leanPv({

@@ -203,3 +203,59 @@ t.test('readiness follows the caches; metrics count results', async (t) => {
 t.test('unknown paths are 404', async (t) => {
   t.equal((await server().inject({ method: 'GET', url: '/nope' })).statusCode, 404);
 });
+
+t.test('the validating paths: Secrets and PVs judged, anything else allowed, bad input a 400', async (t) => {
+  const existing = {
+    metadata: { name: 'pv-a' },
+    spec: { csi: { driver: 'csi.juicefs.com', volumeHandle: 'vol-1' } },
+  };
+  const statusAsked: string[] = [];
+  const app = buildServer({
+    view: new ObjectView(objects),
+    config: () => DEFAULT_GLOBAL_CONFIG,
+    ready: () => true,
+    onError: 'deny',
+    log: pino({ level: 'silent' }),
+    validation: {
+      pvs: () => [existing],
+      secretStatus: async (s) => {
+        statusAsked.push(s.metadata?.name ?? '');
+        return s.metadata?.name === 'unreachable' ? 'juicefs status failed: exit 1' : undefined;
+      },
+    },
+  });
+  const ask = async (url: string, object: unknown, kind: string, operation = 'CREATE') => {
+    const res = await app.inject({
+      method: 'POST',
+      url,
+      payload: reviewOf(object, { kind: { group: '', version: 'v1', kind }, operation }),
+    });
+    t.equal(res.statusCode, 200, `${url} ${kind} ${operation}`);
+    return res.json().response as { allowed: boolean; status?: { message: string }; warnings?: string[] };
+  };
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  const twin = { metadata: { name: 'pv-b' }, spec: { csi: { driver: 'csi.juicefs.com', volumeHandle: 'vol-1' } } };
+  t.match(await ask('/validate', twin, 'PersistentVolume'), { allowed: false, status: { message: /already/ } });
+  t.match(await ask('/juicefs/validate-pv', twin, 'PersistentVolume'), { allowed: false }, "the reference's path");
+  t.match(await ask('/validate', twin, 'PersistentVolume', 'UPDATE'), { allowed: true }, 'only PV CREATE');
+  const bad = { metadata: { name: 'bad' }, type: 'Opaque', data: { metaurl: b64('http://x') } };
+  t.match(await ask('/juicefs/validate-secret', bad, 'Secret', 'UPDATE'), {
+    allowed: false,
+    status: { message: /Secret team-a\/bad: metaurl scheme "http"/ },
+  });
+  t.same(statusAsked, [], 'a malformed Secret is refused before its metadata engine is asked');
+  const down = { metadata: { name: 'unreachable' }, type: 'Opaque', data: { metaurl: b64('redis://r/1') } };
+  t.match(await ask('/validate', down, 'Secret'), { allowed: false, status: { message: /juicefs status failed/ } });
+  const good = { metadata: { name: 'good' }, type: 'Opaque', data: { metaurl: b64('redis://r/1') } };
+  t.match(await ask('/validate', good, 'Secret'), { allowed: true });
+  t.same(statusAsked, ['unreachable', 'good']);
+  t.match(await ask('/validate', pod, 'Pod'), { allowed: true }, 'another kind: allowed unchanged');
+  for (const payload of [
+    'nope',
+    { kind: 'AdmissionReview' },
+    { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: {} },
+  ]) {
+    const res = await app.inject({ method: 'POST', url: '/validate', payload });
+    t.equal(res.statusCode, 400, JSON.stringify(payload));
+  }
+});
