@@ -126,7 +126,7 @@ if (w) {
         container: 'jfs-mount',
       });
       t.notMatch(logs, /quota set on .* failed/, 'and logged no failure');
-        await w.core.deleteNamespacedPod({ name: 'static', namespace: NS, gracePeriodSeconds: 5 });
+      await w.core.deleteNamespacedPod({ name: 'static', namespace: NS, gracePeriodSeconds: 5 });
     },
   );
 
