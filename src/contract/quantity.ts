@@ -36,6 +36,13 @@ export function parseQuantity(text: string): Quantity | undefined {
   return exponent >= 0 ? { num: num * 10n ** BigInt(exponent), den: 1n } : { num, den: 10n ** BigInt(-exponent) };
 }
 
+/** A storage quantity in whole bytes, rounded up; undefined when the text is no quantity or not above zero. */
+export function quantityBytes(text: string): number | undefined {
+  const q = parseQuantity(text);
+  if (!q || q.num <= 0n) return undefined;
+  return Number((q.num + q.den - 1n) / q.den);
+}
+
 /** Whether the text is a quantity. */
 export function isQuantity(text: string): boolean {
   return parseQuantity(text) !== undefined;

@@ -74,61 +74,37 @@ export async function startControllerStack(
     ).start();
   let controller = startController();
   await waitForSocket(socket);
-  const provisioner = new ManagedProcess(
-    bins['csi-provisioner'],
-    [
-      `--csi-address=${socket}`,
-      `--kubeconfig=${kubeconfig}`,
-      '--extra-create-metadata',
-      '--leader-election=false',
-      '--timeout=60s',
-      '--retry-interval-start=500ms',
-      '--retry-interval-max=5s',
-      // As manifests/controller.yaml: the defaults (5 QPS, burst 10) throttle provisioning to a few PVCs per
-      // second (each costs a PV create and two Events); 100 workers keep CreateVolume calls queued at the
-      // controller, whose pool sets the pace (ADR 0024).
-      '--worker-threads=100',
-      '--kube-api-qps=200',
-      '--kube-api-burst=400',
-      '--v=2',
-    ],
-    path.join(opts.dir, 'csi-provisioner.log'),
-    // csi-provisioner exits when it loses the driver's socket; in a pod, kubelet restarts it.
-    true,
-  ).start();
-  // As manifests/controller.yaml's csi-resizer container.
-  const resizer = new ManagedProcess(
-    bins['csi-resizer'],
-    [
-      `--csi-address=${socket}`,
-      `--kubeconfig=${kubeconfig}`,
-      '--leader-election=false',
-      '--timeout=60s',
-      '--handle-volume-inuse-error=false',
-      '--retry-interval-start=500ms',
-      '--retry-interval-max=5s',
-      '--v=2',
-    ],
-    path.join(opts.dir, 'csi-resizer.log'),
-    true,
-  ).start();
-  // As manifests/controller.yaml's csi-snapshotter container.
-  const snapshotter = opts.snapshots
-    ? new ManagedProcess(
-        bins['csi-snapshotter'],
-        [
-          `--csi-address=${socket}`,
-          `--kubeconfig=${kubeconfig}`,
-          '--leader-election=false',
-          '--timeout=60s',
-          '--retry-interval-start=500ms',
-          '--retry-interval-max=5s',
-          '--v=2',
-        ],
-        path.join(opts.dir, 'csi-snapshotter.log'),
-        true,
-      ).start()
-    : undefined;
+  /**
+   * A Kubernetes CSI sidecar on the controller's socket, as its container in manifests/controller.yaml runs (no
+   * leader election here, short retries); it exits when it loses the socket, and is restarted as kubelet would.
+   */
+  const csiSidecar = (name: 'csi-provisioner' | 'csi-resizer' | 'csi-snapshotter', args: string[]) =>
+    new ManagedProcess(
+      bins[name],
+      [
+        `--csi-address=${socket}`,
+        `--kubeconfig=${kubeconfig}`,
+        '--leader-election=false',
+        '--timeout=60s',
+        '--retry-interval-start=500ms',
+        '--retry-interval-max=5s',
+        ...args,
+        '--v=2',
+      ],
+      path.join(opts.dir, `${name}.log`),
+      true,
+    ).start();
+  const provisioner = csiSidecar('csi-provisioner', [
+    '--extra-create-metadata',
+    // As manifests/controller.yaml: the defaults (5 QPS, burst 10) throttle provisioning to a few PVCs per
+    // second (each costs a PV create and two Events); 100 workers keep CreateVolume calls queued at the
+    // controller, whose pool sets the pace (ADR 0024).
+    '--worker-threads=100',
+    '--kube-api-qps=200',
+    '--kube-api-burst=400',
+  ]);
+  const resizer = csiSidecar('csi-resizer', ['--handle-volume-inuse-error=false']);
+  const snapshotter = opts.snapshots ? csiSidecar('csi-snapshotter', []) : undefined;
   const stack: ControllerStack = {
     socket,
     get controller() {

@@ -7,7 +7,7 @@
 // Pure: objects in, answers out.
 import type { V1PersistentVolume } from '@kubernetes/client-node';
 import { ATTR, CSI_DRIVER_NAME } from '../contract/keys.js';
-import { parseQuantity } from '../contract/quantity.js';
+import { quantityBytes } from '../contract/quantity.js';
 import { joinSubdirs, normaliseSubdir } from '../contract/subdir.js';
 import { parseOption, splitOptionList, SUBDIR_KEY } from './mount-options.js';
 
@@ -65,9 +65,7 @@ export interface DerivedVolume {
 
 /** A PV's capacity in bytes (0 when it names none), rounded up to a whole byte. */
 function capacityBytes(pv: V1PersistentVolume): number {
-  const q = parseQuantity(String(pv.spec?.capacity?.storage ?? '0'));
-  if (!q || q.num <= 0n) return 0;
-  return Number((q.num + q.den - 1n) / q.den);
+  return quantityBytes(String(pv.spec?.capacity?.storage ?? '0')) ?? 0;
 }
 
 /**

@@ -11,7 +11,7 @@ import type {
   V1Volume,
 } from '@kubernetes/client-node';
 import { ATTR, CSI_DRIVER_NAME, SC_SECRET_PARAMS, SECRET_COPY_SEAL_ANNOTATION } from '../contract/keys.js';
-import { parseQuantity } from '../contract/quantity.js';
+import { quantityBytes } from '../contract/quantity.js';
 import { PathPatternError, renderPathPattern } from '../contract/path-pattern.js';
 import {
   mountOptionsNeed,
@@ -253,16 +253,13 @@ export function pvcIdentity(pvc: V1PersistentVolumeClaim): PvcIdentity {
     labels: pvc.metadata?.labels ?? {},
     annotations: pvc.metadata?.annotations ?? {},
     storageClassName: pvc.spec?.storageClassName,
-    ...(requestBytes(pvc) !== undefined && { requestBytes: requestBytes(pvc) }),
+    ...withRequest(pvc.spec?.resources?.requests?.storage),
   };
 }
 
-/** A PVC's storage request in bytes, rounded up; undefined when it names none a quantity reads. */
-function requestBytes(pvc: V1PersistentVolumeClaim): number | undefined {
-  const text = pvc.spec?.resources?.requests?.storage;
-  const q = text === undefined ? undefined : parseQuantity(String(text));
-  if (!q || q.num <= 0n) return undefined;
-  return Number((q.num + q.den - 1n) / q.den);
+function withRequest(storage: string | number | undefined): { requestBytes?: number } {
+  const bytes = storage === undefined ? undefined : quantityBytes(String(storage));
+  return bytes === undefined ? {} : { requestBytes: bytes };
 }
 
 function fromBoundPv(

@@ -5,9 +5,8 @@
 // the metadata engine answers (`juicefs status`, opted into) is the shell's.
 import type { V1PersistentVolume, V1Secret } from '@kubernetes/client-node';
 import { AttributeError, parseVolumeAttributes } from '../contract/attributes.js';
-import { isClientEnvName } from '../contract/client-env.js';
 import { CSI_DRIVER_NAME, SECRET_KEYS } from '../contract/keys.js';
-import { normaliseSecretData, parseEnvs, SecretFormatError, unfitSourceSecret } from '../contract/secret-copy.js';
+import { parseEnvs, SecretFormatError, unfitSourceSecret } from '../contract/secret-copy.js';
 import { SubdirError } from '../contract/subdir.js';
 import { pvDirectory } from '../mount/volume-path.js';
 
@@ -65,18 +64,13 @@ export function validateSecret(secret: V1Secret): Verdict {
     const problem = metaurlProblem(metaurl);
     if (problem) return { denied: `${where}: ${problem}`, warnings };
   }
-  let envs: Record<string, string>;
   try {
-    envs = parseEnvs(text(SECRET_KEYS.envs));
-    normaliseSecretData(data);
+    // Refuses what does not parse and any variable off the client's allow-list (src/contract/client-env.ts).
+    parseEnvs(text(SECRET_KEYS.envs));
   } catch (err) {
     if (err instanceof SecretFormatError) return { denied: `${where}: ${err.message}`, warnings };
     throw err;
   }
-  // parseEnvs refuses names outside the allow-list itself; this keeps the rule should it ever stop doing so.
-  const refused = Object.keys(envs).filter((n) => !isClientEnvName(n));
-  if (refused.length)
-    return { denied: `${where}: envs ${refused.join(', ')} may not be given to the JuiceFS client`, warnings };
   const configs = text('configs');
   if (configs !== undefined)
     warnings.push(`${where}: "configs" (files mounted into the client) is not supported by jfs-sidecar yet; ignored`);

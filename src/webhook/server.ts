@@ -4,14 +4,20 @@
 // hold it: every request must arrive within a time limit, the number of open
 // connections is capped, and bodies are bounded in size and nesting before
 // they are parsed (docs/security/webhook-server.md).
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+} from 'fastify';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { GlobalConfig } from '../config/schema.js';
 import type { InjectMode, InjectOptions } from '../inject/types.js';
 import type { ClusterView } from '../resolve/resolve.js';
 import type { BrokerClientOptions } from '../mount/credentials.js';
-import { reviewAwaitingSeal, type OnError } from './admission.js';
+import { reviewAwaitingSeal, type AdmissionResult, type OnError } from './admission.js';
 import { JsonDepthScanner, MAX_JSON_DEPTH } from './json-guard.js';
 import { createMetrics, type WebhookMetrics } from './metrics.js';
 import { validationReview, type ValidationDeps } from './validation-review.js';
@@ -208,6 +214,17 @@ export function buildServer(opts: WebhookServerOptions): FastifyInstance {
     void res.code(404).send({ error: 'NotFound', message: `${req.method} ${req.url} is not served` });
   });
 
+  /** A review's HTTP answer, counted: 400 for a malformed one, else the AdmissionReview. */
+  const answer = (res: FastifyReply, path: string, result: AdmissionResult) => {
+    if (result.kind === 'bad-request') {
+      metrics.admissions.inc({ path, result: 'bad-request' });
+      opts.log.warn({ path, reason: result.message }, 'bad admission request');
+      return res.code(400).send({ error: 'BadRequest', message: result.message });
+    }
+    metrics.admissions.inc({ path, result: result.result });
+    return res.code(200).send(result.review);
+  };
+
   for (const [path, mode] of Object.entries(MUTATE_PATHS)) {
     app.post(path, async (req, res) => {
       const end = metrics.latency.startTimer({ path });
@@ -225,13 +242,7 @@ export function buildServer(opts: WebhookServerOptions): FastifyInstance {
         log: opts.log,
       });
       end();
-      if (result.kind === 'bad-request') {
-        metrics.admissions.inc({ path, result: 'bad-request' });
-        opts.log.warn({ path, reason: result.message }, 'bad admission request');
-        return res.code(400).send({ error: 'BadRequest', message: result.message });
-      }
-      metrics.admissions.inc({ path, result: result.result });
-      return res.code(200).send(result.review);
+      return answer(res, path, result);
     });
   }
 
@@ -244,13 +255,7 @@ export function buildServer(opts: WebhookServerOptions): FastifyInstance {
         log: opts.log,
       });
       end();
-      if (result.kind === 'bad-request') {
-        metrics.admissions.inc({ path, result: 'bad-request' });
-        opts.log.warn({ path, reason: result.message }, 'bad admission request');
-        return res.code(400).send({ error: 'BadRequest', message: result.message });
-      }
-      metrics.admissions.inc({ path, result: result.result });
-      return res.code(200).send(result.review);
+      return answer(res, path, result);
     });
   }
 
